@@ -1,0 +1,623 @@
+import net from 'node:net';
+import { Backoff, type BackoffOptions } from '../../common/backoff';
+import { ClassifiedError } from '../../common/crash-policy';
+import type { Logger } from '../../common/log';
+import type { promClient } from '../../common/metrics';
+import { CodecError } from './bytes';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  FrameDecoder,
+  FrameError,
+  FrameType,
+  FrameWriter,
+  PEER_FRAME_TYPES,
+  type Frame,
+  type FrameErrorReason,
+} from './frame';
+import { checkId, decodeHello, decodeReject, encodeHello, encodeReject, type RejectReason } from './handshake';
+import { sharedCounter, sharedGauge } from './metrics';
+import { SendQueue } from './send-queue';
+
+/**
+ * Raft messages between the replicas of one partition, over TCP (DESIGN §4 "Transport and ports").
+ *
+ * Each replica opens one outbound connection per peer and only sends on it; it receives on the
+ * connections its peers opened to it. So between A and B there are two connections, A→B and B→A,
+ * and neither side ever has to decide who dials whom. An outbound connection starts with a
+ * handshake (PEER_HELLO → PEER_HELLO_ACK | PEER_HELLO_REJECT) before any message flows.
+ *
+ * Sending never blocks and never fails: messages wait in a bounded per-peer queue that drops
+ * its OLDEST entry when full (Raft tolerates loss; see send-queue.ts). A lost connection is
+ * `peer_connection_lost` in the crash matrix: recoverable, retried with capped jittered backoff.
+ * Input that does not decode closes the connection it came on and is counted; it never throws
+ * out of the transport.
+ */
+
+export interface PeerAddress {
+  host: string;
+  port: number;
+}
+
+export type PeerMessageHandler = (from: string, payload: Buffer) => void;
+
+export interface PeerTransportOptions {
+  selfId: string;
+  /** `${topic}/${partition}`: both ends of every connection must agree on it. */
+  clusterId: string;
+  listenHost: string;
+  /** 0 picks a free port (tests); read it back from `start()` or `address`. */
+  listenPort: number;
+  /** Where a peer listens now. Called on every connection attempt (pod IPs change); undefined = not yet known. */
+  resolve: (peerId: string) => PeerAddress | undefined;
+  /** Initial membership (other replicas; selfId is ignored if present). Change it with setPeers. */
+  peers?: readonly string[];
+  /** Per-peer send queue bound in bytes of payload. Default 64 MiB. */
+  maxQueueBytes?: number;
+  /** Per-peer send queue bound in messages. Default 4096. */
+  maxQueueMsgs?: number;
+  /** Reconnect backoff. Default 50 ms doubling to 2 s, 50 % jitter. */
+  backoff?: Partial<BackoffOptions>;
+  /** Largest frame payload sent or accepted. Default 16 MiB. */
+  maxFrameBytes?: number;
+  /** Time allowed from TCP connect to a completed handshake, either direction. Default 5000 ms. */
+  handshakeTimeoutMs?: number;
+  /** Inbound connections allowed at once before their handshake completes. Default 64. */
+  maxPendingInbound?: number;
+  logger: Logger;
+  registry: promClient.Registry;
+}
+
+export const PEER_DEFAULTS = {
+  maxQueueBytes: 64 * 1024 * 1024,
+  maxQueueMsgs: 4096,
+  backoff: { initialMs: 50, maxMs: 2000, multiplier: 2, jitter: 0.5 } satisfies BackoffOptions,
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  handshakeTimeoutMs: 5000,
+  maxPendingInbound: 64,
+} as const;
+
+export type DropReason = 'queue_full' | 'too_large' | 'unknown_peer' | 'peer_removed' | 'closed';
+
+function makeMetrics(reg: promClient.Registry) {
+  return {
+    framesSent: sharedCounter(reg, {
+      name: 'daftka_peer_frames_sent_total',
+      help: 'Raft message frames written to a peer connection.',
+      labelNames: ['peer'] as const,
+    }),
+    bytesSent: sharedCounter(reg, {
+      name: 'daftka_peer_sent_bytes_total',
+      help: 'Bytes written to peer connections, frame headers included.',
+      labelNames: ['peer'] as const,
+    }),
+    framesReceived: sharedCounter(reg, {
+      name: 'daftka_peer_frames_received_total',
+      help: 'Raft message frames received from a peer.',
+      labelNames: ['peer'] as const,
+    }),
+    bytesReceived: sharedCounter(reg, {
+      name: 'daftka_peer_received_bytes_total',
+      help: 'Bytes of Raft message frames received from a peer, frame headers included.',
+      labelNames: ['peer'] as const,
+    }),
+    dropped: sharedCounter(reg, {
+      name: 'daftka_peer_queue_dropped_messages_total',
+      help: 'Outbound Raft messages discarded: oldest shed from a full queue, too large, unknown or removed peer, closed.',
+      labelNames: ['peer', 'reason'] as const,
+    }),
+    reconnects: sharedCounter(reg, {
+      name: 'daftka_peer_reconnects_total',
+      help: 'Outbound connection attempts scheduled after a failure or disconnect.',
+      labelNames: ['peer'] as const,
+    }),
+    connectFailures: sharedCounter(reg, {
+      name: 'daftka_peer_connect_failures_total',
+      help: 'Outbound connections that failed or were lost, by reason (error, timeout, closed, bad_frame, rejected reasons).',
+      labelNames: ['peer', 'reason'] as const,
+    }),
+    connected: sharedGauge(reg, {
+      name: 'daftka_peer_connected_peers',
+      help: 'Peers with an outbound connection whose handshake completed.',
+    }),
+    queueMessages: sharedGauge(reg, {
+      name: 'daftka_peer_queue_messages',
+      help: 'Raft messages waiting in the send queue of a peer.',
+      labelNames: ['peer'] as const,
+    }),
+    queueBytes: sharedGauge(reg, {
+      name: 'daftka_peer_queue_bytes',
+      help: 'Payload bytes waiting in the send queue of a peer.',
+      labelNames: ['peer'] as const,
+    }),
+    badFrames: sharedCounter(reg, {
+      name: 'daftka_peer_bad_frames_total',
+      help: 'Peer connections closed because a frame did not decode, by reason.',
+      labelNames: ['reason'] as const,
+    }),
+    handshakeRejected: sharedCounter(reg, {
+      name: 'daftka_peer_handshake_rejected_total',
+      help: 'Inbound peer connections refused at the handshake, by reason.',
+      labelNames: ['reason'] as const,
+    }),
+  };
+}
+type PeerMetrics = ReturnType<typeof makeMetrics>;
+
+/** Fatal errors from the message handler escape (crash-only); anything else is poison input from that peer. */
+function isFatal(err: unknown): boolean {
+  if (err instanceof ClassifiedError) return err.failureClass === 'fatal';
+  return (err as { name?: unknown } | null)?.name === 'InvariantViolation';
+}
+
+function errorCode(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return typeof e?.code === 'string' ? e.code : String(e?.message ?? err);
+}
+
+/** One peer's outbound side: queue, connection, reconnect timer. */
+class Outbound {
+  readonly queue: SendQueue;
+  readonly backoff: Backoff;
+  socket: net.Socket | null = null;
+  writer: FrameWriter | null = null;
+  state: 'idle' | 'connecting' | 'open' | 'disposed' = 'idle';
+  timer: NodeJS.Timeout | null = null;
+  waitingDrain = false;
+  /** Failures since the last successful handshake: the first is logged at info, the rest at debug. */
+  failuresSinceOpen = 0;
+  readonly m: {
+    framesSent: promClient.Counter.Internal;
+    bytesSent: promClient.Counter.Internal;
+    queueMessages: promClient.Gauge.Internal<'peer'>;
+    queueBytes: promClient.Gauge.Internal<'peer'>;
+  };
+
+  constructor(
+    readonly id: string,
+    t: { maxQueueBytes: number; maxQueueMsgs: number; backoff: Partial<BackoffOptions>; metrics: PeerMetrics },
+  ) {
+    this.queue = new SendQueue({ maxQueueBytes: t.maxQueueBytes, maxQueueMsgs: t.maxQueueMsgs });
+    this.backoff = new Backoff(t.backoff);
+    this.m = {
+      framesSent: t.metrics.framesSent.labels({ peer: id }),
+      bytesSent: t.metrics.bytesSent.labels({ peer: id }),
+      queueMessages: t.metrics.queueMessages.labels({ peer: id }),
+      queueBytes: t.metrics.queueBytes.labels({ peer: id }),
+    };
+  }
+
+  updateQueueGauges(): void {
+    this.m.queueMessages.set(this.queue.length);
+    this.m.queueBytes.set(this.queue.byteLength);
+  }
+}
+
+interface Inbound {
+  socket: net.Socket;
+  readonly decoder: FrameDecoder;
+  peerId: string | null;
+  timer: NodeJS.Timeout | null;
+}
+
+export class PeerTransport {
+  readonly selfId: string;
+  readonly clusterId: string;
+  private readonly opts: PeerTransportOptions;
+  private readonly log: Logger;
+  private readonly metrics: PeerMetrics;
+  private readonly maxQueueBytes: number;
+  private readonly maxQueueMsgs: number;
+  private readonly backoffOpts: Partial<BackoffOptions>;
+  private readonly maxFrameBytes: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly maxPendingInbound: number;
+
+  private readonly outbound = new Map<string, Outbound>();
+  private readonly inbound = new Set<Inbound>();
+  private handler: PeerMessageHandler | null = null;
+  private server: net.Server | null = null;
+  private state: 'new' | 'started' | 'closed' = 'new';
+  private connectedCount = 0;
+
+  constructor(opts: PeerTransportOptions) {
+    checkId(opts.selfId, 'selfId');
+    checkId(opts.clusterId, 'clusterId');
+    this.opts = opts;
+    this.selfId = opts.selfId;
+    this.clusterId = opts.clusterId;
+    this.log = opts.logger;
+    this.metrics = makeMetrics(opts.registry);
+    this.maxQueueBytes = opts.maxQueueBytes ?? PEER_DEFAULTS.maxQueueBytes;
+    this.maxQueueMsgs = opts.maxQueueMsgs ?? PEER_DEFAULTS.maxQueueMsgs;
+    this.backoffOpts = { ...PEER_DEFAULTS.backoff, ...(opts.backoff ?? {}) };
+    new Backoff(this.backoffOpts); // validate once, at the edge
+    this.maxFrameBytes = opts.maxFrameBytes ?? PEER_DEFAULTS.maxFrameBytes;
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? PEER_DEFAULTS.handshakeTimeoutMs;
+    this.maxPendingInbound = opts.maxPendingInbound ?? PEER_DEFAULTS.maxPendingInbound;
+    new SendQueue({ maxQueueBytes: this.maxQueueBytes, maxQueueMsgs: this.maxQueueMsgs }); // validate bounds
+    if (opts.peers) this.setPeers(opts.peers);
+  }
+
+  /** Listen on the peer port and dial every known peer. Resolves with the bound address. */
+  async start(): Promise<PeerAddress> {
+    if (this.state !== 'new') throw new Error(`PeerTransport.start() called in state ${this.state}`);
+    const server = net.createServer({ noDelay: true }, (s) => this.accept(s));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.listenPort, this.opts.listenHost, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.error('peer_listener_error', { error: errorCode(err) }));
+    this.state = 'started';
+    for (const o of this.outbound.values()) this.connect(o);
+    const addr = this.address;
+    this.log.info('peer_transport_listening', { host: addr.host, port: addr.port, cluster: this.clusterId });
+    return addr;
+  }
+
+  get address(): PeerAddress {
+    const a = this.server?.address();
+    if (!a || typeof a === 'string') throw new Error('PeerTransport is not listening');
+    return { host: a.address, port: a.port };
+  }
+
+  /** The one consumer of received messages (the Raft driver). See isFatal for what a throw does. */
+  onMessage(handler: PeerMessageHandler): void {
+    this.handler = handler;
+  }
+
+  /** Peers whose outbound handshake has completed. */
+  connectedPeers(): string[] {
+    return [...this.outbound.values()].filter((o) => o.state === 'open').map((o) => o.id);
+  }
+
+  /**
+   * Queue `payload` for `to`; never blocks, never throws. The transport takes ownership of the
+   * bytes (do not mutate them afterwards). Messages to peers not in the membership are dropped.
+   */
+  send(to: string, payload: Uint8Array): void {
+    const o = this.outbound.get(to);
+    if (!o || this.state === 'closed') {
+      this.metrics.dropped.inc({
+        peer: o ? to : 'unknown',
+        reason: this.state === 'closed' ? 'closed' : 'unknown_peer',
+      });
+      return;
+    }
+    if (payload.byteLength > this.maxFrameBytes) {
+      this.metrics.dropped.inc({ peer: to, reason: 'too_large' });
+      this.log.warn('peer_message_too_large', { peer: to, bytes: payload.byteLength, limit: this.maxFrameBytes });
+      return;
+    }
+    const shed = o.queue.push(payload);
+    if (shed > 0) {
+      const reason: DropReason = payload.byteLength > this.maxQueueBytes ? 'too_large' : 'queue_full';
+      this.metrics.dropped.inc({ peer: to, reason }, shed);
+    }
+    if (o.state === 'open') this.flush(o);
+    else o.updateQueueGauges();
+  }
+
+  /** Replace the membership (other replicas). New peers are dialled; removed ones are disconnected and their queues discarded. */
+  setPeers(ids: readonly string[]): void {
+    const next = new Set(ids.filter((id) => id !== this.selfId));
+    for (const id of next) checkId(id, 'peer id');
+    for (const [id, o] of this.outbound) {
+      if (next.has(id)) continue;
+      this.dispose(o, 'peer_removed');
+      this.outbound.delete(id);
+      for (const c of this.inbound) if (c.peerId === id) c.socket.destroy();
+      this.removePeerMetrics(id);
+    }
+    for (const id of next) {
+      if (this.outbound.has(id)) continue;
+      const o = new Outbound(id, {
+        maxQueueBytes: this.maxQueueBytes,
+        maxQueueMsgs: this.maxQueueMsgs,
+        backoff: this.backoffOpts,
+        metrics: this.metrics,
+      });
+      this.outbound.set(id, o);
+      if (this.state === 'started') this.connect(o);
+    }
+  }
+
+  peers(): string[] {
+    return [...this.outbound.keys()];
+  }
+
+  /** Stop listening, drop every connection and queue. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    const wasStarted = this.state === 'started';
+    this.state = 'closed';
+    for (const o of this.outbound.values()) this.dispose(o, 'closed');
+    for (const c of this.inbound) {
+      if (c.timer) clearTimeout(c.timer);
+      c.socket.destroy();
+    }
+    this.inbound.clear();
+    if (wasStarted && this.server) {
+      const server = this.server;
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    this.log.info('peer_transport_closed', { cluster: this.clusterId });
+  }
+
+  // ---- outbound ----
+
+  private connect(o: Outbound): void {
+    if (o.state !== 'idle' || this.state !== 'started') return;
+    const addr = this.opts.resolve(o.id);
+    if (!addr) {
+      this.connectFailed(o, 'unresolved');
+      return;
+    }
+    o.state = 'connecting';
+    const socket = net.connect({ host: addr.host, port: addr.port, noDelay: true });
+    const decoder = new FrameDecoder({ allowedTypes: PEER_FRAME_TYPES, maxFrameBytes: 4096 });
+    o.socket = socket;
+    let failure: string | null = null;
+    // Covers TCP connect plus handshake: a peer that accepts but never answers is treated as down.
+    o.timer = setTimeout(() => {
+      failure = 'timeout';
+      socket.destroy();
+    }, this.handshakeTimeoutMs);
+
+    socket.on('connect', () => {
+      const w = new FrameWriter(socket);
+      w.write(FrameType.PEER_HELLO, [encodeHello({ from: this.selfId, to: o.id, clusterId: this.clusterId })]);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      decoder.push(chunk);
+      try {
+        for (const f of decoder.frames()) {
+          if (o.state === 'open')
+            throw new FrameError('unexpected_type', `type 0x${f.type.toString(16)} after handshake`);
+          if (f.type === FrameType.PEER_HELLO_ACK) this.opened(o, socket);
+          else if (f.type === FrameType.PEER_HELLO_REJECT) {
+            failure = `rejected_${decodeReject(f.payload)}`;
+            socket.destroy();
+            return;
+          } else throw new FrameError('unexpected_type', `type 0x${f.type.toString(16)} during handshake`);
+        }
+      } catch (e) {
+        if (!(e instanceof FrameError)) throw e;
+        this.badFrame(e.reason, o.id, e.message);
+        failure = 'bad_frame';
+        socket.destroy();
+      }
+    });
+    socket.on('error', (err) => {
+      failure ??= errorCode(err);
+    });
+    socket.on('close', () => {
+      if (o.socket !== socket) return;
+      if (o.timer) clearTimeout(o.timer);
+      o.timer = null;
+      const wasOpen = o.state === 'open';
+      o.socket = null;
+      o.writer = null;
+      o.waitingDrain = false;
+      if (wasOpen) {
+        this.connectedCount--;
+        this.metrics.connected.set(this.connectedCount);
+      }
+      if (o.state === 'disposed') return;
+      o.state = 'idle';
+      this.connectFailed(o, failure ?? 'closed', wasOpen);
+    });
+  }
+
+  private opened(o: Outbound, socket: net.Socket): void {
+    if (o.timer) clearTimeout(o.timer);
+    o.timer = null;
+    o.state = 'open';
+    o.writer = new FrameWriter(socket);
+    o.backoff.reset();
+    o.failuresSinceOpen = 0;
+    this.connectedCount++;
+    this.metrics.connected.set(this.connectedCount);
+    this.log.info('peer_connected', { peer: o.id, queued: o.queue.length });
+    this.flush(o);
+  }
+
+  private connectFailed(o: Outbound, reason: string, wasOpen = false): void {
+    const label = reason.startsWith('rejected_') || /^[a-z_]+$/.test(reason) ? reason : 'error';
+    this.metrics.connectFailures.inc({ peer: o.id, reason: /^E[A-Z]+$/.test(reason) ? 'error' : label });
+    const fields = { peer: o.id, reason, was_connected: wasOpen, attempts: o.backoff.attempts };
+    if (wasOpen || o.failuresSinceOpen === 0) this.log.info('peer_disconnected', fields);
+    else this.log.debug('peer_connect_failed', fields);
+    o.failuresSinceOpen++;
+    if (this.state !== 'started' || o.state === 'disposed') return;
+    const delayMs = o.backoff.next();
+    this.metrics.reconnects.inc({ peer: o.id });
+    o.timer = setTimeout(() => {
+      o.timer = null;
+      this.connect(o);
+    }, delayMs);
+  }
+
+  /**
+   * Move queued messages into the socket while it takes them without buffering past its
+   * high-water mark. What stays in our queue is subject to drop-oldest; what sits in the socket
+   * buffer is lost if the connection drops (Raft retransmits).
+   */
+  private flush(o: Outbound): void {
+    if (o.state !== 'open' || !o.writer || o.waitingDrain) return;
+    const socket = o.socket as net.Socket;
+    let frames = 0;
+    let bytes = 0;
+    while (o.queue.length > 0) {
+      const msg = o.queue.shift() as Uint8Array;
+      const parts = [msg];
+      frames++;
+      bytes += FrameWriter.wireBytes(parts);
+      if (!o.writer.write(FrameType.PEER_MESSAGE, parts)) {
+        o.waitingDrain = true;
+        socket.once('drain', () => {
+          o.waitingDrain = false;
+          this.flush(o);
+        });
+        break;
+      }
+    }
+    if (frames > 0) {
+      o.m.framesSent.inc(frames);
+      o.m.bytesSent.inc(bytes);
+    }
+    o.updateQueueGauges();
+  }
+
+  private dispose(o: Outbound, reason: DropReason): void {
+    o.state = 'disposed';
+    if (o.timer) clearTimeout(o.timer);
+    o.timer = null;
+    const discarded = o.queue.clear();
+    if (discarded > 0) this.metrics.dropped.inc({ peer: o.id, reason }, discarded);
+    o.socket?.destroy();
+    o.updateQueueGauges();
+  }
+
+  private removePeerMetrics(id: string): void {
+    // Keep label cardinality bounded by the current membership, not by every peer ever seen.
+    const m = this.metrics;
+    for (const c of [m.framesSent, m.bytesSent, m.framesReceived, m.bytesReceived, m.reconnects])
+      c.remove({ peer: id });
+    m.queueMessages.remove({ peer: id });
+    m.queueBytes.remove({ peer: id });
+  }
+
+  // ---- inbound ----
+
+  private accept(socket: net.Socket): void {
+    if (this.state !== 'started') {
+      socket.destroy();
+      return;
+    }
+    let pending = 0;
+    for (const c of this.inbound) if (c.peerId === null) pending++;
+    if (pending >= this.maxPendingInbound) {
+      this.metrics.handshakeRejected.inc({ reason: 'too_many_pending' });
+      socket.destroy();
+      return;
+    }
+    const c: Inbound = {
+      socket,
+      // Until the handshake completes only a small hello is acceptable; a stranger cannot make us buffer 16 MiB.
+      decoder: new FrameDecoder({ allowedTypes: PEER_FRAME_TYPES, maxFrameBytes: 4096 }),
+      peerId: null,
+      timer: null,
+    };
+    this.inbound.add(c);
+    c.timer = setTimeout(() => {
+      this.metrics.handshakeRejected.inc({ reason: 'timeout' });
+      this.log.warn('peer_handshake_timeout', { remote: socket.remoteAddress });
+      socket.destroy();
+    }, this.handshakeTimeoutMs);
+    socket.on('data', (chunk: Buffer) => this.onInboundData(c, chunk));
+    socket.on('end', () => {
+      try {
+        c.decoder.end();
+      } catch (e) {
+        if (e instanceof FrameError) this.badFrame(e.reason, c.peerId, e.message);
+      }
+      socket.destroy();
+    });
+    socket.on('error', () => {
+      /* 'close' follows; nothing to add */
+    });
+    socket.on('close', () => {
+      if (c.timer) clearTimeout(c.timer);
+      this.inbound.delete(c);
+    });
+  }
+
+  private onInboundData(c: Inbound, chunk: Buffer): void {
+    c.decoder.push(chunk);
+    let f: Frame | undefined;
+    for (;;) {
+      try {
+        f = c.decoder.next();
+        if (f === undefined) return;
+        if (c.peerId === null) {
+          this.handshake(c, f);
+          if (c.peerId === null) return; // refused; socket is closing
+          continue;
+        }
+        if (f.type !== FrameType.PEER_MESSAGE)
+          throw new FrameError('unexpected_type', `type 0x${f.type.toString(16)} after handshake`);
+      } catch (e) {
+        if (!(e instanceof FrameError)) throw e;
+        this.badFrame(e.reason, c.peerId, e.message);
+        c.socket.destroy();
+        return;
+      }
+      if (!this.deliver(c, c.peerId, f)) return;
+    }
+  }
+
+  private handshake(c: Inbound, f: Frame): void {
+    if (f.type !== FrameType.PEER_HELLO)
+      throw new FrameError('unexpected_type', `type 0x${f.type.toString(16)} before hello`);
+    let hello;
+    try {
+      hello = decodeHello(f.payload);
+    } catch (e) {
+      if (!(e instanceof CodecError)) throw e;
+      this.refuse(c, 'malformed', { detail: e.message });
+      return;
+    }
+    let reason: RejectReason | null = null;
+    if (hello.clusterId !== this.clusterId) reason = 'wrong_cluster';
+    else if (hello.to !== this.selfId) reason = 'wrong_target';
+    else if (hello.from === this.selfId) reason = 'self';
+    else if (!this.outbound.has(hello.from)) reason = 'unknown_peer';
+    if (reason) {
+      this.refuse(c, reason, { from: hello.from, to: hello.to, cluster: hello.clusterId });
+      return;
+    }
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = null;
+    // A peer that restarted may leave a half-open connection behind: the newest one wins.
+    for (const other of this.inbound) if (other !== c && other.peerId === hello.from) other.socket.destroy();
+    c.peerId = hello.from;
+    c.decoder.setMaxFrameBytes(this.maxFrameBytes);
+    new FrameWriter(c.socket).write(FrameType.PEER_HELLO_ACK, []);
+    this.log.info('peer_accepted', { peer: hello.from, remote: c.socket.remoteAddress });
+  }
+
+  private refuse(c: Inbound, reason: RejectReason, fields: Record<string, unknown>): void {
+    this.metrics.handshakeRejected.inc({ reason });
+    this.log.warn('peer_handshake_rejected', { reason, remote: c.socket.remoteAddress, ...fields });
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = null;
+    new FrameWriter(c.socket).write(FrameType.PEER_HELLO_REJECT, [encodeReject(reason)]);
+    c.socket.end();
+    c.socket.destroySoon();
+  }
+
+  /** Hand one message to the handler; false when the connection was closed because of it. */
+  private deliver(c: Inbound, from: string, f: Frame): boolean {
+    this.metrics.framesReceived.inc({ peer: from });
+    this.metrics.bytesReceived.inc({ peer: from }, f.payload.byteLength + 12);
+    if (!this.handler) return true;
+    try {
+      this.handler(from, f.payload);
+      return true;
+    } catch (err) {
+      if (isFatal(err)) throw err; // crash-only: an invariant breach is not poison input
+      this.badFrame('bad_payload', from, errorCode(err));
+      c.socket.destroy();
+      return false;
+    }
+  }
+
+  private badFrame(reason: FrameErrorReason, peer: string | null, detail: string): void {
+    this.metrics.badFrames.inc({ reason });
+    this.log.warn('peer_bad_frame', { reason, peer: peer ?? undefined, detail });
+  }
+}
