@@ -1,0 +1,180 @@
+import { readFileSync } from 'node:fs';
+import { createAjv, pointerOf, type JsonSchema } from './validation';
+
+/**
+ * What the gateway knows about topics: partition counts, limits, quotas, access lists and where
+ * each partition's replicas listen. The static implementation reads a JSON file (local mode
+ * writes it); the Kubernetes-watch implementation comes with the operator. Keep it small.
+ */
+
+export interface TopicQuotas {
+  /** Per principal; undefined = unlimited. */
+  produceBytesPerSecond?: number;
+  fetchBytesPerSecond?: number;
+  recordsPerSecond?: number;
+}
+
+export interface TopicAccess {
+  /** Principal names; `*` means every authenticated principal. */
+  producers: string[];
+  consumers: string[];
+  admins: string[];
+}
+
+export interface TopicInfo {
+  name: string;
+  partitions: number;
+  /** Largest record (key + value + header names and values), in bytes. */
+  maxRecordBytes: number;
+  quotas: TopicQuotas;
+  access: TopicAccess;
+  /** Per partition, the client `host:port` of each replica (the seeds when no leader is known). */
+  replicaEndpoints: string[][];
+}
+
+export interface TopicCatalog {
+  /** Every topic, in name order. */
+  list(): TopicInfo[];
+  get(name: string): TopicInfo | undefined;
+  /** True once metadata is loaded (the static catalog always is). */
+  ready(): boolean;
+}
+
+/** Kubernetes object names (DNS-1123 label), which also keeps topics safe as NATS subject tokens. */
+export const TOPIC_NAME_PATTERN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
+export const ENDPOINT_PATTERN = '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
+export const DEFAULT_MAX_RECORD_BYTES = 1_048_576;
+
+const nameList: JsonSchema = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 253 } };
+
+/** The topics file: `{"topics":[{name, partitions, replicaEndpoints, maxRecordBytes?, quotas?, access?}]}`. */
+export const TOPICS_FILE_SCHEMA: JsonSchema = {
+  type: 'object',
+  required: ['topics'],
+  additionalProperties: false,
+  properties: {
+    topics: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['name', 'partitions', 'replicaEndpoints'],
+        additionalProperties: false,
+        properties: {
+          name: { type: 'string', pattern: TOPIC_NAME_PATTERN },
+          partitions: { type: 'integer', minimum: 1, maximum: 10_000 },
+          maxRecordBytes: { type: 'integer', minimum: 1, maximum: 64 * 1_048_576 },
+          quotas: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              produceBytesPerSecond: { type: 'number', exclusiveMinimum: 0 },
+              fetchBytesPerSecond: { type: 'number', exclusiveMinimum: 0 },
+              recordsPerSecond: { type: 'number', exclusiveMinimum: 0 },
+            },
+          },
+          access: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { producers: nameList, consumers: nameList, admins: nameList },
+          },
+          replicaEndpoints: {
+            type: 'array',
+            items: {
+              type: 'array',
+              minItems: 1,
+              items: { type: 'string', pattern: ENDPOINT_PATTERN },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+export class CatalogError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CatalogError';
+  }
+}
+
+interface TopicSpecIn {
+  name: string;
+  partitions: number;
+  maxRecordBytes?: number;
+  quotas?: TopicQuotas;
+  access?: Partial<TopicAccess>;
+  replicaEndpoints: string[][];
+}
+
+let validateTopicsFile: ReturnType<ReturnType<typeof createAjv>['compile']> | undefined;
+
+/** Validate a parsed topics document into TopicInfo values; throws CatalogError naming the field. */
+export function parseTopics(doc: unknown, source = 'topics'): TopicInfo[] {
+  validateTopicsFile ??= createAjv().compile(TOPICS_FILE_SCHEMA);
+  if (!validateTopicsFile(doc)) {
+    const e = validateTopicsFile.errors![0];
+    throw new CatalogError(`${source}: ${pointerOf(e) || '/'} ${e.message ?? 'is invalid'}`);
+  }
+  const specs = (doc as { topics: TopicSpecIn[] }).topics;
+  const seen = new Set<string>();
+  return specs.map((t, i) => {
+    if (seen.has(t.name)) throw new CatalogError(`${source}: /topics/${i}/name ${t.name} is listed twice`);
+    seen.add(t.name);
+    if (t.replicaEndpoints.length !== t.partitions)
+      throw new CatalogError(
+        `${source}: /topics/${i}/replicaEndpoints has ${t.replicaEndpoints.length} entries, expected one per partition (${t.partitions})`,
+      );
+    return {
+      name: t.name,
+      partitions: t.partitions,
+      maxRecordBytes: t.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
+      quotas: { ...(t.quotas ?? {}) },
+      // No access list means nobody (but the anonymous principal when auth is off).
+      access: {
+        producers: t.access?.producers ?? [],
+        consumers: t.access?.consumers ?? [],
+        admins: t.access?.admins ?? [],
+      },
+      replicaEndpoints: t.replicaEndpoints.map((r) => [...r]),
+    };
+  });
+}
+
+/** A catalog from a fixed list of topics (a JSON file in local mode; tests). */
+export class StaticCatalog implements TopicCatalog {
+  private byName = new Map<string, TopicInfo>();
+  private sorted: TopicInfo[] = [];
+
+  constructor(topics: TopicInfo[]) {
+    this.replace(topics);
+  }
+
+  static fromFile(path: string): StaticCatalog {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      throw new CatalogError(`cannot read topics file ${path}: ${(err as Error).message}`);
+    }
+    return new StaticCatalog(parseTopics(doc, path));
+  }
+
+  /** Swap the whole topic list (local mode rewrites the file when topics change). */
+  replace(topics: TopicInfo[]): void {
+    this.byName = new Map(topics.map((t) => [t.name, t]));
+    this.sorted = [...topics].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  list(): TopicInfo[] {
+    return this.sorted;
+  }
+
+  get(name: string): TopicInfo | undefined {
+    return this.byName.get(name);
+  }
+
+  ready(): boolean {
+    return true;
+  }
+}

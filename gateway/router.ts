@@ -1,0 +1,473 @@
+import type client from 'prom-client';
+import { Backoff, sleep, type BackoffOptions } from '../common/backoff';
+import { DaftkaError, isDaftkaError } from '../common/errors';
+import type { Logger } from '../common/log';
+import { counter, gauge } from '../common/metrics';
+import type {
+  FetchRequest,
+  FetchResult,
+  GroupOffset,
+  GroupOffsetCommit,
+  GroupOffsetQuery,
+  PartitionClient,
+  PartitionStatus,
+  ProduceRequest,
+  ProduceResult,
+} from '../common/partition-api';
+import { ENDPOINT_PATTERN, type TopicCatalog } from './catalog';
+
+/**
+ * Routes partition calls to the partition's leader.
+ *
+ * The leader table maps (topic, partition) → {leaderId, endpoint, term}. It is fed by NATS
+ * leader announcements and discovery replies (gateway/leader-feed.ts; an entry is replaced only
+ * by a term ≥ its own, so a late announcement from a deposed leader cannot win), by NOT_LEADER
+ * hints, and by successful answers. With no known leader the router asks the partition's
+ * replicas from the catalog (seeds), which redirect to the leader.
+ *
+ * Per call, until the deadline:
+ *  - NOT_LEADER with a hint → remember the hint and retry there at once (at most `maxRedirects`);
+ *    without a hint (election under way) → back off, try the next replica;
+ *  - the request was not delivered (connect refused/unreachable, or UNAVAILABLE from the replica
+ *    client) → forget that leader, try the next replica, backing off once every replica failed;
+ *  - a produce whose outcome is unknown (deadline passed or connection lost after sending, replica
+ *    TIMEOUT/COMMIT_UNKNOWN) → 504 COMMIT_UNKNOWN at once: resending could write twice without an
+ *    idempotency key, so the decision to retry is the client's (a retry with the key is safe);
+ *  - reads and offset commits are idempotent and are retried on the next replica instead;
+ *  - any other DaftkaError from the replica (NO_QUORUM, OVERLOADED, OFFSET_OUT_OF_RANGE, …) is
+ *    the answer.
+ *
+ * Contract with the replica client (`connect(endpoint)`): it throws DaftkaError for answers from
+ * the replica, DaftkaError('UNAVAILABLE') or a Node error with code ECONNREFUSED / EHOSTUNREACH /
+ * ENETUNREACH / ENOTFOUND / EAI_AGAIN / EADDRNOTAVAIL when the request never reached a replica,
+ * and anything else when the connection broke with the outcome unknown.
+ *
+ * In-flight calls per endpoint are bounded (fetches, which long-poll, separately from the rest);
+ * a call beyond the bound is refused with 503 OVERLOADED and Retry-After instead of queueing.
+ */
+
+export interface LeaderEntry {
+  /** null when learned from a hint (which names an endpoint only). */
+  leaderId: string | null;
+  /** null when the last known leader became unreachable (the term is kept). */
+  endpoint: string | null;
+  term: number;
+}
+
+export type LeaderSource = 'nats' | 'discover' | 'hint' | 'status' | 'answer';
+
+export interface LeaderAnnouncement {
+  leaderId: string;
+  endpoint: string;
+  term: number;
+}
+
+const ENDPOINT_RE = new RegExp(ENDPOINT_PATTERN);
+
+export class LeaderTable {
+  private readonly entries = new Map<string, LeaderEntry>();
+
+  private static key(topic: string, partition: number): string {
+    return `${topic}/${partition}`;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(topic: string, partition: number): LeaderEntry | undefined {
+    return this.entries.get(LeaderTable.key(topic, partition));
+  }
+
+  /** Accept a leader announced for a term ≥ the known one; returns whether the table changed. */
+  update(topic: string, partition: number, a: LeaderAnnouncement): boolean {
+    const k = LeaderTable.key(topic, partition);
+    const cur = this.entries.get(k);
+    if (cur !== undefined && a.term < cur.term) return false;
+    if (cur !== undefined && cur.term === a.term && cur.leaderId === a.leaderId && cur.endpoint === a.endpoint)
+      return false;
+    this.entries.set(k, { leaderId: a.leaderId, endpoint: a.endpoint, term: a.term });
+    return true;
+  }
+
+  /** A NOT_LEADER hint names an endpoint but no term: taken at the known term. */
+  hint(topic: string, partition: number, endpoint: string): boolean {
+    const k = LeaderTable.key(topic, partition);
+    const cur = this.entries.get(k);
+    if (cur?.endpoint === endpoint) return false;
+    this.entries.set(k, { leaderId: null, endpoint, term: cur?.term ?? 0 });
+    return true;
+  }
+
+  /** The leader at `endpoint` could not be reached: forget it, keep the term. */
+  invalidate(topic: string, partition: number, endpoint: string): void {
+    const cur = this.entries.get(LeaderTable.key(topic, partition));
+    if (cur?.endpoint === endpoint) cur.endpoint = null;
+  }
+
+  /** Drop entries of partitions that are no longer in the catalog. */
+  retain(keep: (topic: string, partition: number) => boolean): void {
+    for (const k of [...this.entries.keys()]) {
+      const i = k.lastIndexOf('/');
+      if (!keep(k.slice(0, i), Number(k.slice(i + 1)))) this.entries.delete(k);
+    }
+  }
+}
+
+export interface PartitionRouterOptions {
+  catalog: TopicCatalog;
+  /** The replica client for a `host:port` client endpoint (one per endpoint, cached here). */
+  connect: (endpoint: string) => PartitionClient;
+  logger: Logger;
+  /** Metrics registry; none = no metrics. */
+  registry?: client.Registry;
+  /** Deadline of calls other than produce (which carries its own) and fetch (wait + this). Default 5000. */
+  requestTimeoutMs?: number;
+  /** NOT_LEADER redirects followed per call. Default 5. */
+  maxRedirects?: number;
+  /** In-flight produce/commit/status calls per endpoint. Default 512. */
+  maxInflightPerEndpoint?: number;
+  /** In-flight (long-polling) fetches per endpoint. Default 1024. */
+  maxInflightFetchesPerEndpoint?: number;
+  /** Backoff between attempts when no replica answered usefully. Default 25 ms → 500 ms. */
+  retryBackoff?: Partial<BackoffOptions>;
+  /** Retry-After sent with OVERLOADED when an endpoint's in-flight bound is reached. Default 1000. */
+  overloadRetryAfterMs?: number;
+  nowMs?: () => number;
+}
+
+type Op = 'produce' | 'fetch' | 'commit' | 'offset' | 'status';
+
+const NOT_DELIVERED_CODES = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EADDRNOTAVAIL',
+]);
+
+/** The request certainly never reached a replica (safe to send elsewhere, even a produce). */
+export function isNotDelivered(err: unknown): boolean {
+  if (isDaftkaError(err)) return err.code === 'UNAVAILABLE';
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && NOT_DELIVERED_CODES.has(code);
+}
+
+class DeadlineExceeded extends Error {
+  constructor() {
+    super('router deadline exceeded');
+  }
+}
+
+interface Inflight {
+  calls: number;
+  fetches: number;
+}
+
+export class PartitionRouter implements PartitionClient {
+  readonly table = new LeaderTable();
+  private readonly clients = new Map<string, PartitionClient>();
+  private readonly inflight = new Map<string, Inflight>();
+  private readonly o: Required<Omit<PartitionRouterOptions, 'registry' | 'retryBackoff'>> & {
+    retryBackoff: Partial<BackoffOptions>;
+  };
+  private readonly m?: {
+    redirects: client.Counter<'reason'>;
+    shed: client.Counter<'reason' | 'kind'>;
+    updates: client.Counter<'kind'>;
+  };
+
+  constructor(opts: PartitionRouterOptions) {
+    this.o = {
+      requestTimeoutMs: 5000,
+      maxRedirects: 5,
+      maxInflightPerEndpoint: 512,
+      maxInflightFetchesPerEndpoint: 1024,
+      overloadRetryAfterMs: 1000,
+      nowMs: () => performance.now(),
+      ...opts,
+      retryBackoff: { initialMs: 25, maxMs: 500, multiplier: 2, jitter: 0.5, ...(opts.retryBackoff ?? {}) },
+    };
+    if (opts.registry) {
+      const reg = opts.registry;
+      const table = this.table;
+      this.m = {
+        redirects: counter(reg, {
+          name: 'daftka_gateway_redirects_total',
+          help: 'Calls sent on to another replica: reason not_leader (redirect followed) or unreachable',
+          labelNames: ['reason'],
+        }),
+        shed: counter(reg, {
+          name: 'daftka_gateway_shed_requests_total',
+          help: 'Requests refused with 503 OVERLOADED because an endpoint had too many calls in flight',
+          labelNames: ['reason', 'kind'],
+        }),
+        updates: counter(reg, {
+          name: 'daftka_gateway_leader_updates_total',
+          help: 'Leader table changes by source (nats, discover, hint, status, answer)',
+          labelNames: ['kind'],
+        }),
+      };
+      gauge(reg, {
+        name: 'daftka_gateway_leader_table_entries',
+        help: 'Partitions with an entry in the leader table',
+        collect() {
+          this.set(table.size);
+        },
+      });
+    }
+  }
+
+  /** Take a leader announcement (NATS, discovery, status) for a partition in the catalog. */
+  acceptLeader(topic: string, partition: number, a: LeaderAnnouncement, source: LeaderSource): boolean {
+    const t = this.o.catalog.get(topic);
+    if (t === undefined || !Number.isInteger(partition) || partition < 0 || partition >= t.partitions) return false;
+    if (!ENDPOINT_RE.test(a.endpoint) || !Number.isSafeInteger(a.term) || a.term < 0) return false;
+    const changed = this.table.update(topic, partition, a);
+    if (changed) {
+      this.m?.updates.inc({ kind: source });
+      this.o.logger.debug('leader_updated', { topic, partition, term: a.term, leader_id: a.leaderId, source });
+    }
+    return changed;
+  }
+
+  /** Drop table entries and idle clients that the catalog no longer names (after a catalog change). */
+  prune(): void {
+    const cat = this.o.catalog;
+    this.table.retain((topic, p) => {
+      const t = cat.get(topic);
+      return t !== undefined && p < t.partitions;
+    });
+  }
+
+  /** Close every replica client that has a `close()` (shutdown). */
+  async close(): Promise<void> {
+    const all = [...this.clients.values()];
+    this.clients.clear();
+    await Promise.allSettled(
+      all.map((c) => (c as PartitionClient & { close?: () => unknown }).close?.()).filter((p) => p !== undefined),
+    );
+  }
+
+  produce(req: ProduceRequest): Promise<ProduceResult> {
+    const start = this.o.nowMs();
+    return this.call(req.topic, req.partition, 'produce', start + req.timeoutMs, (c, remainingMs) =>
+      // The replica gets a little less time than we do, so its own COMMIT_UNKNOWN reaches us first.
+      c.produce({ ...req, timeoutMs: Math.max(1, remainingMs - Math.min(250, remainingMs * 0.1)) }),
+    );
+  }
+
+  fetch(req: FetchRequest): Promise<FetchResult> {
+    const deadline = this.o.nowMs() + req.waitMs + this.o.requestTimeoutMs;
+    return this.call(req.topic, req.partition, 'fetch', deadline, (c, remainingMs) =>
+      c.fetch({ ...req, waitMs: Math.max(0, Math.min(req.waitMs, remainingMs - this.o.requestTimeoutMs)) }),
+    );
+  }
+
+  commitOffset(req: GroupOffsetCommit): Promise<void> {
+    const deadline = this.o.nowMs() + this.o.requestTimeoutMs;
+    return this.call(req.topic, req.partition, 'commit', deadline, (c) => c.commitOffset(req));
+  }
+
+  getOffset(req: GroupOffsetQuery): Promise<GroupOffset> {
+    const deadline = this.o.nowMs() + this.o.requestTimeoutMs;
+    return this.call(req.topic, req.partition, 'offset', deadline, (c) => c.getOffset(req));
+  }
+
+  async status(topic: string, partition: number, requestId: string): Promise<PartitionStatus> {
+    const deadline = this.o.nowMs() + this.o.requestTimeoutMs;
+    const s = await this.call(topic, partition, 'status', deadline, (c) => c.status(topic, partition, requestId));
+    if (s.role === 'leader' && s.leaderEndpoint !== null && s.leaderId !== null)
+      this.acceptLeader(topic, partition, { leaderId: s.leaderId, endpoint: s.leaderEndpoint, term: s.term }, 'status');
+    return s;
+  }
+
+  private client(endpoint: string): PartitionClient {
+    let c = this.clients.get(endpoint);
+    if (c === undefined) {
+      c = this.o.connect(endpoint);
+      this.clients.set(endpoint, c);
+    }
+    return c;
+  }
+
+  /** Reserve an in-flight slot at `endpoint`, or refuse with OVERLOADED. */
+  private acquire(endpoint: string, op: Op): () => void {
+    let f = this.inflight.get(endpoint);
+    if (f === undefined) {
+      f = { calls: 0, fetches: 0 };
+      this.inflight.set(endpoint, f);
+    }
+    const slot = f;
+    if (op === 'fetch') {
+      if (slot.fetches >= this.o.maxInflightFetchesPerEndpoint) throw this.shed('fetch');
+      slot.fetches++;
+      return () => {
+        slot.fetches--;
+      };
+    }
+    if (slot.calls >= this.o.maxInflightPerEndpoint) throw this.shed(op);
+    slot.calls++;
+    return () => {
+      slot.calls--;
+    };
+  }
+
+  private shed(op: Op): DaftkaError {
+    this.m?.shed.inc({ reason: 'inflight_limit', kind: op });
+    return new DaftkaError('OVERLOADED', 'too many requests in flight to the partition leader; retry later', {
+      retryAfterMs: this.o.overloadRetryAfterMs,
+    });
+  }
+
+  /** Settle with `p`, or reject with DeadlineExceeded after `ms` (p keeps running; its slot stays taken). */
+  private race<T>(p: Promise<T>, ms: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const t = setTimeout(() => reject(new DeadlineExceeded()), ms);
+      p.then(
+        (v) => {
+          clearTimeout(t);
+          resolve(v);
+        },
+        (e: unknown) => {
+          clearTimeout(t);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  private async call<T>(
+    topic: string,
+    partition: number,
+    op: Op,
+    deadlineMs: number,
+    fn: (c: PartitionClient, remainingMs: number) => Promise<T>,
+  ): Promise<T> {
+    const info = this.o.catalog.get(topic);
+    if (info === undefined) throw new DaftkaError('TOPIC_NOT_FOUND', `topic ${topic} does not exist`);
+    if (!Number.isInteger(partition) || partition < 0 || partition >= info.partitions)
+      throw new DaftkaError('PARTITION_NOT_FOUND', `topic ${topic} has no partition ${partition}`);
+    const seeds = info.replicaEndpoints[partition] ?? [];
+    let seedIdx = Math.floor(Math.random() * Math.max(1, seeds.length));
+    const unreachable = new Set<string>();
+    const backoff = new Backoff(this.o.retryBackoff);
+    let redirects = 0;
+    let lastErr: unknown;
+    let target: string | null = this.table.get(topic, partition)?.endpoint ?? null;
+
+    const wait = async () => {
+      const remaining = deadlineMs - this.o.nowMs();
+      if (remaining > 0) await sleep(Math.min(backoff.next(), remaining));
+    };
+
+    for (;;) {
+      const remainingMs = deadlineMs - this.o.nowMs();
+      if (remainingMs <= 0) throw this.gaveUp(topic, partition, op, lastErr);
+      if (target === null) {
+        // Next seed that has not failed to connect during this call; after a full round, back off.
+        let pick: string | null = null;
+        for (let i = 0; i < seeds.length; i++) {
+          const s = seeds[(seedIdx + i) % seeds.length];
+          if (!unreachable.has(s)) {
+            pick = s;
+            seedIdx = (seedIdx + i + 1) % seeds.length;
+            break;
+          }
+        }
+        if (pick === null) {
+          unreachable.clear();
+          await wait();
+          if (seeds.length === 0) throw this.gaveUp(topic, partition, op, lastErr);
+          continue;
+        }
+        target = pick;
+      }
+
+      const endpoint = target;
+      const release = this.acquire(endpoint, op);
+      let p: Promise<T>;
+      try {
+        p = fn(this.client(endpoint), remainingMs);
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      p.then(release, release);
+      try {
+        const v = await this.race(p, remainingMs);
+        if (
+          op !== 'status' &&
+          this.table.get(topic, partition)?.endpoint !== endpoint &&
+          this.table.hint(topic, partition, endpoint)
+        )
+          this.m?.updates.inc({ kind: 'answer' });
+        return v;
+      } catch (err) {
+        lastErr = err;
+        if (isDaftkaError(err) && err.code === 'NOT_LEADER') {
+          const hint = err.leaderHint;
+          if (++redirects > this.o.maxRedirects)
+            throw new DaftkaError('NOT_LEADER', `no stable leader for ${topic}/${partition}: too many redirects`, {
+              retryAfterMs: 1000,
+              ...(hint !== undefined ? { leaderHint: hint } : {}),
+            });
+          this.m?.redirects.inc({ reason: 'not_leader' });
+          if (hint !== undefined && hint !== endpoint && ENDPOINT_RE.test(hint)) {
+            if (this.table.hint(topic, partition, hint)) this.m?.updates.inc({ kind: 'hint' });
+            target = hint;
+            continue;
+          }
+          // No leader known to that replica (an election is under way): wait, then ask another.
+          this.table.invalidate(topic, partition, endpoint);
+          unreachable.add(endpoint);
+          target = null;
+          await wait();
+          continue;
+        }
+        if (isNotDelivered(err)) {
+          this.m?.redirects.inc({ reason: 'unreachable' });
+          this.table.invalidate(topic, partition, endpoint);
+          unreachable.add(endpoint);
+          target = null;
+          continue;
+        }
+        if (err instanceof DeadlineExceeded) {
+          if (op === 'produce') throw commitUnknown(topic, partition, 'no answer from the leader before the deadline');
+          throw new DaftkaError('TIMEOUT', `no answer for ${topic}/${partition} before the deadline`, {
+            retryAfterMs: 1000,
+          });
+        }
+        if (isDaftkaError(err)) {
+          if (op === 'produce' && (err.code === 'TIMEOUT' || err.code === 'COMMIT_UNKNOWN'))
+            throw commitUnknown(topic, partition, err.message, err);
+          throw err;
+        }
+        // The connection broke after the request went out.
+        if (op === 'produce') throw commitUnknown(topic, partition, 'connection to the leader lost', err);
+        this.m?.redirects.inc({ reason: 'unreachable' });
+        this.table.invalidate(topic, partition, endpoint);
+        unreachable.add(endpoint);
+        target = null;
+        await wait();
+      }
+    }
+  }
+
+  private gaveUp(topic: string, partition: number, op: Op, lastErr: unknown): DaftkaError {
+    if (isDaftkaError(lastErr) && lastErr.retryable && lastErr.code !== 'UNAVAILABLE') return lastErr;
+    this.o.logger.debug('route_gave_up', { topic, partition, op });
+    return new DaftkaError('UNAVAILABLE', `no replica of ${topic}/${partition} answered before the deadline`, {
+      retryAfterMs: 1000,
+      cause: lastErr,
+    });
+  }
+}
+
+function commitUnknown(topic: string, partition: number, why: string, cause?: unknown): DaftkaError {
+  return new DaftkaError(
+    'COMMIT_UNKNOWN',
+    `outcome of the write to ${topic}/${partition} is unknown (${why}); retry with the same Idempotency-Key`,
+    { retryAfterMs: 1000, cause },
+  );
+}
