@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   COMMIT_UNKNOWN: { status: 504, retryable: true, title: 'Commit outcome unknown' },
   TIMEOUT: { status: 504, retryable: true, title: 'Timed out' },
   INTERNAL: { status: 500, retryable: false, title: 'Internal error' },
+  NOT_IMPLEMENTED: { status: 501, retryable: false, title: 'Not implemented' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
