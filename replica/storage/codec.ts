@@ -1,0 +1,150 @@
+/**
+ * On-disk layout of the replica database: key prefixes and the log entry format.
+ *
+ * One RocksDB holds three keyspaces, separated by their first byte:
+ *   0x01 meta   — 0x01 + ASCII name → JSON value (incarnation, hard state, conf, applied index, …)
+ *   0x02 log    — 0x02 + u64 big-endian index → entry (big-endian so key order = index order)
+ *   0x03 state  — 0x03 + caller key → caller value (the state machine; opaque to storage)
+ *
+ * Entry value (all integers big-endian):
+ *   [0, 4)   crc32 (zlib) over the 9-byte key, then bytes [4, end) of the value
+ *   [4, 8)   type (u32)
+ *   [8, 16)  term (u64)
+ *   [16, 24) cumulative log bytes up to and including this entry (u64)
+ *   [24, …)  data
+ * The CRC covers the key, so a value that lands under the wrong index is detected like a torn one.
+ * The cumulative byte count makes `logBytes` an O(1) subtraction and lets compaction delete a
+ * range without reading the values it drops.
+ */
+import { crc32 } from 'node:zlib';
+import type { StoredEntry } from './types';
+
+export const PREFIX_META = 0x01;
+export const PREFIX_LOG = 0x02;
+export const PREFIX_STATE = 0x03;
+
+export const META = {
+  formatVersion: 'format_version',
+  incarnation: 'incarnation',
+  hardState: 'hard_state',
+  conf: 'conf',
+  applied: 'applied_index',
+  /** {firstIndex, prevTerm, prevCum}: where the retained log starts and what precedes it. */
+  logStart: 'log_start',
+  snapshot: 'snapshot',
+  /** Written only to carry an otherwise empty synced batch (fsync 'interval'). */
+  syncMark: 'sync_mark',
+} as const;
+export type MetaName = (typeof META)[keyof typeof META];
+
+export const FORMAT_VERSION = 1;
+export const ENTRY_HEADER_BYTES = 24;
+const TWO_32 = 2 ** 32;
+
+export function metaKey(name: MetaName): Buffer {
+  const k = Buffer.allocUnsafe(1 + name.length);
+  k[0] = PREFIX_META;
+  k.write(name, 1, 'latin1');
+  return k;
+}
+export const META_KEY_MIN = Buffer.from([PREFIX_META]);
+export const META_KEY_END = Buffer.from([PREFIX_META + 1]);
+
+function writeU64(buf: Uint8Array, off: number, n: number): void {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  dv.setUint32(off, Math.floor(n / TWO_32));
+  dv.setUint32(off + 4, n >>> 0);
+}
+
+function readU64(buf: Uint8Array, off: number): number {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return dv.getUint32(off) * TWO_32 + dv.getUint32(off + 4);
+}
+
+export function logKey(index: number): Buffer {
+  const k = Buffer.allocUnsafe(9);
+  k[0] = PREFIX_LOG;
+  writeU64(k, 1, index);
+  return k;
+}
+/** Lower bound of the log keyspace (index 0) and its exclusive upper bound. */
+export const LOG_KEY_MIN = logKey(0);
+export const LOG_KEY_END = Buffer.from([PREFIX_LOG + 1]);
+
+export function isLogKey(key: Uint8Array): boolean {
+  return key.length === 9 && key[0] === PREFIX_LOG;
+}
+
+export function logIndexOf(key: Uint8Array): number {
+  return readU64(key, 1);
+}
+
+export function stateKey(userKey: Uint8Array): Buffer {
+  const k = Buffer.allocUnsafe(1 + userKey.length);
+  k[0] = PREFIX_STATE;
+  k.set(userKey, 1);
+  return k;
+}
+export const STATE_KEY_MIN = Buffer.from([PREFIX_STATE]);
+export const STATE_KEY_END = Buffer.from([PREFIX_STATE + 1]);
+
+/** Fill the header of `value` (header space + data already in place) and compute its CRC. */
+export function sealEntry(
+  key: Uint8Array,
+  value: Uint8Array,
+  e: { term: number; type: number },
+  cumBytes: number,
+): void {
+  const dv = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  dv.setUint32(4, e.type >>> 0);
+  writeU64(value, 8, e.term);
+  writeU64(value, 16, cumBytes);
+  dv.setUint32(0, entryCrc(key, value));
+}
+
+function entryCrc(key: Uint8Array, value: Uint8Array): number {
+  return crc32(value.subarray(4), crc32(key)) >>> 0;
+}
+
+/** Encode one entry into a fresh buffer (tests and tools; the hot path seals in place). */
+export function encodeEntry(e: StoredEntry, cumBytes: number): Buffer {
+  const value = Buffer.allocUnsafe(ENTRY_HEADER_BYTES + e.data.byteLength);
+  value.set(e.data, ENTRY_HEADER_BYTES);
+  sealEntry(logKey(e.index), value, e, cumBytes);
+  return value;
+}
+
+export interface DecodedEntry {
+  index: number;
+  term: number;
+  type: number;
+  cumBytes: number;
+  /** Stored size of this entry (header + data); what it adds to `cumBytes`. */
+  storedBytes: number;
+  /** View into the value buffer; copy before the buffer is reused. */
+  data: Uint8Array;
+}
+
+/** Decode and verify one stored entry. Returns null when the value is short or its CRC is wrong. */
+export function decodeEntry(key: Uint8Array, value: Uint8Array): DecodedEntry | null {
+  if (!isLogKey(key) || value.byteLength < ENTRY_HEADER_BYTES) return null;
+  const dv = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  if (dv.getUint32(0) !== entryCrc(key, value)) return null;
+  return {
+    index: logIndexOf(key),
+    type: dv.getUint32(4),
+    term: readU64(value, 8),
+    cumBytes: readU64(value, 16),
+    storedBytes: value.byteLength,
+    data: value.subarray(ENTRY_HEADER_BYTES),
+  };
+}
+
+/** Meta values are small JSON documents. */
+export function encodeMeta(v: unknown): Buffer {
+  return Buffer.from(JSON.stringify(v), 'utf8');
+}
+
+export function decodeMeta<T>(v: Uint8Array): T {
+  return JSON.parse(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8')) as T;
+}

@@ -1,0 +1,582 @@
+/**
+ * The storage engine proper: recovery, group-commit writes, reads, compaction and snapshots over
+ * one RocksDB. It runs inside the storage worker only (RocksDB writes block the calling thread)
+ * and is driven by one request at a time, so every method sees a quiescent database: no locks,
+ * and a read spanning several RocksDB calls is still a consistent view.
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import {
+  decodeEntry,
+  decodeMeta,
+  encodeMeta,
+  FORMAT_VERSION,
+  LOG_KEY_END,
+  LOG_KEY_MIN,
+  logIndexOf,
+  logKey,
+  META,
+  metaKey,
+  sealEntry,
+  STATE_KEY_END,
+  STATE_KEY_MIN,
+  stateKey,
+  type DecodedEntry,
+} from './codec';
+import { classifyRocksError, corruption, invariant, LogCompactedError } from './errors';
+import type { LogPosition, OpenParams, OpenResult, WriteGroup, WriteResult } from './protocol';
+import { createRocksDb, forEachRow, type RocksBatch, type RocksDb } from './rocksdb';
+import type { Recovered, StateOp, StoredConf, StoredEntry, StoredHardState, StoredSnapshotMeta } from './types';
+
+interface LogStart {
+  firstIndex: number;
+  /** Term of firstIndex - 1 (0 for a fresh log). */
+  prevTerm: number;
+  /** Cumulative byte count of entry firstIndex - 1 (what the next entry's count starts from). */
+  prevCum: number;
+}
+
+/** Rows whose bytes were copied into one fresh ArrayBuffer, so they can be transferred. */
+export interface Packed<T> {
+  value: T;
+  transfer: ArrayBuffer[];
+}
+
+const EMPTY_CONF: StoredConf = { voters: [], learners: [] };
+
+export class Engine {
+  private firstIndex: number;
+  private prevTerm: number;
+  private prevCum: number;
+  private lastIndex: number;
+  private lastTerm: number;
+  private lastCum: number;
+  private applied: number;
+  private hardState: StoredHardState | null;
+  private conf: StoredConf | null;
+  /** Set after a fatal write failure: the in-memory position may no longer match the disk. */
+  private broken: Error | null = null;
+
+  private constructor(
+    private readonly db: RocksDb,
+    init: {
+      start: LogStart;
+      last: { index: number; term: number; cum: number };
+      applied: number;
+      hardState: StoredHardState | null;
+      conf: StoredConf | null;
+    },
+  ) {
+    this.firstIndex = init.start.firstIndex;
+    this.prevTerm = init.start.prevTerm;
+    this.prevCum = init.start.prevCum;
+    this.lastIndex = init.last.index;
+    this.lastTerm = init.last.term;
+    this.lastCum = init.last.cum;
+    this.applied = init.applied;
+    this.hardState = init.hardState;
+    this.conf = init.conf;
+  }
+
+  /**
+   * Open (creating if needed) and recover. Recovery is reading, not replaying: the meta keys
+   * give the position, a backward scan of the log end finds and cuts a torn tail, and binary
+   * searches over the (non-decreasing) terms give the term map.
+   */
+  static async open(params: OpenParams): Promise<{ engine: Engine; result: OpenResult }> {
+    const db = createRocksDb(params.path);
+    try {
+      // WAL compression costs latency on the synced path for little gain on record payloads.
+      await db.open({ createIfMissing: true, walCompression: false });
+    } catch (err) {
+      throw classifyRocksError(err, 'rocksdb open');
+    }
+    try {
+      return await Engine.recover(db, params);
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async recover(db: RocksDb, params: OpenParams): Promise<{ engine: Engine; result: OpenResult }> {
+    const names = [
+      META.formatVersion,
+      META.incarnation,
+      META.hardState,
+      META.conf,
+      META.applied,
+      META.logStart,
+      META.snapshot,
+    ] as const;
+    const raw = await db.getMany(names.map(metaKey));
+    const meta = new Map(names.map((n, i) => [n, raw[i]]));
+    const read = <T>(name: (typeof names)[number]): T | null => {
+      const v = meta.get(name);
+      if (v === undefined) return null;
+      try {
+        return decodeMeta<T>(v);
+      } catch (err) {
+        throw corruption(`meta ${name} is not valid JSON: ${String(err)}`);
+      }
+    };
+
+    let freshlyInitialised = false;
+    let incarnation = read<string>(META.incarnation);
+    if (incarnation === null) {
+      // A directory without an incarnation must be empty: data without an identity could be a
+      // half-wiped volume, and joining with it could make this replica vote twice in a term.
+      let anyKey = false;
+      await forEachRow(db, { limit: 1, values: false }, () => {
+        anyKey = true;
+        return false;
+      });
+      if (anyKey) throw corruption('database holds data but no incarnation');
+      incarnation = randomUUID();
+      const start: LogStart = { firstIndex: 1, prevTerm: 0, prevCum: 0 };
+      const b = db.batch();
+      b.put(metaKey(META.formatVersion), encodeMeta(FORMAT_VERSION));
+      b.put(metaKey(META.logStart), encodeMeta(start));
+      b.put(metaKey(META.applied), encodeMeta(0));
+      // The incarnation goes last in intent but in the same atomic batch: all or nothing.
+      b.put(metaKey(META.incarnation), encodeMeta(incarnation));
+      await b.write({ sync: true });
+      meta.set(META.formatVersion, encodeMeta(FORMAT_VERSION));
+      meta.set(META.logStart, encodeMeta(start));
+      meta.set(META.applied, encodeMeta(0));
+      freshlyInitialised = true;
+    }
+    const version = read<number>(META.formatVersion);
+    if (version !== FORMAT_VERSION) throw corruption(`unsupported storage format version ${String(version)}`);
+    const start = read<LogStart>(META.logStart);
+    const applied = read<number>(META.applied);
+    if (start === null || applied === null) throw corruption('log start or applied index missing');
+    let hardState = read<StoredHardState>(META.hardState);
+    const conf = read<StoredConf>(META.conf);
+    const snapshot = read<StoredSnapshotMeta>(META.snapshot);
+
+    // Entries below firstIndex are already dropped: a compaction or snapshot install deletes
+    // them with a range delete after the new start is durable, and a crash can cut that short.
+    let strays = false;
+    await forEachRow(db, { gte: LOG_KEY_MIN, lt: logKey(start.firstIndex), limit: 1, values: false }, () => {
+      strays = true;
+      return false;
+    });
+    if (strays) await db.clear({ gte: LOG_KEY_MIN, lt: logKey(start.firstIndex) });
+
+    const tail = await Engine.verifyTail(db, start, params.verifyTailEntries);
+    const newest = tail.newest;
+    const last = newest
+      ? { index: newest.index, term: newest.term, cum: newest.cumBytes }
+      : { index: start.firstIndex - 1, term: start.prevTerm, cum: start.prevCum };
+    if (tail.cut.length > 0) {
+      // Cutting applied entries would leave a state machine ahead of its own log.
+      if (last.index < applied)
+        throw corruption(`torn tail reaches below the applied index (last good ${last.index}, applied ${applied})`);
+      const b = db.batch();
+      for (const k of tail.cut) b.del(k);
+      if (hardState !== null && hardState.commit > last.index) {
+        // The commit index is re-learned from the leader; it must not point past our log.
+        hardState = { ...hardState, commit: last.index };
+        b.put(metaKey(META.hardState), encodeMeta(hardState));
+      }
+      await b.write({ sync: true });
+    }
+
+    const engine = new Engine(db, { start, last, applied, hardState, conf });
+    const termRuns = await engine.computeTermRuns();
+    const recovered: Recovered = {
+      incarnation,
+      freshlyInitialised,
+      hardState,
+      conf,
+      firstIndex: start.firstIndex,
+      lastIndex: last.index,
+      lastTerm: last.term,
+      appliedIndex: applied,
+      snapshot,
+      termRuns,
+      tailRepaired: tail.cut.length,
+      logBytes: last.cum - start.prevCum,
+    };
+    return { engine, result: { recovered, prevTerm: start.prevTerm } };
+  }
+
+  /**
+   * The torn tail is the longest suffix of stored log entries that all fail to decode (short or
+   * bad CRC). It is cut. Below it, `window` entries are verified: each must be present, pass its
+   * CRC, and agree with its successor on cumulative size and term order. A failure there is a bad
+   * entry followed by good ones — not a torn write but corruption, and fatal.
+   */
+  private static async verifyTail(
+    db: RocksDb,
+    start: LogStart,
+    window: number,
+  ): Promise<{ newest: DecodedEntry | null; cut: Buffer[] }> {
+    const cut: Buffer[] = [];
+    let newest: DecodedEntry | null = null;
+    let lowest: DecodedEntry | null = null;
+    let verified = 0;
+    let exhausted = true;
+    await forEachRow(
+      db,
+      { gte: logKey(start.firstIndex), lt: LOG_KEY_END, reverse: true },
+      (k, v) => {
+        const d = v === undefined ? null : decodeEntry(k, v);
+        if (lowest === null) {
+          if (d === null) {
+            cut.push(k);
+            return true;
+          }
+          newest = lowest = d;
+        } else {
+          const index = logIndexOf(k);
+          const above: DecodedEntry = lowest;
+          if (index !== above.index - 1)
+            throw corruption(`log entry ${above.index - 1} is missing below good entries (next lower is ${index})`);
+          if (d === null) throw corruption(`log entry ${index} fails its CRC below good entries`);
+          if (d.cumBytes !== above.cumBytes - above.storedBytes)
+            throw corruption(`log entry ${index}: cumulative size disagrees with entry ${above.index}`);
+          if (d.term > above.term) throw corruption(`log terms decrease between entries ${index} and ${above.index}`);
+          lowest = d;
+        }
+        verified++;
+        if (verified >= window) {
+          exhausted = false;
+          return false;
+        }
+        return true;
+      },
+      256,
+    );
+    const low = lowest as DecodedEntry | null;
+    if (low !== null) {
+      if (exhausted) {
+        // We reached the front: it must join the log start exactly.
+        if (low.index !== start.firstIndex)
+          throw corruption(`log entries ${start.firstIndex}..${low.index - 1} are missing`);
+        if (low.cumBytes - low.storedBytes !== start.prevCum)
+          throw corruption(`log entry ${low.index}: cumulative size disagrees with the log start`);
+        if (low.term < start.prevTerm) throw corruption(`log entry ${low.index}: term below the log start term`);
+      } else {
+        let first = -1;
+        await forEachRow(db, { gte: logKey(start.firstIndex), lt: LOG_KEY_END, limit: 1, values: false }, (k) => {
+          first = logIndexOf(k);
+          return false;
+        });
+        if (first !== start.firstIndex) throw corruption(`log entries ${start.firstIndex}..${first - 1} are missing`);
+      }
+    }
+    return { newest, cut };
+  }
+
+  /** Term runs by binary search: Raft log terms never decrease, so each run is one search. */
+  private async computeTermRuns(): Promise<Array<[number, number]>> {
+    const runs: Array<[number, number]> = [];
+    let lo = this.firstIndex;
+    while (lo <= this.lastIndex) {
+      const t = await this.termAt(lo);
+      let a = lo;
+      let b = this.lastIndex;
+      while (a < b) {
+        const mid = a + Math.ceil((b - a) / 2);
+        const tm = await this.termAt(mid);
+        if (tm < t) throw corruption(`log terms decrease between entries ${lo} and ${mid}`);
+        if (tm === t) a = mid;
+        else b = mid - 1;
+      }
+      runs.push([lo, t]);
+      lo = a + 1;
+    }
+    return runs;
+  }
+
+  private position(): LogPosition {
+    return { firstIndex: this.firstIndex, lastIndex: this.lastIndex, logBytes: this.lastCum - this.prevCum };
+  }
+
+  private assertUsable(): void {
+    if (this.broken) throw this.broken;
+  }
+
+  private async readDecoded(index: number): Promise<DecodedEntry> {
+    const key = logKey(index);
+    const [v] = await this.db.getMany([key]);
+    if (v === undefined) throw corruption(`log entry ${index} is missing`);
+    const d = decodeEntry(key, v);
+    if (d === null) throw corruption(`log entry ${index} fails its CRC`);
+    return d;
+  }
+
+  private async termAt(index: number): Promise<number> {
+    if (index === this.firstIndex - 1) return this.prevTerm;
+    if (index === this.lastIndex) return this.lastTerm;
+    invariant(index >= this.firstIndex && index <= this.lastIndex, `term of ${index} is outside the log`);
+    return (await this.readDecoded(index)).term;
+  }
+
+  /** Write one group commit as one atomic WriteBatch. */
+  async write(g: WriteGroup): Promise<WriteResult> {
+    this.assertUsable();
+    const t0 = performance.now();
+    const batch = this.db.batch();
+    let last = { index: this.lastIndex, term: this.lastTerm, cum: this.lastCum };
+    if (g.entries.length > 0) {
+      const s = g.entries[0].index;
+      // The facade checked these; a violation here means the two disagree on the log: stop.
+      invariant(
+        s >= this.firstIndex && s <= this.lastIndex + 1,
+        `append at ${s} outside [${this.firstIndex}, ${this.lastIndex + 1}]`,
+      );
+      let cum =
+        s === this.lastIndex + 1
+          ? this.lastCum
+          : s === this.firstIndex
+            ? this.prevCum
+            : (await this.readDecoded(s - 1)).cumBytes;
+      const newLast = g.entries[g.entries.length - 1].index;
+      // Raft truncation: entries past the new end are deleted, the rest overwritten by the puts.
+      for (let i = newLast + 1; i <= this.lastIndex; i++) batch.del(logKey(i));
+      for (const e of g.entries) {
+        const key = logKey(e.index);
+        cum += e.value.byteLength;
+        sealEntry(key, e.value, e, cum);
+        batch.put(key, e.value);
+      }
+      last = { index: newLast, term: g.entries[g.entries.length - 1].term, cum };
+    }
+    if (g.hardState) batch.put(metaKey(META.hardState), encodeMeta(g.hardState));
+    if (g.conf) batch.put(metaKey(META.conf), encodeMeta(g.conf));
+    if (g.ops.length > 0) await this.addStateOps(batch, g.ops);
+    if (g.applied !== undefined) {
+      // The applied index and the state changes it stands for commit together (same batch);
+      // an applied index past the log would make recovery skip entries it never had.
+      invariant(g.applied <= last.index, `applied index ${g.applied} beyond last index ${last.index}`);
+      batch.put(metaKey(META.applied), encodeMeta(g.applied));
+    }
+    if (batch.length === 0) {
+      if (!g.sync) return { ...this.position(), fsyncSeconds: 0, writeSeconds: 0 };
+      // A synced write of an otherwise empty batch: fsyncs the WAL and all writes before it.
+      batch.put(metaKey(META.syncMark), encodeMeta(Date.now()));
+    }
+    const tw = performance.now();
+    try {
+      await batch.write({ sync: g.sync });
+    } catch (err) {
+      const e = classifyRocksError(err, 'rocksdb write');
+      if (e.failureClass === 'fatal') this.broken = e;
+      throw e;
+    }
+    const tw1 = performance.now();
+    this.lastIndex = last.index;
+    this.lastTerm = last.term;
+    this.lastCum = last.cum;
+    if (g.hardState) this.hardState = g.hardState;
+    if (g.conf) this.conf = g.conf;
+    if (g.applied !== undefined) this.applied = g.applied;
+    return { ...this.position(), fsyncSeconds: g.sync ? (tw1 - tw) / 1000 : 0, writeSeconds: (tw1 - t0) / 1000 };
+  }
+
+  /**
+   * State ops into the batch, in order. RocksDB batches have no range delete, so delRange is
+   * expanded into deletes of the keys on disk plus the keys put earlier in this same batch
+   * (which are not on disk yet). The state keyspace is small, so this stays cheap.
+   */
+  private async addStateOps(batch: RocksBatch, ops: StateOp[]): Promise<void> {
+    const putKeys: Buffer[] = [];
+    for (const op of ops) {
+      if (op.op === 'put') {
+        const k = stateKey(op.key);
+        batch.put(k, op.value);
+        putKeys.push(k);
+      } else if (op.op === 'del') {
+        batch.del(stateKey(op.key));
+      } else {
+        const gte = stateKey(op.gte);
+        const lt = op.lt.byteLength === 0 ? STATE_KEY_END : stateKey(op.lt);
+        await forEachRow(this.db, { gte, lt, values: false }, (k) => {
+          batch.del(k);
+        });
+        for (const k of putKeys) if (Buffer.compare(k, gte) >= 0 && Buffer.compare(k, lt) < 0) batch.del(k);
+      }
+    }
+  }
+
+  /** Entries [lo, min(hi, lastIndex+1)) up to maxBytes of data, at least one if any exist. */
+  async readEntries(lo: number, hi: number, maxBytes: number): Promise<Packed<StoredEntry[]>> {
+    this.assertUsable();
+    if (lo < this.firstIndex) throw new LogCompactedError(lo, this.firstIndex);
+    const end = Math.min(hi, this.lastIndex + 1);
+    if (lo >= end) return { value: [], transfer: [] };
+    const found: DecodedEntry[] = [];
+    let bytes = 0;
+    await forEachRow(
+      this.db,
+      { gte: logKey(lo), lt: logKey(end) },
+      (k, v) => {
+        const index = logIndexOf(k);
+        if (index !== lo + found.length) throw corruption(`log entry ${lo + found.length} is missing`);
+        const d = v === undefined ? null : decodeEntry(k, v);
+        if (d === null) throw corruption(`log entry ${index} fails its CRC`);
+        if (found.length > 0 && bytes + d.data.byteLength > maxBytes) return false;
+        bytes += d.data.byteLength;
+        found.push(d);
+        return true;
+      },
+      Math.min(1024, Math.max(1, Math.ceil(maxBytes / 1024))),
+    );
+    // lo is inside [firstIndex, lastIndex]: at least that entry must exist.
+    if (found.length === 0) throw corruption(`log entry ${lo} is missing`);
+    const arena = new Uint8Array(bytes);
+    let off = 0;
+    const value = found.map((d) => {
+      arena.set(d.data, off);
+      const data = arena.subarray(off, off + d.data.byteLength);
+      off += d.data.byteLength;
+      return { index: d.index, term: d.term, type: d.type, data };
+    });
+    return { value, transfer: [arena.buffer] };
+  }
+
+  async get(key: Uint8Array): Promise<Packed<Uint8Array | undefined>> {
+    this.assertUsable();
+    const [v] = await this.db.getMany([stateKey(key)]);
+    if (v === undefined) return { value: undefined, transfer: [] };
+    const copy = new Uint8Array(v);
+    return { value: copy, transfer: [copy.buffer] };
+  }
+
+  async scan(o: {
+    gte: Uint8Array;
+    lt: Uint8Array;
+    limit: number;
+    reverse: boolean;
+  }): Promise<Packed<Array<[Uint8Array, Uint8Array]>>> {
+    this.assertUsable();
+    const lt = o.lt.byteLength === 0 ? STATE_KEY_END : stateKey(o.lt);
+    return this.scanState({ gte: stateKey(o.gte), lt, limit: o.limit, reverse: o.reverse });
+  }
+
+  private async scanState(o: {
+    gte: Buffer;
+    lt: Buffer;
+    limit: number;
+    reverse: boolean;
+  }): Promise<Packed<Array<[Uint8Array, Uint8Array]>>> {
+    const rows: Array<[Buffer, Buffer]> = [];
+    let bytes = 0;
+    await forEachRow(this.db, { gte: o.gte, lt: o.lt, limit: o.limit, reverse: o.reverse }, (k, v) => {
+      const value = v ?? Buffer.alloc(0);
+      rows.push([k, value]);
+      bytes += k.length - 1 + value.length;
+    });
+    // Keys lose the state prefix on the way out; all bytes go into one transferable buffer.
+    const arena = new Uint8Array(bytes);
+    let off = 0;
+    const take = (src: Uint8Array): Uint8Array => {
+      arena.set(src, off);
+      off += src.byteLength;
+      return arena.subarray(off - src.byteLength, off);
+    };
+    const value = rows.map(([k, v]): [Uint8Array, Uint8Array] => [take(k.subarray(1)), take(v)]);
+    return { value, transfer: [arena.buffer] };
+  }
+
+  /**
+   * Drop entries below `firstIndex`. The new log start is made durable first (one synced put);
+   * the entries are then removed with a range delete. A crash in between leaves entries below
+   * the start, which are invisible by definition and removed at the next open.
+   */
+  async compact(firstIndex: number): Promise<LogPosition> {
+    this.assertUsable();
+    if (firstIndex <= this.firstIndex) return this.position();
+    invariant(firstIndex <= this.lastIndex + 1, `compaction to ${firstIndex} past the log end ${this.lastIndex}`);
+    // Entries not yet applied are still needed to rebuild the state machine.
+    invariant(firstIndex <= this.applied + 1, `compaction to ${firstIndex} past the applied index ${this.applied}`);
+    const prev = firstIndex - 1 === this.lastIndex ? null : await this.readDecoded(firstIndex - 1);
+    const start: LogStart = {
+      firstIndex,
+      prevTerm: prev ? prev.term : this.lastTerm,
+      prevCum: prev ? prev.cumBytes : this.lastCum,
+    };
+    const old = this.firstIndex;
+    const b = this.db.batch();
+    b.put(metaKey(META.logStart), encodeMeta(start));
+    await this.writeSynced(b, 'rocksdb compaction');
+    this.firstIndex = start.firstIndex;
+    this.prevTerm = start.prevTerm;
+    this.prevCum = start.prevCum;
+    await this.db.clear({ gte: logKey(old), lt: logKey(firstIndex) });
+    return this.position();
+  }
+
+  /** Snapshot of the state keyspace at the applied index, with its term and the stored conf. */
+  async exportState(): Promise<Packed<{ meta: StoredSnapshotMeta; state: Array<[Uint8Array, Uint8Array]> }>> {
+    this.assertUsable();
+    const meta: StoredSnapshotMeta = {
+      index: this.applied,
+      term: await this.termAt(this.applied),
+      conf: this.conf ?? EMPTY_CONF,
+    };
+    const state = await this.scanState({ gte: STATE_KEY_MIN, lt: STATE_KEY_END, limit: -1, reverse: false });
+    return { value: { meta, state: state.value }, transfer: state.transfer };
+  }
+
+  /**
+   * Replace the state keyspace and empty the log in one synced batch: new state, applied =
+   * meta.index, log start = meta.index + 1 with prevTerm = meta.term, conf = meta.conf. Log
+   * entries above meta.index are deleted inside the batch (they would otherwise look like the
+   * log); those at or below are invisible once the start moves and are range-deleted after.
+   */
+  async install(meta: StoredSnapshotMeta, state: Array<[Uint8Array, Uint8Array]>): Promise<LogPosition> {
+    this.assertUsable();
+    // Installing an older snapshot would roll the state machine back past applied entries.
+    invariant(meta.index >= this.applied, `snapshot at ${meta.index} is behind the applied index ${this.applied}`);
+    const b = this.db.batch();
+    await forEachRow(this.db, { gte: STATE_KEY_MIN, lt: STATE_KEY_END, values: false }, (k) => {
+      b.del(k);
+    });
+    for (const [k, v] of state) b.put(stateKey(k), v);
+    await forEachRow(this.db, { gte: logKey(meta.index + 1), lt: LOG_KEY_END, values: false }, (k) => {
+      b.del(k);
+    });
+    const start: LogStart = { firstIndex: meta.index + 1, prevTerm: meta.term, prevCum: 0 };
+    b.put(metaKey(META.logStart), encodeMeta(start));
+    b.put(metaKey(META.applied), encodeMeta(meta.index));
+    b.put(metaKey(META.snapshot), encodeMeta(meta));
+    b.put(metaKey(META.conf), encodeMeta(meta.conf));
+    let hardState = this.hardState;
+    if (hardState !== null && hardState.commit < meta.index) {
+      // A snapshot is committed state: the persisted commit must not stay below it.
+      hardState = { ...hardState, commit: meta.index };
+      b.put(metaKey(META.hardState), encodeMeta(hardState));
+    }
+    await this.writeSynced(b, 'rocksdb snapshot install');
+    const old = this.firstIndex;
+    this.firstIndex = start.firstIndex;
+    this.prevTerm = start.prevTerm;
+    this.prevCum = start.prevCum;
+    this.lastIndex = meta.index;
+    this.lastTerm = meta.term;
+    this.lastCum = 0;
+    this.applied = meta.index;
+    this.conf = meta.conf;
+    this.hardState = hardState;
+    await this.db.clear({ gte: logKey(Math.min(old, start.firstIndex)), lt: logKey(start.firstIndex) });
+    return this.position();
+  }
+
+  private async writeSynced(b: RocksBatch, during: string): Promise<void> {
+    try {
+      await b.write({ sync: true });
+    } catch (err) {
+      const e = classifyRocksError(err, during);
+      if (e.failureClass === 'fatal') this.broken = e;
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}

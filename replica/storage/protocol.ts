@@ -1,0 +1,68 @@
+/**
+ * Messages between the storage facade (main thread) and the storage worker. Every request
+ * carries an id; the worker answers each exactly once, in the order it received them (it is a
+ * serial executor), with either a result or a marshalled error.
+ */
+import type { MarshalledError } from './errors';
+import type { Recovered, StateOp, StoredConf, StoredHardState, StoredSnapshotMeta } from './types';
+
+/** An entry on its way to the worker: `value` has ENTRY_HEADER_BYTES of header space, then data. */
+export interface WireEntry {
+  index: number;
+  term: number;
+  type: number;
+  value: Uint8Array;
+}
+
+/**
+ * One group commit: everything gathered while the previous write ran, merged into one atomic
+ * RocksDB WriteBatch. Order inside the batch: log, hard state, conf, state ops, applied index.
+ */
+export interface WriteGroup {
+  sync: boolean;
+  /** Merged appends: contiguous entries; existing entries ≥ entries[0].index are replaced. */
+  entries: WireEntry[];
+  hardState?: StoredHardState;
+  conf?: StoredConf;
+  /** Merged applyBatch ops in call order, then the highest applied index among them. */
+  ops: StateOp[];
+  applied?: number;
+  /** Payload bytes (for FlushStats). */
+  bytes: number;
+}
+
+export interface OpenParams {
+  path: string;
+  verifyTailEntries: number;
+}
+
+export type Request =
+  | { id: number; op: 'open'; params: OpenParams }
+  | { id: number; op: 'write'; group: WriteGroup }
+  | { id: number; op: 'readEntries'; lo: number; hi: number; maxBytes: number }
+  | { id: number; op: 'get'; key: Uint8Array }
+  | { id: number; op: 'scan'; gte: Uint8Array; lt: Uint8Array; limit: number; reverse: boolean }
+  | { id: number; op: 'compact'; firstIndex: number }
+  | { id: number; op: 'export' }
+  | { id: number; op: 'install'; meta: StoredSnapshotMeta; state: Array<[Uint8Array, Uint8Array]> }
+  | { id: number; op: 'close' };
+
+/** The log position after a mutation; the facade mirrors it for stats(). */
+export interface LogPosition {
+  firstIndex: number;
+  lastIndex: number;
+  logBytes: number;
+}
+
+export interface OpenResult {
+  recovered: Recovered;
+  /** Term of firstIndex - 1 (needed to check appends at firstIndex). */
+  prevTerm: number;
+}
+
+export interface WriteResult extends LogPosition {
+  fsyncSeconds: number;
+  writeSeconds: number;
+}
+
+export type Response = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: MarshalledError };

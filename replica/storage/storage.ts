@@ -1,0 +1,545 @@
+/**
+ * ReplicaStorage: the main-thread facade of the replica's storage engine.
+ *
+ * All RocksDB work happens in a worker thread (worker.ts → engine.ts); this class never touches
+ * the disk, so the event loop never waits on it. Its job is ordering and grouping:
+ *
+ *  - Writes (append, applyBatch, compactLog, installSnapshot) go through one FIFO queue, and at
+ *    most one write request is in flight to the worker at a time. Everything that arrives while
+ *    a write runs is merged into the next request — that is the group commit: N concurrent
+ *    appends cost one synced WriteBatch, not N.
+ *  - Queue order is disk order: an append and a later applyBatch land in that order (or in the
+ *    same atomic batch), and compactLog / installSnapshot are barriers nothing is merged across.
+ *  - Reads go straight to the worker, which executes requests one at a time in arrival order; a
+ *    read sees at least every write whose promise has resolved.
+ */
+import type { Logger } from '../../common/log';
+import { createLogger } from '../../common/log';
+import { ClassifiedError } from '../../common/crash-policy';
+import { ENTRY_HEADER_BYTES } from './codec';
+import { WorkerChannel, type RequestBody } from './channel';
+import { invariant, overloadedError, storageClosedError } from './errors';
+import { LogView } from './log-view';
+import type { LogPosition, OpenResult, WireEntry, WriteGroup, WriteResult } from './protocol';
+import type {
+  FlushStats,
+  Recovered,
+  StateOp,
+  StorageOptions,
+  StoredConf,
+  StoredEntry,
+  StoredHardState,
+  StoredSnapshotMeta,
+} from './types';
+
+export type {
+  FlushStats,
+  Recovered,
+  StateOp,
+  StorageOptions,
+  StoredConf,
+  StoredEntry,
+  StoredHardState,
+  StoredSnapshotMeta,
+} from './types';
+export { LogCompactedError } from './errors';
+
+export const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_VERIFY_TAIL_ENTRIES = 4096;
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+/** Appends and applies gathered for one group commit. */
+interface GroupSlot {
+  kind: 'group';
+  entries: StoredEntry[];
+  hardState?: StoredHardState;
+  conf?: StoredConf;
+  ops: StateOp[];
+  applied?: number;
+  /** Set by the 'interval' fsync timer: this group carries the periodic synced write. */
+  syncRequested: boolean;
+  /** Payload bytes accepted into this slot (counted in pendingBytes until it completes). */
+  bytes: number;
+  waiters: Waiter[];
+}
+
+/** A write that is not merged with anything (compaction, snapshot install). */
+interface BarrierSlot {
+  kind: 'barrier';
+  body: () => { body: RequestBody; transfer: ArrayBuffer[] };
+  bytes: number;
+  waiter: Waiter;
+}
+
+type Slot = GroupSlot | BarrierSlot;
+
+function entryBytes(entries: StoredEntry[]): number {
+  let n = 0;
+  for (const e of entries) n += e.data.byteLength;
+  return n;
+}
+
+function opBytes(ops: StateOp[]): number {
+  let n = 0;
+  for (const o of ops)
+    n +=
+      o.op === 'put'
+        ? o.key.byteLength + o.value.byteLength
+        : o.op === 'del'
+          ? o.key.byteLength
+          : o.gte.byteLength + o.lt.byteLength;
+  return n;
+}
+
+export class ReplicaStorage {
+  readonly recovered: Recovered;
+
+  private readonly fsyncAlways: boolean;
+  private readonly maxBatchBytes: number;
+  private readonly maxPendingBytes: number;
+  private readonly onFlush?: (s: FlushStats) => void;
+  private readonly log: Logger;
+
+  /** Eager view (durable + accepted writes), for validating calls at the door. */
+  private readonly view: LogView;
+  /** What the worker reported after the last completed write. */
+  private durable: LogPosition;
+
+  private readonly queue: Slot[] = [];
+  private inflight: Slot | null = null;
+  private pendingBytes = 0;
+  /** 'interval' mode: a write completed unsynced since the last synced one. */
+  private unsynced = false;
+  private timer: NodeJS.Timeout | null = null;
+  private idleWaiters: Array<() => void> = [];
+
+  /** Set when the worker died or a write failed: every later write rejects with it. */
+  private failed: Error | null = null;
+  private closing = false;
+  private closed = false;
+  private closePromise: Promise<void> | null = null;
+
+  private constructor(
+    private readonly channel: WorkerChannel,
+    opened: OpenResult,
+    opts: StorageOptions,
+    log: Logger,
+  ) {
+    this.recovered = opened.recovered;
+    this.fsyncAlways = opts.fsync !== 'interval';
+    this.maxBatchBytes = opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+    this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
+    this.onFlush = opts.onFlush;
+    this.log = log;
+    this.view = new LogView(opened.recovered, opened.prevTerm);
+    const r = opened.recovered;
+    this.durable = { firstIndex: r.firstIndex, lastIndex: r.lastIndex, logBytes: r.logBytes };
+    if (!this.fsyncAlways) {
+      this.timer = setInterval(() => this.requestSync(), opts.fsyncIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Open (initialising on first use) and recover the replica's database. */
+  static async open(opts: StorageOptions): Promise<ReplicaStorage> {
+    invariant(typeof opts.dir === 'string' && opts.dir.length > 0, 'storage dir must be set');
+    invariant(opts.fsync === 'always' || opts.fsync === 'interval', `fsync must be 'always' or 'interval'`);
+    if (opts.fsync === 'interval')
+      invariant(Number.isFinite(opts.fsyncIntervalMs) && opts.fsyncIntervalMs > 0, 'fsyncIntervalMs must be > 0');
+    const log = opts.logger ?? createLogger('storage');
+    const t0 = performance.now();
+    let self: ReplicaStorage | null = null;
+    const channel = WorkerChannel.start((err) => self?.onWorkerDeath(err));
+    let opened: OpenResult;
+    try {
+      opened = await channel.call<OpenResult>({
+        op: 'open',
+        params: {
+          path: `${opts.dir}/rocksdb`,
+          verifyTailEntries: opts.verifyTailEntries ?? DEFAULT_VERIFY_TAIL_ENTRIES,
+        },
+      });
+    } catch (err) {
+      await channel.stop();
+      log.error('storage_open_failed', {
+        dir: opts.dir,
+        kind: (err as ClassifiedError).kind,
+        error: (err as Error).message,
+      });
+      throw err;
+    }
+    self = new ReplicaStorage(channel, opened, opts, log);
+    const r = opened.recovered;
+    if (r.tailRepaired > 0)
+      log.warn('storage_tail_repaired', { dir: opts.dir, entries: r.tailRepaired, last_index: r.lastIndex });
+    log.info('storage_opened', {
+      dir: opts.dir,
+      incarnation: r.incarnation,
+      fresh: r.freshlyInitialised,
+      first_index: r.firstIndex,
+      last_index: r.lastIndex,
+      applied_index: r.appliedIndex,
+      log_bytes: r.logBytes,
+      tail_repaired: r.tailRepaired,
+      fsync: opts.fsync,
+      open_seconds: (performance.now() - t0) / 1000,
+    });
+    return self;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /**
+   * Group commit: persists entries (replacing any existing entries at index ≥ entries[0].index —
+   * Raft truncation) and/or the hard state/conf; resolves only after the batch is fsynced (fsync
+   * 'always'). All appends/hard-state saves pending while one fsync runs are gathered into ONE
+   * synced WriteBatch. The storage may read `data` until the promise settles: do not mutate it.
+   */
+  append(entries: StoredEntry[], hardState?: StoredHardState, conf?: StoredConf): Promise<void> {
+    const refused = this.refuseWrite();
+    if (refused) return Promise.reject(refused);
+    try {
+      this.view.checkAppend(entries, hardState);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const bytes = entryBytes(entries);
+    // Backpressure: bounded memory between the Raft loop and the disk. A single append larger
+    // than the bound is still accepted when nothing is pending, so it can make progress.
+    if (this.pendingBytes > 0 && this.pendingBytes + bytes > this.maxPendingBytes)
+      return Promise.reject(overloadedError(this.pendingBytes, this.maxPendingBytes));
+    this.view.applyAppend(entries, hardState);
+    return this.enqueue(bytes, (g) => {
+      if (entries.length > 0) {
+        const s = entries[0].index;
+        const base = g.entries.length > 0 ? g.entries[0].index : Infinity;
+        // Merge as the disk would see the two appends in sequence: a later append replaces
+        // the merged suffix from its first index on.
+        if (s > base) g.entries.length = s - base;
+        else g.entries = [];
+        for (const e of entries) g.entries.push(e);
+      }
+      if (hardState) g.hardState = hardState;
+      if (conf) g.conf = conf;
+    });
+  }
+
+  /**
+   * Apply: state-machine ops + applied index in ONE atomic batch (may ride on the next group
+   * commit; not fsynced by itself — on a crash the applied index falls back consistently and the
+   * entries are re-applied). Never refused for backpressure: apply must make progress.
+   */
+  applyBatch(appliedIndex: number, ops: StateOp[]): Promise<void> {
+    const refused = this.refuseWrite();
+    if (refused) return Promise.reject(refused);
+    try {
+      this.view.checkApply(appliedIndex);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.view.applied = appliedIndex;
+    return this.enqueue(opBytes(ops), (g) => {
+      for (const o of ops) g.ops.push(o);
+      g.applied = appliedIndex;
+    });
+  }
+
+  /** Drop log entries below `firstIndex`; persists the new first index and the term of firstIndex-1. */
+  compactLog(firstIndex: number): Promise<void> {
+    const refused = this.refuseWrite();
+    if (refused) return Promise.reject(refused);
+    if (firstIndex <= this.view.firstIndex) return Promise.resolve();
+    try {
+      this.view.checkCompact(firstIndex);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.view.applyCompact(firstIndex);
+    return this.barrier(0, () => ({ body: { op: 'compact', firstIndex }, transfer: [] }));
+  }
+
+  /**
+   * Replace the state keyspace, empty the log, firstIndex = meta.index+1, applied = meta.index,
+   * conf = meta.conf (and a stored commit below meta.index is raised to it); one synced batch.
+   */
+  installSnapshot(meta: StoredSnapshotMeta, state: Array<[Uint8Array, Uint8Array]>): Promise<void> {
+    const refused = this.refuseWrite();
+    if (refused) return Promise.reject(refused);
+    try {
+      this.view.checkInstall(meta);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.view.applyInstall(meta);
+    let bytes = 0;
+    for (const [k, v] of state) bytes += k.byteLength + v.byteLength;
+    return this.barrier(bytes, () => {
+      // Copy into one buffer and transfer it: cloning each view would copy whole backing buffers.
+      const arena = new Uint8Array(bytes);
+      let off = 0;
+      const take = (src: Uint8Array): Uint8Array => {
+        arena.set(src, off);
+        off += src.byteLength;
+        return arena.subarray(off - src.byteLength, off);
+      };
+      const packed = state.map(([k, v]): [Uint8Array, Uint8Array] => [take(k), take(v)]);
+      return { body: { op: 'install', meta, state: packed }, transfer: [arena.buffer] };
+    });
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /**
+   * Entries [lo, hi) — clipped to the last index — up to maxBytes of data, but at least one
+   * entry if lo < hi and lo is in range. lo below the first index rejects with LogCompactedError.
+   */
+  readEntries(lo: number, hi: number, maxBytes: number): Promise<StoredEntry[]> {
+    return this.read<StoredEntry[]>({ op: 'readEntries', lo, hi, maxBytes });
+  }
+
+  /** A state-machine value (key relative to the state keyspace). */
+  get(key: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.read<Uint8Array | undefined>({ op: 'get', key });
+  }
+
+  /** State-machine rows with gte ≤ key < lt (a zero-length `lt` means no upper bound). */
+  scan(opts: {
+    gte: Uint8Array;
+    lt: Uint8Array;
+    limit?: number;
+    reverse?: boolean;
+  }): Promise<Array<[Uint8Array, Uint8Array]>> {
+    return this.read<Array<[Uint8Array, Uint8Array]>>({
+      op: 'scan',
+      gte: opts.gte,
+      lt: opts.lt,
+      limit: opts.limit ?? -1,
+      reverse: opts.reverse ?? false,
+    });
+  }
+
+  /** The state keyspace at the current (written) applied index, with its term and conf. */
+  exportState(): Promise<{ meta: StoredSnapshotMeta; state: Array<[Uint8Array, Uint8Array]> }> {
+    return this.read({ op: 'export' });
+  }
+
+  stats(): { logBytes: number; firstIndex: number; lastIndex: number; pendingBytes: number } {
+    return { ...this.durable, pendingBytes: this.pendingBytes };
+  }
+
+  /** Flush everything accepted (one last synced write in 'interval' mode), close the db, stop the worker. */
+  close(): Promise<void> {
+    this.closePromise ??= this.doClose();
+    return this.closePromise;
+  }
+
+  private async doClose(): Promise<void> {
+    this.closing = true;
+    if (this.timer) clearInterval(this.timer);
+    try {
+      if (!this.failed) {
+        if (!this.fsyncAlways && (this.unsynced || this.queue.length > 0 || this.inflight)) this.requestSync(true);
+        await this.whenIdle();
+      }
+      if (!this.channel.dead) await this.channel.call<null>({ op: 'close' });
+    } finally {
+      this.closed = true;
+      await this.channel.stop();
+      this.log.info('storage_closed', { last_index: this.durable.lastIndex });
+    }
+  }
+
+  // ---------------------------------------------------------------- machinery
+
+  private refuseWrite(): Error | null {
+    if (this.closing) return storageClosedError();
+    return this.failed;
+  }
+
+  private read<T>(body: RequestBody): Promise<T> {
+    if (this.closing) return Promise.reject(storageClosedError());
+    return this.channel.call<T>(body);
+  }
+
+  /** Merge into the open group at the back of the queue, or start a new one. */
+  private enqueue(bytes: number, merge: (g: GroupSlot) => void): Promise<void> {
+    const back = this.queue[this.queue.length - 1];
+    let g: GroupSlot;
+    if (back && back.kind === 'group' && (back.bytes === 0 || back.bytes + bytes <= this.maxBatchBytes)) {
+      g = back;
+    } else {
+      g = { kind: 'group', entries: [], ops: [], syncRequested: false, bytes: 0, waiters: [] };
+      this.queue.push(g);
+    }
+    merge(g);
+    g.bytes += bytes;
+    this.pendingBytes += bytes;
+    return new Promise<void>((resolve, reject) => {
+      g.waiters.push({ resolve, reject });
+      this.pump();
+    });
+  }
+
+  private barrier(bytes: number, body: BarrierSlot['body']): Promise<void> {
+    this.pendingBytes += bytes;
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ kind: 'barrier', body, bytes, waiter: { resolve, reject } });
+      this.pump();
+    });
+  }
+
+  /** Send the next slot if nothing is in flight. The single in-flight write is what makes groups. */
+  private pump(): void {
+    if (this.inflight || this.failed) return;
+    const slot = this.queue.shift();
+    if (!slot) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+      return;
+    }
+    this.inflight = slot;
+    if (slot.kind === 'barrier') {
+      const { body, transfer } = slot.body();
+      this.channel.call<LogPosition>(body, transfer).then(
+        (pos) => this.completed(slot, pos, [slot.waiter]),
+        (err: Error) => this.writeFailed(slot, err, [slot.waiter]),
+      );
+      return;
+    }
+    const { group, transfer } = this.pack(slot);
+    this.channel.call<WriteResult>({ op: 'write', group }, transfer).then(
+      (res) => {
+        if (group.sync) this.unsynced = false;
+        else if (group.entries.length > 0 || group.hardState || group.conf || group.ops.length > 0)
+          this.unsynced = true;
+        this.completed(slot, res, slot.waiters);
+        this.onFlush?.({
+          entries: group.entries.length,
+          bytes: group.bytes,
+          waiters: slot.waiters.length,
+          fsyncSeconds: res.fsyncSeconds,
+          writeSeconds: res.writeSeconds,
+          synced: group.sync,
+        });
+      },
+      (err: Error) => this.writeFailed(slot, err, slot.waiters),
+    );
+  }
+
+  /**
+   * Copy a group's payload into one fresh buffer and transfer it to the worker. Structured clone
+   * of a view copies its whole backing ArrayBuffer (often a large network frame), so packing is
+   * both one copy and the least copying. Each entry gets header space the worker fills in place.
+   */
+  private pack(g: GroupSlot): { group: WriteGroup; transfer: ArrayBuffer[] } {
+    let size = 0;
+    for (const e of g.entries) size += ENTRY_HEADER_BYTES + e.data.byteLength;
+    const payloadOps = opBytes(g.ops);
+    const arena = new Uint8Array(size + payloadOps);
+    let off = 0;
+    let bytes = 0;
+    const entries: WireEntry[] = g.entries.map((e) => {
+      const len = ENTRY_HEADER_BYTES + e.data.byteLength;
+      arena.set(e.data, off + ENTRY_HEADER_BYTES);
+      const value = arena.subarray(off, off + len);
+      off += len;
+      bytes += e.data.byteLength;
+      return { index: e.index, term: e.term, type: e.type, value };
+    });
+    const take = (src: Uint8Array): Uint8Array => {
+      arena.set(src, off);
+      off += src.byteLength;
+      return arena.subarray(off - src.byteLength, off);
+    };
+    const ops: StateOp[] = g.ops.map((o) =>
+      o.op === 'put'
+        ? { op: 'put', key: take(o.key), value: take(o.value) }
+        : o.op === 'del'
+          ? { op: 'del', key: take(o.key) }
+          : { op: 'delRange', gte: take(o.gte), lt: take(o.lt) },
+    );
+    bytes += payloadOps;
+    const durable = entries.length > 0 || g.hardState !== undefined || g.conf !== undefined;
+    const group: WriteGroup = {
+      sync: g.syncRequested || (this.fsyncAlways && durable),
+      entries,
+      hardState: g.hardState,
+      conf: g.conf,
+      ops,
+      applied: g.applied,
+      bytes,
+    };
+    return { group, transfer: [arena.buffer] };
+  }
+
+  private completed(slot: Slot, pos: LogPosition, waiters: Waiter[]): void {
+    this.inflight = null;
+    this.pendingBytes -= slot.bytes;
+    this.durable = { firstIndex: pos.firstIndex, lastIndex: pos.lastIndex, logBytes: pos.logBytes };
+    for (const w of waiters) w.resolve();
+    this.pump();
+  }
+
+  /**
+   * A failed write leaves the eager view ahead of the disk, and the Raft layer may already have
+   * acted on it: every queued and later write is refused with the same error. Reads go on (the
+   * worker still runs); the process is expected to restart (crash-only).
+   */
+  private writeFailed(slot: Slot, err: Error, waiters: Waiter[]): void {
+    this.inflight = null;
+    this.pendingBytes -= slot.bytes;
+    if (!this.failed) {
+      this.failed = err;
+      if (!(err instanceof ClassifiedError && err.kind === 'worker_crash'))
+        this.log.error('storage_write_failed', { kind: (err as ClassifiedError).kind, error: err.message });
+    }
+    for (const w of waiters) w.reject(err);
+    this.rejectQueued(err);
+  }
+
+  private rejectQueued(err: Error): void {
+    for (const s of this.queue.splice(0)) {
+      this.pendingBytes -= s.bytes;
+      if (s.kind === 'group') for (const w of s.waiters) w.reject(err);
+      else s.waiter.reject(err);
+    }
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const f of w) f();
+  }
+
+  private onWorkerDeath(err: ClassifiedError): void {
+    if (this.closed) return;
+    this.log.error('storage_worker_crash', { kind: err.kind, error: err.message });
+    if (this.timer) clearInterval(this.timer);
+    if (!this.failed) this.failed = err;
+    // The in-flight write's call was rejected by the channel (→ writeFailed); queued ones here.
+    this.rejectQueued(err);
+  }
+
+  /** 'interval' mode: make the next (or a new, empty) group carry a synced write. */
+  private requestSync(force = false): void {
+    if (this.failed) return;
+    const back = this.queue[this.queue.length - 1];
+    if (back && back.kind === 'group') {
+      back.syncRequested = true;
+      return;
+    }
+    // Nothing written unsynced since the last sync: nothing to make durable. (An unsynced write
+    // still in flight sets `unsynced` when it completes and is synced on the next tick.)
+    if (!this.unsynced && !force) return;
+    this.queue.push({ kind: 'group', entries: [], ops: [], syncRequested: true, bytes: 0, waiters: [] });
+    this.pump();
+  }
+
+  private whenIdle(): Promise<void> {
+    if (!this.inflight && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+}
