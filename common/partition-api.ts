@@ -121,3 +121,39 @@ export interface PartitionClient {
   getOffset(req: GroupOffsetQuery): Promise<GroupOffset>;
   status(topic: string, partition: number, requestId: string): Promise<PartitionStatus>;
 }
+
+/**
+ * Membership and leadership changes for one partition's Raft group, asked of its leader (by the
+ * operator over NATS, or by the CLI over the client port). A follower answers NOT_LEADER with a
+ * leader hint. Each call resolves once the leader has accepted the change, not once it is done:
+ * callers watch `status` (role, voters, learners) to see it complete.
+ */
+export interface AdminTarget {
+  topic: string;
+  partition: number;
+  requestId: string;
+}
+
+export interface TransferLeadershipRequest extends AdminTarget {
+  /** Replica id of the voter to hand leadership to. */
+  to: string;
+}
+
+export interface AddLearnerRequest extends AdminTarget {
+  /** Replica id of the new member (`(ordinal, incarnation)` rendered as a string). */
+  id: string;
+  /** host:port of the new member's peer port. */
+  endpoint: string;
+}
+
+export interface MemberRequest extends AdminTarget {
+  id: string;
+}
+
+export interface PartitionAdmin {
+  transferLeadership(req: TransferLeadershipRequest): Promise<void>;
+  addLearner(req: AddLearnerRequest): Promise<void>;
+  /** Learner → voter, once caught up (the leader refuses with CONFLICT otherwise). */
+  promote(req: MemberRequest): Promise<void>;
+  removeMember(req: MemberRequest): Promise<void>;
+}
