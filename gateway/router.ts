@@ -37,10 +37,11 @@ import { ENDPOINT_PATTERN, type TopicCatalog } from './catalog';
  *  - any other DaftkaError from the replica (NO_QUORUM, OVERLOADED, OFFSET_OUT_OF_RANGE, …) is
  *    the answer.
  *
- * Contract with the replica client (`connect(endpoint)`): it throws DaftkaError for answers from
- * the replica, DaftkaError('UNAVAILABLE') or a Node error with code ECONNREFUSED / EHOSTUNREACH /
- * ENETUNREACH / ENOTFOUND / EAI_AGAIN / EADDRNOTAVAIL when the request never reached a replica,
- * and anything else when the connection broke with the outcome unknown.
+ * Contract with the replica client (`connect(endpoint)`, replica/client-protocol): it throws
+ * DaftkaError for the replica's answers; UNAVAILABLE with `extra.delivery: 'not_sent'` (or a Node
+ * error with code ECONNREFUSED / EHOSTUNREACH / ENETUNREACH / ENOTFOUND / EAI_AGAIN /
+ * EADDRNOTAVAIL) when the request never left; UNAVAILABLE with `extra.delivery: 'maybe_sent'`,
+ * TIMEOUT, or any non-Daftka error when the outcome is unknown.
  *
  * In-flight calls per endpoint are bounded (fetches, which long-poll, separately from the rest);
  * a call beyond the bound is refused with 503 OVERLOADED and Retry-After instead of queueing.
@@ -147,17 +148,24 @@ const NOT_DELIVERED_CODES = new Set([
   'EADDRNOTAVAIL',
 ]);
 
-/** The request certainly never reached a replica (safe to send elsewhere, even a produce). */
-export function isNotDelivered(err: unknown): boolean {
-  if (isDaftkaError(err)) return err.code === 'UNAVAILABLE';
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && NOT_DELIVERED_CODES.has(code);
-}
-
 class DeadlineExceeded extends Error {
   constructor() {
     super('router deadline exceeded');
   }
+}
+
+/** The request certainly never reached a replica (safe to send elsewhere, even a produce). */
+export function isNotDelivered(err: unknown): boolean {
+  if (isDaftkaError(err)) return err.code === 'UNAVAILABLE' && err.extra?.delivery !== 'maybe_sent';
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && NOT_DELIVERED_CODES.has(code);
+}
+
+/** The request may have reached a replica, with no answer: a produce may or may not have committed. */
+function isOutcomeUnknown(err: unknown): boolean {
+  if (err instanceof DeadlineExceeded) return true;
+  if (isDaftkaError(err)) return err.code === 'UNAVAILABLE' || err.code === 'TIMEOUT' || err.code === 'COMMIT_UNKNOWN';
+  return true;
 }
 
 interface Inflight {
@@ -416,6 +424,12 @@ export class PartitionRouter implements PartitionClient {
           if (hint !== undefined && hint !== endpoint && ENDPOINT_RE.test(hint)) {
             if (this.table.hint(topic, partition, hint)) this.m?.updates.inc({ kind: 'hint' });
             target = hint;
+            // A hint at a replica that just failed us is stale news (its followers have not noticed
+            // yet): give the election time rather than spending redirects on it.
+            if (unreachable.has(hint)) {
+              redirects--;
+              await wait();
+            }
             continue;
           }
           // No leader known to that replica (an election is under way): wait, then ask another.
@@ -432,24 +446,28 @@ export class PartitionRouter implements PartitionClient {
           target = null;
           continue;
         }
-        if (err instanceof DeadlineExceeded) {
-          if (op === 'produce') throw commitUnknown(topic, partition, 'no answer from the leader before the deadline');
-          throw new DaftkaError('TIMEOUT', `no answer for ${topic}/${partition} before the deadline`, {
-            retryAfterMs: 1000,
-          });
+        if (isOutcomeUnknown(err)) {
+          if (op === 'produce')
+            throw commitUnknown(
+              topic,
+              partition,
+              err instanceof DeadlineExceeded ? 'no answer from the leader before the deadline' : describe(err),
+              err,
+            );
+          if (err instanceof DeadlineExceeded)
+            throw new DaftkaError('TIMEOUT', `no answer for ${topic}/${partition} before the deadline`, {
+              retryAfterMs: 1000,
+            });
+          // Reads and offset commits are idempotent: ask again, elsewhere if need be.
+          this.m?.redirects.inc({ reason: 'unreachable' });
+          this.table.invalidate(topic, partition, endpoint);
+          unreachable.add(endpoint);
+          target = null;
+          await wait();
+          continue;
         }
-        if (isDaftkaError(err)) {
-          if (op === 'produce' && (err.code === 'TIMEOUT' || err.code === 'COMMIT_UNKNOWN'))
-            throw commitUnknown(topic, partition, err.message, err);
-          throw err;
-        }
-        // The connection broke after the request went out.
-        if (op === 'produce') throw commitUnknown(topic, partition, 'connection to the leader lost', err);
-        this.m?.redirects.inc({ reason: 'unreachable' });
-        this.table.invalidate(topic, partition, endpoint);
-        unreachable.add(endpoint);
-        target = null;
-        await wait();
+        // The replica's answer (NO_QUORUM, OVERLOADED, OFFSET_OUT_OF_RANGE, IDEMPOTENCY_CONFLICT, …).
+        throw err;
       }
     }
   }
@@ -462,6 +480,11 @@ export class PartitionRouter implements PartitionClient {
       cause: lastErr,
     });
   }
+}
+
+function describe(err: unknown): string {
+  if (isDaftkaError(err)) return err.code === 'UNAVAILABLE' ? 'connection to the leader lost' : err.message;
+  return 'connection to the leader lost';
 }
 
 function commitUnknown(topic: string, partition: number, why: string, cause?: unknown): DaftkaError {

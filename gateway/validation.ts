@@ -11,8 +11,18 @@ export type JsonSchema = Record<string, unknown>;
 
 export function createAjv(): Ajv2020 {
   // allErrors off: the first error is reported, and validation stops early on big batches.
-  const ajv = new Ajv2020({ allErrors: false, strict: true, coerceTypes: false, useDefaults: false });
+  const ajv = new Ajv2020({
+    allErrors: false,
+    strict: true,
+    strictRequired: false,
+    coerceTypes: false,
+    useDefaults: false,
+    verbose: true,
+  });
   addFormats(ajv);
+  // `x-error`: the message to give when a composite rule (oneOf/anyOf/not) fails, whose own
+  // message would say nothing useful. An OpenAPI extension, so it may stay in the document.
+  ajv.addKeyword({ keyword: 'x-error', schemaType: 'string' });
   return ajv;
 }
 
@@ -24,19 +34,41 @@ function escapePointerToken(t: string): string {
 export function pointerOf(e: ErrorObject): string {
   const p = e.params as { missingProperty?: string; additionalProperty?: string };
   if (e.propertyName !== undefined) return `${e.instancePath}/${escapePointerToken(e.propertyName)}`;
-  if (e.keyword === 'required' && p.missingProperty !== undefined)
-    return `${e.instancePath}/${escapePointerToken(p.missingProperty)}`;
+  if (p.missingProperty !== undefined) return `${e.instancePath}/${escapePointerToken(p.missingProperty)}`;
   if (e.keyword === 'additionalProperties' && p.additionalProperty !== undefined)
     return `${e.instancePath}/${escapePointerToken(p.additionalProperty)}`;
   return e.instancePath;
 }
 
+const COMPOSITE = new Set(['oneOf', 'anyOf', 'not']);
+
+function customMessage(e: ErrorObject): string | undefined {
+  const m = (e.parentSchema as Record<string, unknown> | undefined)?.['x-error'];
+  return typeof m === 'string' ? m : undefined;
+}
+
 function messageOf(e: ErrorObject): string {
-  const p = e.params as { additionalProperty?: string; allowedValues?: unknown[] };
+  const p = e.params as { property?: string; allowedValues?: unknown[] };
   if (e.keyword === 'required') return 'is required';
-  if (e.keyword === 'additionalProperties') return `is not an allowed field`;
+  if (e.keyword === 'dependentRequired') return `is required with ${p.property}`;
+  if (e.keyword === 'additionalProperties') return 'is not an allowed field';
   if (e.keyword === 'enum' && p.allowedValues) return `must be one of ${p.allowedValues.map(String).join(', ')}`;
-  return e.message ?? 'is invalid';
+  return customMessage(e) ?? e.message ?? 'is invalid';
+}
+
+/**
+ * The error to report. Validation stops at the first failure, so the last error is what failed;
+ * when that is a composite rule (oneOf/anyOf/not) the errors before it come from alternatives
+ * tried, and the most specific composite with an `x-error` message says best what is wrong.
+ */
+function pick(errors: ErrorObject[]): ErrorObject {
+  const last = errors[errors.length - 1];
+  if (!COMPOSITE.has(last.keyword)) return last;
+  let best: ErrorObject | undefined;
+  for (const e of errors)
+    if (COMPOSITE.has(e.keyword) && customMessage(e) !== undefined)
+      if (best === undefined || e.instancePath.length > best.instancePath.length) best = e;
+  return best ?? errors[0];
 }
 
 /** 400 INVALID_REQUEST for a body field, naming it by JSON pointer. */
@@ -46,21 +78,20 @@ export function invalidField(pointer: string, message: string): DaftkaError {
   });
 }
 
-/** 400 INVALID_REQUEST for a query or path parameter, naming it. */
+/** 400 INVALID_REQUEST for a query or path parameter or a header, naming it. */
 export function invalidParameter(name: string, message: string): DaftkaError {
   return new DaftkaError('INVALID_REQUEST', `parameter ${name} ${message}`, { extra: { parameter: name } });
 }
 
 export function bodyError(errors: ErrorObject[] | null | undefined): DaftkaError {
-  const e = errors?.[0];
-  if (!e) return invalidField('', 'is invalid');
+  if (!errors || errors.length === 0) return invalidField('', 'is invalid');
+  const e = pick(errors);
   return invalidField(pointerOf(e), messageOf(e));
 }
 
 export function paramError(errors: ErrorObject[] | null | undefined): DaftkaError {
-  const e = errors?.[0];
-  if (!e) return invalidParameter('?', 'is invalid');
-  const pointer = pointerOf(e);
-  const name = pointer.split('/')[1] ?? '?';
+  if (!errors || errors.length === 0) return invalidParameter('?', 'is invalid');
+  const e = pick(errors);
+  const name = pointerOf(e).split('/')[1] ?? '?';
   return invalidParameter(name, messageOf(e));
 }

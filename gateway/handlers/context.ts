@@ -1,0 +1,130 @@
+import type { Request, Response } from 'express';
+import { DaftkaError } from '../../common/errors';
+import type { Logger } from '../../common/log';
+import type { PartitionClient } from '../../common/partition-api';
+import { GROUP_NAME_PATTERN, IDEMPOTENCY_KEY_PATTERN } from '../api-spec';
+import { authorize, visibleTopic, type Principal } from '../auth';
+import { TOPIC_NAME_PATTERN, type TopicCatalog, type TopicInfo } from '../catalog';
+import type { GatewayMetrics } from '../metrics';
+import type { QuotaManager } from '../quotas';
+import { invalidParameter } from '../validation';
+
+/** What route handlers share: their context, their input, and the path/header parsing. */
+
+export interface GatewayLimits {
+  /** Largest request body, after decompression, in bytes. */
+  maxBodyBytes: number;
+  /** Most records in one produce request. */
+  maxRecordsPerRequest: number;
+  /** Fetch `max_records` above this is lowered to it. */
+  fetchMaxRecords: number;
+  /** Fetch `max_bytes` above this is lowered to it. */
+  fetchMaxBytes: number;
+  /** Produce commit deadline, and the deadline of every other replica call (fetch: wait + this). */
+  requestTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: GatewayLimits = {
+  maxBodyBytes: 8 * 1_048_576,
+  maxRecordsPerRequest: 1000,
+  fetchMaxRecords: 1000,
+  fetchMaxBytes: 8 * 1_048_576,
+  requestTimeoutMs: 5000,
+};
+
+/** What a handler gets: the request, its validated query, and lazy, validated body reading. */
+export interface Call {
+  req: Request;
+  res: Response;
+  requestId: string;
+  principal: Principal;
+  query: Record<string, unknown>;
+  /** Read, parse and validate the JSON body (413 / 415 / 400 MALFORMED_JSON / 400 INVALID_REQUEST). */
+  body<T>(): Promise<T>;
+  /** Note the topic for the access log line (a catalog name, never raw input). */
+  noteTopic(name: string): void;
+}
+
+export interface Reply {
+  status?: number;
+  body: unknown;
+}
+
+/** Everything a handler may use, built once per app. */
+export interface GatewayContext {
+  catalog: TopicCatalog;
+  router: PartitionClient;
+  quotas: QuotaManager;
+  logger: Logger;
+  limits: GatewayLimits;
+  metrics: GatewayMetrics;
+  nowMs: () => number;
+}
+
+export type Handler = (g: GatewayContext, c: Call) => Promise<Reply>;
+
+const TOPIC_RE = new RegExp(TOPIC_NAME_PATTERN);
+const GROUP_RE = new RegExp(GROUP_NAME_PATTERN);
+const PARTITION_RE = /^(0|[1-9][0-9]{0,8})$/;
+const IDEMPOTENCY_KEY_RE = new RegExp(IDEMPOTENCY_KEY_PATTERN);
+
+/** The topic named in the path, if `p` holds `right` on it (404 when it cannot see it, 403 when it can). */
+export function topicFromPath(g: GatewayContext, c: Call, right: 'produce' | 'consume' | 'see'): TopicInfo {
+  const name = c.req.params.topic as string;
+  // A name no topic can have: answered like any unknown topic, without echoing the input.
+  if (!TOPIC_RE.test(name)) throw new DaftkaError('TOPIC_NOT_FOUND', 'topic does not exist');
+  const t =
+    right === 'see' ? visibleTopic(g.catalog, c.principal, name) : authorize(g.catalog, c.principal, name, right);
+  c.noteTopic(t.name);
+  return t;
+}
+
+export function partitionFromPath(c: Call, t: TopicInfo): number {
+  const raw = c.req.params.partition as string;
+  if (!PARTITION_RE.test(raw)) throw invalidParameter('partition', 'must be a non-negative integer');
+  const p = Number(raw);
+  if (p >= t.partitions)
+    throw new DaftkaError(
+      'PARTITION_NOT_FOUND',
+      `topic ${t.name} has ${t.partitions} partitions (0–${t.partitions - 1})`,
+    );
+  return p;
+}
+
+export function groupFromPath(c: Call): string {
+  const g = c.req.params.group as string;
+  if (!GROUP_RE.test(g)) throw invalidParameter('group', 'must be 1–249 characters of [A-Za-z0-9._-]');
+  return g;
+}
+
+export function idempotencyKeyOf(c: Call): string | undefined {
+  const k = c.req.headers['idempotency-key'];
+  if (k === undefined) return undefined;
+  if (typeof k !== 'string' || !IDEMPOTENCY_KEY_RE.test(k))
+    throw invalidParameter('Idempotency-Key', 'must be 1–128 printable ASCII characters without spaces');
+  return k;
+}
+
+/** Run `fn` over `items` with at most `limit` running at once; results in input order. */
+export async function mapPool<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, i: number) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/** A partition-level failure as reported inside a 200 answer (introspection). */
+export function errorEntry(err: unknown): { code: string; detail: string } {
+  if (err instanceof DaftkaError) return { code: err.code, detail: err.message };
+  return { code: 'INTERNAL', detail: 'internal error; see server logs for the request id' };
+}

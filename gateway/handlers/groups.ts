@@ -1,0 +1,239 @@
+import { DaftkaError, isDaftkaError } from '../../common/errors';
+import type { GroupOffset } from '../../common/partition-api';
+import { authorize, can } from '../auth';
+import type { TopicInfo } from '../catalog';
+import { invalidField, invalidParameter } from '../validation';
+import { withPartialResults } from './records';
+import { errorEntry, groupFromPath, mapPool, type Call, type GatewayContext, type Reply } from './context';
+
+/**
+ * Consumer groups, cumulative mode (Kafka style): a group's committed offset per partition is
+ * the next offset to consume; lag = high watermark − committed offset (− log start offset when
+ * nothing is committed). Committing and resetting need the consume right on the topic.
+ */
+
+/** Partition calls one request may make at once (introspection over many partitions). */
+const FANOUT = 32;
+/** Bound on partitions scanned by GET /v1/groups/{group} without `topic`. */
+const MAX_SCAN_PARTITIONS = 10_000;
+
+interface CommitBody {
+  offsets: Array<{ topic: string; partition: number; offset: number; metadata?: string }>;
+}
+
+/** Re-raise a topic error for a body field with its pointer. */
+function atPointer<T>(pointer: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (isDaftkaError(err)) throw new DaftkaError(err.code, err.message, { extra: { ...(err.extra ?? {}), pointer } });
+    throw err;
+  }
+}
+
+function checkPartition(t: TopicInfo, p: number, pointer: string): void {
+  if (p >= t.partitions)
+    throw new DaftkaError(
+      'PARTITION_NOT_FOUND',
+      `topic ${t.name} has ${t.partitions} partitions (0–${t.partitions - 1})`,
+      {
+        extra: { pointer },
+      },
+    );
+}
+
+function partitionJson(o: GroupOffset) {
+  return {
+    partition: o.partition,
+    offset: o.offset,
+    ...(o.metadata !== undefined ? { metadata: o.metadata } : {}),
+    high_watermark: o.highWatermark,
+    log_start_offset: o.logStartOffset,
+    lag: o.lag,
+  };
+}
+
+export async function commitOffsetsHandler(g: GatewayContext, c: Call): Promise<Reply> {
+  const group = groupFromPath(c);
+  const body = await c.body<CommitBody>();
+  const seen = new Set<string>();
+  body.offsets.forEach((o, i) => {
+    const t = atPointer(`/offsets/${i}/topic`, () => authorize(g.catalog, c.principal, o.topic, 'consume'));
+    checkPartition(t, o.partition, `/offsets/${i}/partition`);
+    const k = `${o.topic}/${o.partition}`;
+    if (seen.has(k)) throw invalidField(`/offsets/${i}`, `repeats ${o.topic} partition ${o.partition}`);
+    seen.add(k);
+  });
+  if (body.offsets.length === 1) c.noteTopic(body.offsets[0].topic);
+  const settled = await Promise.allSettled(
+    body.offsets.map((o) =>
+      g.router.commitOffset({
+        group,
+        topic: o.topic,
+        partition: o.partition,
+        offset: o.offset,
+        ...(o.metadata !== undefined ? { metadata: o.metadata } : {}),
+        requestId: c.requestId,
+      }),
+    ),
+  );
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed !== undefined) {
+    if (settled.length === 1) throw failed.reason;
+    throw withPartialResults(
+      failed.reason,
+      settled.map((s, i) => ({
+        topic: body.offsets[i].topic,
+        partition: body.offsets[i].partition,
+        status: s.status === 'fulfilled' ? 'committed' : 'failed',
+        ...(s.status === 'rejected' ? { code: isDaftkaError(s.reason) ? s.reason.code : 'INTERNAL' } : {}),
+      })),
+    );
+  }
+  return {
+    body: { offsets: body.offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset })) },
+  };
+}
+
+function readOffsets(g: GatewayContext, c: Call, group: string, t: TopicInfo, partitions: number[]) {
+  return mapPool(partitions, FANOUT, (partition) =>
+    g.router.getOffset({ group, topic: t.name, partition, requestId: c.requestId }),
+  );
+}
+
+function allPartitions(t: TopicInfo): number[] {
+  return Array.from({ length: t.partitions }, (_, p) => p);
+}
+
+export async function getOffsetsHandler(g: GatewayContext, c: Call): Promise<Reply> {
+  const group = groupFromPath(c);
+  const topic = c.query.topic as string;
+  const t = authorize(g.catalog, c.principal, topic, 'consume');
+  c.noteTopic(t.name);
+  const offsets = await readOffsets(g, c, group, t, allPartitions(t));
+  return {
+    body: {
+      group,
+      topic: t.name,
+      lag: offsets.reduce((s, o) => s + o.lag, 0),
+      partitions: offsets.map(partitionJson),
+    },
+  };
+}
+
+interface ResetBody {
+  topic: string;
+  to: 'earliest' | 'latest' | 'offset' | 'timestamp';
+  offset?: number;
+  timestamp?: number;
+  partitions?: number[];
+  dry_run?: boolean;
+}
+
+export async function resetOffsetsHandler(g: GatewayContext, c: Call): Promise<Reply> {
+  const group = groupFromPath(c);
+  const body = await c.body<ResetBody>();
+  const t = atPointer('/topic', () => authorize(g.catalog, c.principal, body.topic, 'consume'));
+  c.noteTopic(t.name);
+  if (body.to === 'offset' && body.offset === undefined) throw invalidField('/offset', 'is required with to=offset');
+  if (body.to === 'timestamp' && body.timestamp === undefined)
+    throw invalidField('/timestamp', 'is required with to=timestamp');
+  const partitions = body.partitions ?? allPartitions(t);
+  partitions.forEach((p, i) => checkPartition(t, p, `/partitions/${i}`));
+  if (body.to === 'timestamp')
+    throw new DaftkaError(
+      'NOT_IMPLEMENTED',
+      'resetting to a timestamp needs a time index the replicas do not have yet; use earliest, latest or offset',
+    );
+
+  // Read every partition first: nothing is committed unless all could be read.
+  const current = await readOffsets(g, c, group, t, partitions);
+  const plan = current.map((o) => {
+    const target =
+      body.to === 'earliest'
+        ? o.logStartOffset
+        : body.to === 'latest'
+          ? o.highWatermark
+          : Math.min(Math.max(body.offset!, o.logStartOffset), o.highWatermark);
+    return {
+      partition: o.partition,
+      previous_offset: o.offset,
+      new_offset: target,
+      high_watermark: o.highWatermark,
+      log_start_offset: o.logStartOffset,
+    };
+  });
+  const dryRun = body.dry_run ?? false;
+  if (!dryRun) {
+    const settled = await Promise.allSettled(
+      plan.map((p) =>
+        g.router.commitOffset({
+          group,
+          topic: t.name,
+          partition: p.partition,
+          offset: p.new_offset,
+          requestId: c.requestId,
+        }),
+      ),
+    );
+    const failed = settled.find((s) => s.status === 'rejected');
+    if (failed !== undefined)
+      throw withPartialResults(
+        failed.reason,
+        settled.map((s, i) => ({
+          topic: t.name,
+          partition: plan[i].partition,
+          status: s.status === 'fulfilled' ? 'committed' : 'failed',
+          ...(s.status === 'rejected' ? { code: isDaftkaError(s.reason) ? s.reason.code : 'INTERNAL' } : {}),
+        })),
+      );
+  }
+  return { body: { group, topic: t.name, to: body.to, dry_run: dryRun, partitions: plan } };
+}
+
+/** `topic` given as repeated parameters and/or comma-separated lists. */
+function topicsParam(c: Call): string[] | undefined {
+  const raw = c.query.topic as string[] | undefined;
+  if (raw === undefined) return undefined;
+  const names = raw
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (names.length === 0) throw invalidParameter('topic', 'must name at least one topic');
+  return [...new Set(names)];
+}
+
+export async function getGroupHandler(g: GatewayContext, c: Call): Promise<Reply> {
+  const group = groupFromPath(c);
+  const named = topicsParam(c);
+  const topics = named
+    ? named.map((n) => authorize(g.catalog, c.principal, n, 'consume'))
+    : g.catalog.list().filter((t) => can(c.principal, t, 'consume'));
+  if (topics.length === 1) c.noteTopic(topics[0].name);
+  const work = topics.flatMap((t) => allPartitions(t).map((p) => ({ t, p })));
+  if (work.length > MAX_SCAN_PARTITIONS)
+    throw invalidParameter('topic', `name the topics to report: more than ${MAX_SCAN_PARTITIONS} partitions to scan`);
+  const answers = await mapPool(work, FANOUT, async ({ t, p }) => {
+    try {
+      return partitionJson(await g.router.getOffset({ group, topic: t.name, partition: p, requestId: c.requestId }));
+    } catch (err) {
+      return { partition: p, error: errorEntry(err) };
+    }
+  });
+  let total = 0;
+  const out: Array<{ topic: string; lag: number; partitions: unknown[] }> = [];
+  let k = 0;
+  for (const t of topics) {
+    const parts = answers.slice(k, k + t.partitions);
+    k += t.partitions;
+    // Without named topics, report only where the group has committed something.
+    const committed = parts.some((p) => 'offset' in p && p.offset !== null);
+    if (!named && !committed) continue;
+    const lag = parts.reduce((s, p) => s + ('lag' in p ? p.lag : 0), 0);
+    total += lag;
+    out.push({ topic: t.name, lag, partitions: parts });
+  }
+  if (!named && out.length === 0)
+    throw new DaftkaError('GROUP_NOT_FOUND', `group ${group} has no committed offsets on topics visible to you`);
+  return { body: { group, lag: total, topics: out } };
+}

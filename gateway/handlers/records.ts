@@ -1,0 +1,172 @@
+import { DaftkaError, isDaftkaError } from '../../common/errors';
+import type { ProducerIdentity, ProduceResult, RecordIn } from '../../common/partition-api';
+import { decodeRecord, type RecordJson } from '../codec';
+import { partitionForKey, StickyPartitioner } from '../partitioner';
+import { invalidField } from '../validation';
+import { idempotencyKeyOf, topicFromPath, type Call, type GatewayContext, type Reply } from './context';
+
+/**
+ * POST /v1/topics/{topic}/records.
+ *
+ * Everything is checked before anything is written: rights, body shape, every record (base64,
+ * sizes, partitions), then the quotas for the whole request. Then the records are grouped per
+ * partition (request order kept inside each group) and each group is one replica batch; groups
+ * are written in parallel, and the answer waits for all of them.
+ *
+ * Not atomic across partitions. When a group fails, the answer is the problem of the first
+ * failed group (in order of first appearance in the request) plus `partial_results`, one entry
+ * per partition: written / duplicate (with base_offset), failed / unknown (with code). With an
+ * Idempotency-Key each partition's batch is deduplicated under `${key}#p${partition}` (and the
+ * partition of keyless records is derived from the key), so resending the same request
+ * rewrites nothing: written partitions answer duplicate with their original offsets.
+ */
+
+interface ProduceBody {
+  records: RecordJson[];
+  producer_id?: string;
+  producer_epoch?: number;
+  producer_seq?: number;
+}
+
+interface Group {
+  partition: number;
+  indices: number[];
+  records: RecordIn[];
+  bytes: number;
+}
+
+const sticky = new StickyPartitioner();
+
+export async function produceHandler(g: GatewayContext, c: Call): Promise<Reply> {
+  const t = topicFromPath(g, c, 'produce');
+  const idempotencyKey = idempotencyKeyOf(c);
+  const body = await c.body<ProduceBody>();
+  const n = body.records.length;
+  if (n > g.limits.maxRecordsPerRequest)
+    throw new DaftkaError(
+      'PAYLOAD_TOO_LARGE',
+      `${n} records in one request; at most ${g.limits.maxRecordsPerRequest} are allowed`,
+      { extra: { limit: g.limits.maxRecordsPerRequest, pointer: '/records' } },
+    );
+
+  const now = g.nowMs();
+  const groups = new Map<number, Group>();
+  let stickyPartition: number | undefined;
+  let totalBytes = 0;
+  for (let i = 0; i < n; i++) {
+    const r = body.records[i];
+    const pointer = `/records/${i}`;
+    const { record, bytes } = decodeRecord(r, pointer, now);
+    if (bytes > t.maxRecordBytes)
+      throw new DaftkaError(
+        'RECORD_TOO_LARGE',
+        `record ${i} is ${bytes} bytes (key + value + headers); topic ${t.name} allows ${t.maxRecordBytes}`,
+        { extra: { limit: t.maxRecordBytes, pointer } },
+      );
+    let p: number;
+    if (r.partition !== undefined) {
+      if (r.partition >= t.partitions)
+        throw new DaftkaError(
+          'PARTITION_NOT_FOUND',
+          `topic ${t.name} has ${t.partitions} partitions (0–${t.partitions - 1})`,
+          {
+            extra: { pointer: `${pointer}/partition` },
+          },
+        );
+      p = r.partition;
+    } else if (record.key !== null) p = partitionForKey(record.key, t.partitions);
+    else p = stickyPartition ??= sticky.choose(t.name, t.partitions, idempotencyKey);
+    let grp = groups.get(p);
+    if (grp === undefined) {
+      grp = { partition: p, indices: [], records: [], bytes: 0 };
+      groups.set(p, grp);
+    }
+    grp.indices.push(i);
+    grp.records.push(record);
+    grp.bytes += bytes;
+    totalBytes += bytes;
+  }
+
+  let producer: ProducerIdentity | undefined;
+  if (body.producer_id !== undefined) {
+    // Producer sequences are per partition (as in Kafka): one request, one partition.
+    if (groups.size > 1)
+      throw invalidField('/producer_id', 'requires all records of the request to go to one partition');
+    producer = { producerId: body.producer_id, epoch: body.producer_epoch!, seq: body.producer_seq! };
+  }
+
+  g.quotas.admitProduce(t, c.principal.name, totalBytes, n);
+
+  const list = [...groups.values()];
+  const settled = await Promise.allSettled(
+    list.map((grp) =>
+      g.router.produce({
+        topic: t.name,
+        partition: grp.partition,
+        records: grp.records,
+        ...(idempotencyKey !== undefined ? { idempotencyKey: `${idempotencyKey}#p${grp.partition}` } : {}),
+        ...(producer !== undefined ? { producer } : {}),
+        requestId: c.requestId,
+        timeoutMs: g.limits.requestTimeoutMs,
+      }),
+    ),
+  );
+
+  const byPartition = new Map<number, ProduceResult>();
+  let firstError: unknown;
+  settled.forEach((s, k) => {
+    const grp = list[k];
+    if (s.status === 'fulfilled') {
+      byPartition.set(grp.partition, s.value);
+      if (!s.value.duplicate) {
+        g.metrics.produceRecords.inc({ topic: t.name }, grp.records.length);
+        g.metrics.produceBytes.inc({ topic: t.name }, grp.bytes);
+      }
+    } else if (firstError === undefined) firstError = s.reason;
+  });
+
+  if (firstError !== undefined) {
+    const partial = settled.map((s, k) => {
+      const grp = list[k];
+      if (s.status === 'fulfilled')
+        return {
+          partition: grp.partition,
+          records: grp.records.length,
+          status: s.value.duplicate ? 'duplicate' : 'written',
+          base_offset: s.value.baseOffset,
+        };
+      const code = isDaftkaError(s.reason) ? s.reason.code : 'INTERNAL';
+      return {
+        partition: grp.partition,
+        records: grp.records.length,
+        status: code === 'COMMIT_UNKNOWN' ? 'unknown' : 'failed',
+        code,
+      };
+    });
+    if (list.length === 1) throw firstError;
+    throw withPartialResults(firstError, partial);
+  }
+
+  const results = new Array<{ partition: number; offset: number; status: 'written' | 'duplicate' }>(n);
+  for (const grp of list) {
+    const r = byPartition.get(grp.partition)!;
+    const status = r.duplicate ? 'duplicate' : 'written';
+    grp.indices.forEach((i, j) => {
+      results[i] = { partition: grp.partition, offset: r.baseOffset + j, status };
+    });
+  }
+  return { body: { results } };
+}
+
+/** The first failure, re-raised with what happened on every partition of the request. */
+export function withPartialResults(err: unknown, partial: unknown[]): DaftkaError {
+  const e = isDaftkaError(err)
+    ? err
+    : new DaftkaError('INTERNAL', 'internal error; see server logs for the request id', { cause: err });
+  return new DaftkaError(e.code, e.message, {
+    ...(e.retryAfterMs !== undefined ? { retryAfterMs: e.retryAfterMs } : {}),
+    ...(e.leaderHint !== undefined ? { leaderHint: e.leaderHint } : {}),
+    extra: { ...(e.extra ?? {}), partial_results: partial },
+    cause: e.cause ?? err,
+  });
+}

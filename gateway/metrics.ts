@@ -1,0 +1,63 @@
+import type client from 'prom-client';
+import { counter, histogram } from '../common/metrics';
+
+/**
+ * The HTTP side's metrics (the router registers its own: redirects, shed requests, leader table;
+ * the NATS feed its connection gauge). Labels are bounded: `route` is a RouteSpec id or
+ * `unmatched`, `topic` only ever a catalog topic, `code` an HTTP status or a problem code.
+ */
+export interface GatewayMetrics {
+  requests: client.Counter<'route' | 'code'>;
+  errors: client.Counter<'route' | 'code'>;
+  duration: client.Histogram<'route'>;
+  produceRecords: client.Counter<'topic'>;
+  produceBytes: client.Counter<'topic'>;
+  fetchRecords: client.Counter<'topic'>;
+  fetchBytes: client.Counter<'topic'>;
+  throttled: client.Counter<'topic' | 'reason'>;
+}
+
+export function createGatewayMetrics(reg: client.Registry): GatewayMetrics {
+  return {
+    requests: counter(reg, {
+      name: 'daftka_gateway_requests_total',
+      help: 'HTTP requests answered, by route and HTTP status code',
+      labelNames: ['route', 'code'],
+    }),
+    errors: counter(reg, {
+      name: 'daftka_gateway_errors_total',
+      help: 'Problem answers, by route and problem code (QUOTA_EXCEEDED, COMMIT_UNKNOWN, …)',
+      labelNames: ['route', 'code'],
+    }),
+    duration: histogram(reg, {
+      name: 'daftka_gateway_request_duration_seconds',
+      help: 'Time from request to the end of the answer, by route (fetch includes its long-poll wait)',
+      labelNames: ['route'],
+    }),
+    produceRecords: counter(reg, {
+      name: 'daftka_gateway_produce_records_total',
+      help: 'Records written (committed, not counting duplicates), by topic',
+      labelNames: ['topic'],
+    }),
+    produceBytes: counter(reg, {
+      name: 'daftka_gateway_produce_bytes_total',
+      help: 'Record bytes (key + value + headers) written, by topic',
+      labelNames: ['topic'],
+    }),
+    fetchRecords: counter(reg, {
+      name: 'daftka_gateway_fetch_records_total',
+      help: 'Records returned by fetches, by topic',
+      labelNames: ['topic'],
+    }),
+    fetchBytes: counter(reg, {
+      name: 'daftka_gateway_fetch_bytes_total',
+      help: 'Record bytes (key + value + headers) returned by fetches, by topic',
+      labelNames: ['topic'],
+    }),
+    throttled: counter(reg, {
+      name: 'daftka_gateway_throttled_requests_total',
+      help: 'Requests refused with 429 QUOTA_EXCEEDED, by topic and quota (produce_bytes, produce_records, fetch_bytes)',
+      labelNames: ['topic', 'reason'],
+    }),
+  };
+}
