@@ -1,0 +1,184 @@
+import { DaftkaError } from '../../../common/errors';
+import { topic } from './fixtures';
+import { startGateway, type Harness } from './harness';
+
+describe('gateway consumer groups (cumulative mode)', () => {
+  let gw: Harness;
+  beforeEach(async () => {
+    gw = await startGateway({ topics: [topic('orders', { partitions: 2 }), topic('audit', { partitions: 1 })] });
+    for (let i = 0; i < 5; i++)
+      await gw.req('POST', '/v1/topics/orders/records', { body: { records: [{ value: `${i}`, partition: 0 }] } });
+    await gw.req('POST', '/v1/topics/orders/records', {
+      body: {
+        records: [
+          { value: 'a', partition: 1 },
+          { value: 'b', partition: 1 },
+        ],
+      },
+    });
+  });
+  afterEach(() => gw.close());
+
+  test('commit, then read position and lag per partition', async () => {
+    const c = await gw.req('POST', '/v1/groups/billing/offsets', {
+      body: { offsets: [{ topic: 'orders', partition: 0, offset: 3, metadata: 'host-a' }] },
+    });
+    expect(c.status).toBe(200);
+    expect(c.json).toEqual({ offsets: [{ topic: 'orders', partition: 0, offset: 3 }] });
+    const r = await gw.req('GET', '/v1/groups/billing/offsets?topic=orders');
+    expect(r.json).toEqual({
+      group: 'billing',
+      topic: 'orders',
+      lag: 2 + 2,
+      partitions: [
+        { partition: 0, offset: 3, metadata: 'host-a', high_watermark: 5, log_start_offset: 0, lag: 2 },
+        { partition: 1, offset: null, high_watermark: 2, log_start_offset: 0, lag: 2 },
+      ],
+    });
+  });
+
+  test('a commit request is validated whole before any partition is committed', async () => {
+    const r = await gw.req('POST', '/v1/groups/billing/offsets', {
+      body: {
+        offsets: [
+          { topic: 'orders', partition: 0, offset: 1 },
+          { topic: 'orders', partition: 9, offset: 1 },
+        ],
+      },
+    });
+    expect(r.status).toBe(404);
+    expect(r.json).toMatchObject({ code: 'PARTITION_NOT_FOUND', pointer: '/offsets/1/partition' });
+    const dup = await gw.req('POST', '/v1/groups/billing/offsets', {
+      body: {
+        offsets: [
+          { topic: 'orders', partition: 0, offset: 1 },
+          { topic: 'orders', partition: 0, offset: 2 },
+        ],
+      },
+    });
+    expect(dup.json).toMatchObject({ code: 'INVALID_REQUEST', pointer: '/offsets/1' });
+    expect(gw.fake.calls.filter((x) => x.op === 'commit')).toHaveLength(0);
+  });
+
+  test('a failed partition in a multi-partition commit → its problem with partial_results', async () => {
+    gw.fake.fail = (op, _t, p) =>
+      op === 'commit' && p === 1 ? new DaftkaError('NO_QUORUM', 'no quorum', { retryAfterMs: 500 }) : undefined;
+    const r = await gw.req('POST', '/v1/groups/billing/offsets', {
+      body: {
+        offsets: [
+          { topic: 'orders', partition: 0, offset: 1 },
+          { topic: 'orders', partition: 1, offset: 1 },
+        ],
+      },
+    });
+    expect(r.status).toBe(503);
+    expect(r.headers.get('retry-after')).toBe('1');
+    expect(r.json.partial_results).toEqual([
+      { topic: 'orders', partition: 0, status: 'committed' },
+      { topic: 'orders', partition: 1, status: 'failed', code: 'NO_QUORUM' },
+    ]);
+  });
+
+  test('reset to earliest, latest and a clamped offset; dry_run commits nothing', async () => {
+    const dry = await gw.req('POST', '/v1/groups/g/offsets:reset', {
+      body: { topic: 'orders', to: 'latest', dry_run: true },
+    });
+    expect(dry.json).toEqual({
+      group: 'g',
+      topic: 'orders',
+      to: 'latest',
+      dry_run: true,
+      partitions: [
+        { partition: 0, previous_offset: null, new_offset: 5, high_watermark: 5, log_start_offset: 0 },
+        { partition: 1, previous_offset: null, new_offset: 2, high_watermark: 2, log_start_offset: 0 },
+      ],
+    });
+    expect(gw.fake.calls.filter((x) => x.op === 'commit')).toHaveLength(0);
+
+    await gw.req('POST', '/v1/groups/g/offsets:reset', { body: { topic: 'orders', to: 'latest' } });
+    expect((await gw.req('GET', '/v1/groups/g/offsets?topic=orders')).json.lag).toBe(0);
+
+    const off = await gw.req('POST', '/v1/groups/g/offsets:reset', {
+      body: { topic: 'orders', to: 'offset', offset: 4 },
+    });
+    expect(off.json.partitions.map((p: { new_offset: number }) => p.new_offset)).toEqual([4, 2]);
+
+    const early = await gw.req('POST', '/v1/groups/g/offsets:reset', {
+      body: { topic: 'orders', to: 'earliest', partitions: [1] },
+    });
+    expect(early.json.partitions).toEqual([
+      { partition: 1, previous_offset: 2, new_offset: 0, high_watermark: 2, log_start_offset: 0 },
+    ]);
+    expect(
+      (await gw.req('GET', '/v1/groups/g/offsets?topic=orders')).json.partitions.map(
+        (p: { offset: number }) => p.offset,
+      ),
+    ).toEqual([4, 0]);
+  });
+
+  test('reset to a timestamp → 501 NOT_IMPLEMENTED (no time index yet)', async () => {
+    const r = await gw.req('POST', '/v1/groups/g/offsets:reset', {
+      body: { topic: 'orders', to: 'timestamp', timestamp: 1 },
+    });
+    expect(r.status).toBe(501);
+    expect(r.json).toMatchObject({ code: 'NOT_IMPLEMENTED', retryable: false });
+  });
+
+  test('GET /v1/groups/{g}: lag per partition for the topics given, or for the topics it committed on', async () => {
+    await gw.req('POST', '/v1/groups/g/offsets', { body: { offsets: [{ topic: 'orders', partition: 1, offset: 1 }] } });
+    const known = await gw.req('GET', '/v1/groups/g');
+    expect(known.json.group).toBe('g');
+    expect(known.json.topics.map((t: { topic: string }) => t.topic)).toEqual(['orders']);
+    expect(known.json.lag).toBe(5 + 1);
+    const named = await gw.req('GET', '/v1/groups/g?topic=orders,audit');
+    expect(named.json.topics.map((t: { topic: string }) => t.topic)).toEqual(['orders', 'audit']);
+    const repeated = await gw.req('GET', '/v1/groups/g?topic=audit&topic=orders');
+    expect(repeated.json.topics.map((t: { topic: string }) => t.topic)).toEqual(['audit', 'orders']);
+    const none = await gw.req('GET', '/v1/groups/nobody');
+    expect(none.status).toBe(404);
+    expect(none.json.code).toBe('GROUP_NOT_FOUND');
+  });
+});
+
+describe('gateway introspection and health', () => {
+  test('GET /v1/topics/{t} shows leader, term and watermarks per partition; failures per partition', async () => {
+    const gw = await startGateway({ topics: [topic('orders', { partitions: 2, quotas: { recordsPerSecond: 10 } })] });
+    try {
+      gw.fake.fail = (op, _t, p) => (op === 'status' && p === 1 ? new DaftkaError('UNAVAILABLE', 'down') : undefined);
+      const r = await gw.req('GET', '/v1/topics/orders');
+      expect(r.json).toEqual({
+        name: 'orders',
+        partition_count: 2,
+        max_record_bytes: 1024,
+        quotas: { records_per_second: 10 },
+        rights: ['produce', 'consume', 'admin'],
+        partitions: [
+          { partition: 0, leader: 'r0', term: 7, high_watermark: 0, log_start_offset: 0 },
+          { partition: 1, leader: null, error: { code: 'UNAVAILABLE', detail: 'down' } },
+        ],
+      });
+      const l = await gw.req('GET', '/v1/limits');
+      expect(l.json).toMatchObject({
+        max_records_per_request: 1000,
+        fetch_max_wait_ms: 30000,
+        request_timeout_ms: 5000,
+      });
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('readiness: ready with NATS, degraded (still 200) without it', async () => {
+    const gw = await startGateway({ topics: [topic('orders')], nats: true });
+    try {
+      expect((await gw.req('GET', '/readyz')).json).toEqual({ status: 'ready', nats: 'connected' });
+      gw.natsUp.value = false;
+      const d = await gw.req('GET', '/readyz');
+      expect(d.status).toBe(200);
+      expect(d.json).toMatchObject({ status: 'degraded', nats: 'disconnected' });
+      expect((await gw.req('GET', '/healthz')).json).toEqual({ status: 'ok' });
+    } finally {
+      await gw.close();
+    }
+  });
+});
