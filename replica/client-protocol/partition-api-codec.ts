@@ -24,7 +24,8 @@ import { BufReader, BufWriter, CodecError } from '../transport/bytes';
  * The request id is not repeated in bodies: it travels once, in the RPC header, and decoders
  * take it as an argument. Decoders check every length against the bytes that remain and throw
  * CodecError on anything malformed (the server answers INVALID_REQUEST). Decoded keys, values
- * and header values are views into the received frame, not copies.
+ * and header values are plain Uint8Array views into the received frame, not copies (copy them
+ * if they must outlive it cheaply; they keep the whole frame's memory alive).
  */
 
 export const PARTITION_METHODS = {
@@ -59,7 +60,7 @@ function recordBytes(r: RecordIn): number {
   return n;
 }
 
-function writeRecord(w: BufWriter, r: RecordIn): void {
+export function writeRecord(w: BufWriter, r: RecordIn): void {
   if (r.key === null) w.u8(0);
   else w.u8(FLAG_KEY).bytes32(r.key);
   w.bytes32(r.value);
@@ -68,17 +69,17 @@ function writeRecord(w: BufWriter, r: RecordIn): void {
   for (const [name, v] of r.headers) w.str16(name).bytes32(v);
 }
 
-function readRecord(rd: BufReader): RecordIn {
+export function readRecord(rd: BufReader): RecordIn {
   const flags = rd.u8('record.flags');
   if ((flags & ~FLAG_KEY) !== 0) throw new CodecError('bad_value', `record.flags 0x${flags.toString(16)}`);
-  const key = flags & FLAG_KEY ? rd.bytes32('record.key') : null;
-  const value = rd.bytes32('record.value');
+  const key = flags & FLAG_KEY ? rd.view32('record.key') : null;
+  const value = rd.view32('record.value');
   const timestampMs = rd.i53('record.timestampMs', Number.MIN_SAFE_INTEGER);
   const n = rd.u16('record.headerCount');
   if (n * MIN_HEADER_BYTES > rd.remaining)
     throw new CodecError('bad_length', `record.headerCount ${n} exceeds the ${rd.remaining} bytes left`);
   const headers: Array<[string, Uint8Array]> = new Array(n);
-  for (let i = 0; i < n; i++) headers[i] = [rd.str16('header.name'), rd.bytes32('header.value')];
+  for (let i = 0; i < n; i++) headers[i] = [rd.str16('header.name'), rd.view32('header.value')];
   return { key, value, headers, timestampMs };
 }
 

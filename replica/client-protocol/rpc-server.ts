@@ -305,8 +305,7 @@ export class RpcServer {
       if (call.timer) clearTimeout(call.timer);
       this.inflight--;
       this.metrics.inflight.set(this.inflight);
-      this.metrics.requests.inc({ method: label, code });
-      this.metrics.duration.observe({ method: label }, Number(NOW_NS() - started) / 1e9);
+      this.countRequest(label, code, Number(NOW_NS() - started) / 1e9);
       if (c.closed || call.cancelled) return;
       if (!c.writer.write(frame, parts)) this.backpressure(c);
     };
@@ -341,6 +340,22 @@ export class RpcServer {
     }
     if (r instanceof Promise) r.then(ok, fail);
     else ok(r);
+  }
+
+  /** Labelled children cached per (method, code): prom-client hashes label objects on every call otherwise. */
+  private readonly requestSeries = new Map<string, { inc: () => void; observe: (s: number) => void }>();
+
+  private countRequest(method: string, code: string, seconds: number): void {
+    const key = `${method}\u0000${code}`;
+    let series = this.requestSeries.get(key);
+    if (!series) {
+      const counter = this.metrics.requests.labels({ method, code });
+      const hist = this.metrics.duration.labels({ method });
+      series = { inc: () => counter.inc(), observe: (v) => hist.observe(v) };
+      this.requestSeries.set(key, series);
+    }
+    series.inc();
+    series.observe(seconds);
   }
 
   /** The client stopped reading: stop reading its requests until our answers drain. */

@@ -85,22 +85,34 @@ export class BufReader {
 
   /** u32 length + bytes. */
   bytes32(what = 'bytes'): Buffer {
-    return this.bytes(this.u32(`${what} length`), what);
+    return this.bytes(this.u32(what), what);
+  }
+
+  /**
+   * u32 length + bytes, as a plain Uint8Array view (no copy). Several times cheaper to make than
+   * a Buffer view, which matters for the hundreds of keys and values in one produce or fetch.
+   */
+  view32(what = 'bytes'): Uint8Array {
+    const n = this.u32(what);
+    this.need(n, what);
+    const v = new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.pos, n);
+    this.pos += n;
+    return v;
   }
 
   /** UTF-8 string with a u16 length prefix; invalid UTF-8 is refused, not replaced. */
   str16(what = 'string'): string {
-    return decodeUtf8(this.bytes(this.u16(`${what} length`), what), what);
+    return decodeUtf8(this.bytes(this.u16(what), what), what);
   }
 
   /** UTF-8 string with a u32 length prefix. */
   str32(what = 'string'): string {
-    return decodeUtf8(this.bytes(this.u32(`${what} length`), what), what);
+    return decodeUtf8(this.bytes(this.u32(what), what), what);
   }
 
   /** UTF-8 string with a u8 length prefix, restricted to printable ASCII (method names, request ids). */
   ascii8(what = 'ascii'): string {
-    const b = this.bytes(this.u8(`${what} length`), what);
+    const b = this.bytes(this.u8(what), what);
     for (let i = 0; i < b.byteLength; i++)
       if (b[i] < 0x20 || b[i] > 0x7e)
         throw new CodecError('bad_value', `${what}: non-printable byte 0x${b[i].toString(16)}`);
