@@ -25,7 +25,7 @@ describe('gateway auth: 401, 403, and 404 for topics a tenant may not see', () =
       {},
       { authorization: 'Bearer wrong-token-000000000' },
       { authorization: `Basic ${ALICE}` },
-    ]) {
+    ] as Array<Record<string, string>>) {
       const r = await gw.req('GET', '/v1/topics', { headers });
       expect(r.status).toBe(401);
       expect(r.json.code).toBe('UNAUTHENTICATED');
