@@ -95,6 +95,8 @@ export class RpcClient {
   constructor(opts: RpcClientOptions) {
     this.opts = opts;
     this.endpoint = `${opts.host}:${opts.port}`;
+    if (!(Number.isInteger(opts.port) && opts.port > 0 && opts.port < 65536))
+      throw new RangeError(`RpcClient port must be an integer in [1, 65535], got ${opts.port}`);
     this.maxInflight = opts.maxInflight ?? RPC_CLIENT_DEFAULTS.maxInflight;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? RPC_CLIENT_DEFAULTS.connectTimeoutMs;
     this.defaultTimeoutMs = opts.defaultTimeoutMs ?? RPC_CLIENT_DEFAULTS.defaultTimeoutMs;

@@ -356,6 +356,10 @@ export class PeerTransport {
       this.connectFailed(o, 'unresolved');
       return;
     }
+    if (!(Number.isInteger(addr.port) && addr.port > 0 && addr.port < 65536)) {
+      this.connectFailed(o, 'bad_address');
+      return;
+    }
     o.state = 'connecting';
     const socket = net.connect({ host: addr.host, port: addr.port, noDelay: true });
     const decoder = new FrameDecoder({ allowedTypes: PEER_FRAME_TYPES, maxFrameBytes: 4096 });

@@ -51,6 +51,9 @@ class Cluster {
 }
 
 const IDS = ['r0', 'r1', 'r2'];
+
+// Real sockets on a shared CI machine: allow for a slow scheduler.
+jest.setTimeout(20_000);
 let cluster: Cluster;
 
 beforeEach(() => {
@@ -249,11 +252,17 @@ describe('PeerTransport', () => {
       if (p.toString() === 'poison') throw new Error('cannot decode raft message');
       b.got.push({ from, payload: p.toString() });
     });
+    await waitFor(() => a.t.connectedPeers().includes('r1'), 3000, 'first connection');
+    const reconnectsBefore = await metricValue(a.reg, 'daftka_peer_reconnects_total', { peer: 'r1' });
     a.t.send('r1', Buffer.from('poison'));
     await waitFor(
       async () => (await metricValue(b.reg, 'daftka_peer_bad_frames_total', { reason: 'bad_payload' })) === 1,
     );
-    await waitFor(async () => (await metricValue(a.reg, 'daftka_peer_reconnects_total', { peer: 'r1' })) >= 1);
+    await waitFor(
+      async () => (await metricValue(a.reg, 'daftka_peer_reconnects_total', { peer: 'r1' })) > reconnectsBefore,
+      3000,
+      'the sender noticed the close',
+    );
     await waitFor(() => a.t.connectedPeers().includes('r1'), 3000, 'reconnect');
     a.t.send('r1', Buffer.from('fine'));
     await waitFor(() => b.got.some((m) => m.payload === 'fine'));

@@ -128,6 +128,8 @@ class MemoryPartition implements PartitionClient, PartitionAdmin {
   }
 }
 
+jest.setTimeout(20_000);
+
 let server: RpcServer;
 let impl: MemoryPartition;
 let rpc: RpcClient;

@@ -7,6 +7,9 @@ import { encodeRequestHeader } from '../../../replica/client-protocol/rpc-wire';
 import { encodeFrame, FrameType } from '../../../replica/transport/frame';
 import { metricValue, quietLogger, sleepMs, testRegistry, waitFor } from './helpers';
 
+// Real sockets on a shared CI machine: allow for a slow scheduler.
+jest.setTimeout(20_000);
+
 let server: RpcServer;
 let reg: promClient.Registry;
 let port: number;
@@ -62,20 +65,28 @@ afterEach(async () => {
 describe('RPC over the client port', () => {
   it('pipelines many calls on one connection and matches out-of-order answers by correlation id', async () => {
     await startServer();
+    // Each call parks on the server until the test releases it, so the answer order is ours to choose.
+    const parked = new Map<number, () => void>();
+    server.register('park', (body) => {
+      const n = body.readUInt32BE(0);
+      return new Promise((resolve) => parked.set(n, () => resolve(body)));
+    });
     const c = client();
-    const delays = [60, 10, 40, 0, 25, 5, 50, 15];
     const order: number[] = [];
-    const results = await Promise.all(
-      delays.map((d, i) =>
-        c.call('sleep', u32(d), { requestId: `req-${i}` }).then((b) => {
-          order.push(i);
-          return b.readUInt32BE(0);
-        }),
-      ),
+    const calls = Array.from({ length: 8 }, (_, i) =>
+      c.call('park', u32(i), { requestId: `req-${i}` }).then((b) => {
+        order.push(b.readUInt32BE(0));
+        return b.readUInt32BE(0);
+      }),
     );
-    expect(results).toEqual(delays);
-    // Answers came back in completion order, not request order.
-    expect(order).toEqual([...delays.keys()].sort((a, b) => delays[a] - delays[b]));
+    await waitFor(() => parked.size === 8, 5000, 'all 8 calls in flight at once');
+    const releaseOrder = [5, 2, 7, 0, 3, 6, 1, 4];
+    for (const n of releaseOrder) {
+      parked.get(n)!();
+      await waitFor(() => order.length > releaseOrder.indexOf(n), 5000, `answer ${n}`);
+    }
+    expect(await Promise.all(calls)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(order).toEqual(releaseOrder);
     expect(server.connectionCount).toBe(1);
   });
 
