@@ -95,10 +95,12 @@ export function sealEntry(
   e: { term: number; type: number },
   cumBytes: number,
 ): void {
-  const dv = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  const dv = new DataView(value.buffer, value.byteOffset, ENTRY_HEADER_BYTES);
   dv.setUint32(4, e.type >>> 0);
-  writeU64(value, 8, e.term);
-  writeU64(value, 16, cumBytes);
+  dv.setUint32(8, Math.floor(e.term / TWO_32));
+  dv.setUint32(12, e.term >>> 0);
+  dv.setUint32(16, Math.floor(cumBytes / TWO_32));
+  dv.setUint32(20, cumBytes >>> 0);
   dv.setUint32(0, entryCrc(key, value));
 }
 

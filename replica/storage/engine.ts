@@ -24,9 +24,9 @@ import {
   type DecodedEntry,
 } from './codec';
 import { classifyRocksError, corruption, invariant, LogCompactedError } from './errors';
-import type { LogPosition, OpenParams, OpenResult, WriteGroup, WriteResult } from './protocol';
+import type { LogPosition, OpenParams, OpenResult, WireEntries, WriteGroup, WriteResult } from './protocol';
 import { createRocksDb, forEachRow, type RocksBatch, type RocksDb } from './rocksdb';
-import type { Recovered, StateOp, StoredConf, StoredEntry, StoredHardState, StoredSnapshotMeta } from './types';
+import type { Recovered, StateOp, StoredConf, StoredHardState, StoredSnapshotMeta } from './types';
 
 interface LogStart {
   firstIndex: number;
@@ -196,6 +196,7 @@ export class Engine {
       appliedIndex: applied,
       snapshot,
       termRuns,
+      prevTerm: start.prevTerm,
       tailRepaired: tail.cut.length,
       logBytes: last.cum - start.prevCum,
     };
@@ -321,8 +322,9 @@ export class Engine {
     const t0 = performance.now();
     const batch = this.db.batch();
     let last = { index: this.lastIndex, term: this.lastTerm, cum: this.lastCum };
-    if (g.entries.length > 0) {
-      const s = g.entries[0].index;
+    const log = g.log;
+    if (log !== null && log.count > 0) {
+      const s = log.firstIndex;
       // The facade checked these; a violation here means the two disagree on the log: stop.
       invariant(
         s >= this.firstIndex && s <= this.lastIndex + 1,
@@ -334,16 +336,23 @@ export class Engine {
           : s === this.firstIndex
             ? this.prevCum
             : (await this.readDecoded(s - 1)).cumBytes;
-      const newLast = g.entries[g.entries.length - 1].index;
+      const newLast = s + log.count - 1;
       // Raft truncation: entries past the new end are deleted, the rest overwritten by the puts.
       for (let i = newLast + 1; i <= this.lastIndex; i++) batch.del(logKey(i));
-      for (const e of g.entries) {
-        const key = logKey(e.index);
-        cum += e.value.byteLength;
-        sealEntry(key, e.value, e, cum);
-        batch.put(key, e.value);
+      const { meta, arena } = log;
+      let off = 0;
+      let term = 0;
+      for (let i = 0; i < log.count; i++) {
+        const key = logKey(s + i);
+        term = meta[3 * i];
+        const len = log.headerBytes + meta[3 * i + 2];
+        const value = arena.subarray(off, off + len);
+        off += len;
+        cum += len;
+        sealEntry(key, value, { term, type: meta[3 * i + 1] }, cum);
+        batch.put(key, value);
       }
-      last = { index: newLast, term: g.entries[g.entries.length - 1].term, cum };
+      last = { index: newLast, term, cum };
     }
     if (g.hardState) batch.put(metaKey(META.hardState), encodeMeta(g.hardState));
     if (g.conf) batch.put(metaKey(META.conf), encodeMeta(g.conf));
@@ -403,39 +412,45 @@ export class Engine {
   }
 
   /** Entries [lo, min(hi, lastIndex+1)) up to maxBytes of data, at least one if any exist. */
-  async readEntries(lo: number, hi: number, maxBytes: number): Promise<Packed<StoredEntry[]>> {
+  async readEntries(lo: number, hi: number, maxBytes: number): Promise<Packed<WireEntries>> {
     this.assertUsable();
     if (lo < this.firstIndex) throw new LogCompactedError(lo, this.firstIndex);
     const end = Math.min(hi, this.lastIndex + 1);
-    if (lo >= end) return { value: [], transfer: [] };
     const found: DecodedEntry[] = [];
     let bytes = 0;
-    await forEachRow(
-      this.db,
-      { gte: logKey(lo), lt: logKey(end) },
-      (k, v) => {
-        const index = logIndexOf(k);
-        if (index !== lo + found.length) throw corruption(`log entry ${lo + found.length} is missing`);
-        const d = v === undefined ? null : decodeEntry(k, v);
-        if (d === null) throw corruption(`log entry ${index} fails its CRC`);
-        if (found.length > 0 && bytes + d.data.byteLength > maxBytes) return false;
-        bytes += d.data.byteLength;
-        found.push(d);
-        return true;
-      },
-      Math.min(1024, Math.max(1, Math.ceil(maxBytes / 1024))),
-    );
-    // lo is inside [firstIndex, lastIndex]: at least that entry must exist.
-    if (found.length === 0) throw corruption(`log entry ${lo} is missing`);
+    if (lo < end) {
+      await forEachRow(
+        this.db,
+        { gte: logKey(lo), lt: logKey(end) },
+        (k, v) => {
+          const index = logIndexOf(k);
+          if (index !== lo + found.length) throw corruption(`log entry ${lo + found.length} is missing`);
+          const d = v === undefined ? null : decodeEntry(k, v);
+          if (d === null) throw corruption(`log entry ${index} fails its CRC`);
+          if (found.length > 0 && bytes + d.data.byteLength > maxBytes) return false;
+          bytes += d.data.byteLength;
+          found.push(d);
+          return true;
+        },
+        Math.min(1024, Math.max(1, Math.ceil(maxBytes / 1024))),
+      );
+      // lo is inside [firstIndex, lastIndex]: at least that entry must exist.
+      if (found.length === 0) throw corruption(`log entry ${lo} is missing`);
+    }
+    const meta = new Float64Array(3 * found.length);
     const arena = new Uint8Array(bytes);
     let off = 0;
-    const value = found.map((d) => {
+    found.forEach((d, i) => {
+      meta[3 * i] = d.term;
+      meta[3 * i + 1] = d.type;
+      meta[3 * i + 2] = d.data.byteLength;
       arena.set(d.data, off);
-      const data = arena.subarray(off, off + d.data.byteLength);
       off += d.data.byteLength;
-      return { index: d.index, term: d.term, type: d.type, data };
     });
-    return { value, transfer: [arena.buffer] };
+    return {
+      value: { firstIndex: lo, count: found.length, headerBytes: 0, meta, arena },
+      transfer: [meta.buffer, arena.buffer],
+    };
   }
 
   async get(key: Uint8Array): Promise<Packed<Uint8Array | undefined>> {

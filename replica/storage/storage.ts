@@ -20,7 +20,7 @@ import { ENTRY_HEADER_BYTES } from './codec';
 import { WorkerChannel, type RequestBody } from './channel';
 import { invariant, overloadedError, storageClosedError } from './errors';
 import { LogView } from './log-view';
-import type { LogPosition, OpenResult, WireEntry, WriteGroup, WriteResult } from './protocol';
+import type { LogPosition, OpenResult, WireEntries, WriteGroup, WriteResult } from './protocol';
 import type {
   FlushStats,
   Recovered,
@@ -298,8 +298,21 @@ export class ReplicaStorage {
    * Entries [lo, hi) — clipped to the last index — up to maxBytes of data, but at least one
    * entry if lo < hi and lo is in range. lo below the first index rejects with LogCompactedError.
    */
-  readEntries(lo: number, hi: number, maxBytes: number): Promise<StoredEntry[]> {
-    return this.read<StoredEntry[]>({ op: 'readEntries', lo, hi, maxBytes });
+  async readEntries(lo: number, hi: number, maxBytes: number): Promise<StoredEntry[]> {
+    const w = await this.read<WireEntries>({ op: 'readEntries', lo, hi, maxBytes });
+    const out: StoredEntry[] = new Array<StoredEntry>(w.count);
+    let off = 0;
+    for (let i = 0; i < w.count; i++) {
+      const len = w.meta[3 * i + 2];
+      out[i] = {
+        index: w.firstIndex + i,
+        term: w.meta[3 * i],
+        type: w.meta[3 * i + 1],
+        data: w.arena.subarray(off, off + len),
+      };
+      off += len;
+    }
+    return out;
   }
 
   /** A state-machine value (key relative to the state keyspace). */
@@ -416,11 +429,10 @@ export class ReplicaStorage {
     this.channel.call<WriteResult>({ op: 'write', group }, transfer).then(
       (res) => {
         if (group.sync) this.unsynced = false;
-        else if (group.entries.length > 0 || group.hardState || group.conf || group.ops.length > 0)
-          this.unsynced = true;
+        else if (group.log || group.hardState || group.conf || group.ops.length > 0) this.unsynced = true;
         this.completed(slot, res, slot.waiters);
         this.onFlush?.({
-          entries: group.entries.length,
+          entries: group.log?.count ?? 0,
           bytes: group.bytes,
           waiters: slot.waiters.length,
           fsyncSeconds: res.fsyncSeconds,
@@ -438,20 +450,33 @@ export class ReplicaStorage {
    * both one copy and the least copying. Each entry gets header space the worker fills in place.
    */
   private pack(g: GroupSlot): { group: WriteGroup; transfer: ArrayBuffer[] } {
+    const n = g.entries.length;
     let size = 0;
     for (const e of g.entries) size += ENTRY_HEADER_BYTES + e.data.byteLength;
     const payloadOps = opBytes(g.ops);
     const arena = new Uint8Array(size + payloadOps);
+    const meta = new Float64Array(3 * n);
     let off = 0;
     let bytes = 0;
-    const entries: WireEntry[] = g.entries.map((e) => {
-      const len = ENTRY_HEADER_BYTES + e.data.byteLength;
+    for (let i = 0; i < n; i++) {
+      const e = g.entries[i];
+      meta[3 * i] = e.term;
+      meta[3 * i + 1] = e.type;
+      meta[3 * i + 2] = e.data.byteLength;
       arena.set(e.data, off + ENTRY_HEADER_BYTES);
-      const value = arena.subarray(off, off + len);
-      off += len;
+      off += ENTRY_HEADER_BYTES + e.data.byteLength;
       bytes += e.data.byteLength;
-      return { index: e.index, term: e.term, type: e.type, value };
-    });
+    }
+    const log: WireEntries | null =
+      n === 0
+        ? null
+        : {
+            firstIndex: g.entries[0].index,
+            count: n,
+            headerBytes: ENTRY_HEADER_BYTES,
+            meta,
+            arena: arena.subarray(0, size),
+          };
     const take = (src: Uint8Array): Uint8Array => {
       arena.set(src, off);
       off += src.byteLength;
@@ -465,17 +490,17 @@ export class ReplicaStorage {
           : { op: 'delRange', gte: take(o.gte), lt: take(o.lt) },
     );
     bytes += payloadOps;
-    const durable = entries.length > 0 || g.hardState !== undefined || g.conf !== undefined;
+    const durable = n > 0 || g.hardState !== undefined || g.conf !== undefined;
     const group: WriteGroup = {
       sync: g.syncRequested || (this.fsyncAlways && durable),
-      entries,
+      log,
       hardState: g.hardState,
       conf: g.conf,
       ops,
       applied: g.applied,
       bytes,
     };
-    return { group, transfer: [arena.buffer] };
+    return { group, transfer: [arena.buffer, meta.buffer] };
   }
 
   private completed(slot: Slot, pos: LogPosition, waiters: Waiter[]): void {

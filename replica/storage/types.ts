@@ -98,6 +98,8 @@ export interface Recovered {
   snapshot: StoredSnapshotMeta | null;
   /** Compact term map of the whole retained log: [startIndex, term] for every run of equal terms. */
   termRuns: Array<[startIndex: number, term: number]>;
+  /** Term of entry firstIndex - 1 (the compaction / snapshot point); 0 for a new log. */
+  prevTerm: number;
   /** Entries cut from a torn tail at start-up. */
   tailRepaired: number;
   /** Bytes of the retained log as stored (24-byte entry header + data per entry). */
