@@ -8,8 +8,8 @@
  *   reports: calls/s, records/s, MB/s of record values, p50/p99 call latency, and process CPU
  *            per call (both threads), which is the steadier number on a shared machine.
  *
- * Run: npx tsx bench/rpc.bench.ts
- * Env: BENCH_SECONDS (per cell, default 3), BENCH_FILTER (substring of "b<batch>/c<inflight>"),
+ * Run: npx tsx bench/rpc.bench.ts [--quick]
+ * Env: BENCH_SECONDS (per cell, default 3; 1 with --quick), BENCH_FILTER (substring of "b<batch>/c<inflight>"),
  *      BENCH_JSON=1 (also print the rows as JSON).
  */
 import { PassThrough } from 'node:stream';
@@ -23,7 +23,7 @@ import { RpcClient } from '../replica/client-protocol/rpc-client';
 import { RpcServer } from '../replica/client-protocol/rpc-server';
 import { servePartitionApi } from '../replica/client-protocol/serve';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? (process.argv.includes('--quick') ? 1 : 3));
 const FILTER = process.env.BENCH_FILTER ?? '';
 const VALUE_BYTES = 1024;
 const KEY_BYTES = 16;
