@@ -186,7 +186,13 @@ export class RpcServer {
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     const until = Date.now() + graceMs;
     while (this.inflight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
-    for (const c of this.conns) c.socket.destroy();
+    for (const c of this.conns) {
+      if (graceMs > 0 && c.calls.size === 0) {
+        // end() flushes answers still corked in this loop turn, then sends FIN; destroy if the client lingers.
+        c.socket.end();
+        setTimeout(() => c.socket.destroy(), 1000).unref();
+      } else c.socket.destroy();
+    }
     await closed;
   }
 

@@ -493,6 +493,12 @@ export class PeerTransport {
       c.remove({ peer: id });
     m.queueMessages.remove({ peer: id });
     m.queueBytes.remove({ peer: id });
+    // Series with a second label are found by reading them (prom-client removes exact label sets only).
+    for (const c of [m.dropped, m.connectFailures])
+      void c.get().then((snap) => {
+        if (this.outbound.has(id)) return; // re-added meanwhile: keep its series
+        for (const v of snap.values) if (v.labels.peer === id) c.remove(v.labels as Record<string, string>);
+      });
   }
 
   // ---- inbound ----

@@ -301,4 +301,19 @@ describe('RPC over the client port', () => {
     c.close();
     expect((await rejection(c.call('echo', u32(1)))).code).toBe('UNAVAILABLE');
   });
+
+  it('sends methods it has no registration for to the fallback handler', async () => {
+    await startServer({ handler: (method, body) => Buffer.concat([Buffer.from(`${method}:`), body]) });
+    expect((await client().call('custom.thing', Buffer.from('x'))).toString()).toBe('custom.thing:x');
+    expect(await metricValue(reg, 'daftka_rpc_server_requests_total', { method: 'other', code: 'OK' })).toBe(1);
+  });
+
+  it('close(graceMs) lets running calls answer before the connections close', async () => {
+    await startServer();
+    const c = client();
+    const running = c.call('sleep', u32(50));
+    await waitFor(async () => (await metricValue(reg, 'daftka_rpc_server_inflight_requests')) === 1);
+    await server.close(2000);
+    expect((await running).readUInt32BE(0)).toBe(50);
+  });
 });
