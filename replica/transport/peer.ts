@@ -477,6 +477,10 @@ export class PeerTransport {
   }
 
   private dispose(o: Outbound, reason: DropReason): void {
+    if (o.state === 'open') {
+      this.connectedCount--;
+      this.metrics.connected.set(this.connectedCount);
+    }
     o.state = 'disposed';
     if (o.timer) clearTimeout(o.timer);
     o.timer = null;

@@ -279,8 +279,11 @@ describe('PeerTransport', () => {
     a.t.send('r2', Buffer.from('welcome'));
     await waitFor(() => c.got.some((m) => m.payload === 'welcome'));
 
+    await waitFor(() => a.t.connectedPeers().length === 2);
+    expect(await metricValue(a.reg, 'daftka_peer_connected_peers')).toBe(2);
     a.t.setPeers(['r0', 'r2']);
     expect(a.t.peers()).toEqual(['r2']);
+    expect(await metricValue(a.reg, 'daftka_peer_connected_peers')).toBe(1);
     a.t.send('r1', Buffer.from('gone'));
     expect(
       await metricValue(a.reg, 'daftka_peer_queue_dropped_messages_total', { peer: 'unknown', reason: 'unknown_peer' }),
