@@ -5,6 +5,8 @@
  *   0x01 meta   — 0x01 + ASCII name → JSON value (incarnation, hard state, conf, applied index, …)
  *   0x02 log    — 0x02 + u64 big-endian index → entry (big-endian so key order = index order)
  *   0x03 state  — 0x03 + caller key → caller value (the state machine; opaque to storage)
+ *   0x04 terms  — 0x04 + u64 big-endian start index → u64 term: one key per run of equal terms
+ *                 in the retained log, written in the same batch as the entries it describes
  *
  * Entry value (all integers big-endian):
  *   [0, 4)   crc32 (zlib) over the 9-byte key, then bytes [4, end) of the value
@@ -22,6 +24,7 @@ import type { StoredEntry } from './types';
 export const PREFIX_META = 0x01;
 export const PREFIX_LOG = 0x02;
 export const PREFIX_STATE = 0x03;
+export const PREFIX_TERM_RUN = 0x04;
 
 export const META = {
   formatVersion: 'format_version',
@@ -87,6 +90,27 @@ export function stateKey(userKey: Uint8Array): Buffer {
 }
 export const STATE_KEY_MIN = Buffer.from([PREFIX_STATE]);
 export const STATE_KEY_END = Buffer.from([PREFIX_STATE + 1]);
+
+export function termRunKey(startIndex: number): Buffer {
+  const k = Buffer.allocUnsafe(9);
+  k[0] = PREFIX_TERM_RUN;
+  writeU64(k, 1, startIndex);
+  return k;
+}
+export const TERM_RUN_KEY_MIN = termRunKey(0);
+export const TERM_RUN_KEY_END = Buffer.from([PREFIX_TERM_RUN + 1]);
+
+export function encodeTerm(term: number): Buffer {
+  const v = Buffer.allocUnsafe(8);
+  writeU64(v, 0, term);
+  return v;
+}
+
+/** Decode a term-run row; null if it is malformed. */
+export function decodeTermRun(key: Uint8Array, value: Uint8Array): [number, number] | null {
+  if (key.length !== 9 || key[0] !== PREFIX_TERM_RUN || value.byteLength !== 8) return null;
+  return [readU64(key, 1), readU64(value, 0)];
+}
 
 /** Fill the header of `value` (header space + data already in place) and compute its CRC. */
 export function sealEntry(

@@ -9,6 +9,8 @@ import { performance } from 'node:perf_hooks';
 import {
   decodeEntry,
   decodeMeta,
+  decodeTermRun,
+  encodeTerm,
   encodeMeta,
   FORMAT_VERSION,
   LOG_KEY_END,
@@ -21,11 +23,15 @@ import {
   STATE_KEY_END,
   STATE_KEY_MIN,
   stateKey,
+  TERM_RUN_KEY_END,
+  TERM_RUN_KEY_MIN,
+  termRunKey,
   type DecodedEntry,
 } from './codec';
 import { classifyRocksError, corruption, invariant, LogCompactedError } from './errors';
 import type { LogPosition, OpenParams, OpenResult, WireEntries, WriteGroup, WriteResult } from './protocol';
 import { createRocksDb, forEachRow, type RocksBatch, type RocksDb } from './rocksdb';
+import { compactRuns, extendRuns, runTermAt, truncateRuns, type TermRun } from './term-runs';
 import type { Recovered, StateOp, StoredConf, StoredHardState, StoredSnapshotMeta } from './types';
 
 interface LogStart {
@@ -43,6 +49,8 @@ export interface Packed<T> {
 }
 
 const EMPTY_CONF: StoredConf = { voters: [], learners: [] };
+/** The tail check stops after this many bytes of entries even if the entry window is not full. */
+export const VERIFY_TAIL_MAX_BYTES = 64 * 1024 * 1024;
 
 export class Engine {
   private firstIndex: number;
@@ -54,6 +62,8 @@ export class Engine {
   private applied: number;
   private hardState: StoredHardState | null;
   private conf: StoredConf | null;
+  /** Term map of [firstIndex, lastIndex]; mirrors the term-run keys on disk. */
+  private runs: TermRun[];
   /** Set after a fatal write failure: the in-memory position may no longer match the disk. */
   private broken: Error | null = null;
 
@@ -65,6 +75,7 @@ export class Engine {
       applied: number;
       hardState: StoredHardState | null;
       conf: StoredConf | null;
+      runs: TermRun[];
     },
   ) {
     this.firstIndex = init.start.firstIndex;
@@ -76,6 +87,7 @@ export class Engine {
     this.applied = init.applied;
     this.hardState = init.hardState;
     this.conf = init.conf;
+    this.runs = init.runs;
   }
 
   /**
@@ -164,17 +176,26 @@ export class Engine {
     });
     if (strays) await db.clear({ gte: LOG_KEY_MIN, lt: logKey(start.firstIndex) });
 
-    const tail = await Engine.verifyTail(db, start, params.verifyTailEntries);
+    const runs: TermRun[] = [];
+    await forEachRow(db, { gte: TERM_RUN_KEY_MIN, lt: TERM_RUN_KEY_END }, (k, v) => {
+      const run = v === undefined ? null : decodeTermRun(k, v);
+      if (run === null) throw corruption('malformed term-run key');
+      runs.push(run);
+    });
+    const tail = await Engine.verifyTail(db, start, runs, params.verifyTailEntries);
     const newest = tail.newest;
     const last = newest
       ? { index: newest.index, term: newest.term, cum: newest.cumBytes }
       : { index: start.firstIndex - 1, term: start.prevTerm, cum: start.prevCum };
-    if (tail.cut.length > 0) {
+    // Runs past the last good entry belong to cut entries (or to nothing, if damaged).
+    const staleRuns = truncateRuns(runs, last.index + 1);
+    if (tail.cut.length > 0 || staleRuns.length > 0) {
       // Cutting applied entries would leave a state machine ahead of its own log.
       if (last.index < applied)
         throw corruption(`torn tail reaches below the applied index (last good ${last.index}, applied ${applied})`);
       const b = db.batch();
       for (const k of tail.cut) b.del(k);
+      for (const r of staleRuns) b.del(termRunKey(r));
       if (hardState !== null && hardState.commit > last.index) {
         // The commit index is re-learned from the leader; it must not point past our log.
         hardState = { ...hardState, commit: last.index };
@@ -183,8 +204,9 @@ export class Engine {
       await b.write({ sync: true });
     }
 
-    const engine = new Engine(db, { start, last, applied, hardState, conf });
-    const termRuns = await engine.computeTermRuns();
+    const engine = new Engine(db, { start, last, applied, hardState, conf, runs });
+    await engine.checkRuns(tail.lowest);
+    const termRuns = runs.map(([i, t]): [number, number] => [i, t]);
     const recovered: Recovered = {
       incarnation,
       freshlyInitialised,
@@ -212,12 +234,14 @@ export class Engine {
   private static async verifyTail(
     db: RocksDb,
     start: LogStart,
+    runs: readonly TermRun[],
     window: number,
-  ): Promise<{ newest: DecodedEntry | null; cut: Buffer[] }> {
+  ): Promise<{ newest: DecodedEntry | null; lowest: DecodedEntry | null; cut: Buffer[] }> {
     const cut: Buffer[] = [];
     let newest: DecodedEntry | null = null;
     let lowest: DecodedEntry | null = null;
     let verified = 0;
+    let verifiedBytes = 0;
     let exhausted = true;
     await forEachRow(
       db,
@@ -241,8 +265,13 @@ export class Engine {
           if (d.term > above.term) throw corruption(`log terms decrease between entries ${index} and ${above.index}`);
           lowest = d;
         }
+        const dd = d as DecodedEntry;
+        // The persisted term map must agree with every entry we look at.
+        if (runs.length > 0 && runs[0][0] <= dd.index && runTermAt(runs, dd.index) !== dd.term)
+          throw corruption(`term map disagrees with log entry ${dd.index}`);
         verified++;
-        if (verified >= window) {
+        verifiedBytes += dd.storedBytes;
+        if (verified >= window || verifiedBytes >= VERIFY_TAIL_MAX_BYTES) {
           exhausted = false;
           return false;
         }
@@ -268,28 +297,32 @@ export class Engine {
         if (first !== start.firstIndex) throw corruption(`log entries ${start.firstIndex}..${first - 1} are missing`);
       }
     }
-    return { newest, cut };
+    return { newest, lowest: low, cut };
   }
 
-  /** Term runs by binary search: Raft log terms never decrease, so each run is one search. */
-  private async computeTermRuns(): Promise<Array<[number, number]>> {
-    const runs: Array<[number, number]> = [];
-    let lo = this.firstIndex;
-    while (lo <= this.lastIndex) {
-      const t = await this.termAt(lo);
-      let a = lo;
-      let b = this.lastIndex;
-      while (a < b) {
-        const mid = a + Math.ceil((b - a) / 2);
-        const tm = await this.termAt(mid);
-        if (tm < t) throw corruption(`log terms decrease between entries ${lo} and ${mid}`);
-        if (tm === t) a = mid;
-        else b = mid - 1;
-      }
-      runs.push([lo, t]);
-      lo = a + 1;
+  /**
+   * The persisted term map must describe exactly the recovered log: runs start at firstIndex,
+   * starts and terms strictly increase, and the first and last runs carry the terms of the
+   * first and last entries. Anything else is corruption.
+   */
+  private async checkRuns(lowestVerified: DecodedEntry | null): Promise<void> {
+    const runs = this.runs;
+    if (this.lastIndex < this.firstIndex) {
+      if (runs.length > 0) throw corruption('term map present for an empty log');
+      return;
     }
-    return runs;
+    if (runs.length === 0 || runs[0][0] !== this.firstIndex)
+      throw corruption(`term map does not start at the first index ${this.firstIndex}`);
+    for (let i = 1; i < runs.length; i++)
+      if (runs[i][0] <= runs[i - 1][0] || runs[i][1] <= runs[i - 1][1])
+        throw corruption(`term map is not increasing at index ${runs[i][0]}`);
+    if (runTermAt(runs, this.lastIndex) !== this.lastTerm) throw corruption('term map disagrees with the last entry');
+    const firstTerm =
+      lowestVerified !== null && lowestVerified.index === this.firstIndex
+        ? lowestVerified.term
+        : (await this.readDecoded(this.firstIndex)).term;
+    if (runs[0][1] !== firstTerm) throw corruption('term map disagrees with the first entry');
+    if (firstTerm < this.prevTerm) throw corruption('first entry has a term below the log start term');
   }
 
   private position(): LogPosition {
@@ -309,11 +342,10 @@ export class Engine {
     return d;
   }
 
-  private async termAt(index: number): Promise<number> {
+  private termAt(index: number): number {
     if (index === this.firstIndex - 1) return this.prevTerm;
-    if (index === this.lastIndex) return this.lastTerm;
     invariant(index >= this.firstIndex && index <= this.lastIndex, `term of ${index} is outside the log`);
-    return (await this.readDecoded(index)).term;
+    return runTermAt(this.runs, index);
   }
 
   /** Write one group commit as one atomic WriteBatch. */
@@ -322,6 +354,7 @@ export class Engine {
     const t0 = performance.now();
     const batch = this.db.batch();
     let last = { index: this.lastIndex, term: this.lastTerm, cum: this.lastCum };
+    let runs = this.runs;
     const log = g.log;
     if (log !== null && log.count > 0) {
       const s = log.firstIndex;
@@ -339,6 +372,9 @@ export class Engine {
       const newLast = s + log.count - 1;
       // Raft truncation: entries past the new end are deleted, the rest overwritten by the puts.
       for (let i = newLast + 1; i <= this.lastIndex; i++) batch.del(logKey(i));
+      // The term map changes in the same batch (on a copy, adopted only if the write succeeds).
+      runs = runs.map(([i, t]): TermRun => [i, t]);
+      for (const start of truncateRuns(runs, s)) batch.del(termRunKey(start));
       const { meta, arena } = log;
       let off = 0;
       let term = 0;
@@ -351,6 +387,7 @@ export class Engine {
         cum += len;
         sealEntry(key, value, { term, type: meta[3 * i + 1] }, cum);
         batch.put(key, value);
+        if (extendRuns(runs, s + i, term)) batch.put(termRunKey(s + i), encodeTerm(term));
       }
       last = { index: newLast, term, cum };
     }
@@ -380,6 +417,7 @@ export class Engine {
     this.lastIndex = last.index;
     this.lastTerm = last.term;
     this.lastCum = last.cum;
+    this.runs = runs;
     if (g.hardState) this.hardState = g.hardState;
     if (g.conf) this.conf = g.conf;
     if (g.applied !== undefined) this.applied = g.applied;
@@ -517,10 +555,16 @@ export class Engine {
     const old = this.firstIndex;
     const b = this.db.batch();
     b.put(metaKey(META.logStart), encodeMeta(start));
+    // The term map moves with the log start, in the same batch.
+    const runs = this.runs.map(([i, t]): TermRun => [i, t]);
+    const moved = compactRuns(runs, firstIndex, this.lastIndex);
+    for (const r of moved.removed) b.del(termRunKey(r));
+    if (moved.added) b.put(termRunKey(moved.added[0]), encodeTerm(moved.added[1]));
     await this.writeSynced(b, 'rocksdb compaction');
     this.firstIndex = start.firstIndex;
     this.prevTerm = start.prevTerm;
     this.prevCum = start.prevCum;
+    this.runs = runs;
     await this.db.clear({ gte: logKey(old), lt: logKey(firstIndex) });
     return this.position();
   }
@@ -530,7 +574,7 @@ export class Engine {
     this.assertUsable();
     const meta: StoredSnapshotMeta = {
       index: this.applied,
-      term: await this.termAt(this.applied),
+      term: this.termAt(this.applied),
       conf: this.conf ?? EMPTY_CONF,
     };
     const state = await this.scanState({ gte: STATE_KEY_MIN, lt: STATE_KEY_END, limit: -1, reverse: false });
@@ -555,6 +599,7 @@ export class Engine {
     await forEachRow(this.db, { gte: logKey(meta.index + 1), lt: LOG_KEY_END, values: false }, (k) => {
       b.del(k);
     });
+    for (const [r] of this.runs) b.del(termRunKey(r));
     const start: LogStart = { firstIndex: meta.index + 1, prevTerm: meta.term, prevCum: 0 };
     b.put(metaKey(META.logStart), encodeMeta(start));
     b.put(metaKey(META.applied), encodeMeta(meta.index));
@@ -574,6 +619,7 @@ export class Engine {
     this.lastIndex = meta.index;
     this.lastTerm = meta.term;
     this.lastCum = 0;
+    this.runs = [];
     this.applied = meta.index;
     this.conf = meta.conf;
     this.hardState = hardState;

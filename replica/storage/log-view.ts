@@ -4,6 +4,7 @@
  * joins a group commit (where it would fail the whole batch, including other callers' writes).
  */
 import { invariant } from './errors';
+import { compactRuns, extendRuns, runTermAt, truncateRuns, type TermRun } from './term-runs';
 import type { Recovered, StoredEntry, StoredHardState, StoredSnapshotMeta } from './types';
 
 export class LogView {
@@ -13,7 +14,7 @@ export class LogView {
   /** Term of firstIndex - 1. */
   prevTerm: number;
   /** [startIndex, term] runs covering [firstIndex, lastIndex]. */
-  runs: Array<[number, number]>;
+  runs: TermRun[];
   hardState: StoredHardState | null;
   applied: number;
 
@@ -22,7 +23,7 @@ export class LogView {
     this.lastIndex = r.lastIndex;
     this.lastTerm = r.lastTerm;
     this.prevTerm = prevTerm;
-    this.runs = r.termRuns.map(([i, t]): [number, number] => [i, t]);
+    this.runs = r.termRuns.map(([i, t]): TermRun => [i, t]);
     this.hardState = r.hardState;
     this.applied = r.appliedIndex;
   }
@@ -30,14 +31,7 @@ export class LogView {
   termAt(index: number): number {
     if (index === this.firstIndex - 1) return this.prevTerm;
     invariant(index >= this.firstIndex && index <= this.lastIndex, `term of ${index} is outside the log`);
-    let lo = 0;
-    let hi = this.runs.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.runs[mid][0] <= index) lo = mid;
-      else hi = mid - 1;
-    }
-    return this.runs[lo][1];
+    return runTermAt(this.runs, index);
   }
 
   /** Check an append against Raft's log rules; throws invariant_violation (the caller's bug). */
@@ -78,14 +72,8 @@ export class LogView {
 
   applyAppend(entries: StoredEntry[], hardState: StoredHardState | undefined): void {
     if (entries.length > 0) {
-      const s = entries[0].index;
-      while (this.runs.length > 0 && this.runs[this.runs.length - 1][0] >= s) this.runs.pop();
-      let runTerm = this.runs.length > 0 ? this.runs[this.runs.length - 1][1] : -1;
-      for (const e of entries)
-        if (e.term !== runTerm) {
-          this.runs.push([e.index, e.term]);
-          runTerm = e.term;
-        }
+      truncateRuns(this.runs, entries[0].index);
+      for (const e of entries) extendRuns(this.runs, e.index, e.term);
       const last = entries[entries.length - 1];
       this.lastIndex = last.index;
       this.lastTerm = last.term;
@@ -108,12 +96,7 @@ export class LogView {
   applyCompact(firstIndex: number): void {
     if (firstIndex <= this.firstIndex) return;
     this.prevTerm = this.termAt(firstIndex - 1);
-    // Keep the run that covers firstIndex, starting it at firstIndex.
-    let keepFrom = 0;
-    while (keepFrom + 1 < this.runs.length && this.runs[keepFrom + 1][0] <= firstIndex) keepFrom++;
-    this.runs = this.runs.slice(keepFrom);
-    if (firstIndex > this.lastIndex) this.runs = [];
-    else this.runs[0] = [firstIndex, this.runs[0][1]];
+    compactRuns(this.runs, firstIndex, this.lastIndex);
     this.firstIndex = firstIndex;
   }
 

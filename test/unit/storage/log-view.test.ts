@@ -15,6 +15,7 @@ function view(over: Partial<Recovered> = {}, prevTerm = 0): LogView {
     appliedIndex: 0,
     snapshot: null,
     termRuns: [],
+    prevTerm,
     tailRepaired: 0,
     logBytes: 0,
     ...over,

@@ -2,7 +2,7 @@
  * Start-up recovery against damage made directly in RocksDB (storage closed, then the database
  * edited through its own handle), as a torn write or bit rot would leave it.
  */
-import { logKey, META, metaKey, stateKey } from '../../../replica/storage/codec';
+import { logKey, META, metaKey, stateKey, termRunKey } from '../../../replica/storage/codec';
 import { createRocksDb, type RocksDb } from '../../../replica/storage/rocksdb';
 import { entries, openStorage, removeDir, tempDir } from './helpers';
 
@@ -110,6 +110,14 @@ describe('storage recovery', () => {
     await seed(dir, 2);
     await withDb(dir, async (db) => {
       await db.batch().del(metaKey(META.incarnation)).write({ sync: true });
+    });
+    await expect(openStorage(dir)).rejects.toMatchObject({ kind: 'storage_corruption' });
+  });
+
+  it('treats a term map that disagrees with the log as corruption', async () => {
+    await seed(dir, 20);
+    await withDb(dir, async (db) => {
+      await db.batch().del(termRunKey(11)).write({ sync: true });
     });
     await expect(openStorage(dir)).rejects.toMatchObject({ kind: 'storage_corruption' });
   });
