@@ -300,6 +300,11 @@ describe('ReplicaStorage', () => {
     expect(s.recovered.lastIndex).toBe(12);
   });
 
+  it('refuses a second open of the same directory (RocksDB lock) with a fatal storage error', async () => {
+    track(await openStorage(dir));
+    await expect(openStorage(dir)).rejects.toMatchObject({ name: 'ClassifiedError', kind: 'storage_io_error' });
+  });
+
   it('refuses every call after close', async () => {
     const s = await openStorage(dir);
     await s.close();
