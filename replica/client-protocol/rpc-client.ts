@@ -5,6 +5,7 @@ import type { promClient } from '../../common/metrics';
 import { CodecError } from '../transport/bytes';
 import {
   DEFAULT_MAX_FRAME_BYTES,
+  TCP_KEEPALIVE_MS,
   FrameDecoder,
   FrameError,
   FrameType,
@@ -211,7 +212,13 @@ export class RpcClient {
 
   private connect(): void {
     this.state = 'connecting';
-    const socket = net.connect({ host: this.opts.host, port: this.opts.port, noDelay: true });
+    const socket = net.connect({
+      host: this.opts.host,
+      port: this.opts.port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: TCP_KEEPALIVE_MS,
+    });
     const decoder = new FrameDecoder({ allowedTypes: RPC_FRAME_TYPES, maxFrameBytes: this.maxFrameBytes });
     this.socket = socket;
     let failure: string | null = null;

@@ -5,6 +5,7 @@ import type { promClient } from '../../common/metrics';
 import { CodecError } from '../transport/bytes';
 import {
   DEFAULT_MAX_FRAME_BYTES,
+  TCP_KEEPALIVE_MS,
   FrameDecoder,
   FrameError,
   FrameType,
@@ -150,7 +151,9 @@ export class RpcServer {
 
   async start(): Promise<{ host: string; port: number }> {
     if (this.server) throw new Error('RpcServer.start() called twice');
-    const server = net.createServer({ noDelay: true }, (s) => this.accept(s));
+    const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS }, (s) =>
+      this.accept(s),
+    );
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -18,6 +18,12 @@ import type { Socket } from 'node:net';
 
 export const FRAME_VERSION = 1;
 export const FRAME_HEADER_BYTES = 12;
+/**
+ * TCP keepalive on every peer and client-port connection: an idle connection to a host that
+ * vanished (node lost, no RST) is noticed within about this long plus the kernel's probes,
+ * instead of on the next write or call timeout.
+ */
+export const TCP_KEEPALIVE_MS = 10_000;
 /** Default cap on one frame's payload. Every receiver refuses larger frames. */
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** Bits of `flags` that version 1 defines (none). A frame with any other bit set is refused. */

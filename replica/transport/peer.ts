@@ -6,6 +6,7 @@ import type { promClient } from '../../common/metrics';
 import { CodecError } from './bytes';
 import {
   DEFAULT_MAX_FRAME_BYTES,
+  TCP_KEEPALIVE_MS,
   FrameDecoder,
   FrameError,
   FrameType,
@@ -241,7 +242,9 @@ export class PeerTransport {
   /** Listen on the peer port and dial every known peer. Resolves with the bound address. */
   async start(): Promise<PeerAddress> {
     if (this.state !== 'new') throw new Error(`PeerTransport.start() called in state ${this.state}`);
-    const server = net.createServer({ noDelay: true }, (s) => this.accept(s));
+    const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS }, (s) =>
+      this.accept(s),
+    );
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -361,7 +364,13 @@ export class PeerTransport {
       return;
     }
     o.state = 'connecting';
-    const socket = net.connect({ host: addr.host, port: addr.port, noDelay: true });
+    const socket = net.connect({
+      host: addr.host,
+      port: addr.port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: TCP_KEEPALIVE_MS,
+    });
     const decoder = new FrameDecoder({ allowedTypes: PEER_FRAME_TYPES, maxFrameBytes: 4096 });
     o.socket = socket;
     let failure: string | null = null;
