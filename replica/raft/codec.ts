@@ -45,25 +45,39 @@ function idBytes(id: NodeId): Uint8Array {
   return b;
 }
 
+function varintSize(v: number): number {
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`not a non-negative safe integer: ${v}`);
+  let n = 1;
+  while (v >= 0x80) {
+    v = Math.floor(v / 128);
+    n++;
+  }
+  return n;
+}
+
+function idSize(id: NodeId): number {
+  return 1 + idBytes(id).length;
+}
+
+function confSize(c: ConfState): number {
+  let n = varintSize(c.voters.length) + varintSize(c.learners.length);
+  for (const v of c.voters) n += idSize(v);
+  for (const l of c.learners) n += idSize(l);
+  return n;
+}
+
+/** Writes into a buffer of exactly the encoded size (computed up front: no growth, no copy). */
 class Writer {
-  buf: Uint8Array;
+  readonly buf: Uint8Array;
   pos = 0;
   constructor(size: number) {
     this.buf = new Uint8Array(size);
   }
-  private ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const next = new Uint8Array(Math.max(this.buf.length * 2, this.pos + n));
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
-  }
   u8(v: number): void {
-    this.ensure(1);
     this.buf[this.pos++] = v;
   }
   varint(v: number): void {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`not a non-negative safe integer: ${v}`);
-    this.ensure(8);
     while (v >= 0x80) {
       this.buf[this.pos++] = (v % 128) | 0x80;
       v = Math.floor(v / 128);
@@ -71,8 +85,11 @@ class Writer {
     this.buf[this.pos++] = v;
   }
   bytes(b: Uint8Array): void {
-    this.ensure(b.length);
-    this.buf.set(b, this.pos);
+    if (b.length < 32) {
+      for (let i = 0; i < b.length; i++) this.buf[this.pos + i] = b[i];
+    } else {
+      this.buf.set(b, this.pos);
+    }
     this.pos += b.length;
   }
   id(id: NodeId): void {
@@ -91,7 +108,8 @@ class Writer {
     for (const l of c.learners) this.id(l);
   }
   finish(): Uint8Array {
-    return this.buf.subarray(0, this.pos);
+    if (this.pos !== this.buf.length) throw new RangeError(`encoded ${this.pos} bytes, sized ${this.buf.length}`);
+    return this.buf;
   }
 }
 
@@ -138,6 +156,10 @@ class Reader {
     const n = this.u8();
     if (n === 0) this.fail('empty node id');
     const raw = this.bytes(n);
+    let ascii = true;
+    for (let i = 0; i < n; i++) if (raw[i] >= 0x80) ascii = false;
+    // Node ids are ASCII in practice: skip the TextDecoder (and its exception path) for them.
+    if (ascii) return String.fromCharCode.apply(null, raw as unknown as number[]);
     try {
       return utf8Decoder.decode(raw);
     } catch {
@@ -165,16 +187,37 @@ class Reader {
   }
 }
 
-function entrySizeBound(entries: Entry[]): number {
-  let n = 0;
-  for (const e of entries) n += e.data.length + 16;
-  return n;
-}
-
 export function encodeMessage(m: Message): Uint8Array {
-  let size = 64;
-  if (m.type === MessageType.App) size += entrySizeBound(m.entries);
-  else if (m.type === MessageType.Snap) size += m.snapshot.data.length + 64 * (1 + m.snapshot.meta.conf.voters.length);
+  let size = 2 + idSize(m.from) + idSize(m.to) + varintSize(m.term);
+  switch (m.type) {
+    case MessageType.PreVote:
+    case MessageType.Vote:
+      size += varintSize(m.lastIndex) + varintSize(m.lastTerm) + 1;
+      break;
+    case MessageType.PreVoteResp:
+    case MessageType.VoteResp:
+      size += 1;
+      break;
+    case MessageType.App:
+      size += varintSize(m.prevIndex) + varintSize(m.prevTerm) + varintSize(m.commit) + varintSize(m.entries.length);
+      for (const e of m.entries) size += varintSize(e.term) + 1 + varintSize(e.data.length) + e.data.length;
+      break;
+    case MessageType.AppResp:
+      size += varintSize(m.index) + 1 + varintSize(m.hintIndex) + varintSize(m.hintTerm);
+      break;
+    case MessageType.Heartbeat:
+      size += varintSize(m.commit);
+      break;
+    case MessageType.Snap: {
+      const meta = m.snapshot.meta;
+      size += varintSize(meta.index) + varintSize(meta.term) + confSize(meta.conf);
+      size += varintSize(m.snapshot.data.length) + m.snapshot.data.length;
+      break;
+    }
+    case MessageType.HeartbeatResp:
+    case MessageType.TimeoutNow:
+      break;
+  }
   const w = new Writer(size);
   w.u8(MESSAGE_CODEC_VERSION);
   w.u8(m.type);
@@ -314,7 +357,7 @@ const CONF_CHANGE_TYPES: Record<number, ConfChangeType> = { 1: 'addLearner', 2: 
 
 /** Data of a Config entry: u8 version · u8 kind (1 addLearner, 2 promote, 3 remove) · id. */
 export function encodeConfChange(cc: ConfChange): Uint8Array {
-  const w = new Writer(4 + MAX_ID_BYTES);
+  const w = new Writer(2 + idSize(cc.node));
   w.u8(CONF_CHANGE_VERSION);
   w.u8(CONF_CHANGE_CODES[cc.type]);
   w.id(cc.node);

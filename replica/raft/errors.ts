@@ -48,11 +48,22 @@ export class NotLeaderError extends RaftRefusal {
   }
 }
 
-/** Proposals are paused while leadership is being transferred (until it completes or is aborted). */
+/**
+ * Proposals are paused: leadership is being transferred (until it completes or is aborted), or
+ * the leader is removing itself (until the removal applies and it steps down).
+ */
 export class ProposalsPausedError extends RaftRefusal {
   readonly code = 'PROPOSALS_PAUSED';
-  constructor(readonly transferee: NodeId) {
-    super(`proposals paused: leadership transfer to ${transferee} in progress`);
+  constructor(
+    readonly reason: 'transfer' | 'removal',
+    /** The transfer's target (reason 'transfer'). */
+    readonly transferee: NodeId | null,
+  ) {
+    super(
+      reason === 'transfer'
+        ? `proposals paused: leadership transfer to ${transferee} in progress`
+        : 'proposals paused: this leader is removing itself from the group',
+    );
     this.name = 'ProposalsPausedError';
   }
 }

@@ -21,6 +21,7 @@ import { abortTransfer, handleTimeoutNow, maybeFinishTransfer, transferLeadershi
 import {
   EntryType,
   MessageType,
+  type ConfState,
   type HardState,
   type Message,
   type NodeId,
@@ -82,6 +83,10 @@ export class RaftNode {
   }
   get lastIndex(): number {
     return this.s.log.lastIndex();
+  }
+  /** The configuration in effect (as of `applied`). Do not mutate. */
+  get conf(): Readonly<ConfState> {
+    return this.s.membership.conf;
   }
 
   // ---- inputs ----
@@ -191,7 +196,8 @@ export class RaftNode {
   propose(data: Uint8Array | Uint8Array[]): number[] {
     const s = this.s;
     if (s.role !== 'leader') throw new NotLeaderError(s.lead);
-    if (s.leadTransferee !== null) throw new ProposalsPausedError(s.leadTransferee);
+    if (s.leadTransferee !== null) throw new ProposalsPausedError('transfer', s.leadTransferee);
+    if (s.removingSelf) throw new ProposalsPausedError('removal', null);
     const list = data instanceof Uint8Array ? [data] : data;
     if (list.length === 0) return [];
     let bytes = 0;

@@ -1,7 +1,7 @@
 import { decodeConfChange, encodeConfChange } from './codec';
 import { ConfChangeRefusedError, InvariantViolation, NotLeaderError, ProposalsPausedError } from './errors';
 import { applyConfChange, validateConfChange, type ConfChange } from './membership';
-import { appendEntries, maybeCommit } from './replication';
+import { appendEntries, bcastHeartbeat, maybeCommit } from './replication';
 import type { RaftState } from './state';
 import { abortTransfer } from './transfer';
 import { EntryType, type ConfState, type Entry } from './types';
@@ -14,7 +14,8 @@ import { EntryType, type ConfState, type Entry } from './types';
 /** Leader: propose a single-server change. Returns the Config entry's index. */
 export function proposeConfChange(s: RaftState, cc: ConfChange): number {
   if (s.role !== 'leader') throw new NotLeaderError(s.lead);
-  if (s.leadTransferee !== null) throw new ProposalsPausedError(s.leadTransferee);
+  if (s.leadTransferee !== null) throw new ProposalsPausedError('transfer', s.leadTransferee);
+  if (s.removingSelf) throw new ProposalsPausedError('removal', null);
   // One change at a time: every configuration in flight differs from the applied one by at most
   // one server, so all their majorities intersect.
   if (s.pendingConfIndex > s.log.applied) {
@@ -32,6 +33,7 @@ export function proposeConfChange(s: RaftState, cc: ConfChange): number {
   if (invalid !== null) throw new ConfChangeRefusedError(invalid.reason, invalid.detail);
   const index = appendEntries(s, [{ type: EntryType.Config, data: encodeConfChange(cc) }]);
   s.pendingConfIndex = index;
+  if (cc.type === 'remove' && cc.node === s.id) s.removingSelf = true;
   return index;
 }
 
@@ -61,7 +63,10 @@ function setConf(s: RaftState, conf: ConfState, index: number): void {
   }
   for (const id of [...prs.keys()]) if (!s.membership.isMember(id)) prs.delete(id);
   if (!s.membership.isVoter(s.id)) {
-    // A removed leader steps down; the remaining voters elect a leader among themselves.
+    // A removed leader steps down; the remaining voters elect a leader among themselves. First
+    // tell them the removal is committed (heartbeats carry commit and ignore flow control):
+    // until they apply it they count us in their quorum, and we are about to go away.
+    bcastHeartbeat(s);
     s.becomeFollower(s.term, null);
     return;
   }

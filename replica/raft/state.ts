@@ -81,6 +81,12 @@ export class RaftState {
   leadTransferee: NodeId | null = null;
   /** Leader: index of the last Config entry it may have in its log unapplied (one change at a time). */
   pendingConfIndex = 0;
+  /**
+   * Leader: it proposed its own removal. It takes no more proposals, so its log ends with the
+   * removal entry: if the remaining voters never learn that entry committed, one of them can
+   * still win the ex-leader's vote (its log is as up to date) and finish the change.
+   */
+  removingSelf = false;
   /** Leader: payload bytes appended but not yet applied (backpressure). */
   uncommittedBytes = 0;
 
@@ -147,6 +153,7 @@ export class RaftState {
     this.votes.clear();
     this.prs = null;
     this.pendingConfIndex = 0;
+    this.removingSelf = false;
     this.uncommittedBytes = 0;
     this.bcastPending = false;
   }
