@@ -54,12 +54,18 @@ const FLAG_KEY = 0x01;
 const MIN_RECORD_BYTES = 1 + 4 + 8 + 2;
 const MIN_HEADER_BYTES = 2 + 4;
 
-function recordBytes(r: RecordIn): number {
+/** Encoded size of one record (exact), for sizing buffers up front. */
+export function recordBytes(r: RecordIn): number {
   let n = MIN_RECORD_BYTES + r.value.byteLength + (r.key === null ? 0 : 4 + r.key.byteLength);
   for (const [name, v] of r.headers) n += MIN_HEADER_BYTES + Buffer.byteLength(name, 'utf8') + v.byteLength;
   return n;
 }
 
+/**
+ * One record in the layout above. Also used by replica/commands.ts for records inside Raft log
+ * entries, so this layout is an on-disk format too: changing it needs a log-format version,
+ * not only a frame version bump.
+ */
 export function writeRecord(w: BufWriter, r: RecordIn): void {
   if (r.key === null) w.u8(0);
   else w.u8(FLAG_KEY).bytes32(r.key);
@@ -69,6 +75,7 @@ export function writeRecord(w: BufWriter, r: RecordIn): void {
   for (const [name, v] of r.headers) w.str16(name).bytes32(v);
 }
 
+/** Inverse of writeRecord; key, value and header values are views into the reader's buffer. */
 export function readRecord(rd: BufReader): RecordIn {
   const flags = rd.u8('record.flags');
   if ((flags & ~FLAG_KEY) !== 0) throw new CodecError('bad_value', `record.flags 0x${flags.toString(16)}`);
