@@ -2,7 +2,9 @@
  * Storage micro-benchmark: ReplicaStorage.append of 1 KB entries.
  *   matrix: batch (entries per append) 1 | 100 × concurrency (appends in flight) 1 | 16 | 64
  *           × fsync 'always' | 'interval'
- *   reports: entries/s, MB/s, p50/p99 append latency, synced writes/s, event-loop delay p99/max.
+ *   reports: entries/s, MB/s, p50/p99 append latency, synced writes/s, fsync p50, event-loop
+ *   delay p99/max, and process CPU (all threads, user + system) per entry — the steadier figure
+ *   on a shared machine.
  *
  * Run: npx tsx bench/storage.bench.ts
  * Env: BENCH_SECONDS (per cell, default 3), BENCH_DIR (default the OS temp dir — put it on the
@@ -36,6 +38,7 @@ interface Result extends Cell {
   lagP99Ms: number;
   lagMaxMs: number;
   fsyncP50Ms: number;
+  cpuUsPerEntry: number;
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -69,6 +72,7 @@ async function runCell(cell: Cell): Promise<Result> {
     await s.append([{ index: next, term: 1, type: 0, data }].map((e) => ({ ...e, index: next++ })));
   synced = 0;
   fsyncMs.length = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const until = t0 + SECONDS * 1000;
   lag.enable();
@@ -83,6 +87,7 @@ async function runCell(cell: Cell): Promise<Result> {
   };
   await Promise.all(Array.from({ length: cell.concurrency }, writer));
   const elapsed = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   lag.disable();
   await s.close();
   rmSync(dir, { recursive: true, force: true });
@@ -99,6 +104,7 @@ async function runCell(cell: Cell): Promise<Result> {
     lagP99Ms: lag.percentile(99) / 1e6,
     lagMaxMs: lag.max / 1e6,
     fsyncP50Ms: quantile(fsyncMs, 0.5),
+    cpuUsPerEntry: (cpu.user + cpu.system) / entries,
   };
 }
 
@@ -122,16 +128,16 @@ async function main(): Promise<void> {
   );
   console.log('');
   console.log(
-    '| fsync | batch | concurrency | entries/s | MB/s | append p50 ms | append p99 ms | fsyncs/s | fsync p50 ms | loop lag p99 / max ms |',
+    '| fsync | batch | concurrency | entries/s | MB/s | append p50 ms | append p99 ms | fsyncs/s | fsync p50 ms | loop lag p99 / max ms | CPU µs/entry |',
   );
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const c of cells) {
     const name = `${c.fsync}/b${c.batch}/c${c.concurrency}`;
     if (FILTER && !name.includes(FILTER)) continue;
     const r = await runCell(c);
     rows.push(r);
     console.log(
-      `| ${r.fsync} | ${r.batch} | ${r.concurrency} | ${fmt(r.entriesPerSec)} | ${fmt(r.mbPerSec)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.fsyncsPerSec)} | ${fmt(r.fsyncP50Ms, 2)} | ${fmt(r.lagP99Ms)} / ${fmt(r.lagMaxMs)} |`,
+      `| ${r.fsync} | ${r.batch} | ${r.concurrency} | ${fmt(r.entriesPerSec)} | ${fmt(r.mbPerSec)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.fsyncsPerSec)} | ${fmt(r.fsyncP50Ms, 2)} | ${fmt(r.lagP99Ms)} / ${fmt(r.lagMaxMs)} | ${fmt(r.cpuUsPerEntry)} |`,
     );
   }
   if (process.env.BENCH_JSON) console.log(JSON.stringify(rows));
