@@ -44,7 +44,7 @@ export interface EnumField<V extends string = string> extends FieldBase {
 }
 export interface ListField extends FieldBase {
   type: 'list';
-  default?: string[];
+  default?: readonly string[];
   /** Each item must match this. */
   pattern?: RegExp;
   patternDoc?: string;
@@ -65,7 +65,7 @@ type Optional<F> = F extends { default: unknown } ? never : undefined;
 export type ConfigOf<S extends Schema> = { readonly [K in keyof S]: ValueOf<S[K]> | Optional<S[K]> };
 
 /** Declare a schema with its literal types kept (for `ConfigOf`). */
-export function defineSchema<S extends Schema>(s: S): S {
+export function defineSchema<const S extends Schema>(s: S): S {
   return s;
 }
 

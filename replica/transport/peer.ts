@@ -50,6 +50,11 @@ export interface PeerTransportOptions {
   listenPort: number;
   /** Where a peer listens now. Called on every connection attempt (pod IPs change); undefined = not yet known. */
   resolve: (peerId: string) => PeerAddress | undefined;
+  /**
+   * Admit a connecting peer that is not in the membership yet (e.g. a fresh learner hearing from
+   * the leader that just added it). Admitted peers join the membership. Default: refuse.
+   */
+  acceptPeer?: (peerId: string) => boolean;
   /** Initial membership (other replicas; selfId is ignored if present). Change it with setPeers. */
   peers?: readonly string[];
   /** Per-peer send queue bound in bytes of payload. Default 64 MiB. */
@@ -598,7 +603,10 @@ export class PeerTransport {
     if (hello.clusterId !== this.clusterId) reason = 'wrong_cluster';
     else if (hello.to !== this.selfId) reason = 'wrong_target';
     else if (hello.from === this.selfId) reason = 'self';
-    else if (!this.outbound.has(hello.from)) reason = 'unknown_peer';
+    else if (!this.outbound.has(hello.from)) {
+      if (this.opts.acceptPeer?.(hello.from)) this.setPeers([...this.outbound.keys(), hello.from]);
+      else reason = 'unknown_peer';
+    }
     if (reason) {
       this.refuse(c, reason, { from: hello.from, to: hello.to, cluster: hello.clusterId });
       return;

@@ -1,0 +1,87 @@
+/**
+ * The NATS control channel (DESIGN §5): versioned subjects, JSON payloads with a `v` field.
+ * NATS is the control channel only; losing it never stops reads or writes.
+ */
+export const SUBJECTS = {
+  leader: (topic: string, partition: number) => `daftka.v1.leader.${topic}.${partition}`,
+  leaderAll: 'daftka.v1.leader.>',
+  status: (topic: string, partition: number, replica: string) =>
+    `daftka.v1.status.${topic}.${partition}.${replica.replace(/[.*>\s]/g, '_')}`,
+  statusAll: 'daftka.v1.status.>',
+  ctl: (topic: string, partition: number) => `daftka.v1.ctl.${topic}.${partition}`,
+  discover: (topic: string) => `daftka.v1.discover.${topic}`,
+} as const;
+
+export interface LeaderAnnouncement {
+  v: 1;
+  topic: string;
+  partition: number;
+  term: number;
+  leaderId: string;
+  /** host:port of the leader's client port. */
+  endpoint: string;
+  highWatermark: number;
+  ts: number;
+}
+
+export interface StatusReport {
+  v: 1;
+  topic: string;
+  partition: number;
+  replicaId: string;
+  incarnation: string;
+  role: string;
+  term: number;
+  leaderId: string | null;
+  lastIndex: number;
+  commitIndex: number;
+  appliedIndex: number;
+  highWatermark: number;
+  logStartOffset: number;
+  logBytes: number;
+  /** Leader only: entries each follower is behind. */
+  lag?: Record<string, number>;
+  voters: string[];
+  learners: string[];
+  ready: boolean;
+  ts: number;
+}
+
+export interface DiscoverReply {
+  v: 1;
+  partitions: Array<{ partition: number; leaderId: string; endpoint: string; term: number }>;
+}
+
+export type ControlRequest =
+  | { v: 1; op: 'status' }
+  | { v: 1; op: 'transferLeadership'; to: string }
+  | { v: 1; op: 'addLearner'; id: string; endpoint?: string }
+  | { v: 1; op: 'promote'; id: string }
+  | { v: 1; op: 'removeMember'; id: string };
+
+export type ControlReply = { v: 1; ok: true; status?: unknown } | { v: 1; ok: false; code: string; detail: string };
+
+/** Validate a control request at the boundary; returns a precise error message or the request. */
+export function parseControlRequest(raw: unknown): ControlRequest | string {
+  if (typeof raw !== 'object' || raw === null) return 'control request must be a JSON object';
+  const r = raw as Record<string, unknown>;
+  if (r.v !== 1) return `unsupported control request version ${JSON.stringify(r.v)}; expected 1`;
+  const str = (k: string) => (typeof r[k] === 'string' && (r[k] as string).length > 0 ? (r[k] as string) : undefined);
+  switch (r.op) {
+    case 'status':
+      return { v: 1, op: 'status' };
+    case 'transferLeadership':
+      return str('to')
+        ? { v: 1, op: 'transferLeadership', to: str('to')! }
+        : 'transferLeadership needs "to" (a replica id)';
+    case 'addLearner':
+      return str('id')
+        ? { v: 1, op: 'addLearner', id: str('id')!, endpoint: str('endpoint') }
+        : 'addLearner needs "id"';
+    case 'promote':
+    case 'removeMember':
+      return str('id') ? { v: 1, op: r.op, id: str('id')! } : `${r.op} needs "id"`;
+    default:
+      return `unknown control op ${JSON.stringify(r.op)}; expected status, transferLeadership, addLearner, promote or removeMember`;
+  }
+}

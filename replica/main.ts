@@ -1,0 +1,122 @@
+/**
+ * The replica process: `node replica/main.js` (or `tsx replica/main.ts`) with DAFTKA_* env or
+ * flags (replica/config.ts). Crash-only: a fatal fault (storage corruption, invariant violation,
+ * a dead storage worker) logs and exits non-zero for the supervisor to restart; SIGTERM hands
+ * leadership over, flushes and exits 0 within the shutdown timeout.
+ */
+import { boundsSummary, ConfigError } from '../common/config';
+import { classify } from '../common/crash-policy';
+import { createLogger } from '../common/log';
+import { createRegistry } from '../common/metrics';
+import { startHealthServer } from '../common/health-server';
+import { RpcServer } from './client-protocol/rpc-server';
+import { servePartitionApi } from './client-protocol/serve';
+import { Announcer } from './announcer';
+import { resolveReplicaConfig } from './config';
+import { PartitionReplica } from './replica';
+
+async function main(): Promise<void> {
+  let rc;
+  try {
+    rc = resolveReplicaConfig(process.env, process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(
+        JSON.stringify({ level: 'error', message: 'config_invalid', key: err.key, error: err.message }) + '\n',
+      );
+      process.exit(2);
+    }
+    throw err;
+  }
+  const { cfg, self } = rc;
+  const logger = createLogger('replica', {
+    level: cfg.logLevel,
+    fields: { topic: cfg.topic, partition: cfg.partition, ordinal: cfg.ordinal },
+  });
+  const registry = createRegistry('replica');
+  let exiting = false;
+  const die = (err: unknown) => {
+    if (exiting) return;
+    exiting = true;
+    const c = classify(err);
+    logger.error('fatal', { kind: c.kind, class: c.class, error: (err as Error)?.message ?? String(err) });
+    // Crash-only: exit now, let the supervisor restart us; nothing half-done is trusted.
+    setTimeout(() => process.exit(1), 50).unref();
+  };
+  process.on('uncaughtException', die);
+  process.on('unhandledRejection', die);
+
+  logger.info('replica_starting', {
+    bounds: boundsSummary(cfg, [
+      'fsync',
+      'electionTimeoutMs',
+      'heartbeatMs',
+      'maxInflightMsgs',
+      'maxInflightBytes',
+      'maxUncommittedBytes',
+      'entryCacheBytes',
+      'maxFetchWaiters',
+      'maxBatchRecords',
+      'maxRecordBytes',
+      'shutdownTimeoutMs',
+    ]),
+  });
+
+  const replica = await PartitionReplica.open(rc, logger, registry, die);
+  const rpc = new RpcServer({ host: cfg.listenHost, port: self.clientPort, logger, registry });
+  servePartitionApi(rpc, replica, replica);
+  await rpc.start();
+  const health = await startHealthServer({
+    host: cfg.listenHost,
+    port: cfg.httpPort,
+    registry,
+    readiness: () => replica.readiness(),
+  });
+  await replica.run();
+  const announcer = cfg.natsUrl
+    ? new Announcer(replica, {
+        url: cfg.natsUrl,
+        topic: cfg.topic,
+        partition: cfg.partition,
+        intervalMs: cfg.announceIntervalMs,
+        clientEndpoint: `${self.host}:${self.clientPort}`,
+        logger,
+      })
+    : null;
+  await announcer?.start();
+  logger.info('replica_started', {
+    replica: replica.id,
+    peer_port: self.peerPort,
+    client_port: self.clientPort,
+    http_port: health.port,
+  });
+
+  const shutdown = async (signal: string) => {
+    if (exiting) return;
+    exiting = true;
+    logger.info('replica_stopping', { signal });
+    const hard = setTimeout(() => process.exit(1), cfg.shutdownTimeoutMs + 2000);
+    hard.unref();
+    try {
+      await replica.shutdown();
+      await announcer?.close();
+      await rpc.close();
+      await health.close();
+      logger.info('replica_stopped', {});
+      process.exit(0);
+    } catch (err) {
+      logger.error('shutdown_failed', { error: (err as Error).message });
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(
+    JSON.stringify({ level: 'error', message: 'replica_start_failed', error: (err as Error)?.stack ?? String(err) }) +
+      '\n',
+  );
+  process.exit(1);
+});

@@ -1,0 +1,112 @@
+import type { promClient } from '../common/metrics';
+import { counter, gauge, histogram } from '../common/metrics';
+
+/** The replica's metrics (DESIGN §9). Labels: topic and partition only — bounded by the topic count. */
+export function replicaMetrics(reg: promClient.Registry) {
+  const tp = ['topic', 'partition'] as const;
+  return {
+    produceRecords: counter(reg, {
+      name: 'daftka_replica_produce_records_total',
+      help: 'Records committed through this replica as leader',
+      labelNames: tp,
+    }),
+    produceBytes: counter(reg, {
+      name: 'daftka_replica_produce_bytes_total',
+      help: 'Record bytes committed through this replica as leader',
+      labelNames: tp,
+    }),
+    produceRequests: counter(reg, {
+      name: 'daftka_replica_produce_requests_total',
+      help: 'Produce requests by outcome',
+      labelNames: ['topic', 'partition', 'code'] as const,
+    }),
+    fetchRecords: counter(reg, {
+      name: 'daftka_replica_fetch_records_total',
+      help: 'Records served by fetch',
+      labelNames: tp,
+    }),
+    fetchBytes: counter(reg, {
+      name: 'daftka_replica_fetch_bytes_total',
+      help: 'Record bytes served by fetch',
+      labelNames: tp,
+    }),
+    commitLatency: histogram(reg, {
+      name: 'daftka_replica_commit_latency_seconds',
+      help: 'Produce: propose to applied (quorum fsynced)',
+      labelNames: tp,
+    }),
+    appendBatch: histogram(reg, {
+      name: 'daftka_raft_append_batch_entries',
+      help: 'Entries persisted per Raft Ready',
+      labelNames: tp,
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    }),
+    fsync: histogram(reg, {
+      name: 'daftka_storage_fsync_duration_seconds',
+      help: 'Synced RocksDB write (WAL + fsync) per group commit',
+      labelNames: tp,
+    }),
+    term: gauge(reg, { name: 'daftka_raft_term', help: 'Current Raft term', labelNames: tp }),
+    leader: gauge(reg, { name: 'daftka_raft_leader', help: '1 when this replica leads its partition', labelNames: tp }),
+    leaderChanges: counter(reg, {
+      name: 'daftka_raft_leader_changes_total',
+      help: 'Times this replica saw the leader change',
+      labelNames: tp,
+    }),
+    commitIndex: gauge(reg, { name: 'daftka_raft_commit_index', help: 'Raft commit index', labelNames: tp }),
+    appliedIndex: gauge(reg, { name: 'daftka_raft_applied_index', help: 'Raft applied index', labelNames: tp }),
+    highWatermark: gauge(reg, {
+      name: 'daftka_partition_high_watermark',
+      help: 'Offset after the last committed record',
+      labelNames: tp,
+    }),
+    logStartOffset: gauge(reg, {
+      name: 'daftka_partition_log_start_offset',
+      help: 'First retained offset',
+      labelNames: tp,
+    }),
+    logBytes: gauge(reg, {
+      name: 'daftka_partition_log_bytes',
+      help: 'Bytes of the retained Raft log',
+      labelNames: tp,
+    }),
+    voters: gauge(reg, { name: 'daftka_raft_voters', help: 'Voters in the configuration', labelNames: tp }),
+    followerLag: gauge(reg, {
+      name: 'daftka_raft_follower_lag_entries',
+      help: 'Leader: entries each follower is behind (max over followers)',
+      labelNames: tp,
+    }),
+    groupLag: gauge(reg, {
+      name: 'daftka_group_lag_records',
+      help: 'Records between a group committed offset and the high watermark',
+      labelNames: ['topic', 'partition', 'group'] as const,
+    }),
+    retentionDeleted: counter(reg, {
+      name: 'daftka_retention_advances_total',
+      help: 'Log start advances by retention',
+      labelNames: tp,
+    }),
+    snapshotsSent: counter(reg, {
+      name: 'daftka_raft_snapshots_total',
+      help: 'Snapshots built (leader) or installed (follower)',
+      labelNames: ['topic', 'partition', 'action'] as const,
+    }),
+    membershipChanges: counter(reg, {
+      name: 'daftka_raft_membership_changes_total',
+      help: 'Membership changes proposed by this leader',
+      labelNames: ['topic', 'partition', 'action'] as const,
+    }),
+    natsConnected: gauge(reg, { name: 'daftka_nats_connected', help: '1 while connected to NATS', labelNames: tp }),
+    shed: counter(reg, {
+      name: 'daftka_replica_shed_requests_total',
+      help: 'Requests refused by a bound (OVERLOADED)',
+      labelNames: ['topic', 'partition', 'reason'] as const,
+    }),
+    restarts: gauge(reg, {
+      name: 'daftka_replica_start_time_seconds',
+      help: 'Process start time (changes on restart)',
+      labelNames: tp,
+    }),
+  };
+}
+export type ReplicaMetrics = ReturnType<typeof replicaMetrics>;
