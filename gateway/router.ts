@@ -262,14 +262,14 @@ export class PartitionRouter implements PartitionClient {
     const start = this.o.nowMs();
     return this.call(req.topic, req.partition, 'produce', start + req.timeoutMs, (c, remainingMs) =>
       // The replica gets a little less time than we do, so its own COMMIT_UNKNOWN reaches us first.
-      c.produce({ ...req, timeoutMs: Math.max(1, remainingMs - Math.min(250, remainingMs * 0.1)) }),
+      c.produce({ ...req, timeoutMs: Math.max(1, Math.floor(remainingMs - Math.min(250, remainingMs * 0.1))) }),
     );
   }
 
   fetch(req: FetchRequest): Promise<FetchResult> {
     const deadline = this.o.nowMs() + req.waitMs + this.o.requestTimeoutMs;
     return this.call(req.topic, req.partition, 'fetch', deadline, (c, remainingMs) =>
-      c.fetch({ ...req, waitMs: Math.max(0, Math.min(req.waitMs, remainingMs - this.o.requestTimeoutMs)) }),
+      c.fetch({ ...req, waitMs: Math.max(0, Math.floor(Math.min(req.waitMs, remainingMs - this.o.requestTimeoutMs))) }),
     );
   }
 
@@ -394,10 +394,22 @@ export class PartitionRouter implements PartitionClient {
       }
 
       const endpoint = target;
+      let replica: PartitionClient;
+      try {
+        replica = this.client(endpoint);
+      } catch (err) {
+        // No client for this endpoint (e.g. a port out of range): nothing was sent.
+        lastErr = err;
+        this.o.logger.warn('replica_client_failed', { endpoint, error: (err as Error).message });
+        this.table.invalidate(topic, partition, endpoint);
+        unreachable.add(endpoint);
+        target = null;
+        continue;
+      }
       const release = this.acquire(endpoint, op);
       let p: Promise<T>;
       try {
-        p = fn(this.client(endpoint), remainingMs);
+        p = fn(replica, remainingMs);
       } catch (err) {
         p = Promise.reject(err);
       }

@@ -145,6 +145,21 @@ describe('PartitionRouter', () => {
     expect(c.seen).toEqual(['produce@b:1']);
   });
 
+  test('the replica gets whole-millisecond budgets a little under the router deadline', async () => {
+    const c = new Cluster();
+    const spy = jest.spyOn(c.leaderLog, 'produce');
+    const fetchSpy = jest.spyOn(c.leaderLog, 'fetch');
+    const r = router(c, { requestTimeoutMs: 1000 });
+    r.acceptLeader('orders', 0, { leaderId: 'r1', endpoint: 'b:1', term: 2 }, 'nats');
+    await r.produce(produceReq({ timeoutMs: 1333 }));
+    const sent = spy.mock.calls[0][0].timeoutMs;
+    expect(Number.isInteger(sent)).toBe(true);
+    expect(sent).toBeLessThan(1333);
+    expect(sent).toBeGreaterThan(1000);
+    await r.fetch({ topic: 'orders', partition: 0, offset: 0, maxRecords: 1, maxBytes: 1, waitMs: 7, requestId: 'x' });
+    expect(Number.isInteger(fetchSpy.mock.calls[0][0].waitMs)).toBe(true);
+  });
+
   test('a produce with no answer before its deadline → COMMIT_UNKNOWN', async () => {
     const c = new Cluster();
     c.behaviour.set('b:1', () => new Promise((res) => setTimeout(res, 500)));

@@ -1,0 +1,181 @@
+import { unwatchFile, watchFile } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConfigError } from '../common/config';
+import { createLogger, type Logger } from '../common/log';
+import { createRegistry } from '../common/metrics';
+import type { PartitionClient } from '../common/partition-api';
+import { RemotePartitionClient } from '../replica/client-protocol/remote-client';
+import { RpcClient } from '../replica/client-protocol/rpc-client';
+import { createGatewayApp } from './app';
+import { AuthConfigError, NoAuthenticator, TokenAuthenticator, type Authenticator } from './auth';
+import { CatalogError, StaticCatalog } from './catalog';
+import { gatewayBounds, loadGatewayConfig, type GatewayConfig } from './config';
+import { NatsLeaderFeed } from './leader-feed';
+import { QuotaManager } from './quotas';
+import { PartitionRouter } from './router';
+
+/**
+ * The gateway process: config → catalog, auth, quotas, router (+ NATS leader feed) → HTTP.
+ * Invalid configuration exits with status 2 and a message naming the key; otherwise one
+ * start-up line lists the bounds it runs with. SIGTERM/SIGINT: stop accepting, let requests in
+ * flight finish within shutdownGraceMs, close, exit 0.
+ */
+
+export interface RunningGateway {
+  /** `http://host:port` actually bound. */
+  url: string;
+  port: number;
+  router: PartitionRouter;
+  feed?: NatsLeaderFeed;
+  close(): Promise<void>;
+}
+
+export interface RunOptions {
+  /** Replica client factory; default: the binary client protocol (RemotePartitionClient). */
+  connect?: (endpoint: string) => PartitionClient;
+  logger?: Logger;
+  /** How often the topics file is checked for changes, in ms; 0 = never. Default 2000. */
+  topicsReloadMs?: number;
+}
+
+function splitEndpoint(endpoint: string): { host: string; port: number } {
+  const i = endpoint.lastIndexOf(':');
+  return { host: endpoint.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(endpoint.slice(i + 1)) };
+}
+
+export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Promise<RunningGateway> {
+  const logger = opts.logger ?? createLogger('gateway', { level: cfg.logLevel });
+  const registry = createRegistry('gateway');
+  const catalog = StaticCatalog.fromFile(cfg.topicsFile);
+  const auth: Authenticator =
+    cfg.auth === 'tokens' ? TokenAuthenticator.fromFile(cfg.tokensFile) : new NoAuthenticator();
+
+  const rpcClients: RpcClient[] = [];
+  const connect =
+    opts.connect ??
+    ((endpoint: string) => {
+      // The router enforces the in-flight bounds; the RPC client's own bound only backs them up.
+      const rpc = new RpcClient({
+        ...splitEndpoint(endpoint),
+        logger,
+        registry,
+        maxInflight: cfg.maxInflightPerEndpoint + cfg.maxInflightFetchesPerEndpoint,
+      });
+      rpcClients.push(rpc);
+      return new RemotePartitionClient(rpc, { defaultTimeoutMs: cfg.requestTimeoutMs });
+    });
+  const router = new PartitionRouter({
+    catalog,
+    connect,
+    logger,
+    registry,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    maxRedirects: cfg.maxRedirects,
+    maxInflightPerEndpoint: cfg.maxInflightPerEndpoint,
+    maxInflightFetchesPerEndpoint: cfg.maxInflightFetchesPerEndpoint,
+  });
+  const feed =
+    cfg.natsUrl === 'off'
+      ? undefined
+      : new NatsLeaderFeed({
+          servers: cfg.natsUrl.split(','),
+          sink: router,
+          catalog,
+          logger,
+          registry,
+          discoverTimeoutMs: cfg.discoverTimeoutMs,
+          reconnectTimeWaitMs: cfg.natsReconnectWaitMs,
+        });
+  // Not awaited: the gateway serves without NATS (from seeds and redirects) and reports degraded.
+  void feed?.start();
+
+  const app = createGatewayApp({
+    catalog,
+    router,
+    auth,
+    quotas: new QuotaManager({ maxBuckets: cfg.quotaMaxBuckets, burstSeconds: cfg.quotaBurstSeconds }),
+    logger,
+    registry,
+    limits: {
+      maxBodyBytes: cfg.maxBodyBytes,
+      maxRecordsPerRequest: cfg.maxRecordsPerRequest,
+      fetchMaxRecords: cfg.fetchMaxRecords,
+      fetchMaxBytes: cfg.fetchMaxBytes,
+      requestTimeoutMs: cfg.requestTimeoutMs,
+    },
+    ...(feed ? { nats: feed } : {}),
+  });
+
+  const reloadMs = opts.topicsReloadMs ?? 2000;
+  if (reloadMs > 0)
+    watchFile(cfg.topicsFile, { interval: reloadMs, persistent: false }, () => {
+      try {
+        catalog.replace(StaticCatalog.fromFile(cfg.topicsFile).list());
+        router.prune();
+        logger.info('topics_reloaded', { topics: catalog.list().length });
+        void feed?.discover();
+      } catch (err) {
+        // Keep serving the last good catalog.
+        logger.warn('topics_reload_failed', { error: (err as Error).message });
+      }
+    });
+
+  const server: Server = createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.port, cfg.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  logger.info('gateway_started', {
+    host: cfg.host,
+    port,
+    nats: cfg.natsUrl === 'off' ? 'off' : 'on',
+    auth: cfg.auth,
+    topics: catalog.list().length,
+    ...gatewayBounds(cfg),
+  });
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      unwatchFile(cfg.topicsFile);
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, cfg.shutdownGraceMs).unref());
+      await Promise.race([stopped, grace]);
+      server.closeAllConnections();
+      await feed?.close();
+      await router.close();
+      for (const rpc of rpcClients) rpc.close();
+      logger.info('gateway_stopped', {});
+    })());
+
+  const host = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host;
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, router, feed, close };
+}
+
+/** Entry point: exit 2 on invalid configuration, 0 after a clean shutdown. */
+export async function main(argv: readonly string[] = process.argv.slice(2), env = process.env): Promise<void> {
+  let gw: RunningGateway;
+  try {
+    gw = await runGateway(loadGatewayConfig(env, argv));
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof CatalogError || err instanceof AuthConfigError) {
+      process.stderr.write(`daftka gateway: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const stop = (signal: string) => {
+    process.stderr.write(`daftka gateway: ${signal}, shutting down\n`);
+    void gw.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+if (require.main === module) void main();

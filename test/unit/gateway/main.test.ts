@@ -1,0 +1,144 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { DaftkaError } from '../../../common/errors';
+import { createLogger } from '../../../common/log';
+import { createRegistry } from '../../../common/metrics';
+import type { PartitionClient } from '../../../common/partition-api';
+import { loadGatewayConfig } from '../../../gateway/config';
+import { runGateway } from '../../../gateway/main';
+import { RpcServer } from '../../../replica/client-protocol/rpc-server';
+import { servePartitionApi } from '../../../replica/client-protocol/serve';
+import { FakePartitions } from './fake-partition';
+
+const ROOT = join(__dirname, '..', '..', '..');
+
+function runMain(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [require.resolve('tsx/cli'), 'gateway/main.ts', ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '', ...env },
+    timeout: 20_000,
+  });
+}
+
+describe('gateway configuration', () => {
+  test('defaults, env and flags', () => {
+    const cfg = loadGatewayConfig({ DAFTKA_GATEWAY_TOPICS_FILE: '/t.json', DAFTKA_GATEWAY_PORT: '9000' }, [
+      '--request-timeout-ms=2500',
+    ]);
+    expect(cfg).toMatchObject({
+      topicsFile: '/t.json',
+      port: 9000,
+      requestTimeoutMs: 2500,
+      auth: 'off',
+      natsUrl: 'nats://127.0.0.1:4222',
+    });
+  });
+
+  test.each([
+    [{}, [], /topicsFile/],
+    [{ DAFTKA_GATEWAY_TOPICS_FILE: 't' }, ['--port=http'], /port/],
+    [{ DAFTKA_GATEWAY_TOPICS_FILE: 't', DAFTKA_GATEWAY_AUTH: 'tokens' }, [], /tokensFile/],
+    [{ DAFTKA_GATEWAY_TOPICS_FILE: 't', DAFTKA_NATS_URL: 'http://x' }, [], /natsUrl/],
+    [{ DAFTKA_GATEWAY_TOPICS_FILE: 't' }, ['--fetch-max-records=20000'], /fetchMaxRecords/],
+  ])('invalid config %j %j is refused naming the key', (env, argv, key) => {
+    expect(() => loadGatewayConfig(env, argv)).toThrow(key);
+  });
+
+  test('the process exits 2 with the message on invalid configuration', () => {
+    const r = runMain(['--port=abc', '--topics-file=/nope.json']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/daftka gateway: invalid config port/);
+    const missing = runMain(['--topics-file=/definitely/missing.json', '--nats-url=off']);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/cannot read topics file \/definitely\/missing.json/);
+  }, 30_000);
+});
+
+describe('gateway process wiring', () => {
+  test('serves produce and fetch through the binary client protocol, following a NOT_LEADER redirect', async () => {
+    const rlog = createLogger('replica', { stream: new PassThrough().resume() });
+    const leaderImpl = new FakePartitions();
+    const leader = new RpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      logger: rlog,
+      registry: createRegistry('replica', { defaultMetrics: false }),
+    });
+    servePartitionApi(leader, leaderImpl);
+    const leaderAddr = await leader.start();
+    const leaderEndpoint = `127.0.0.1:${leaderAddr.port}`;
+    const notLeader = () => Promise.reject(new DaftkaError('NOT_LEADER', 'follower', { leaderHint: leaderEndpoint }));
+    const followerImpl: PartitionClient = {
+      produce: notLeader,
+      fetch: notLeader,
+      commitOffset: notLeader,
+      getOffset: notLeader,
+      status: (t, p, id) => leaderImpl.status(t, p, id),
+    };
+    const follower = new RpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      logger: rlog,
+      registry: createRegistry('replica', { defaultMetrics: false }),
+    });
+    servePartitionApi(follower, followerImpl);
+    const followerAddr = await follower.start();
+
+    const dir = mkdtempSync(join(tmpdir(), 'daftka-gw-'));
+    const topicsFile = join(dir, 'topics.json');
+    writeFileSync(
+      topicsFile,
+      JSON.stringify({
+        topics: [{ name: 'orders', partitions: 1, replicaEndpoints: [[`127.0.0.1:${followerAddr.port}`]] }],
+      }),
+    );
+    const lines: string[] = [];
+    const stream = new PassThrough();
+    stream.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+    const gw = await runGateway(
+      loadGatewayConfig({}, [`--topics-file=${topicsFile}`, '--nats-url=off', '--port=0', '--host=127.0.0.1']),
+      {
+        logger: createLogger('gateway', { stream }),
+        topicsReloadMs: 0,
+      },
+    );
+    try {
+      const started = lines.map((l) => JSON.parse(l)).find((l) => l.message === 'gateway_started');
+      expect(started).toMatchObject({
+        port: gw.port,
+        nats: 'off',
+        auth: 'off',
+        topics: 1,
+        requestTimeoutMs: 5000,
+        maxBodyBytes: 8388608,
+      });
+
+      const p = await fetch(`${gw.url}/v1/topics/orders/records`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': 'wire-1' },
+        body: JSON.stringify({ records: [{ key: 'k', value: 'over the wire', headers: { h: 'v' } }] }),
+      });
+      expect([p.status, await p.json()]).toEqual([200, { results: [{ partition: 0, offset: 0, status: 'written' }] }]);
+      expect(leaderImpl.calls.at(-1)).toMatchObject({ op: 'produce', requestId: 'wire-1' });
+      expect(gw.router.table.get('orders', 0)?.endpoint).toBe(leaderEndpoint);
+
+      const f = await fetch(`${gw.url}/v1/topics/orders/partitions/0/records?offset=0&encoding=utf8`);
+      const body = (await f.json()) as { records: unknown[] };
+      expect(body.records[0]).toMatchObject({
+        offset: 0,
+        key: 'k',
+        value: 'over the wire',
+        headers: [{ name: 'h', value: 'v' }],
+      });
+      expect(((await fetch(`${gw.url}/readyz`).then((r) => r.json())) as { status: string }).status).toBe('ready');
+    } finally {
+      await gw.close();
+      await leader.close();
+      await follower.close();
+    }
+  });
+});
