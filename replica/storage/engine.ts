@@ -222,7 +222,7 @@ export class Engine {
       tailRepaired: tail.cut.length,
       logBytes: last.cum - start.prevCum,
     };
-    return { engine, result: { recovered, prevTerm: start.prevTerm } };
+    return { engine, result: { recovered } };
   }
 
   /**

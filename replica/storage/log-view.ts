@@ -18,11 +18,11 @@ export class LogView {
   hardState: StoredHardState | null;
   applied: number;
 
-  constructor(r: Recovered, prevTerm: number) {
+  constructor(r: Recovered) {
     this.firstIndex = r.firstIndex;
     this.lastIndex = r.lastIndex;
     this.lastTerm = r.lastTerm;
-    this.prevTerm = prevTerm;
+    this.prevTerm = r.prevTerm;
     this.runs = r.termRuns.map(([i, t]): TermRun => [i, t]);
     this.hardState = r.hardState;
     this.applied = r.appliedIndex;

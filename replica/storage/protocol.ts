@@ -63,8 +63,6 @@ export interface LogPosition {
 
 export interface OpenResult {
   recovered: Recovered;
-  /** Term of firstIndex - 1 (needed to check appends at firstIndex). */
-  prevTerm: number;
 }
 
 export interface WriteResult extends LogPosition {

@@ -136,7 +136,7 @@ export class ReplicaStorage {
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.onFlush = opts.onFlush;
     this.log = log;
-    this.view = new LogView(opened.recovered, opened.prevTerm);
+    this.view = new LogView(opened.recovered);
     const r = opened.recovered;
     this.durable = { firstIndex: r.firstIndex, lastIndex: r.lastIndex, logBytes: r.logBytes };
     if (!this.fsyncAlways) {

@@ -20,7 +20,7 @@ function view(over: Partial<Recovered> = {}, prevTerm = 0): LogView {
     logBytes: 0,
     ...over,
   };
-  return new LogView(r, prevTerm);
+  return new LogView(r);
 }
 
 const violation = (f: () => void): void => {
