@@ -6,7 +6,7 @@
  *   delay p99/max, and process CPU (all threads, user + system) per entry — the steadier figure
  *   on a shared machine.
  *
- * Run: npx tsx bench/storage.bench.ts
+ * Run: npx tsx bench/storage.bench.ts [--quick]   (--quick: 0.5 s per cell, a smoke run)
  * Env: BENCH_SECONDS (per cell, default 3), BENCH_DIR (default the OS temp dir — put it on the
  *      disk you want to measure), BENCH_FILTER (substring of the cell name, e.g. "always").
  */
@@ -18,7 +18,8 @@ import { PassThrough } from 'node:stream';
 import { createLogger } from '../common/log';
 import { ReplicaStorage, type StoredEntry } from '../replica/storage/storage';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const QUICK = process.argv.includes('--quick');
+const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 0.5 : 3));
 const BASE = process.env.BENCH_DIR ?? tmpdir();
 const FILTER = process.env.BENCH_FILTER ?? '';
 const ENTRY_BYTES = 1024;
