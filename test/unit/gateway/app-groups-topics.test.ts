@@ -181,4 +181,18 @@ describe('gateway introspection and health', () => {
       await gw.close();
     }
   });
+
+  test('readiness: 503 not_ready until topic metadata is loaded', async () => {
+    const gw = await startGateway({
+      topics: [],
+      catalog: { list: () => [], get: () => undefined, ready: () => false },
+    });
+    try {
+      const r = await gw.req('GET', '/readyz');
+      expect(r.status).toBe(503);
+      expect(r.json.status).toBe('not_ready');
+    } finally {
+      await gw.close();
+    }
+  });
 });

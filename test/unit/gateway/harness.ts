@@ -6,7 +6,7 @@ import { createRegistry } from '../../../common/metrics';
 import type { PartitionClient } from '../../../common/partition-api';
 import { createGatewayApp, type GatewayLimits } from '../../../gateway/app';
 import { NoAuthenticator, TokenAuthenticator, type Authenticator } from '../../../gateway/auth';
-import { StaticCatalog, type TopicInfo } from '../../../gateway/catalog';
+import { StaticCatalog, type TopicCatalog, type TopicInfo } from '../../../gateway/catalog';
 import { QuotaManager } from '../../../gateway/quotas';
 import { FakePartitions } from './fake-partition';
 
@@ -35,6 +35,7 @@ export async function startGateway(opts: {
   router?: PartitionClient;
   quotas?: QuotaManager;
   nats?: boolean;
+  catalog?: TopicCatalog;
 }): Promise<Harness> {
   const fake = new FakePartitions();
   const stream = new PassThrough();
@@ -52,7 +53,7 @@ export async function startGateway(opts: {
   const auth: Authenticator = opts.tokens ? new TokenAuthenticator(opts.tokens) : new NoAuthenticator();
   const natsUp = { value: true };
   const app = createGatewayApp({
-    catalog: new StaticCatalog(opts.topics),
+    catalog: opts.catalog ?? new StaticCatalog(opts.topics),
     router: opts.router ?? fake,
     auth,
     quotas: opts.quotas ?? new QuotaManager(),
