@@ -1,0 +1,122 @@
+/**
+ * A Topic's spec (the `topics.daftka.io` custom resource's `spec`) and the desired state derived
+ * from it: which replicas exist and how each is configured. Pure functions, shared by the
+ * operator (StatefulSet driver) and local mode (process driver), so both run the same plan.
+ */
+
+export interface TopicSpec {
+  partitions: number;
+  replicationFactor: 1 | 3 | 5 | 7;
+  retention?: { ms?: number; bytes?: number };
+  maxRecordBytes?: number;
+  quotas?: { produceBytesPerSecond?: number; fetchBytesPerSecond?: number; recordsPerSecond?: number };
+  storage?: { size?: string; storageClassName?: string };
+  access?: { producers?: string[]; consumers?: string[]; admins?: string[] };
+  deadLetter?: { maxAttempts?: number; retentionMs?: number };
+  deletionPolicy?: 'Retain' | 'Delete';
+  deletionProtection?: boolean;
+}
+
+export const TOPIC_DEFAULTS = {
+  partitions: 3,
+  replicationFactor: 3,
+  retentionMs: 7 * 24 * 3600 * 1000,
+  retentionBytes: -1,
+  maxRecordBytes: 1024 * 1024,
+} as const;
+
+export const TOPIC_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Where one replica listens; the operator uses stable pod DNS names, local mode loopback ports. */
+export interface ReplicaAddress {
+  host: string;
+  peerPort: number;
+  clientPort: number;
+  httpPort: number;
+}
+
+export interface DesiredReplica {
+  topic: string;
+  partition: number;
+  ordinal: number;
+  /** `${topic}-${partition}-${ordinal}`: the StatefulSet pod name, and the local process name. */
+  name: string;
+  address: ReplicaAddress;
+  /** The replica's configuration contract (replica/config.ts), as environment variables. */
+  env: Record<string, string>;
+}
+
+export interface PlanOptions {
+  natsUrl: string;
+  /** Data directory of a replica (a PVC mount in Kubernetes, a folder under ./data locally). */
+  dataDir: (partition: number, ordinal: number) => string;
+  /** Bind address of the replica's ports (0.0.0.0 in a pod, 127.0.0.1 locally). */
+  listenHost: string;
+  extraEnv?: Record<string, string>;
+}
+
+export function validateTopic(name: string, spec: TopicSpec): string | null {
+  if (!TOPIC_NAME_RE.test(name))
+    return `topic name ${JSON.stringify(name)} must be a DNS label (lowercase letters, digits and -, at most 63)`;
+  if (!Number.isInteger(spec.partitions) || spec.partitions < 1 || spec.partitions > 1000)
+    return `partitions must be an integer from 1 to 1000, got ${spec.partitions}`;
+  if (![1, 3, 5, 7].includes(spec.replicationFactor))
+    return `replicationFactor must be 1, 3, 5 or 7, got ${spec.replicationFactor}`;
+  return null;
+}
+
+/** Every replica of every partition of a topic, with its configuration. */
+export function desiredReplicas(
+  topic: string,
+  spec: TopicSpec,
+  addressOf: (partition: number, ordinal: number) => ReplicaAddress,
+  opts: PlanOptions,
+): DesiredReplica[] {
+  const bad = validateTopic(topic, spec);
+  if (bad) throw new RangeError(bad);
+  const out: DesiredReplica[] = [];
+  for (let p = 0; p < spec.partitions; p++) {
+    const addrs = Array.from({ length: spec.replicationFactor }, (_, o) => addressOf(p, o));
+    const replicas = addrs.map((a) => `${a.host}:${a.peerPort}:${a.clientPort}`).join(',');
+    for (let o = 0; o < spec.replicationFactor; o++) {
+      out.push({
+        topic,
+        partition: p,
+        ordinal: o,
+        name: `${topic}-${p}-${o}`,
+        address: addrs[o],
+        env: {
+          DAFTKA_TOPIC: topic,
+          DAFTKA_PARTITION: String(p),
+          DAFTKA_ORDINAL: String(o),
+          DAFTKA_REPLICAS: replicas,
+          DAFTKA_REPLICATION_FACTOR: String(spec.replicationFactor),
+          DAFTKA_DATA_DIR: opts.dataDir(p, o),
+          DAFTKA_LISTEN_HOST: opts.listenHost,
+          DAFTKA_HTTP_PORT: String(addrs[o].httpPort),
+          DAFTKA_NATS_URL: opts.natsUrl,
+          DAFTKA_RETENTION_MS: String(spec.retention?.ms ?? TOPIC_DEFAULTS.retentionMs),
+          DAFTKA_RETENTION_BYTES: String(spec.retention?.bytes ?? TOPIC_DEFAULTS.retentionBytes),
+          DAFTKA_MAX_RECORD_BYTES: String(spec.maxRecordBytes ?? TOPIC_DEFAULTS.maxRecordBytes),
+          ...(opts.extraEnv ?? {}),
+        },
+      });
+    }
+  }
+  return out;
+}
+
+/** The gateway's view of a topic (gateway/catalog.ts topics-file entry). */
+export function catalogEntry(topic: string, spec: TopicSpec, replicas: readonly DesiredReplica[]) {
+  const endpoints: string[][] = Array.from({ length: spec.partitions }, () => []);
+  for (const r of replicas)
+    if (r.topic === topic) endpoints[r.partition][r.ordinal] = `${r.address.host}:${r.address.clientPort}`;
+  return {
+    name: topic,
+    partitions: spec.partitions,
+    maxRecordBytes: spec.maxRecordBytes ?? TOPIC_DEFAULTS.maxRecordBytes,
+    quotas: spec.quotas ?? {},
+    access: { producers: ['*'], consumers: ['*'], admins: ['*'], ...(spec.access ?? {}) },
+    replicaEndpoints: endpoints,
+  };
+}
