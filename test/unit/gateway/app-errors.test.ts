@@ -232,7 +232,26 @@ describe('gateway: bad input gets a precise 4xx problem, never a 5xx', () => {
         const b = await gw.req('GET', `/v1/topics/orders/partitions/0/records?${encodeURI(qs)}`);
         expect(b.status).toBeLessThan(500);
       }),
-      { numRuns: 150 },
+      { numRuns: Number(process.env.DAFTKA_FUZZ_RUNS ?? 150) },
     );
-  });
+  }, 60_000);
+
+  test('near-valid produce bodies (known fields, arbitrary values) never get a 5xx', async () => {
+    const field = fc.constantFrom('key', 'key_b64', 'value', 'value_b64', 'headers', 'partition', 'timestamp');
+    const value = fc.oneof(
+      fc.jsonValue(),
+      fc.base64String(),
+      fc.string(),
+      fc.integer(),
+      fc.array(fc.record({ name: fc.string(), value_b64: fc.string() })),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.dictionary(field, value), { maxLength: 5 }), async (records) => {
+        const r = await gw.req('POST', PRODUCE, { body: { records } });
+        expect(r.status).toBeLessThan(500);
+        if (r.status !== 200) expect(r.json.code).toEqual(expect.any(String));
+      }),
+      { numRuns: Number(process.env.DAFTKA_FUZZ_RUNS ?? 150) },
+    );
+  }, 60_000);
 });
