@@ -123,10 +123,13 @@ write_wrapper() { # write_wrapper <dir> <module> <version> <local-replace-versio
 }
 
 # go build <pkgs> from the wrapper module in <srcdir> into <outdir>, niced and with limited parallelism.
-go_build() { # go_build <srcdir> <outdir> <tags> <ldflags> <pkgs...>
-  local src="$1" out="$2" tags="$3" ldflags="$4"
-  shift 4
-  (cd "$src" && nice -n 10 go build -p "$JOBS" -tags "$tags" -ldflags "$ldflags" -o "$out/" "$@")
+# One package is written to <outdir>/<first binary name> (go would name go.etcd.io/etcd/server/v3
+# "server"); several share one go build (and its compiled packages) and keep their own names.
+go_build() { # go_build <srcdir> <outdir> <first-binary> <tags> <ldflags> <pkgs...>
+  local src="$1" out="$2/" tags="$4" ldflags="$5"
+  [ $# -eq 6 ] && out="$2/$3"
+  shift 5
+  (cd "$src" && nice -n 10 go build -p "$JOBS" -tags "$tags" -ldflags "$ldflags" -o "$out" "$@")
 }
 
 # Builds one or more binaries of one upstream module into $CACHE/<name>-<version>/ unless cached there.
@@ -150,12 +153,18 @@ build_tool() {
   rm -rf "$tmp"
   mkdir -p "$tmp"
   local log="$CACHE/logs/build-$name-$version.log"
-  if ! go_build "$src" "$tmp" "$tags" "$ldflags" "${pkgs[@]}" >"$log" 2>&1; then
+  if ! go_build "$src" "$tmp" "${bins[0]}" "$tags" "$ldflags" "${pkgs[@]}" >"$log" 2>&1; then
     echo "build.sh: building $name $version failed; last lines of $log:" >&2
     tail -n 40 "$log" >&2
     rm -rf "$tmp"
     exit 1
   fi
+  for pair in "${bins[@]}"; do
+    [ -x "$tmp/$pair" ] || {
+      echo "build.sh: go build of $name $version did not produce $pair" >&2
+      exit 1
+    }
+  done
   stamp_text "$version" >"$tmp/.stamp"
   rm -rf "$dir"
   mv "$tmp" "$dir"
@@ -194,6 +203,22 @@ build_tool etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" "" \
 build_tool kwok sigs.k8s.io/kwok "$KWOK_VERSION" "$KWOK_VERSION" "" \
   "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
   kwok=sigs.k8s.io/kwok/cmd/kwok
+
+# kwok needs Stage definitions (what happens to fake Nodes and Pods, and when); the kwok module ships
+# them as kustomize bases. Concatenate the "fast" set that kwokctl uses by default: Nodes become Ready
+# and heartbeat through Leases, Pods become Running and Ready as soon as they are scheduled.
+kwok_stages="$CACHE/kwok-$KWOK_VERSION/stages.yaml"
+if [ ! -s "$kwok_stages" ]; then
+  kwok_src="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  for f in "$kwok_src"/kustomize/stage/{node/fast,node/heartbeat-with-lease,pod/fast}/*.yaml; do
+    [ "$(basename "$f")" = kustomization.yaml ] && continue
+    echo "---"
+    echo "# from sigs.k8s.io/kwok@$KWOK_VERSION/${f#"$kwok_src"/}"
+    cat "$f"
+  done >"$kwok_stages.tmp"
+  mv "$kwok_stages.tmp" "$kwok_stages"
+fi
+report "kwok stages" "$kwok_stages"
 
 build_tool helm helm.sh/helm/v3 "$HELM_VERSION" "$HELM_VERSION" "" \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
