@@ -9,57 +9,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
-import { ConfigError, configDocs, defineSchema, loadConfig } from '../common/config';
+import { ConfigError, configDocs, loadConfig } from '../common/config';
+import { localSchema } from './local-config';
 import { createLogger } from '../common/log';
 import { catalogEntry, desiredReplicas, type DesiredReplica, type TopicSpec } from '../common/topic-spec';
 import { ProcessDriver } from './process-driver';
-
-export const localSchema = defineSchema({
-  dataDir: {
-    type: 'string',
-    env: 'DAFTKA_LOCAL_DATA_DIR',
-    default: 'data',
-    doc: 'where replica data, logs and generated config live',
-  },
-  topics: {
-    type: 'list',
-    env: 'DAFTKA_LOCAL_TOPICS',
-    default: ['events:3:3'],
-    pattern: /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?:\d{1,4}:[1357]$/,
-    patternDoc: 'name:partitions:replicationFactor (RF 1, 3, 5 or 7)',
-    doc: 'topics to run',
-  },
-  gatewayPort: {
-    type: 'int',
-    env: 'DAFTKA_LOCAL_GATEWAY_PORT',
-    default: 8080,
-    min: 1,
-    max: 65535,
-    doc: 'gateway HTTP port',
-  },
-  natsPort: { type: 'int', env: 'DAFTKA_LOCAL_NATS_PORT', default: 4222, min: 1, max: 65535, doc: 'nats-server port' },
-  basePort: {
-    type: 'int',
-    env: 'DAFTKA_LOCAL_BASE_PORT',
-    default: 19000,
-    min: 1024,
-    max: 60000,
-    doc: 'first replica port; each replica uses three (peer, client, http)',
-  },
-  fsync: {
-    type: 'enum',
-    env: 'DAFTKA_FSYNC',
-    values: ['always', 'interval'] as const,
-    default: 'always',
-    doc: 'replica fsync policy',
-  },
-  exitAfterReady: {
-    type: 'bool',
-    env: 'DAFTKA_LOCAL_EXIT_AFTER_READY',
-    default: false,
-    doc: 'start, report ready, stop (for tests)',
-  },
-});
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((res) => {
