@@ -201,6 +201,8 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
     }
     const headers = problemHeaders(p);
     if (p.status === 401) headers['www-authenticate'] = 'Bearer realm="daftka"';
+    // The rest of an oversized body is not worth reading: end the connection after the answer.
+    if (p.status === 413) headers.connection = 'close';
     res.status(p.status).set(headers).send(JSON.stringify(p));
   };
 

@@ -260,7 +260,7 @@ export class PartitionRouter implements PartitionClient {
 
   produce(req: ProduceRequest): Promise<ProduceResult> {
     const start = this.o.nowMs();
-    return this.call(req.topic, req.partition, 'produce', start + req.timeoutMs, (c, remainingMs) =>
+    return this.call(req.topic, req.partition, req.requestId, 'produce', start + req.timeoutMs, (c, remainingMs) =>
       // The replica gets a little less time than we do, so its own COMMIT_UNKNOWN reaches us first.
       c.produce({ ...req, timeoutMs: Math.max(1, Math.floor(remainingMs - Math.min(250, remainingMs * 0.1))) }),
     );
@@ -268,24 +268,26 @@ export class PartitionRouter implements PartitionClient {
 
   fetch(req: FetchRequest): Promise<FetchResult> {
     const deadline = this.o.nowMs() + req.waitMs + this.o.requestTimeoutMs;
-    return this.call(req.topic, req.partition, 'fetch', deadline, (c, remainingMs) =>
+    return this.call(req.topic, req.partition, req.requestId, 'fetch', deadline, (c, remainingMs) =>
       c.fetch({ ...req, waitMs: Math.max(0, Math.floor(Math.min(req.waitMs, remainingMs - this.o.requestTimeoutMs))) }),
     );
   }
 
   commitOffset(req: GroupOffsetCommit): Promise<void> {
     const deadline = this.o.nowMs() + this.o.requestTimeoutMs;
-    return this.call(req.topic, req.partition, 'commit', deadline, (c) => c.commitOffset(req));
+    return this.call(req.topic, req.partition, req.requestId, 'commit', deadline, (c) => c.commitOffset(req));
   }
 
   getOffset(req: GroupOffsetQuery): Promise<GroupOffset> {
     const deadline = this.o.nowMs() + this.o.requestTimeoutMs;
-    return this.call(req.topic, req.partition, 'offset', deadline, (c) => c.getOffset(req));
+    return this.call(req.topic, req.partition, req.requestId, 'offset', deadline, (c) => c.getOffset(req));
   }
 
   async status(topic: string, partition: number, requestId: string): Promise<PartitionStatus> {
     const deadline = this.o.nowMs() + this.o.requestTimeoutMs;
-    const s = await this.call(topic, partition, 'status', deadline, (c) => c.status(topic, partition, requestId));
+    const s = await this.call(topic, partition, requestId, 'status', deadline, (c) =>
+      c.status(topic, partition, requestId),
+    );
     if (s.role === 'leader' && s.leaderEndpoint !== null && s.leaderId !== null)
       this.acceptLeader(topic, partition, { leaderId: s.leaderId, endpoint: s.leaderEndpoint, term: s.term }, 'status');
     return s;
@@ -349,6 +351,7 @@ export class PartitionRouter implements PartitionClient {
   private async call<T>(
     topic: string,
     partition: number,
+    requestId: string,
     op: Op,
     deadlineMs: number,
     fn: (c: PartitionClient, remainingMs: number) => Promise<T>,
@@ -372,7 +375,7 @@ export class PartitionRouter implements PartitionClient {
 
     for (;;) {
       const remainingMs = deadlineMs - this.o.nowMs();
-      if (remainingMs <= 0) throw this.gaveUp(topic, partition, op, lastErr);
+      if (remainingMs <= 0) throw this.gaveUp(topic, partition, requestId, op, lastErr);
       if (target === null) {
         // Next seed that has not failed to connect during this call; after a full round, back off.
         let pick: string | null = null;
@@ -387,7 +390,7 @@ export class PartitionRouter implements PartitionClient {
         if (pick === null) {
           unreachable.clear();
           await wait();
-          if (seeds.length === 0) throw this.gaveUp(topic, partition, op, lastErr);
+          if (seeds.length === 0) throw this.gaveUp(topic, partition, requestId, op, lastErr);
           continue;
         }
         target = pick;
@@ -400,7 +403,7 @@ export class PartitionRouter implements PartitionClient {
       } catch (err) {
         // No client for this endpoint (e.g. a port out of range): nothing was sent.
         lastErr = err;
-        this.o.logger.warn('replica_client_failed', { endpoint, error: (err as Error).message });
+        this.o.logger.warn('replica_client_failed', { request_id: requestId, endpoint, error: (err as Error).message });
         this.table.invalidate(topic, partition, endpoint);
         unreachable.add(endpoint);
         target = null;
@@ -484,9 +487,15 @@ export class PartitionRouter implements PartitionClient {
     }
   }
 
-  private gaveUp(topic: string, partition: number, op: Op, lastErr: unknown): DaftkaError {
+  private gaveUp(topic: string, partition: number, requestId: string, op: Op, lastErr: unknown): DaftkaError {
     if (isDaftkaError(lastErr) && lastErr.retryable && lastErr.code !== 'UNAVAILABLE') return lastErr;
-    this.o.logger.debug('route_gave_up', { topic, partition, op });
+    this.o.logger.info('route_gave_up', {
+      request_id: requestId,
+      topic,
+      partition,
+      op,
+      error: String((lastErr as Error | undefined)?.message ?? lastErr),
+    });
     return new DaftkaError('UNAVAILABLE', `no replica of ${topic}/${partition} answered before the deadline`, {
       retryAfterMs: 1000,
       cause: lastErr,
