@@ -46,7 +46,7 @@ mkdir -p "$CACHE/bin" "$CACHE/src" "$CACHE/logs"
 CACHE="$(cd "$CACHE" && pwd)"
 
 command -v go >/dev/null || {
-  echo "build.sh: go is not on PATH (Go >= 1.24 is needed to build the Kubernetes test tools)" >&2
+  echo "build.sh: go is not on PATH (Go >= 1.26 builds the pinned tool versions)" >&2
   exit 1
 }
 

@@ -19,9 +19,9 @@ import * as k8s from '@kubernetes/client-node';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { freePort } from './free-port';
 import { makeControlPlaneCerts, type ControlPlaneCerts } from './k8s-certs';
 import { ProcessGroups, RUN_DIR_PREFIX, sweepStaleEnvs, tailFile, type ManagedProcess } from './k8s-procs';
 import { readToolVersions, requireTool, type ToolVersions } from './k8s-tools';
@@ -61,19 +61,6 @@ export interface K8sEnv {
 
 const LOOPBACK = '127.0.0.1';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A free TCP port on 127.0.0.1 (another process may still take it before we bind: callers retry). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, LOOPBACK, () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 class StartError extends Error {
   constructor(
