@@ -114,8 +114,16 @@ export class Membership {
     const n = this.voterList.length;
     if (n === 0) return 0;
     const m = this.matchScratch;
-    for (let i = 0; i < n; i++) m[i] = matchOf(this.voterList[i]);
-    m.sort((a, b) => b - a);
+    // Insertion sort, descending: groups have a handful of voters, and this runs on every ack.
+    for (let i = 0; i < n; i++) {
+      const v = matchOf(this.voterList[i]);
+      let j = i;
+      while (j > 0 && m[j - 1] < v) {
+        m[j] = m[j - 1];
+        j--;
+      }
+      m[j] = v;
+    }
     // Sorted descending, the quorum-th value is held by at least `quorum` voters.
     return m[this.quorum - 1];
   }

@@ -209,7 +209,8 @@ export class RaftNode {
     }
     s.uncommittedBytes += bytes;
     const items = new Array<{ type: EntryType; data: Uint8Array }>(list.length);
-    for (let i = 0; i < list.length; i++) items[i] = { type: EntryType.Normal, data: list[i] };
+    const normal = EntryType.Normal;
+    for (let i = 0; i < list.length; i++) items[i] = { type: normal, data: list[i] };
     const first = appendEntries(s, items);
     const indexes = new Array<number>(list.length);
     for (let i = 0; i < list.length; i++) indexes[i] = first + i;
@@ -330,9 +331,10 @@ export class RaftNode {
     if (rd.entries.length > 0) s.log.stableTo(rd.entries);
     if (rd.committed.length > 0) {
       let released = 0;
+      const config = EntryType.Config;
       for (const e of rd.committed) {
         released += entryBytes(e);
-        if (e.type === EntryType.Config) applyConfEntry(s, e);
+        if (e.type === config) applyConfEntry(s, e);
       }
       const last = rd.committed[rd.committed.length - 1].index;
       // A snapshot installed since ready() may already cover these entries.

@@ -44,6 +44,11 @@ export class Oracle {
   private readonly leaderTermsChecked = new Set<string>();
   acks = 0;
   checks = 0;
+  /**
+   * Check the commit-by-counting rule directly. Scenario tests turn it off to show that its
+   * consequence (a committed entry overwritten, Figure 8) is caught as well.
+   */
+  checkCommitRule = true;
 
   constructor() {
     this.entryChains.set(key(0, 0), 0);
@@ -91,7 +96,17 @@ export class Oracle {
       throw new Violation('commit monotonic', `${n.id} commit went back ${n.lastCommitSeen} → ${commit}`);
     }
     if (commit > n.lastCommitSeen) {
-      if (r.role === 'leader') this.checkQuorumDurable(n, n.lastCommitSeen + 1, commit);
+      if (r.role === 'leader') {
+        this.checkQuorumDurable(n, n.lastCommitSeen + 1, commit);
+        // Raft §5.4.2: a leader's commit index only ever lands on an entry of its own term
+        // (it counts replicas of those; earlier entries are committed indirectly).
+        if (this.checkCommitRule && n.disk.live.term(commit) !== r.term) {
+          throw new Violation(
+            'commit by counting',
+            `${n.id} (term ${r.term}) advanced commit to ${commit}, an entry of term ${n.disk.live.term(commit)}`,
+          );
+        }
+      }
       n.lastCommitSeen = commit;
     }
   }

@@ -42,9 +42,15 @@ export interface Profile {
   /** Relative weights of the fault kinds. */
   faultWeights: {
     crash: number;
+    /** Crash whoever leads right now. */
+    crashLeader: number;
+    /** Crash the leader the moment its commit index next advances (the worst moment). */
+    crashLeaderOnCommit: number;
     partition: number;
     oneWay: number;
     isolate: number;
+    /** Cut the current leader off (it keeps taking proposals it cannot commit). */
+    isolateLeader: number;
     bridge: number;
     diskStall: number;
   };
@@ -57,7 +63,7 @@ export interface Profile {
   payloadMaxBytes: number;
   /** Chance a client targets a random node instead of the current leader. */
   clientMisrouteRate: number;
-  /** Clients hold back while the leader has this many uncommitted entries (bounded queues). */
+  /** Clients hold back while the leader has this many uncommitted entries (bounded queues); 0 = derived. */
   clientMaxBacklog: number;
 
   /** Mean ms between operator actions (membership changes); 0 = none. */
@@ -113,9 +119,12 @@ export function drawProfile(rng: Prng, budget: Budget = 'full'): Profile {
     faultMeanMs: faulty ? pick([40, 100, 300, 800]) : 0,
     faultWeights: {
       crash: pick([0, 1, 3]),
+      crashLeader: pick([0, 1, 2]),
+      crashLeaderOnCommit: pick([0, 1, 2]),
       partition: pick([0, 1, 2]),
       oneWay: pick([0, 1]),
       isolate: pick([0, 1, 2]),
+      isolateLeader: pick([0, 1, 2]),
       bridge: pick([0, 1]),
       diskStall: pick([0, 1]),
     },
@@ -135,14 +144,19 @@ export function drawProfile(rng: Prng, budget: Budget = 'full'): Profile {
     chaosMs: budget === 'full' ? pick([800, 1500, 2500]) : pick([300, 500, 800]),
     livenessElectionTimeouts: 40,
   };
-  // Size the client backlog to a few round trips of what replication can carry, so healing is
-  // followed by progress within the liveness bound whatever the flow-control settings.
-  const avgPayload = 8 + p.payloadMaxBytes / 2;
+  return p;
+}
+
+/**
+ * Size the client backlog to a few round trips of what replication can carry, so healing is
+ * followed by progress within the liveness bound whatever the flow-control settings.
+ */
+export function defaultClientBacklog(p: Profile): number {
+  const avgPayload = 6 + p.payloadMaxBytes / 2;
   const perMsg = Math.max(1, Math.floor(p.maxSizePerMsgBytes / avgPayload));
   const perRtt = Math.min(
     p.maxInflightMsgs * perMsg,
     Math.max(1, Math.floor(p.maxInflightBytes / avgPayload)) + perMsg,
   );
-  p.clientMaxBacklog = Math.min(1000, Math.max(4, 4 * perRtt));
-  return p;
+  return Math.min(1000, Math.max(4, 4 * perRtt));
 }

@@ -17,7 +17,7 @@ import { BOOT_CHAIN, chainStep, decodeChain, encodeChain } from './chain';
 import { SimDisk } from './disk';
 import { Oracle, Violation } from './oracle';
 import { Prng } from './prng';
-import { drawProfile, type Budget, type Profile } from './profile';
+import { defaultClientBacklog, drawProfile, type Budget, type Profile } from './profile';
 import { FlakyStorage, SimNode } from './simnode';
 
 /**
@@ -192,6 +192,8 @@ export class Simulation {
   private nextPayloadId = 1;
   private replacement: Replacement | null = null;
   private nextOrdinal = 0;
+  /** Armed fault: crash this leader as soon as its commit passes `commit`. */
+  private crashOnCommit: { node: SimNode; commit: number } | null = null;
   /** Message filter for scripted scenarios: return false to drop. */
   filter: ((m: Message) => boolean) | null = null;
   stats = { crashes: 0, confChanges: 0, acks: 0, refused: 0, transfers: 0 };
@@ -204,6 +206,7 @@ export class Simulation {
   ) {
     this.rng = new Prng(seed);
     this.profile = { ...drawProfile(this.rng.fork(), opts.budget), ...opts.profile };
+    if (this.profile.clientMaxBacklog === 0) this.profile.clientMaxBacklog = defaultClientBacklog(this.profile);
     this.traceLines = opts.trace ? [] : null;
     this.bugs = opts.bugs;
     this.maxEvents = opts.maxEvents ?? 3_000_000;
@@ -334,6 +337,28 @@ export class Simulation {
     });
   }
 
+  /**
+   * Scripted scenarios: make `n` time out now (it ticks through a full election timeout at
+   * once), so the test decides who campaigns.
+   */
+  campaign(n: SimNode): void {
+    const r = n.raft;
+    if (r === null) throw new Error(`${n.id} is down`);
+    this.trace(`${n.id} forced election timeout`);
+    const term = r.term;
+    const role = r.role;
+    const started = () => r.term !== term || (r.role !== role && (r.role === 'candidate' || r.role === 'precandidate'));
+    for (let i = 0; i < 2 * this.profile.electionTicks && !started(); i++) {
+      r.tick();
+      this.after(n);
+    }
+  }
+
+  /** Run for `ms` of simulated time (or until `stop`). */
+  runFor(ms: number, stop?: () => boolean): boolean {
+    return this.runUntil(this.now + ms, stop);
+  }
+
   crash(n: SimNode): void {
     if (n.raft === null) return;
     n.raft = null;
@@ -353,6 +378,17 @@ export class Simulation {
   /** After anything happened to `n`: check, then let its driver run. */
   after(n: SimNode): void {
     this.oracle.onEvent(n);
+    if (this.crashOnCommit !== null && n === this.crashOnCommit.node && n.raft !== null) {
+      if (n.raft.role !== 'leader') this.crashOnCommit = null;
+      else if (n.raft.commit > this.crashOnCommit.commit) {
+        this.crashOnCommit = null;
+        const duration = this.rng.exp(this.profile.faultMeanDurationMs);
+        this.trace(`fault crash leader ${n.id} on commit ${n.raft.commit}`);
+        this.crash(n);
+        this.schedule(duration, () => this.restart(n));
+        return;
+      }
+    }
     this.drive(n);
   }
 
@@ -511,7 +547,7 @@ export class Simulation {
   // ---- clients ----
 
   /** Propose `count` payloads at `n`. Returns the indexes, or null if refused. */
-  propose(n: SimNode, count: number, fillerMax = 0): number[] | null {
+  propose(n: SimNode, count: number, fillerMax = 0, fillerMin = 0): number[] | null {
     const r = n.raft;
     if (r === null) return null;
     const payloads: Uint8Array[] = [];
@@ -519,7 +555,7 @@ export class Simulation {
     for (let i = 0; i < count; i++) {
       const id = this.nextPayloadId++;
       ids.push(id);
-      payloads.push(makePayload(id, fillerMax > 0 ? this.rng.int(fillerMax + 1) : 0));
+      payloads.push(makePayload(id, fillerMax > fillerMin ? this.rng.intIn(fillerMin, fillerMax) : fillerMin));
     }
     let indexes: number[];
     try {
@@ -576,7 +612,8 @@ export class Simulation {
     return true;
   }
 
-  private spawn(ordinal: number): SimNode {
+  /** Start a brand-new replica (empty disk, new id) that is not a member yet. */
+  spawn(ordinal: number = this.nextOrdinal++): SimNode {
     const prev = this.nodes.filter((x) => x.ordinal === ordinal).reduce((a, x) => Math.max(a, x.incarnation), 0);
     const id = `n${ordinal}.${prev + 1}`;
     this.trace(`spawn ${id} (empty disk)`);
@@ -761,6 +798,27 @@ export class Simulation {
         healLater(links, `one-way cuts ${links.map(([x, y]) => `${x}↛${y}`).join(' ')}`);
         return;
       }
+      case 'crashLeader': {
+        const l = this.leader();
+        if (l === null) return;
+        this.crash(l);
+        this.schedule(duration, () => this.restart(l));
+        return;
+      }
+      case 'crashLeaderOnCommit': {
+        const l = this.leader();
+        if (l === null) return;
+        this.crashOnCommit = { node: l, commit: l.raft!.commit };
+        this.trace(`fault armed: crash ${l.id} when its commit passes ${l.raft!.commit}`);
+        return;
+      }
+      case 'isolateLeader': {
+        const l = this.leader();
+        if (l === null) return;
+        const rest = ids.filter((y) => y !== l.id);
+        healLater(this.cutGroups([l.id], rest), `isolate leader ${l.id}`);
+        return;
+      }
       case 'isolate': {
         const x = this.rng.pick(ids);
         const rest = ids.filter((y) => y !== x);
@@ -803,6 +861,7 @@ export class Simulation {
   liveness(): void {
     this.phase = 'liveness';
     const p = this.profile;
+    this.crashOnCommit = null;
     this.healAll();
     this.filter = null;
     p.dropRate = 0;
