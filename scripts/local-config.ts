@@ -14,7 +14,13 @@ export const localSchema = defineSchema({
     default: ['events:3:3'],
     pattern: /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?:\d{1,4}:[1357]$/,
     patternDoc: 'name:partitions:replicationFactor (RF 1, 3, 5 or 7)',
-    doc: 'topics to run',
+    doc: 'topics to run (ignored when topicsJson is set)',
+  },
+  topicsJson: {
+    type: 'string',
+    env: 'DAFTKA_LOCAL_TOPICS_JSON',
+    default: '',
+    doc: 'topics as a JSON list of Topic specs with a name, e.g. [{"name":"orders","partitions":2,"replicationFactor":3,"maxRecordBytes":65536,"quotas":{"recordsPerSecond":100}}] (partitions/replicationFactor default to 3; quotas: produceBytesPerSecond, fetchBytesPerSecond, recordsPerSecond); replaces topics when set',
   },
   gatewayPort: {
     type: 'int',

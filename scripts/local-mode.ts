@@ -1,0 +1,256 @@
+/**
+ * Local mode's machinery, shared by the `npm run local` CLI (scripts/local.ts), the integration
+ * test harness (test/helpers/local-stack.ts) and the gateway benchmark: topics → replica plan
+ * (common/topic-spec.ts, the operator's desired-state code) → a ProcessDriver running
+ * nats-server, every replica and the gateway on loopback, with data and logs under one folder.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { ConfigError, type ConfigOf } from '../common/config';
+import type { Logger } from '../common/log';
+import {
+  catalogEntry,
+  desiredReplicas,
+  validateTopic,
+  type DesiredReplica,
+  type TopicSpec,
+} from '../common/topic-spec';
+import type { localSchema } from './local-config';
+import { ProcessDriver, type ProcessDriverOptions } from './process-driver';
+
+export type LocalConfig = ConfigOf<typeof localSchema>;
+
+export interface LocalTopic {
+  name: string;
+  spec: TopicSpec;
+}
+
+const REPO_ROOT = resolve(__dirname, '..');
+
+const QUOTA_KEYS = ['produceBytesPerSecond', 'fetchBytesPerSecond', 'recordsPerSecond'] as const;
+
+/**
+ * The topics to run: `topicsJson` (a JSON list of Topic specs with a `name`) when set, else the
+ * `name:partitions:rf` list. Throws ConfigError naming the key when a topic is invalid.
+ */
+export function localTopics(cfg: Pick<LocalConfig, 'topics' | 'topicsJson'>): LocalTopic[] {
+  const out: LocalTopic[] = [];
+  if (cfg.topicsJson !== '') {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(cfg.topicsJson);
+    } catch (err) {
+      throw new ConfigError('topicsJson', `invalid config topicsJson: not JSON (${(err as Error).message})`);
+    }
+    if (!Array.isArray(doc) || doc.length === 0)
+      throw new ConfigError('topicsJson', 'invalid config topicsJson: expected a non-empty JSON list of topics');
+    for (const [i, t] of doc.entries()) {
+      const bad = (why: string) => new ConfigError('topicsJson', `invalid config topicsJson: topic ${i}: ${why}`);
+      if (t === null || typeof t !== 'object' || Array.isArray(t)) throw bad('expected an object');
+      const { name, ...spec } = t as { name?: unknown } & TopicSpec;
+      if (typeof name !== 'string') throw bad('"name" must be a string');
+      spec.partitions ??= 3;
+      spec.replicationFactor ??= 3;
+      const invalid = validateTopic(name, spec);
+      if (invalid) throw bad(invalid);
+      if (spec.maxRecordBytes !== undefined && !(Number.isSafeInteger(spec.maxRecordBytes) && spec.maxRecordBytes >= 1))
+        throw bad('maxRecordBytes must be a positive integer');
+      if (spec.quotas !== undefined) {
+        if (spec.quotas === null || typeof spec.quotas !== 'object') throw bad('quotas must be an object');
+        for (const [k, v] of Object.entries(spec.quotas)) {
+          if (!(QUOTA_KEYS as readonly string[]).includes(k)) throw bad(`unknown quota ${k}`);
+          if (typeof v !== 'number' || !(v > 0)) throw bad(`quota ${k} must be a positive number`);
+        }
+      }
+      out.push({ name, spec });
+    }
+  } else {
+    for (const item of cfg.topics) {
+      const [name, p, rf] = item.split(':');
+      out.push({
+        name,
+        spec: { partitions: Number(p), replicationFactor: Number(rf) as TopicSpec['replicationFactor'] },
+      });
+    }
+  }
+  const names = out.map((t) => t.name);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup !== undefined)
+    throw new ConfigError(
+      cfg.topicsJson !== '' ? 'topicsJson' : 'topics',
+      `invalid config: topic ${dup} appears twice`,
+    );
+  return out;
+}
+
+export interface LocalPlan {
+  dataDir: string;
+  logDir: string;
+  topicsFile: string;
+  topics: LocalTopic[];
+  replicas: DesiredReplica[];
+  natsPort: number;
+  natsUrl: string;
+  gatewayPort: number;
+  gatewayUrl: string;
+}
+
+/** Ports laid out from basePort (3 per replica: peer, client, http, in topic/partition/ordinal order). */
+export function planLocal(cfg: LocalConfig): LocalPlan {
+  const dataDir = resolve(cfg.dataDir);
+  const topics = localTopics(cfg);
+  let next = cfg.basePort;
+  const replicas: DesiredReplica[] = [];
+  const natsUrl = `nats://127.0.0.1:${cfg.natsPort}`;
+  for (const t of topics) {
+    const ports = new Map<string, { host: string; peerPort: number; clientPort: number; httpPort: number }>();
+    const addressOf = (p: number, o: number) => {
+      const k = `${p}/${o}`;
+      if (!ports.has(k)) {
+        ports.set(k, { host: '127.0.0.1', peerPort: next, clientPort: next + 1, httpPort: next + 2 });
+        next += 3;
+      }
+      return ports.get(k)!;
+    };
+    replicas.push(
+      ...desiredReplicas(t.name, t.spec, addressOf, {
+        natsUrl,
+        listenHost: '127.0.0.1',
+        dataDir: (p, o) => join(dataDir, 'replicas', `${t.name}-${p}-${o}`),
+        extraEnv: { DAFTKA_FSYNC: cfg.fsync },
+      }),
+    );
+  }
+  if (next - 1 > 65535)
+    throw new ConfigError(
+      'basePort',
+      `invalid config basePort: ${replicas.length} replicas need ports up to ${next - 1}`,
+    );
+  return {
+    dataDir,
+    logDir: join(dataDir, 'logs'),
+    topicsFile: join(dataDir, 'topics.json'),
+    topics,
+    replicas,
+    natsPort: cfg.natsPort,
+    natsUrl,
+    gatewayPort: cfg.gatewayPort,
+    gatewayUrl: `http://127.0.0.1:${cfg.gatewayPort}`,
+  };
+}
+
+/** Every port the plan listens on. */
+export function planPorts(plan: LocalPlan): number[] {
+  return [
+    plan.natsPort,
+    plan.gatewayPort,
+    ...plan.replicas.flatMap((r) => [r.address.peerPort, r.address.clientPort, r.address.httpPort]),
+  ];
+}
+
+export function portFree(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = createServer();
+    s.once('error', () => res(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
+  });
+}
+
+/** The first port of the plan that is taken, or null when all are free. */
+export async function firstBusyPort(plan: LocalPlan): Promise<number | null> {
+  for (const p of planPorts(plan)) if (!(await portFree(p))) return p;
+  return null;
+}
+
+export function natsServerPath(): string | null {
+  const out = spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' }).stdout.trim();
+  return out === '' ? null : out;
+}
+
+export interface StartOptions {
+  logger: Logger;
+  natsBin: string;
+  /** Extra environment for the gateway (e.g. lower in-flight bounds in a test). */
+  gatewayEnv?: Record<string, string>;
+  /** Extra environment for every replica. */
+  replicaEnv?: Record<string, string>;
+  driver?: Partial<ProcessDriverOptions>;
+}
+
+export interface LocalRun {
+  plan: LocalPlan;
+  driver: ProcessDriver;
+  /** Resolves when the gateway serves and every partition of every topic has a leader. */
+  waitReady(timeoutMs?: number): Promise<void>;
+  /** Ordered stop: the gateway, then the replicas (leadership transfer), then nats-server. */
+  stop(): Promise<void>;
+}
+
+export const GATEWAY = 'gateway';
+export const NATS = 'nats-server';
+
+/** Write the topics file and start nats-server, the replicas and the gateway. */
+export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
+  mkdirSync(plan.logDir, { recursive: true });
+  writeFileSync(
+    plan.topicsFile,
+    JSON.stringify({ topics: plan.topics.map((t) => catalogEntry(t.name, t.spec, plan.replicas)) }, null, 2),
+  );
+  const driver = new ProcessDriver(plan.logDir, opts.logger, opts.driver);
+  const tsx = ['--import', 'tsx'];
+  driver.start({ name: NATS, command: opts.natsBin, args: ['-a', '127.0.0.1', '-p', String(plan.natsPort)], env: {} });
+  for (const r of plan.replicas)
+    driver.start({
+      name: r.name,
+      command: process.execPath,
+      args: [...tsx, join(REPO_ROOT, 'replica/main.ts')],
+      env: { ...r.env, ...(opts.replicaEnv ?? {}) },
+    });
+  driver.start({
+    name: GATEWAY,
+    command: process.execPath,
+    args: [...tsx, join(REPO_ROOT, 'gateway/main.ts')],
+    env: {
+      DAFTKA_GATEWAY_HOST: '127.0.0.1',
+      DAFTKA_GATEWAY_PORT: String(plan.gatewayPort),
+      DAFTKA_GATEWAY_TOPICS_FILE: plan.topicsFile,
+      DAFTKA_NATS_URL: plan.natsUrl,
+      ...(opts.gatewayEnv ?? {}),
+    },
+  });
+
+  const alive = () => !Object.values(driver.states()).includes('crash-loop');
+  const waitFor = async (what: string, check: () => Promise<boolean>, deadline: number) => {
+    while (Date.now() < deadline) {
+      if (!alive()) throw new Error(`${what}: a process it needs exited; see the logs in ${plan.logDir}`);
+      if (await check().catch(() => false)) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`${what}: not ready in time; see the logs in ${plan.logDir}`);
+  };
+  const waitReady = async (timeoutMs = 120_000) => {
+    const deadline = Date.now() + timeoutMs;
+    const base = plan.gatewayUrl;
+    await waitFor('gateway', async () => (await fetch(`${base}/healthz`)).ok, deadline);
+    for (const t of plan.topics)
+      await waitFor(
+        `topic ${t.name}`,
+        async () => {
+          const res = await fetch(`${base}/v1/topics/${t.name}`);
+          if (!res.ok) return false;
+          const body = (await res.json()) as { partitions?: Array<{ leader?: unknown }> };
+          return (
+            Array.isArray(body.partitions) &&
+            body.partitions.length === t.spec.partitions &&
+            body.partitions.every((p) => p.leader)
+          );
+        },
+        deadline,
+      );
+  };
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= driver.stopAll([(n) => n === GATEWAY, (n) => n !== NATS, () => true]));
+  return { plan, driver, waitReady, stop };
+}

@@ -1,0 +1,304 @@
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../common/config';
+import { createLogger } from '../../common/log';
+import type { TopicSpec } from '../../common/topic-spec';
+import { localSchema } from '../../scripts/local-config';
+import {
+  firstBusyPort,
+  GATEWAY,
+  NATS,
+  natsServerPath,
+  planLocal,
+  startLocal,
+  type LocalPlan,
+  type LocalRun,
+} from '../../scripts/local-mode';
+
+/**
+ * The whole Daftka stack on loopback for integration tests and benchmarks: nats-server, every
+ * replica of the given topics and the gateway, started by the same code as `npm run local`
+ * (scripts/local-mode.ts: topic spec → replica plan → process driver), with a temp data dir and
+ * free ports. Exposes each process's pid and ports so a test can kill -9 a leader (the driver
+ * restarts it, as Kubernetes would) or stop NATS and keep it down, and always cleans up: `stop()`
+ * stops everything in order (SIGKILL after a grace), and every child's process group is killed
+ * when the test process exits, whatever happened.
+ *
+ * Logs stay under `<dataDir>/logs/<process>.log`; the data dir is removed by `stop()` unless
+ * `keepData` or DAFTKA_KEEP_LOGS=1 (then its path is printed).
+ */
+
+export type TopicDef = { name: string } & Partial<TopicSpec>;
+
+export interface LocalStackOptions {
+  /** Default: one topic `t`, 2 partitions × RF 3. */
+  topics?: TopicDef[];
+  /** Extra environment for the gateway (e.g. DAFTKA_GATEWAY_MAX_INFLIGHT_PER_ENDPOINT). */
+  gatewayEnv?: Record<string, string>;
+  /** Extra environment for every replica. */
+  replicaEnv?: Record<string, string>;
+  fsync?: 'always' | 'interval';
+  /** Until every partition has a leader. Default 120 s (a loaded 2-core machine). */
+  readyTimeoutMs?: number;
+  /** Keep the data dir (and logs) after stop. Default: DAFTKA_KEEP_LOGS=1. */
+  keepData?: boolean;
+  /** SIGTERM → SIGKILL grace per process on stop. Default 8 s. */
+  graceMs?: number;
+}
+
+export interface ReplicaInfo {
+  name: string;
+  topic: string;
+  partition: number;
+  ordinal: number;
+  peerPort: number;
+  clientPort: number;
+  httpPort: number;
+  /** `127.0.0.1:<clientPort>`: what NOT_LEADER hints and the topics file name. */
+  endpoint: string;
+}
+
+export interface HttpAnswer<T = unknown> {
+  status: number;
+  headers: Headers;
+  body: T;
+  /** Milliseconds from sending to the complete answer. */
+  ms: number;
+}
+
+export interface LeaderInfo extends ReplicaInfo {
+  term: number;
+  pid: number | undefined;
+}
+
+/** Pick a base port below the ephemeral range (32768+) so outgoing connections cannot take ours. */
+async function freeLayout(cfgFor: (base: number, nats: number, gw: number) => LocalPlan): Promise<LocalPlan> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 11_000);
+    const plan = cfgFor(base, base - 2, base - 1);
+    if (plan.replicas.length * 3 + base > 32_000) continue;
+    if ((await firstBusyPort(plan)) === null) return plan;
+  }
+  throw new Error('no free port range for the local stack');
+}
+
+export class LocalStack {
+  readonly url: string;
+  private stopped = false;
+
+  private constructor(
+    readonly plan: LocalPlan,
+    readonly run: LocalRun,
+    private readonly keepData: boolean,
+  ) {
+    this.url = plan.gatewayUrl;
+  }
+
+  static async start(opts: LocalStackOptions = {}): Promise<LocalStack> {
+    const natsBin = natsServerPath();
+    if (natsBin === null)
+      throw new Error('nats-server is not installed: run scripts/ensure-deps.sh (apt-get install nats-server)');
+    const dataDir = mkdtempSync(join(tmpdir(), 'daftka-stack-'));
+    const topics = opts.topics ?? [{ name: 't', partitions: 2, replicationFactor: 3 }];
+    const plan = await freeLayout((base, nats, gw) =>
+      planLocal(
+        loadConfig(localSchema, {
+          DAFTKA_LOCAL_DATA_DIR: dataDir,
+          DAFTKA_LOCAL_TOPICS_JSON: JSON.stringify(topics),
+          DAFTKA_LOCAL_BASE_PORT: String(base),
+          DAFTKA_LOCAL_NATS_PORT: String(nats),
+          DAFTKA_LOCAL_GATEWAY_PORT: String(gw),
+          DAFTKA_FSYNC: opts.fsync ?? 'always',
+        }),
+      ),
+    );
+    mkdirSync(plan.logDir, { recursive: true });
+    // The driver's own lines (restarts, crash loops) go next to the process logs, not to the test output.
+    const logger = createLogger('local-stack', { stream: createWriteStream(join(plan.logDir, 'driver.log')) });
+    const run = startLocal(plan, {
+      logger,
+      natsBin,
+      gatewayEnv: { DAFTKA_LOG_LEVEL: 'warn', ...(opts.gatewayEnv ?? {}) },
+      replicaEnv: opts.replicaEnv,
+      driver: { graceMs: opts.graceMs ?? 8000, maxRestarts: 20 },
+    });
+    const stack = new LocalStack(plan, run, opts.keepData ?? process.env.DAFTKA_KEEP_LOGS === '1');
+    try {
+      await run.waitReady(opts.readyTimeoutMs ?? 120_000);
+    } catch (err) {
+      const tails = ['gateway', ...plan.replicas.map((r) => r.name)].map((n) => `--- ${n}\n${stack.logTail(n, 1500)}`);
+      await stack.stop(true);
+      throw new Error(`${(err as Error).message}\n${tails.join('\n')}`);
+    }
+    return stack;
+  }
+
+  get dataDir(): string {
+    return this.plan.dataDir;
+  }
+  get natsPort(): number {
+    return this.plan.natsPort;
+  }
+  get natsUrl(): string {
+    return this.plan.natsUrl;
+  }
+  get gatewayPort(): number {
+    return this.plan.gatewayPort;
+  }
+
+  replicas(topic?: string, partition?: number): ReplicaInfo[] {
+    return this.plan.replicas
+      .filter(
+        (r) => (topic === undefined || r.topic === topic) && (partition === undefined || r.partition === partition),
+      )
+      .map((r) => ({
+        name: r.name,
+        topic: r.topic,
+        partition: r.partition,
+        ordinal: r.ordinal,
+        peerPort: r.address.peerPort,
+        clientPort: r.address.clientPort,
+        httpPort: r.address.httpPort,
+        endpoint: `127.0.0.1:${r.address.clientPort}`,
+      }));
+  }
+
+  /** Current pid of a process (`gateway`, `nats-server` or a replica name), undefined while it is down. */
+  pid(name: string): number | undefined {
+    return this.run.driver.pid(name);
+  }
+  get gatewayPid(): number | undefined {
+    return this.pid(GATEWAY);
+  }
+  get natsPid(): number | undefined {
+    return this.pid(NATS);
+  }
+  restarts(name: string): number {
+    return this.run.driver.restarts(name);
+  }
+
+  /** Signal a process (default SIGKILL); the driver restarts it after its backoff, as Kubernetes would. */
+  kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): number {
+    const pid = this.pid(name);
+    if (pid === undefined) throw new Error(`${name} is not running`);
+    process.kill(pid, signal);
+    return pid;
+  }
+
+  /** Stop a process and keep it down (SIGTERM, or SIGKILL) until `resume(name)`. */
+  stopProcess(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    return this.run.driver.stop(name, signal);
+  }
+  resume(name: string): void {
+    this.run.driver.resume(name);
+  }
+  stopNats(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    return this.stopProcess(NATS, signal);
+  }
+  startNats(): void {
+    this.resume(NATS);
+  }
+
+  /** The replica that says it leads `topic/partition` (from its own /metrics), highest term wins. */
+  async leader(topic: string, partition: number): Promise<LeaderInfo | null> {
+    let best: LeaderInfo | null = null;
+    await Promise.all(
+      this.replicas(topic, partition).map(async (r) => {
+        const m = await replicaMetrics(r.httpPort).catch(() => null);
+        if (m === null || m.leader !== 1) return;
+        if (best === null || m.term > best.term) best = { ...r, term: m.term, pid: this.pid(r.name) };
+      }),
+    );
+    return best;
+  }
+
+  /** Wait until a leader other than `not` (a replica name) leads the partition. */
+  async waitForLeader(
+    topic: string,
+    partition: number,
+    opts: { not?: string; timeoutMs?: number } = {},
+  ): Promise<LeaderInfo> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+    while (Date.now() < deadline) {
+      const l = await this.leader(topic, partition);
+      if (l !== null && l.name !== opts.not) return l;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no leader for ${topic}/${partition}${opts.not ? ` other than ${opts.not}` : ''} in time`);
+  }
+
+  /** One HTTP call to the gateway; the body is parsed as JSON when it is JSON. */
+  async http<T = unknown>(
+    method: string,
+    path: string,
+    opts: { body?: unknown; rawBody?: string | Uint8Array; headers?: Record<string, string>; timeoutMs?: number } = {},
+  ): Promise<HttpAnswer<T>> {
+    const t0 = performance.now();
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    let body: string | Uint8Array | undefined = opts.rawBody;
+    if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(`${this.url}${path}`, {
+      method,
+      headers,
+      body,
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    if ((res.headers.get('content-type') ?? '').includes('json') && text !== '') parsed = JSON.parse(text);
+    return { status: res.status, headers: res.headers, body: parsed as T, ms: performance.now() - t0 };
+  }
+
+  /** Resident set size of a process in bytes (/proc/<pid>/status VmRSS). */
+  rssBytes(name: string): number {
+    const pid = this.pid(name);
+    if (pid === undefined) throw new Error(`${name} is not running`);
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    if (!m) throw new Error(`no VmRSS for ${name} (pid ${pid})`);
+    return Number(m[1]) * 1024;
+  }
+
+  logTail(name: string, chars = 4000): string {
+    const f = join(this.plan.logDir, `${name}.log`);
+    if (!existsSync(f)) return '(no log)';
+    const s = readFileSync(f, 'utf8');
+    return s.slice(-chars);
+  }
+
+  /** Stop everything (gateway, replicas, nats-server; SIGKILL after the grace) and remove the data dir. Idempotent. */
+  async stop(quiet = false): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.run.stop();
+    if (this.keepData) {
+      if (!quiet) process.stderr.write(`local stack data and logs kept in ${this.dataDir}\n`);
+    } else rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** A replica's leader gauge and term, from its /metrics. */
+export async function replicaMetrics(httpPort: number): Promise<{ leader: number; term: number; text: string }> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(3000) });
+  const text = await res.text();
+  const value = (name: string) => {
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : NaN;
+  };
+  return { leader: value('daftka_raft_leader'), term: value('daftka_raft_term'), text };
+}
+
+/** A value of a Prometheus text exposition (first sample whose labels contain `labels`). */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const ls = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => ls.includes(`${k}="${v}"`))) return Number(m[3]);
+  }
+  return undefined;
+}
