@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort } from './free-port';
 import { makeControlPlaneCerts, type ControlPlaneCerts } from './k8s-certs';
-import { ProcessGroups, RUN_DIR_PREFIX, sweepStaleEnvs, tailFile, type ManagedProcess } from './k8s-procs';
+import { KEEP_FILE, ProcessGroups, RUN_DIR_PREFIX, sweepStaleEnvs, tailFile, type ManagedProcess } from './k8s-procs';
 import { readToolVersions, requireTool, type ToolVersions } from './k8s-tools';
 
 export interface K8sEnvOptions {
@@ -202,6 +202,7 @@ export async function startK8sEnv(options: K8sEnvOptions = {}): Promise<K8sEnv> 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), RUN_DIR_PREFIX));
   const logsDir = path.join(dir, 'logs');
   const groups = new ProcessGroups(dir, logsDir);
+  if (keepDir) fs.writeFileSync(path.join(dir, KEEP_FILE), '');
   groups.startWatchdog(!keepDir);
   // Components get a clean environment: no proxies (all traffic is loopback), no inherited kubeconfig.
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, TMPDIR: dir };

@@ -19,6 +19,8 @@ import * as path from 'node:path';
 export const RUN_DIR_PREFIX = 'daftka-k8s-';
 const PIDS_FILE = 'pids';
 const OWNER_FILE = 'owner.pid';
+/** Present in a run directory kept for debugging (DAFTKA_K8S_KEEP=1): the sweep leaves it in place. */
+export const KEEP_FILE = 'kept';
 
 export interface ExitInfo {
   code: number | null;
@@ -193,7 +195,7 @@ export function tailFile(file: string, lines = 30): string {
 
 /**
  * Kills the process groups left by environments whose owning process is dead and removes their run
- * directories. Safe while other environments (other test runs, other users) are live: those have
+ * directories (except those kept for debugging). Safe while other environments (other test runs, other users) are live: those have
  * a living owner and are not touched.
  */
 export function sweepStaleEnvs(tmpRoot = os.tmpdir()): string[] {
@@ -231,8 +233,10 @@ export function sweepStaleEnvs(tmpRoot = os.tmpdir()): string[] {
       }
       if (cmdline.includes(dir)) killGroup(pgid, 'SIGKILL');
     }
-    fs.rmSync(dir, { recursive: true, force: true });
-    swept.push(dir);
+    if (!fs.existsSync(path.join(dir, KEEP_FILE))) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      swept.push(dir);
+    }
   }
   return swept;
 }
