@@ -3,6 +3,7 @@ import type client from 'prom-client';
 import { Backoff, sleep } from '../common/backoff';
 import type { Logger } from '../common/log';
 import { counter, gauge } from '../common/metrics';
+import { natsServerOptions } from '../common/nats-servers';
 import { ENDPOINT_PATTERN, TOPIC_NAME_PATTERN, type TopicCatalog } from './catalog';
 import { mapPool } from './handlers/context';
 import type { LeaderAnnouncement, LeaderSource } from './router';
@@ -130,7 +131,7 @@ export class NatsLeaderFeed {
     while (!this.closed) {
       try {
         nc = await connect({
-          servers: this.o.servers,
+          ...natsServerOptions(this.o.servers),
           name: 'daftka-gateway',
           reconnect: true,
           maxReconnectAttempts: -1,

@@ -9,6 +9,7 @@ import {
 } from '../common/control-subjects';
 import { DaftkaError } from '../common/errors';
 import type { Logger } from '../common/log';
+import { natsServerOptions } from '../common/nats-servers';
 import type { PartitionReplica } from './replica';
 
 /**
@@ -48,7 +49,7 @@ export class Announcer {
       while (!this.closed) {
         try {
           this.nc = await connect({
-            servers: this.opts.url.split(','),
+            ...natsServerOptions(this.opts.url.split(',')),
             name: `replica-${this.replica.id}`,
             reconnect: true,
             maxReconnectAttempts: -1,
