@@ -1,0 +1,366 @@
+/**
+ * Desired state, as pure functions of the Topic spec and the operator's settings (STYLE.md:
+ * controller-runtime, level-triggered). Topic → Partition objects; Partition → StatefulSet,
+ * headless Service and PodDisruptionBudget. The replica configuration comes from
+ * common/topic-spec.ts `desiredReplicas`, the same function local mode uses with its process driver.
+ */
+import { desiredReplicas, type DesiredReplica } from '../common/topic-spec';
+import { API_VERSION, type OwnerReference, type Partition, type Topic } from './crd-schema';
+import {
+  DATA_DIR,
+  DATA_MOUNT,
+  DRAIN_LABEL,
+  HOSTNAME_LABEL,
+  POD_INDEX_LABEL,
+  PORTS,
+  VOLUME_NAME,
+  ZONE_LABEL,
+  partitionLabels,
+  partitionName,
+  partitionSelector,
+  replicaHost,
+} from './names';
+
+/** What the operator's config decides about every replica pod (operator/config.ts). */
+export interface ReplicaSettings {
+  namespace: string;
+  image: string;
+  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  /** Container command; the image's entrypoint when empty. */
+  command: string[];
+  natsUrl: string;
+  clusterDomain: string;
+  /** Container resources when the Topic has none. */
+  resources: { requests?: Record<string, string>; limits?: Record<string, string> };
+  /**
+   * required: two replicas of a partition never share a node (a node loss costs at most one vote);
+   * pods stay Pending when there are fewer schedulable nodes than replicas.
+   * preferred: the scheduler tries; the rebalancer moves co-located replicas when a node frees up.
+   */
+  antiAffinity: 'required' | 'preferred';
+  /** Time a replica gets on SIGTERM to hand leadership over and flush. */
+  terminationGracePeriodSeconds: number;
+  /** UID/GID the replica runs as (non-root). */
+  runAsUser: number;
+  /** Extra replica environment (e.g. DAFTKA_LOG_LEVEL); never overrides the contract variables. */
+  extraEnv: Record<string, string>;
+  /** ServiceAccount of replica pods; its token is not mounted (replicas never call the apiserver). */
+  serviceAccountName?: string;
+}
+
+export type KubeObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: OwnerReference[];
+  };
+} & Record<string, unknown>;
+
+export function ownerRef(obj: { apiVersion: string; kind: string; metadata: { name: string; uid?: string } }) {
+  if (!obj.metadata.uid) throw new Error(`ownerRef: ${obj.kind} ${obj.metadata.name} has no uid yet`);
+  return {
+    apiVersion: obj.apiVersion,
+    kind: obj.kind,
+    name: obj.metadata.name,
+    uid: obj.metadata.uid,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+/** PodDisruptionBudget: a majority must stay up. RF=1 gives 0: voluntary evictions are refused (see docs/operator.md). */
+export function maxUnavailable(replicationFactor: number): number {
+  return Math.floor((replicationFactor - 1) / 2);
+}
+
+/** The preferred leader of a partition: ordinals round-robin over partitions, as Kafka's first replica. */
+export function preferredLeader(index: number, replicationFactor: number): number {
+  return index % replicationFactor;
+}
+
+/** Every replica of the topic with its configuration contract (desiredReplicas with pod DNS names). */
+export function topicReplicas(topic: Topic, s: ReplicaSettings): DesiredReplica[] {
+  const name = topic.metadata.name;
+  return desiredReplicas(
+    name,
+    topic.spec,
+    (p, o) => ({
+      host: replicaHost(s.namespace, name, p, o, s.clusterDomain),
+      peerPort: PORTS.peer,
+      clientPort: PORTS.client,
+      httpPort: PORTS.http,
+    }),
+    { natsUrl: s.natsUrl, dataDir: () => DATA_DIR, listenHost: '0.0.0.0' },
+  );
+}
+
+export function desiredPartition(topic: Topic, index: number): Partition {
+  const name = topic.metadata.name;
+  const rf = topic.spec.replicationFactor;
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Partition',
+    metadata: {
+      name: partitionName(name, index),
+      namespace: topic.metadata.namespace,
+      labels: partitionLabels(name, index),
+      ownerReferences: [ownerRef(topic)],
+    },
+    spec: { topic: name, index, replicas: rf, preferredLeader: preferredLeader(index, rf) },
+  };
+}
+
+export function desiredPartitions(topic: Topic): Partition[] {
+  return Array.from({ length: topic.spec.partitions }, (_, i) => desiredPartition(topic, i));
+}
+
+const CONTRACT_ENV = new Set(['DAFTKA_ORDINAL']);
+
+/** The pod environment: the contract of ordinal 0 with DAFTKA_ORDINAL taken from the pod's index label. */
+function podEnv(replicas: readonly DesiredReplica[], s: ReplicaSettings) {
+  const first = replicas.find((r) => r.ordinal === 0);
+  if (!first) throw new Error('podEnv: no ordinal 0 among the replicas');
+  // Every ordinal shares one pod template: only the ordinal differs between them.
+  for (const r of replicas)
+    for (const [k, v] of Object.entries(r.env))
+      if (!CONTRACT_ENV.has(k) && first.env[k] !== v)
+        throw new Error(`podEnv: ${k} differs between ordinals (${first.env[k]} vs ${v}); one template cannot hold it`);
+  const env: Array<Record<string, unknown>> = [];
+  const contract = { ...first.env };
+  for (const [k, v] of Object.entries(s.extraEnv)) if (!(k in contract)) env.push({ name: k, value: v });
+  for (const [k, v] of Object.entries(contract)) {
+    if (k === 'DAFTKA_ORDINAL')
+      env.push({ name: k, valueFrom: { fieldRef: { fieldPath: `metadata.labels['${POD_INDEX_LABEL}']` } } });
+    else env.push({ name: k, value: v });
+  }
+  // SIGTERM handling must finish inside the grace period, with a margin for the kubelet.
+  const shutdownMs = Math.max(1000, (s.terminationGracePeriodSeconds - 5) * 1000);
+  env.push({ name: 'DAFTKA_SHUTDOWN_TIMEOUT_MS', value: String(shutdownMs) });
+  return env.sort((a, b) => String(a.name).localeCompare(String(b.name)));
+}
+
+function podAffinity(topic: string, index: number, s: ReplicaSettings) {
+  const term = { labelSelector: { matchLabels: partitionSelector(topic, index) }, topologyKey: HOSTNAME_LABEL };
+  return {
+    // Never (re)schedule onto a node marked for drain; NotIn also matches nodes without the label.
+    nodeAffinity: {
+      requiredDuringSchedulingIgnoredDuringExecution: {
+        nodeSelectorTerms: [{ matchExpressions: [{ key: DRAIN_LABEL, operator: 'NotIn', values: ['true'] }] }],
+      },
+    },
+    podAntiAffinity:
+      s.antiAffinity === 'required'
+        ? { requiredDuringSchedulingIgnoredDuringExecution: [term] }
+        : { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: term }] },
+  };
+}
+
+export function desiredStatefulSet(
+  topic: Topic,
+  partition: { metadata: { name: string; uid?: string }; apiVersion: string; kind: string },
+  index: number,
+  replicas: readonly DesiredReplica[],
+  s: ReplicaSettings,
+): KubeObject {
+  const name = topic.metadata.name;
+  const rf = topic.spec.replicationFactor;
+  const labels = partitionLabels(name, index);
+  const selector = partitionSelector(name, index);
+  const resources = topic.spec.resources ?? s.resources;
+  const storage = topic.spec.storage;
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: {
+      name: partitionName(name, index),
+      namespace: s.namespace,
+      labels,
+      ownerReferences: [ownerRef(partition)],
+    },
+    spec: {
+      replicas: rf,
+      serviceName: partitionName(name, index),
+      selector: { matchLabels: selector },
+      // Parallel: ordinal 0 bootstraps only once every peer answers, so ordered start-up would deadlock.
+      podManagementPolicy: 'Parallel',
+      // The operator rolls pods itself: one at a time, leadership moved off first (operator/rebalancer.ts).
+      updateStrategy: { type: 'OnDelete' },
+      persistentVolumeClaimRetentionPolicy: {
+        whenDeleted: topic.spec.deletionPolicy === 'Delete' ? 'Delete' : 'Retain',
+        whenScaled: 'Retain',
+      },
+      revisionHistoryLimit: 5,
+      template: {
+        metadata: {
+          labels,
+          annotations: { 'kubectl.kubernetes.io/default-container': 'replica' },
+        },
+        spec: {
+          ...(s.serviceAccountName ? { serviceAccountName: s.serviceAccountName } : {}),
+          automountServiceAccountToken: false,
+          // Thousands of Services in a namespace would otherwise become thousands of env variables.
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: s.terminationGracePeriodSeconds,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: s.runAsUser,
+            runAsGroup: s.runAsUser,
+            fsGroup: s.runAsUser,
+            fsGroupChangePolicy: 'OnRootMismatch',
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          affinity: podAffinity(name, index, s),
+          topologySpreadConstraints: [
+            {
+              maxSkew: 1,
+              topologyKey: ZONE_LABEL,
+              // Fewer zones than replicas must still schedule; the rebalancer reports co-location.
+              whenUnsatisfiable: 'ScheduleAnyway',
+              labelSelector: { matchLabels: selector },
+            },
+          ],
+          containers: [
+            {
+              name: 'replica',
+              image: s.image,
+              imagePullPolicy: s.imagePullPolicy,
+              ...(s.command.length > 0 ? { command: s.command } : {}),
+              ports: [
+                { name: 'client', containerPort: PORTS.client, protocol: 'TCP' },
+                { name: 'peer', containerPort: PORTS.peer, protocol: 'TCP' },
+                { name: 'http', containerPort: PORTS.http, protocol: 'TCP' },
+              ],
+              env: podEnv(replicas, s),
+              resources,
+              startupProbe: {
+                httpGet: { path: '/healthz', port: 'http' },
+                periodSeconds: 2,
+                failureThreshold: 60,
+                timeoutSeconds: 2,
+              },
+              livenessProbe: {
+                httpGet: { path: '/healthz', port: 'http' },
+                periodSeconds: 10,
+                failureThreshold: 6,
+                timeoutSeconds: 5,
+              },
+              readinessProbe: {
+                httpGet: { path: '/readyz', port: 'http' },
+                periodSeconds: 5,
+                failureThreshold: 3,
+                timeoutSeconds: 2,
+              },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                runAsNonRoot: true,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: [
+                { name: VOLUME_NAME, mountPath: DATA_MOUNT },
+                { name: 'tmp', mountPath: '/tmp' },
+              ],
+            },
+          ],
+          volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+        },
+      },
+      volumeClaimTemplates: [
+        {
+          apiVersion: 'v1',
+          kind: 'PersistentVolumeClaim',
+          metadata: { name: VOLUME_NAME, labels },
+          spec: {
+            accessModes: ['ReadWriteOnce'],
+            ...(storage.storageClassName ? { storageClassName: storage.storageClassName } : {}),
+            resources: { requests: { storage: storage.size ?? '10Gi' } },
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function desiredService(
+  topic: Topic,
+  partition: { metadata: { name: string; uid?: string }; apiVersion: string; kind: string },
+  index: number,
+  s: ReplicaSettings,
+): KubeObject {
+  const name = topic.metadata.name;
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: partitionName(name, index),
+      namespace: s.namespace,
+      labels: partitionLabels(name, index),
+      ownerReferences: [ownerRef(partition)],
+    },
+    spec: {
+      clusterIP: 'None',
+      // Peers must find each other before they are ready: readiness needs a formed group.
+      publishNotReadyAddresses: true,
+      selector: partitionSelector(name, index),
+      ports: [
+        { name: 'client', port: PORTS.client, targetPort: 'client', protocol: 'TCP' },
+        { name: 'peer', port: PORTS.peer, targetPort: 'peer', protocol: 'TCP' },
+        { name: 'http', port: PORTS.http, targetPort: 'http', protocol: 'TCP' },
+      ],
+    },
+  };
+}
+
+export function desiredPdb(
+  topic: Topic,
+  partition: { metadata: { name: string; uid?: string }; apiVersion: string; kind: string },
+  index: number,
+  s: ReplicaSettings,
+): KubeObject {
+  const name = topic.metadata.name;
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: {
+      name: partitionName(name, index),
+      namespace: s.namespace,
+      labels: partitionLabels(name, index),
+      ownerReferences: [ownerRef(partition)],
+    },
+    spec: {
+      maxUnavailable: maxUnavailable(topic.spec.replicationFactor),
+      selector: { matchLabels: partitionSelector(name, index) },
+    },
+  };
+}
+
+/** StatefulSet, Service and PDB of every partition, given the Partition objects (with uids) by index. */
+export function desiredWorkloads(
+  topic: Topic,
+  partitions: ReadonlyMap<number, { metadata: { name: string; uid?: string }; apiVersion: string; kind: string }>,
+  s: ReplicaSettings,
+): Array<{ index: number; statefulSet: KubeObject; service: KubeObject; pdb: KubeObject }> {
+  const all = topicReplicas(topic, s);
+  const byPartition = new Map<number, DesiredReplica[]>();
+  for (const r of all) {
+    const list = byPartition.get(r.partition) ?? [];
+    list.push(r);
+    byPartition.set(r.partition, list);
+  }
+  const out = [];
+  for (let index = 0; index < topic.spec.partitions; index++) {
+    const p = partitions.get(index);
+    if (!p) continue;
+    out.push({
+      index,
+      statefulSet: desiredStatefulSet(topic, p, index, byPartition.get(index) ?? [], s),
+      service: desiredService(topic, p, index, s),
+      pdb: desiredPdb(topic, p, index, s),
+    });
+  }
+  return out;
+}

@@ -1,0 +1,311 @@
+import {
+  desiredPartitions,
+  desiredPdb,
+  desiredService,
+  desiredStatefulSet,
+  desiredWorkloads,
+  maxUnavailable,
+  topicReplicas,
+} from '../../../operator/desired';
+import { settings, topic } from './fixtures';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- the objects are plain JSON; tests index into them */
+
+const partitionObj = (name: string) => ({
+  apiVersion: 'daftka.io/v1alpha1',
+  kind: 'Partition',
+  metadata: { name, uid: `puid-${name}` },
+});
+
+const labels = (t: string, p: number) => ({
+  'app.kubernetes.io/name': 'daftka',
+  'app.kubernetes.io/component': 'replica',
+  'app.kubernetes.io/managed-by': 'daftka-operator',
+  'app.kubernetes.io/instance': t,
+  'daftka.io/topic': t,
+  'daftka.io/partition': String(p),
+});
+const selector = (t: string, p: number) => ({
+  'app.kubernetes.io/component': 'replica',
+  'daftka.io/topic': t,
+  'daftka.io/partition': String(p),
+});
+
+describe('desired state: Topic → Partitions', () => {
+  it('makes one Partition per spec.partitions, owned by the Topic, with round-robin preferred leaders', () => {
+    const parts = desiredPartitions(topic('orders', { partitions: 4, replicationFactor: 3 }));
+    expect(parts.map((p) => p.metadata.name)).toEqual(['orders-0', 'orders-1', 'orders-2', 'orders-3']);
+    expect(parts.map((p) => p.spec)).toEqual([
+      { topic: 'orders', index: 0, replicas: 3, preferredLeader: 0 },
+      { topic: 'orders', index: 1, replicas: 3, preferredLeader: 1 },
+      { topic: 'orders', index: 2, replicas: 3, preferredLeader: 2 },
+      { topic: 'orders', index: 3, replicas: 3, preferredLeader: 0 },
+    ]);
+    expect(parts[2].metadata).toEqual({
+      name: 'orders-2',
+      namespace: 'daftka',
+      labels: labels('orders', 2),
+      ownerReferences: [
+        {
+          apiVersion: 'daftka.io/v1alpha1',
+          kind: 'Topic',
+          name: 'orders',
+          uid: 'uid-orders',
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    });
+  });
+
+  it('refuses to make owned objects for an owner that has no uid yet', () => {
+    const t = topic('orders');
+    delete t.metadata.uid;
+    expect(() => desiredPartitions(t)).toThrow(/no uid yet/);
+  });
+});
+
+describe('desired state: Partition → StatefulSet', () => {
+  const t = topic('orders', { partitions: 2, replicationFactor: 3, retention: { ms: 3_600_000, bytes: 1 << 30 } });
+  const replicas = topicReplicas(t, settings).filter((r) => r.partition === 1);
+  const sts = desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, settings) as any;
+  const pod = sts.spec.template.spec;
+  const container = pod.containers[0];
+
+  it('is named after the partition, owned by the Partition, selects only its pods', () => {
+    expect(sts.apiVersion).toBe('apps/v1');
+    expect(sts.kind).toBe('StatefulSet');
+    expect(sts.metadata).toEqual({
+      name: 'orders-1',
+      namespace: 'daftka',
+      labels: labels('orders', 1),
+      ownerReferences: [
+        {
+          apiVersion: 'daftka.io/v1alpha1',
+          kind: 'Partition',
+          name: 'orders-1',
+          uid: 'puid-orders-1',
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    });
+    expect(sts.spec.selector).toEqual({ matchLabels: selector('orders', 1) });
+    expect(sts.spec.template.metadata.labels).toEqual(labels('orders', 1));
+  });
+
+  it('has RF replicas, parallel start, OnDelete updates, and the headless service name', () => {
+    expect(sts.spec.replicas).toBe(3);
+    expect(sts.spec.serviceName).toBe('orders-1');
+    expect(sts.spec.podManagementPolicy).toBe('Parallel');
+    expect(sts.spec.updateStrategy).toEqual({ type: 'OnDelete' });
+  });
+
+  it('claims a volume per pod from spec.storage, kept on delete with deletionPolicy Retain', () => {
+    expect(sts.spec.volumeClaimTemplates).toEqual([
+      {
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name: 'data', labels: labels('orders', 1) },
+        spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } },
+      },
+    ]);
+    expect(sts.spec.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
+    const del = desiredStatefulSet(
+      topic('orders', { deletionPolicy: 'Delete', storage: { size: '50Gi', storageClassName: 'fast' } }),
+      partitionObj('orders-1'),
+      1,
+      replicas,
+      settings,
+    ) as any;
+    expect(del.spec.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Delete', whenScaled: 'Retain' });
+    expect(del.spec.volumeClaimTemplates[0].spec).toEqual({
+      accessModes: ['ReadWriteOnce'],
+      storageClassName: 'fast',
+      resources: { requests: { storage: '50Gi' } },
+    });
+  });
+
+  it('keeps replicas of a partition on different nodes (required) and spreads them over zones', () => {
+    expect(pod.affinity).toEqual({
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: {
+          nodeSelectorTerms: [{ matchExpressions: [{ key: 'daftka.io/drain', operator: 'NotIn', values: ['true'] }] }],
+        },
+      },
+      podAntiAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: [
+          { labelSelector: { matchLabels: selector('orders', 1) }, topologyKey: 'kubernetes.io/hostname' },
+        ],
+      },
+    });
+    expect(pod.topologySpreadConstraints).toEqual([
+      {
+        maxSkew: 1,
+        topologyKey: 'topology.kubernetes.io/zone',
+        whenUnsatisfiable: 'ScheduleAnyway',
+        labelSelector: { matchLabels: selector('orders', 1) },
+      },
+    ]);
+    const preferred = desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, {
+      ...settings,
+      antiAffinity: 'preferred',
+    }) as any;
+    expect(preferred.spec.template.spec.affinity.podAntiAffinity).toEqual({
+      preferredDuringSchedulingIgnoredDuringExecution: [
+        {
+          weight: 100,
+          podAffinityTerm: {
+            labelSelector: { matchLabels: selector('orders', 1) },
+            topologyKey: 'kubernetes.io/hostname',
+          },
+        },
+      ],
+    });
+  });
+
+  it('probes /readyz and /healthz on the http port and gives SIGTERM time to hand leadership over', () => {
+    expect(container.readinessProbe).toEqual({
+      httpGet: { path: '/readyz', port: 'http' },
+      periodSeconds: 5,
+      failureThreshold: 3,
+      timeoutSeconds: 2,
+    });
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+    expect(container.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+    expect(pod.terminationGracePeriodSeconds).toBe(30);
+    expect(container.ports).toEqual([
+      { name: 'client', containerPort: 9092, protocol: 'TCP' },
+      { name: 'peer', containerPort: 9093, protocol: 'TCP' },
+      { name: 'http', containerPort: 9100, protocol: 'TCP' },
+    ]);
+  });
+
+  it('runs as non-root with a read-only root filesystem, no service-account token, no service links', () => {
+    expect(pod.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      runAsGroup: 10001,
+      fsGroup: 10001,
+      fsGroupChangePolicy: 'OnRootMismatch',
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(container.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    expect(container.volumeMounts).toEqual([
+      { name: 'data', mountPath: '/var/lib/daftka' },
+      { name: 'tmp', mountPath: '/tmp' },
+    ]);
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.enableServiceLinks).toBe(false);
+  });
+
+  it('passes the replica contract from desiredReplicas, the ordinal from the pod-index label', () => {
+    const host = (o: number) => `orders-1-${o}.orders-1.daftka.svc.cluster.local`;
+    expect(container.env).toEqual([
+      { name: 'DAFTKA_DATA_DIR', value: '/var/lib/daftka/data' },
+      { name: 'DAFTKA_HTTP_PORT', value: '9100' },
+      { name: 'DAFTKA_LISTEN_HOST', value: '0.0.0.0' },
+      { name: 'DAFTKA_LOG_LEVEL', value: 'info' },
+      { name: 'DAFTKA_MAX_RECORD_BYTES', value: String(1024 * 1024) },
+      { name: 'DAFTKA_NATS_URL', value: 'nats://nats.daftka.svc:4222' },
+      {
+        name: 'DAFTKA_ORDINAL',
+        valueFrom: { fieldRef: { fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']" } },
+      },
+      { name: 'DAFTKA_PARTITION', value: '1' },
+      { name: 'DAFTKA_REPLICAS', value: [0, 1, 2].map((o) => `${host(o)}:9093:9092`).join(',') },
+      { name: 'DAFTKA_REPLICATION_FACTOR', value: '3' },
+      { name: 'DAFTKA_RETENTION_BYTES', value: String(1 << 30) },
+      { name: 'DAFTKA_RETENTION_MS', value: '3600000' },
+      { name: 'DAFTKA_SHUTDOWN_TIMEOUT_MS', value: '25000' },
+      { name: 'DAFTKA_TOPIC', value: 'orders' },
+    ]);
+  });
+
+  it('takes image and resources from the operator config unless the Topic sets resources', () => {
+    expect(container.image).toBe('ghcr.io/daftka/daftka:1.2.3');
+    expect(container.command).toEqual(['node', 'dist/replica/main.js']);
+    expect(container.resources).toEqual({ requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '1Gi' } });
+    const own = desiredStatefulSet(
+      topic('orders', { resources: { requests: { cpu: '2' }, limits: { cpu: 4, memory: '8Gi' } } }),
+      partitionObj('orders-1'),
+      1,
+      replicas,
+      settings,
+    ) as any;
+    expect(own.spec.template.spec.containers[0].resources).toEqual({
+      requests: { cpu: '2' },
+      limits: { cpu: 4, memory: '8Gi' },
+    });
+  });
+});
+
+describe('desired state: Service and PodDisruptionBudget', () => {
+  const t = topic('orders', { replicationFactor: 5 });
+
+  it('a headless Service that publishes not-ready pods so peers find each other before they are ready', () => {
+    expect(desiredService(t, partitionObj('orders-0'), 0, settings)).toEqual({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: {
+        name: 'orders-0',
+        namespace: 'daftka',
+        labels: labels('orders', 0),
+        ownerReferences: [
+          {
+            apiVersion: 'daftka.io/v1alpha1',
+            kind: 'Partition',
+            name: 'orders-0',
+            uid: 'puid-orders-0',
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
+      },
+      spec: {
+        clusterIP: 'None',
+        publishNotReadyAddresses: true,
+        selector: selector('orders', 0),
+        ports: [
+          { name: 'client', port: 9092, targetPort: 'client', protocol: 'TCP' },
+          { name: 'peer', port: 9093, targetPort: 'peer', protocol: 'TCP' },
+          { name: 'http', port: 9100, targetPort: 'http', protocol: 'TCP' },
+        ],
+      },
+    });
+  });
+
+  it.each([
+    [1, 0],
+    [3, 1],
+    [5, 2],
+    [7, 3],
+  ])('RF %i → PDB maxUnavailable %i (a majority always stays up)', (rf, max) => {
+    expect(maxUnavailable(rf)).toBe(max);
+    const pdb = desiredPdb(
+      topic('x', { replicationFactor: rf as 1 | 3 | 5 | 7 }),
+      partitionObj('x-0'),
+      0,
+      settings,
+    ) as any;
+    expect(pdb.apiVersion).toBe('policy/v1');
+    expect(pdb.spec).toEqual({ maxUnavailable: max, selector: { matchLabels: selector('x', 0) } });
+  });
+
+  it('desiredWorkloads makes the three objects for every partition that exists', () => {
+    const parts = new Map([
+      [0, partitionObj('orders-0')],
+      [2, partitionObj('orders-2')],
+    ]);
+    const w = desiredWorkloads(topic('orders', { partitions: 3 }), parts, settings);
+    expect(w.map((x) => [x.index, x.statefulSet.metadata.name, x.service.metadata.name, x.pdb.metadata.name])).toEqual([
+      [0, 'orders-0', 'orders-0', 'orders-0'],
+      [2, 'orders-2', 'orders-2', 'orders-2'],
+    ]);
+  });
+});

@@ -1,0 +1,313 @@
+import {
+  DEFAULT_REBALANCE_SETTINGS,
+  planRebalance,
+  type Decision,
+  type RebalanceSettings,
+} from '../../../operator/rebalancer';
+import type { PartitionView } from '../../../operator/status';
+import { NOW, node, nodesOf, view } from './fixtures';
+
+const three = nodesOf(node('n1', 'a'), node('n2', 'b'), node('n3', 'c'));
+const four = (o: Partial<Record<string, { drain?: boolean; unschedulable?: boolean }>> = {}) =>
+  nodesOf(node('n1', 'a', o.n1), node('n2', 'b', o.n2), node('n3', 'c', o.n3), node('n4', 'c', o.n4));
+
+function plan(
+  partitions: PartitionView[],
+  nodes: ReturnType<typeof nodesOf>,
+  s: Partial<RebalanceSettings> = {},
+  extra: { recentTransfers?: Map<string, number>; recentOperations?: Map<string, number> } = {},
+) {
+  return planRebalance({
+    partitions,
+    nodes,
+    recentTransfers: extra.recentTransfers ?? new Map(),
+    recentOperations: extra.recentOperations ?? new Map(),
+    nowMs: NOW,
+    settings: { ...DEFAULT_REBALANCE_SETTINGS, ...s },
+  });
+}
+
+/** A compact, readable form of the decisions for table assertions. */
+function brief(d: Decision): string {
+  switch (d.kind) {
+    case 'startOperation':
+      return `start ${d.operation.kind} ${d.operation.pod} (${d.operation.reason})`;
+    case 'transferLeadership':
+      return `transfer ${d.key} ${d.from}→${d.to} (${d.reason})`;
+    case 'deletePod':
+      return `delete ${d.pod}${d.wipe ? ' +pvc' : ''}`;
+    case 'finishOperation':
+      return `finish ${d.operation.kind} ${d.operation.pod}`;
+    case 'blocked':
+      return `blocked ${d.key} ${d.reason}`;
+  }
+}
+
+/** Partition i of topic t: ordinal o on nodes[o]; leader ordinal given. */
+const spread = (
+  index: number,
+  leader: number,
+  nodes: string[],
+  nodeInfo = three,
+  o: Partial<Parameters<typeof view>[0]> = {},
+) => view({ index, nodes, leader, nodeInfo, ...o });
+
+describe('rebalancer: leader spread', () => {
+  it('moves leadership off the node that leads everything, a bounded number per pass, to the least busy nodes', () => {
+    const parts = Array.from({ length: 6 }, (_, i) => spread(i, 0, ['n1', 'n2', 'n3']));
+    const p = plan(parts, three, { maxLeaderTransfers: 2 });
+    expect(p.leadersPerNode).toEqual({ n1: 6, n2: 0, n3: 0 });
+    expect(p.leaderSkew).toBe(6);
+    // Equal gains: each partition's preferred leader (index mod RF) wins the tie.
+    expect(p.decisions.map(brief)).toEqual([
+      'transfer t/1 0.inc0→1.inc1 (balance)',
+      'transfer t/2 0.inc0→2.inc2 (balance)',
+    ]);
+  });
+
+  it('leaves balanced leadership alone (skew within the threshold)', () => {
+    const parts = Array.from({ length: 6 }, (_, i) => spread(i, i % 3, ['n1', 'n2', 'n3']));
+    const p = plan(parts, three);
+    expect(p.leadersPerNode).toEqual({ n1: 2, n2: 2, n3: 2 });
+    expect(p.leaderSkew).toBe(0);
+    expect(p.decisions).toEqual([]);
+  });
+
+  it('a skew of one is within the default threshold; two is not', () => {
+    const at = (leaders: number[]) => leaders.map((l, i) => spread(i, l, ['n1', 'n2', 'n3']));
+    expect(plan(at([0, 1, 2, 0]), three).leaderSkew).toBe(1);
+    expect(plan(at([0, 1, 2, 0]), three).decisions).toEqual([]);
+    expect(plan(at([0, 1, 0]), three).decisions.map(brief)).toEqual(['transfer t/2 0.inc0→2.inc2 (balance)']);
+  });
+
+  it('never hands leadership to a lagging or silent replica, nor touches a partition in its transfer cool-down', () => {
+    const parts = [
+      spread(0, 0, ['n1', 'n2', 'n3'], three, { lag: { 1: 5000 }, silent: [2] }),
+      spread(1, 0, ['n1', 'n2', 'n3']),
+      spread(2, 0, ['n1', 'n2', 'n3']),
+    ];
+    const p = plan(parts, three, { maxLeaderTransfers: 5 }, { recentTransfers: new Map([['t/1', NOW - 1000]]) });
+    expect(p.decisions.map(brief)).toEqual(['transfer t/2 0.inc0→2.inc2 (balance)']);
+  });
+
+  it('converges: applying the transfers and planning again ends with no skew above the threshold', () => {
+    let leaders = Array.from({ length: 9 }, () => 0);
+    for (let pass = 0; pass < 10; pass++) {
+      const parts = leaders.map((l, i) => spread(i, l, ['n1', 'n2', 'n3']));
+      const p = plan(parts, three, { maxLeaderTransfers: 2 });
+      const transfers = p.decisions.filter((d) => d.kind === 'transferLeadership');
+      if (transfers.length === 0) {
+        expect(p.leaderSkew).toBeLessThanOrEqual(1);
+        return;
+      }
+      leaders = leaders.map((l, i) => {
+        const t = transfers.find((d) => d.index === i);
+        return t && t.kind === 'transferLeadership' ? Number(t.to[0]) : l;
+      });
+    }
+    throw new Error('did not converge in 10 passes');
+  });
+});
+
+describe('rebalancer: drained and cordoned nodes', () => {
+  const nodes = four({ n3: { drain: true } });
+  const onN3 = (i: number, leader = 0) => spread(i, leader, ['n1', 'n2', 'n3'], nodes);
+
+  it.each([
+    ['drain label', four({ n3: { drain: true } }), 'drain'],
+    ['cordon', four({ n3: { unschedulable: true } }), 'cordoned'],
+  ])('%s: moves one replica at a time (wipe volume + pod), follower first step is the delete', (_, n, reason) => {
+    const parts = [0, 1, 2].map((i) => spread(i, 0, ['n1', 'n2', 'n3'], n));
+    const p = plan(parts, n, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)).toEqual([`start move t-0-2 (${reason})`, 'delete t-0-2 +pvc']);
+    expect(p.operationsInFlight).toBe(1);
+    const start = p.decisions[0];
+    expect(start.kind === 'startOperation' && start.operation).toMatchObject({
+      kind: 'move',
+      ordinal: 2,
+      node: 'n3',
+      podUid: 'pod-uid-2',
+      startedAt: new Date(NOW).toISOString(),
+    });
+  });
+
+  it('moves leadership off the replica before moving it', () => {
+    const p = plan([onN3(0, 2)], nodes);
+    expect(p.decisions.map(brief)).toEqual(['start move t-0-2 (drain)', 'transfer t/0 2.inc2→0.inc0 (before-move)']);
+  });
+
+  it('honours maxConcurrentMoves across partitions', () => {
+    const parts = [0, 1, 2, 3].map((i) => onN3(i));
+    expect(plan(parts, nodes, { maxConcurrentMoves: 2, maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
+      'start move t-0-2 (drain)',
+      'delete t-0-2 +pvc',
+      'start move t-1-2 (drain)',
+      'delete t-1-2 +pvc',
+    ]);
+  });
+
+  it('an operation in progress holds its slot: no new move starts until it finishes', () => {
+    const inProgress = spread(0, 0, ['n1', 'n2', 'n4'], nodes, {
+      learners: [2],
+      uids: { 2: 'new-uid' },
+      operation: {
+        kind: 'move',
+        reason: 'drain',
+        ordinal: 2,
+        pod: 't-0-2',
+        podUid: 'pod-uid-2',
+        node: 'n3',
+        startedAt: new Date(NOW - 30_000).toISOString(),
+      },
+    });
+    const p = plan([inProgress, onN3(1)], nodes, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)).toEqual([]);
+    expect(p.operationsInFlight).toBe(1);
+  });
+
+  it('finishes the move once the rebuilt replica is a healthy voter elsewhere, then starts the next', () => {
+    const rebuilt = spread(0, 0, ['n1', 'n2', 'n4'], nodes, {
+      uids: { 2: 'new-uid' },
+      operation: {
+        kind: 'move',
+        reason: 'drain',
+        ordinal: 2,
+        pod: 't-0-2',
+        podUid: 'pod-uid-2',
+        node: 'n3',
+        startedAt: new Date(NOW - 30_000).toISOString(),
+      },
+    });
+    expect(plan([rebuilt, onN3(1)], nodes, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
+      'finish move t-0-2',
+      'start move t-1-2 (drain)',
+      'delete t-1-2 +pvc',
+    ]);
+  });
+
+  it('never drops a partition below quorum: with another replica unhealthy the move waits', () => {
+    const p = plan([spread(0, 0, ['n1', 'n2', 'n3'], nodes, { silent: [1] })], nodes);
+    expect(p.decisions.map(brief)).toEqual(['blocked t/0 quorum-at-risk']);
+    const b = p.decisions[0];
+    expect(b.kind === 'blocked' && b.message).toMatch(/1\/3 other voters healthy, 2 needed/);
+  });
+
+  it('waits when no schedulable node is free of this partition', () => {
+    const full = nodesOf(node('n1', 'a'), node('n2', 'b'), node('n3', 'c', { drain: true }));
+    const p = plan([spread(0, 0, ['n1', 'n2', 'n3'], full)], full);
+    expect(p.decisions.map(brief)).toEqual(['blocked t/0 no-free-node']);
+  });
+
+  it('refuses to move the only replica of an RF=1 partition (it would lose the data)', () => {
+    const p = plan([view({ index: 0, nodes: ['n3'], leader: 0, nodeInfo: nodes })], nodes);
+    expect(p.decisions.map(brief)).toEqual(['blocked t/0 rf1-cannot-move']);
+  });
+});
+
+describe('rebalancer: co-located replicas', () => {
+  it('two replicas on one node: moves the follower with the highest ordinal', () => {
+    const nodes = four();
+    const p = plan([spread(0, 0, ['n1', 'n1', 'n2'], nodes)], nodes, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)).toEqual(['start move t-0-1 (colocated-node)', 'delete t-0-1 +pvc']);
+  });
+
+  it('two replicas in one zone while another zone is free: moves one', () => {
+    const nodes = nodesOf(node('n1', 'a'), node('n2', 'a'), node('n3', 'b'), node('n4', 'c'));
+    const p = plan([spread(0, 0, ['n1', 'n2', 'n3'], nodes)], nodes, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)).toEqual(['start move t-0-1 (colocated-zone)', 'delete t-0-1 +pvc']);
+  });
+
+  it('two replicas in one zone with no free zone: nothing to gain, no move', () => {
+    const nodes = nodesOf(node('n1', 'a'), node('n2', 'a'), node('n3', 'b'));
+    expect(plan([spread(0, 0, ['n1', 'n2', 'n3'], nodes)], nodes).decisions).toEqual([]);
+  });
+
+  it('does not move again for co-location during the cool-down after the last operation', () => {
+    const nodes = four();
+    const p = plan(
+      [spread(0, 0, ['n1', 'n1', 'n2'], nodes)],
+      nodes,
+      {},
+      { recentOperations: new Map([['t/0', NOW - 60_000]]) },
+    );
+    expect(p.decisions).toEqual([]);
+  });
+});
+
+describe('rebalancer: operator-driven rolls (OnDelete)', () => {
+  const outdated = (o: Partial<Parameters<typeof view>[0]> = {}) =>
+    spread(0, 0, ['n1', 'n2', 'n3'], three, {
+      updateRevision: 'rev2',
+      revisions: { 0: 'rev1', 1: 'rev1', 2: 'rev1' },
+      ...o,
+    });
+
+  it('restarts followers first, highest ordinal first, keeping the volume', () => {
+    expect(plan([outdated()], three, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
+      'start roll t-0-2 (revision)',
+      'delete t-0-2',
+    ]);
+  });
+
+  it('a lagging replica blocks the roll (a majority of the others must be caught up)', () => {
+    const p = plan([outdated({ lag: { 1: 5000 } })], three, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)).toEqual(['blocked t/0 quorum-at-risk']);
+    expect(p.decisions[0].kind === 'blocked' && p.decisions[0].message).toMatch(/1\/3 other voters healthy/);
+  });
+
+  it('a not-ready replica blocks it too', () => {
+    expect(
+      plan([outdated({ notReady: [2], revisions: { 0: 'rev1', 1: 'rev1', 2: 'rev2' } })], three).decisions.map(brief),
+    ).toEqual(['blocked t/0 quorum-at-risk']);
+  });
+
+  it('moves leadership off the leader before restarting it, and only when it is the last one', () => {
+    const p = plan([outdated({ revisions: { 0: 'rev1', 1: 'rev2', 2: 'rev2' } })], three, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)).toEqual(['start roll t-0-0 (revision)', 'transfer t/0 0.inc0→1.inc1 (before-roll)']);
+  });
+
+  it('waits for the restarted pod to catch up before the next one', () => {
+    const op = {
+      kind: 'roll' as const,
+      reason: 'revision',
+      ordinal: 2,
+      pod: 't-0-2',
+      podUid: 'pod-uid-2',
+      startedAt: new Date(NOW - 5000).toISOString(),
+    };
+    const catchingUp = outdated({
+      revisions: { 0: 'rev1', 1: 'rev1', 2: 'rev2' },
+      uids: { 2: 'new' },
+      lag: { 2: 900 },
+      operation: op,
+    });
+    expect(plan([catchingUp], three, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([]);
+    const caughtUp = outdated({ revisions: { 0: 'rev1', 1: 'rev1', 2: 'rev2' }, uids: { 2: 'new' }, operation: op });
+    expect(plan([caughtUp], three, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual(['finish roll t-0-2']);
+  });
+
+  it('reports an operation that takes longer than the timeout (and keeps its slot)', () => {
+    const op = {
+      kind: 'roll' as const,
+      reason: 'revision',
+      ordinal: 2,
+      pod: 't-0-2',
+      podUid: 'pod-uid-2',
+      startedAt: new Date(NOW - 3_600_000).toISOString(),
+    };
+    const stuck = outdated({ uids: { 2: 'new' }, silent: [2], operation: op });
+    const p = plan([stuck], three, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)).toEqual(['blocked t/0 operation-stuck']);
+    expect(p.operationsInFlight).toBe(1);
+  });
+
+  it('drains before rolls when the budget is short', () => {
+    const nodes = four({ n3: { drain: true } });
+    const roll = spread(0, 0, ['n1', 'n2', 'n4'], nodes, { updateRevision: 'rev2', revisions: { 2: 'rev1' } });
+    const drain = spread(1, 0, ['n1', 'n2', 'n3'], nodes);
+    expect(plan([roll, drain], nodes, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
+      'start move t-1-2 (drain)',
+      'delete t-1-2 +pvc',
+    ]);
+  });
+});
