@@ -411,7 +411,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin {
     this.metrics.highWatermark.set(this.lbl, this.state.nextOffset);
     this.metrics.logStartOffset.set(this.lbl, this.state.logStartOffset);
     if (this.state.nextOffset !== before) this.wakeWaiters();
-    if (this.state.logStartOffset !== startBefore) await this.compactToRetention();
+    if (this.state.logStartOffset !== startBefore) await this.compactToRetention(last);
   }
 
   private settle(e: Entry, result: ApplyResult, command: Command): void {
@@ -439,10 +439,13 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin {
     p.resolve(result);
   }
 
-  /** Retention applied: drop the Raft log below the first entry that still holds records. */
-  private async compactToRetention(): Promise<void> {
-    const node = this.node!;
-    const applied = Math.max(node.applied, this.stateIndex);
+  /**
+   * Retention applied: drop the Raft log below the first entry that still holds records.
+   * `appliedTo` is the last entry of the batch just applied: the core's `applied` only moves at
+   * advance(), and bounding by it would leave a whole batch of dead entries behind each time.
+   */
+  private async compactToRetention(appliedTo: number): Promise<void> {
+    const applied = Math.max(appliedTo, this.stateIndex);
     const target = Math.min(this.state.firstRetainedLogIndex() ?? applied + 1, applied + 1, this.log.lastIndex() + 1);
     if (target <= this.log.firstIndex()) return;
     await this.applyChain;
@@ -974,6 +977,12 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin {
           this.kick();
           this.logger.info('shutdown_transferring_leadership', { replica: this.id, to: target });
           while (Date.now() < deadline && node.role === 'leader') await new Promise((r) => setTimeout(r, 10));
+          // Stepping down happens on the successor's vote request, before it has won. Stay (briefly)
+          // until it is known: our vote reaches it, and our NOT_LEADER answers name it as the hint
+          // instead of sending producers back to a replica that is about to close its port.
+          const until = Math.min(deadline, Date.now() + 2 * this.rc.cfg.electionTimeoutMs);
+          while (Date.now() < until && node.role !== 'leader' && (node.leader === null || node.leader === this.id))
+            await new Promise((r) => setTimeout(r, 10));
         } catch (err) {
           this.logger.warn('shutdown_transfer_failed', { replica: this.id, error: (err as Error).message });
         }
