@@ -1,0 +1,112 @@
+import { ReplicaCluster } from '../../helpers/replica-cluster';
+import { checkLog, fetchAll, LoadProducer, TEST_ENV, waitCaughtUp } from './helpers';
+
+/**
+ * Followers that go away and come back: a restarted follower catches up from its own log; a
+ * follower whose data dir was wiped comes back as a new incarnation, is added as a learner,
+ * promoted once caught up, and its old id is removed — the group stays at three voters.
+ */
+
+jest.setTimeout(150_000);
+let cluster: ReplicaCluster;
+const producers: LoadProducer[] = [];
+
+beforeAll(async () => {
+  cluster = await ReplicaCluster.start({ size: 3, env: TEST_ENV });
+  await cluster.waitFormed(60_000);
+});
+afterEach(async () => {
+  await Promise.all(producers.splice(0).map((p) => p.abort()));
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+async function produceSome(prefix: string, atLeast: number): Promise<LoadProducer> {
+  const p = new LoadProducer(cluster, { prefix, batch: 5, concurrency: 4 }).start();
+  producers.push(p);
+  await cluster.waitFor(() => p.acked.size >= atLeast, 30_000, `${atLeast} batches of ${prefix}`);
+  await p.stop();
+  expect(p.unexpected).toEqual([]);
+  return p;
+}
+
+async function expectSameLogEverywhere(producer: LoadProducer): Promise<void> {
+  const { status } = await cluster.waitForLeader();
+  const views: string[][] = [];
+  for (const s of cluster.slots) {
+    await waitCaughtUp(cluster, s.ordinal, status.highWatermark);
+    const { records } = await fetchAll(cluster, s.ordinal);
+    expect(checkLog(records, producer)).toEqual([]);
+    views.push(records.map((r) => `${r.offset}:${Buffer.from(r.value).toString()}`));
+  }
+  for (const v of views.slice(1)) expect(v).toEqual(views[0]);
+}
+
+function followerOf(leader: number): number {
+  return [0, 1, 2].find((o) => o !== leader)!;
+}
+
+test('a follower restarted on its own data catches up and keeps its id', async () => {
+  const { ordinal: leader } = await cluster.waitForLeader();
+  const f = followerOf(leader);
+  const idBefore = (await cluster.status(f))!.replicaId;
+  await cluster.kill(f, 'SIGKILL');
+  const p = await produceSome('restart', 40);
+  await cluster.restart(f);
+  const formed = await cluster.waitFormed(60_000);
+  expect((await cluster.status(f))!.replicaId).toBe(idBefore);
+  expect(formed.voters).toContain(idBefore);
+  await expectSameLogEverywhere(p);
+});
+
+test('a follower whose data dir was wiped rejoins as a new incarnation; the old id is removed', async () => {
+  const { ordinal: leader } = await cluster.waitForLeader();
+  const f = followerOf(leader);
+  const oldId = (await cluster.status(f))!.replicaId;
+  await cluster.kill(f, 'SIGKILL');
+  const p = await produceSome('wipe', 40);
+  const wipedAt = Date.now();
+  await cluster.restart(f, { wipe: true });
+
+  const newId = await (async () => {
+    let id: string | undefined;
+    await cluster.waitFor(
+      async () => {
+        id = (await cluster.status(f))?.replicaId;
+        return id !== undefined;
+      },
+      30_000,
+      'the wiped replica to answer',
+    );
+    return id!;
+  })();
+  expect(newId).not.toBe(oldId);
+  expect(newId.startsWith(`${f}.`)).toBe(true);
+
+  const formed = await cluster.waitFormed(60_000);
+  expect(formed.voters).toContain(newId);
+  expect(formed.voters).not.toContain(oldId);
+  expect(formed.voters).toHaveLength(3);
+  expect(formed.learners).toEqual([]);
+
+  // The leader went learner → promote → remove, in that order.
+  const leaderEvents = cluster.slots
+    .flatMap((s) => s.logEvents())
+    .filter(
+      (e) =>
+        e.message === 'membership_change_proposed' &&
+        Date.parse(e.timestamp as string) >= wipedAt &&
+        (e.member === newId || e.member === oldId),
+    )
+    .map((e) => `${e.action}:${e.member === newId ? 'new' : 'old'}`);
+  expect(leaderEvents).toEqual(['addLearner:new', 'promote:new', 'remove:old']);
+  // The new incarnation received the state by snapshot (its log is new).
+  const newEvents = cluster.slots[f].logEvents().filter((e) => e.replica === newId);
+  expect(newEvents.some((e) => e.message === 'snapshot_installed')).toBe(true);
+
+  await expectSameLogEverywhere(p);
+  // Offsets continue densely after the rejoin.
+  const more = await produceSome('after-wipe', 10);
+  await expectSameLogEverywhere(more);
+});

@@ -1,0 +1,130 @@
+import { DaftkaError } from '../../../common/errors';
+import { ReplicaCluster, sleep } from '../../helpers/replica-cluster';
+import { fetchAll, record, TEST_ENV, text, waitCaughtUp } from './helpers';
+
+/**
+ * Three real replica processes on loopback: what is acknowledged is committed, and every replica
+ * serves the same records at the same offsets once it has caught up; nothing is visible at or
+ * above the high watermark, and a long-poll there wakes when a record commits.
+ */
+
+jest.setTimeout(90_000);
+let cluster: ReplicaCluster;
+
+beforeAll(async () => {
+  cluster = await ReplicaCluster.start({ size: 3, env: TEST_ENV });
+  await cluster.waitFormed(60_000);
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+const T = { topic: 'orders', partition: 0 };
+
+test('acknowledged batches are served by every replica with the same records at the same offsets', async () => {
+  const { ordinal: leader } = await cluster.waitForLeader();
+  const acks: Array<{ base: number; values: string[] }> = [];
+  for (let b = 0; b < 20; b++) {
+    const values = Array.from({ length: 1 + (b % 5) }, (_, i) => `v${b}.${i}`);
+    const r = await cluster.client(leader).produce({
+      ...T,
+      records: values.map((v) => record(v, `k${b}`)),
+      requestId: `p${b}`,
+      timeoutMs: 5000,
+    });
+    expect(r.duplicate).toBe(false);
+    expect(r.count).toBe(values.length);
+    acks.push({ base: r.baseOffset, values });
+  }
+  // Offsets are dense and in acknowledgement order.
+  for (let i = 1; i < acks.length; i++) expect(acks[i].base).toBe(acks[i - 1].base + acks[i - 1].values.length);
+  const hw = acks[acks.length - 1].base + acks[acks.length - 1].values.length;
+
+  const logs: string[][] = [];
+  for (let o = 0; o < 3; o++) {
+    await waitCaughtUp(cluster, o, hw);
+    const { records, last } = await fetchAll(cluster, o);
+    expect(last.highWatermark).toBeGreaterThanOrEqual(hw);
+    records.forEach((r, i) => expect(r.offset).toBe(i));
+    logs.push(records.map((r) => `${r.offset}:${text(r.key)}:${text(r.value)}:${text(r.headers[0][1])}`));
+  }
+  expect(logs[1]).toEqual(logs[0]);
+  expect(logs[2]).toEqual(logs[0]);
+  for (const a of acks) a.values.forEach((v, i) => expect(logs[0][a.base + i]).toMatch(new RegExp(`:${v}:x$`)));
+});
+
+test('nothing is visible at the high watermark; beyond it is OFFSET_OUT_OF_RANGE', async () => {
+  for (let o = 0; o < 3; o++) {
+    const st = (await cluster.status(o))!;
+    const r = await cluster
+      .client(o)
+      .fetch({ ...T, offset: st.highWatermark, maxRecords: 10, maxBytes: 1 << 20, waitMs: 0, requestId: 'hw' });
+    expect(r.records).toEqual([]);
+    expect(r.nextOffset).toBe(st.highWatermark);
+    const beyond = cluster
+      .client(o)
+      .fetch({ ...T, offset: r.highWatermark + 1, maxRecords: 10, maxBytes: 1 << 20, waitMs: 0, requestId: 'beyond' });
+    await expect(beyond).rejects.toMatchObject({ code: 'OFFSET_OUT_OF_RANGE' });
+    await expect(beyond).rejects.toThrow(/beyond the high watermark/);
+  }
+});
+
+test('a long-poll at the high watermark wakes on every replica when a record commits', async () => {
+  const { ordinal: leader, status } = await cluster.waitForLeader();
+  // Every replica is caught up (previous test), so each one's high watermark is the leader's.
+  const hw = status.highWatermark;
+  for (let o = 0; o < 3; o++) await waitCaughtUp(cluster, o, hw);
+  const started = Date.now();
+  const polls = [0, 1, 2].map((o) =>
+    cluster
+      .client(o)
+      .fetch({ ...T, offset: hw, maxRecords: 10, maxBytes: 1 << 20, waitMs: 20_000, requestId: `lp${o}` })
+      .then((r) => ({ r, at: Date.now() })),
+  );
+  await sleep(500);
+  const produced = Date.now();
+  const ack = await cluster
+    .client(leader)
+    .produce({ ...T, records: [record('wake-up', 'lp')], requestId: 'lp-produce', timeoutMs: 5000 });
+  expect(ack.baseOffset).toBe(hw);
+  const results = await Promise.all(polls);
+  for (const { r, at } of results) {
+    expect(r.records.map((x) => text(x.value))).toEqual(['wake-up']);
+    expect(r.records[0].offset).toBe(hw);
+    // Woken by the commit, far before the 20 s wait ran out (and not before the produce).
+    expect(at).toBeGreaterThanOrEqual(produced);
+    expect(at - started).toBeLessThan(10_000);
+  }
+});
+
+test('a long-poll with nothing to deliver returns empty after its wait', async () => {
+  const st = (await cluster.status(1))!;
+  const t0 = Date.now();
+  const r = await cluster
+    .client(1)
+    .fetch({ ...T, offset: st.highWatermark, maxRecords: 10, maxBytes: 1 << 20, waitMs: 400, requestId: 'lp-empty' });
+  expect(r.records).toEqual([]);
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
+});
+
+test('a follower answers produce with NOT_LEADER and a hint naming the leader', async () => {
+  const { ordinal: leader } = await cluster.waitForLeader();
+  const follower = [0, 1, 2].find((o) => o !== leader)!;
+  const err = await cluster
+    .client(follower)
+    .produce({ ...T, records: [record('nope')], requestId: 'nl', timeoutMs: 1000 })
+    .then(
+      () => null,
+      (e: DaftkaError) => e,
+    );
+  expect(err).toMatchObject({ code: 'NOT_LEADER', leaderHint: cluster.slots[leader].clientEndpoint });
+});
+
+test('/readyz is 200 on every member and reports its role', async () => {
+  const { ordinal: leader } = await cluster.waitForLeader();
+  for (let o = 0; o < 3; o++) {
+    const r = await cluster.readyz(o);
+    expect(r.status).toBe(200);
+    expect(r.body.reason).toBe(o === leader ? 'leader' : 'following');
+  }
+});
