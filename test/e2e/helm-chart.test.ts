@@ -1,0 +1,687 @@
+/**
+ * The Helm chart (helm/daftka), checked the way a cluster would: `helm lint`; `helm template` with
+ * the default values and with everything enabled; kubeconform -strict against schemas generated
+ * from a real kube-apiserver's OpenAPI, our CRDs and minimal Prometheus-operator CRDs; a
+ * server-side dry-run apply of every rendered object against that apiserver; values.schema.json
+ * refusing bad values with a message naming them; least-privilege RBAC; and the bundled NATS
+ * config run by a real nats-server, where only the operator may publish control requests.
+ */
+import * as k8s from '@kubernetes/client-node';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as https from 'node:https';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadAll } from 'js-yaml';
+import { connect, StringCodec, type NatsConnection } from 'nats';
+import { natsServerOptions } from '../../common/nats-servers';
+import { ALERT_NAMES } from '../../sre/alerts';
+import { freePort } from '../helpers/free-port';
+import { startK8sEnv, type K8sEnv } from '../helpers/k8s-env';
+import { ensureKubeconformSchemas, fetchOpenApiV2 } from '../helpers/k8s-schemas';
+import { REPO_ROOT, runTool, runToolResult } from '../helpers/k8s-tools';
+
+type Obj = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; [k: string]: unknown };
+  [k: string]: unknown;
+};
+
+const CHART = path.join(REPO_ROOT, 'helm', 'daftka');
+const KUBE_VERSION = '1.34.4';
+const NS = 'daftka';
+const FIELD_MANAGER = 'daftka-helm-test';
+
+/** Every switch on: monitoring, HPA, clustered NATS, namespaced operator. */
+const ALL_ENABLED = {
+  operator: { watchNamespaces: ['team-a', 'team-b'] },
+  replica: { extraEnv: { DAFTKA_MAX_RECORD_BYTES: 2097152, DAFTKA_ELECTION_TIMEOUT_MS: '300' } },
+  gateway: {
+    hpa: { enabled: true },
+    auth: { mode: 'tokens', tokensSecret: 'my-tokens' },
+    extraEnv: { DAFTKA_GATEWAY_FETCH_MAX_BYTES: 16777216 },
+  },
+  nats: { bundled: { replicas: 3 } },
+  networkPolicy: {
+    gatewayFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'clients' } } }],
+  },
+  monitoring: {
+    podMonitors: { enabled: true, labels: { release: 'kube-prometheus-stack' } },
+    prometheusRule: {
+      enabled: true,
+      disabledAlerts: ['DaftkaThrottlingSustained'],
+      extraAlertLabels: { team: 'platform' },
+    },
+    grafanaDashboards: { enabled: true },
+  },
+};
+
+/**
+ * Minimal stand-ins for the Prometheus-operator CRDs (the real ones are large and not vendored):
+ * only the fields this chart sets, with the real field names and types. kubeconform validates our
+ * PodMonitors and PrometheusRule against them, and the apiserver serves them for the dry-run.
+ */
+const PROMETHEUS_OPERATOR_CRDS = [
+  {
+    kind: 'PodMonitor',
+    plural: 'podmonitors',
+    spec: {
+      type: 'object',
+      required: ['selector', 'podMetricsEndpoints'],
+      properties: {
+        selector: {
+          type: 'object',
+          properties: { matchLabels: { type: 'object', additionalProperties: { type: 'string' } } },
+        },
+        namespaceSelector: {
+          type: 'object',
+          properties: { any: { type: 'boolean' }, matchNames: { type: 'array', items: { type: 'string' } } },
+        },
+        podMetricsEndpoints: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              port: { type: 'string' },
+              path: { type: 'string' },
+              interval: {
+                type: 'string',
+                pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$',
+              },
+              relabelings: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    action: { type: 'string', enum: ['replace', 'keep', 'drop', 'labelmap', 'labeldrop', 'labelkeep'] },
+                    targetLabel: { type: 'string' },
+                    replacement: { type: 'string' },
+                    sourceLabels: { type: 'array', items: { type: 'string' } },
+                    regex: { type: 'string' },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+  {
+    kind: 'PrometheusRule',
+    plural: 'prometheusrules',
+    spec: {
+      type: 'object',
+      properties: {
+        groups: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['name', 'rules'],
+            properties: {
+              name: { type: 'string', minLength: 1 },
+              interval: { type: 'string' },
+              rules: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['expr'],
+                  properties: {
+                    record: { type: 'string' },
+                    alert: { type: 'string' },
+                    expr: { 'x-kubernetes-int-or-string': true },
+                    for: { type: 'string' },
+                    labels: { type: 'object', additionalProperties: { type: 'string' } },
+                    annotations: { type: 'object', additionalProperties: { type: 'string' } },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+].map(({ kind, plural, spec }) => ({
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: `${plural}.monitoring.coreos.com` },
+  spec: {
+    group: 'monitoring.coreos.com',
+    scope: 'Namespaced',
+    names: { kind, plural, singular: kind.toLowerCase(), listKind: `${kind}List` },
+    versions: [
+      {
+        name: 'v1',
+        served: true,
+        storage: true,
+        schema: { openAPIV3Schema: { type: 'object', properties: { spec } } },
+      },
+    ],
+  },
+}));
+
+let work: string;
+
+function writeValues(name: string, values: unknown): string {
+  const file = path.join(work, `${name}.values.json`);
+  fs.writeFileSync(file, JSON.stringify(values));
+  return file;
+}
+
+function helmTemplate(valuesFile?: string, extra: string[] = []): string {
+  return runTool('helm', [
+    'template',
+    'daftka',
+    CHART,
+    '--namespace',
+    NS,
+    '--kube-version',
+    KUBE_VERSION,
+    ...(valuesFile ? ['-f', valuesFile] : []),
+    ...extra,
+  ]);
+}
+
+const parse = (yaml: string): Obj[] =>
+  (loadAll(yaml) as Array<Obj | null>).filter((o): o is Obj => o !== null && typeof o === 'object');
+const find = (objs: Obj[], kind: string, name: string): Obj => {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+  if (!o) throw new Error(`no ${kind} ${name} in ${objs.map((x) => `${x.kind}/${x.metadata.name}`).join(', ')}`);
+  return o;
+};
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Any = any;
+
+/**
+ * Server-side apply of raw JSON with fieldValidation=Strict (unknown or duplicate fields are errors).
+ * Not through KubernetesObjectApi: its serializer drops fields its models do not know before
+ * sending, which would hide exactly the mistakes this test is for.
+ */
+class RawApplier {
+  private readonly plurals = new Map<string, { plural: string; namespaced: boolean }>();
+  constructor(private readonly kc: k8s.KubeConfig) {}
+
+  private async request(method: string, urlPath: string, body?: string): Promise<{ status: number; body: string }> {
+    const cluster = this.kc.getCurrentCluster();
+    if (!cluster) throw new Error('no current cluster');
+    const options: https.RequestOptions = {
+      method,
+      headers: { Accept: 'application/json', ...(body ? { 'Content-Type': 'application/apply-patch+yaml' } : {}) },
+    };
+    await this.kc.applyToHTTPSOptions(options);
+    return new Promise((resolve, reject) => {
+      const req = https.request(new URL(urlPath, cluster.server), options, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  private async resource(apiVersion: string, kind: string) {
+    const key = `${apiVersion}/${kind}`;
+    if (!this.plurals.has(key)) {
+      const res = await this.request('GET', apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`);
+      if (res.status !== 200) throw new Error(`discovery of ${apiVersion}: ${res.status}`);
+      for (const r of (
+        JSON.parse(res.body) as { resources: Array<{ name: string; kind: string; namespaced: boolean }> }
+      ).resources)
+        if (!r.name.includes('/'))
+          this.plurals.set(`${apiVersion}/${r.kind}`, { plural: r.name, namespaced: r.namespaced });
+    }
+    const r = this.plurals.get(key);
+    if (!r) throw new Error(`${key} is not served`);
+    return r;
+  }
+
+  /** Applies obj (dry run unless dryRun is false); resolves to the error text, or null when accepted. */
+  async apply(obj: Obj, dryRun = true): Promise<string | null> {
+    const { plural, namespaced } = await this.resource(obj.apiVersion, obj.kind);
+    const base = obj.apiVersion.includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
+    const ns = namespaced ? `/namespaces/${obj.metadata.namespace ?? NS}` : '';
+    const query = `fieldManager=${FIELD_MANAGER}&force=true&fieldValidation=Strict${dryRun ? '&dryRun=All' : ''}`;
+    const res = await this.request(
+      'PATCH',
+      `${base}${ns}/${plural}/${obj.metadata.name}?${query}`,
+      JSON.stringify(obj),
+    );
+    if (res.status >= 200 && res.status < 300) return null;
+    return `${res.status} ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}`;
+  }
+}
+
+describe('Helm chart helm/daftka', () => {
+  let defaults: Obj[];
+  let allEnabled: Obj[];
+  let defaultYaml: string;
+  let allEnabledYaml: string;
+
+  beforeAll(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'daftka-helm-'));
+    defaultYaml = helmTemplate();
+    allEnabledYaml = helmTemplate(writeValues('all', ALL_ENABLED));
+    defaults = parse(defaultYaml);
+    allEnabled = parse(allEnabledYaml);
+    fs.writeFileSync(path.join(work, 'default.yaml'), defaultYaml);
+    fs.writeFileSync(path.join(work, 'all.yaml'), allEnabledYaml);
+  }, 60_000);
+  afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  test('helm lint passes with the default values and with everything enabled', () => {
+    for (const args of [[], ['-f', writeValues('lint-all', ALL_ENABLED)]]) {
+      const res = runToolResult('helm', ['lint', CHART, '--strict', '--kube-version', KUBE_VERSION, ...args]);
+      expect(res.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
+      expect(res.status).toBe(0);
+    }
+  });
+
+  test('default values render the operator, gateway, NATS, RBAC, NetworkPolicies and CRDs, and no monitoring objects', () => {
+    const kinds = new Set(defaults.map((o) => o.kind));
+    for (const k of [
+      'CustomResourceDefinition',
+      'ValidatingAdmissionPolicy',
+      'Deployment',
+      'StatefulSet',
+      'Service',
+      'PodDisruptionBudget',
+      'NetworkPolicy',
+      'ClusterRole',
+      'Role',
+      'Secret',
+      'ConfigMap',
+    ])
+      expect(kinds).toContain(k);
+    for (const k of ['PodMonitor', 'PrometheusRule', 'HorizontalPodAutoscaler']) expect(kinds).not.toContain(k);
+    expect(defaults.filter((o) => o.kind === 'ConfigMap' && /dashboard/.test(o.metadata.name))).toEqual([]);
+
+    const operator = find(defaults, 'Deployment', 'daftka-operator') as Any;
+    expect(operator.spec.replicas).toBe(2);
+    const env = Object.fromEntries(
+      operator.spec.template.spec.containers[0].env.map((e: Any) => [e.name, e.value ?? e.valueFrom]),
+    );
+    expect(env.DAFTKA_OPERATOR_LEASE_NAME).toBe('daftka-operator');
+    expect(env.DAFTKA_OPERATOR_POD_NAME).toEqual({ fieldRef: { fieldPath: 'metadata.name' } });
+    expect(env.DAFTKA_NATS_URL).toEqual({ secretKeyRef: { name: 'daftka-nats-clients', key: 'operator-url' } });
+
+    const settings = JSON.parse((find(defaults, 'ConfigMap', 'daftka-operator') as Any).data['replica-settings.json']);
+    expect(settings).toMatchObject({
+      image: 'ghcr.io/daftka/daftka:0.1.0',
+      storage: { size: '10Gi' },
+      antiAffinity: 'required',
+      runAsUser: 10001,
+      extraEnv: { DAFTKA_FSYNC: 'always', DAFTKA_LOG_LEVEL: 'info' },
+    });
+  });
+
+  test('every pod runs as non-root with a read-only root filesystem, no capabilities and RuntimeDefault seccomp', () => {
+    const workloads = [...defaults, ...allEnabled].filter((o) =>
+      ['Deployment', 'StatefulSet'].includes(o.kind),
+    ) as Any[];
+    expect(workloads.length).toBeGreaterThanOrEqual(6);
+    for (const w of workloads) {
+      const pod = w.spec.template.spec;
+      expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+      expect(pod.securityContext.runAsUser).toBeGreaterThan(0);
+      for (const c of pod.containers) {
+        expect(c.securityContext).toEqual({
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          runAsNonRoot: true,
+          capabilities: { drop: ['ALL'] },
+        });
+        expect(c.resources?.requests).toBeDefined();
+      }
+    }
+  });
+
+  test('the chart ships the CRDs of crds/ unchanged (plus Helm labels and the keep policy)', () => {
+    const strip = (o: Any) => {
+      const c = JSON.parse(JSON.stringify(o));
+      delete c.metadata.annotations?.['helm.sh/resource-policy'];
+      if (c.metadata.annotations && Object.keys(c.metadata.annotations).length === 0) delete c.metadata.annotations;
+      delete c.metadata.labels['helm.sh/chart'];
+      delete c.metadata.labels['app.kubernetes.io/managed-by'];
+      return c;
+    };
+    const fromRepo = fs
+      .readdirSync(path.join(REPO_ROOT, 'crds'))
+      .filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => parse(fs.readFileSync(path.join(REPO_ROOT, 'crds', f), 'utf8')));
+    expect(fromRepo.length).toBeGreaterThanOrEqual(3);
+    for (const want of fromRepo) {
+      const got = find(defaults, want.kind, want.metadata.name) as Any;
+      expect(got.metadata.annotations['helm.sh/resource-policy']).toBe('keep');
+      expect(strip(got)).toEqual(want);
+    }
+  });
+
+  test('RBAC is least privilege: no wildcards, no Secrets; the gateway only reads topics and partitions', () => {
+    for (const objs of [defaults, allEnabled])
+      for (const role of objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role') as Any[])
+        for (const rule of role.rules) {
+          expect(rule.verbs).not.toContain('*');
+          expect(rule.resources).not.toContain('*');
+          expect(rule.resources).not.toContain('secrets');
+        }
+    const operator = find(defaults, 'ClusterRole', 'daftka-operator') as Any;
+    const can = (res: string, verb: string) =>
+      operator.rules.some((r: Any) => r.resources.includes(res) && r.verbs.includes(verb));
+    for (const res of ['topics', 'partitions', 'statefulsets', 'services', 'poddisruptionbudgets'])
+      expect(can(res, 'patch')).toBe(true);
+    for (const res of ['topics/status', 'partitions/status']) expect(can(res, 'update')).toBe(true);
+    for (const res of ['pods', 'persistentvolumeclaims']) {
+      expect(can(res, 'delete')).toBe(true);
+      expect(can(res, 'create')).toBe(false);
+    }
+    expect(can('events', 'create')).toBe(true);
+    const lease = find(defaults, 'Role', 'daftka-operator-election') as Any;
+    expect(lease.metadata.namespace).toBe(NS);
+    expect(lease.rules.find((r: Any) => r.resources.includes('leases') && r.resourceNames)).toMatchObject({
+      resourceNames: ['daftka-operator'],
+    });
+    const gateway = find(defaults, 'ClusterRole', 'daftka-gateway') as Any;
+    expect(gateway.rules).toEqual([
+      { apiGroups: ['daftka.io'], resources: ['topics', 'partitions'], verbs: ['get', 'list', 'watch'] },
+    ]);
+
+    // A namespaced operator gets Roles in its namespaces and no cluster-wide access to Daftka objects.
+    expect(
+      allEnabled
+        .filter((o) => o.kind === 'Role' && o.metadata.name === 'daftka-operator')
+        .map((o) => o.metadata.namespace),
+    ).toEqual(['team-a', 'team-b']);
+    expect(allEnabled.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata.name)).toEqual([
+      'daftka-operator-nodes',
+    ]);
+  });
+
+  test('NetworkPolicies: replica client port from gateways and peers, Raft port from peers only', () => {
+    const np = find(defaults, 'NetworkPolicy', 'daftka-replicas') as Any;
+    expect(np.spec.podSelector.matchLabels).toEqual({
+      'app.kubernetes.io/name': 'daftka',
+      'app.kubernetes.io/component': 'replica',
+    });
+    const rule = (port: string) => np.spec.ingress.find((r: Any) => r.ports[0].port === port);
+    expect(rule('client').from.map((f: Any) => f.podSelector.matchLabels['app.kubernetes.io/component'])).toEqual([
+      'gateway',
+      'replica',
+    ]);
+    expect(rule('peer').from).toEqual([
+      {
+        podSelector: { matchLabels: { 'app.kubernetes.io/name': 'daftka', 'app.kubernetes.io/component': 'replica' } },
+      },
+    ]);
+    expect(
+      allEnabled
+        .filter((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'daftka-replicas')
+        .map((o) => o.metadata.namespace),
+    ).toEqual(['team-a', 'team-b']);
+  });
+
+  test('everything enabled: PodMonitors with the alert rules job names, the PrometheusRule, five dashboards, HPA', () => {
+    const monitors = allEnabled.filter((o) => o.kind === 'PodMonitor') as Any[];
+    expect(monitors.map((m) => m.spec.podMetricsEndpoints[0].relabelings[0].replacement).sort()).toEqual([
+      'daftka-gateway',
+      'daftka-operator',
+      'daftka-replica',
+    ]);
+    expect(monitors.every((m) => m.metadata.labels.release === 'kube-prometheus-stack')).toBe(true);
+
+    const rule = find(allEnabled, 'PrometheusRule', 'daftka') as Any;
+    const alerts = rule.spec.groups.flatMap((g: Any) => g.rules).filter((r: Any) => r.alert);
+    expect(alerts.map((a: Any) => a.alert).sort()).toEqual(
+      ALERT_NAMES.filter((n) => n !== 'DaftkaThrottlingSustained').sort(),
+    );
+    for (const a of alerts) {
+      expect(a.labels.team).toBe('platform');
+      expect(['page', 'ticket']).toContain(a.labels.severity);
+      expect(a.annotations.runbook_url).toBe(`https://github.com/daftka/daftka/blob/main/docs/runbooks/${a.alert}.md`);
+    }
+    expect(rule.spec.groups.flatMap((g: Any) => g.rules).filter((r: Any) => r.record).length).toBeGreaterThanOrEqual(
+      21,
+    );
+
+    const dashboards = allEnabled.filter(
+      (o) => o.kind === 'ConfigMap' && (o as Any).metadata.labels?.grafana_dashboard === '1',
+    ) as Any[];
+    expect(dashboards).toHaveLength(5);
+    for (const d of dashboards)
+      for (const json of Object.values(d.data)) expect(JSON.parse(json as string).uid).toMatch(/^daftka-/);
+
+    // Numbers reach the programs as plain integers (Helm reads YAML numbers as floats: 1.6777216e+07).
+    const gatewayEnv = (find(allEnabled, 'Deployment', 'daftka-gateway') as Any).spec.template.spec.containers[0].env;
+    expect(gatewayEnv).toEqual(
+      expect.arrayContaining([
+        { name: 'DAFTKA_GATEWAY_FETCH_MAX_BYTES', value: '16777216' },
+        { name: 'DAFTKA_GATEWAY_MAX_BODY_BYTES', value: '8388608' },
+      ]),
+    );
+    const settings = JSON.parse(
+      (find(allEnabled, 'ConfigMap', 'daftka-operator') as Any).data['replica-settings.json'],
+    );
+    expect(settings.extraEnv).toEqual({
+      DAFTKA_FSYNC: 'always',
+      DAFTKA_LOG_LEVEL: 'info',
+      DAFTKA_MAX_RECORD_BYTES: '2097152',
+      DAFTKA_ELECTION_TIMEOUT_MS: '300',
+    });
+
+    expect(find(allEnabled, 'HorizontalPodAutoscaler', 'daftka-gateway')).toBeDefined();
+    expect((find(allEnabled, 'Deployment', 'daftka-gateway') as Any).spec.replicas).toBeUndefined();
+    expect((find(allEnabled, 'StatefulSet', 'daftka-nats') as Any).spec.replicas).toBe(3);
+  });
+
+  test.each([
+    [{ gateway: { replicas: 'two' } }, "at '/gateway/replicas': got string, want integer"],
+    [{ operator: { replicas: 0 } }, "at '/operator/replicas': minimum: got 0, want 1"],
+    [{ replica: { fsync: 'sometimes' } }, "at '/replica/fsync': value must be one of 'always', 'interval'"],
+    [{ replica: { storage: { size: '10GB' } } }, "at '/replica/storage/size': '10GB' does not match pattern"],
+    [
+      { replica: { extraEnv: { LOG_LEVEL: 'debug' } } },
+      "at '/replica/extraEnv': additional properties 'LOG_LEVEL' not allowed",
+    ],
+    [
+      { replica: { antiAffinity: 'sometimes' } },
+      "at '/replica/antiAffinity': value must be one of 'required', 'preferred'",
+    ],
+    [{ nats: { bundled: { enabled: false } } }, "at '/nats/external/credentialsSecret'"],
+    [{ nats: { bundled: { replicas: 2 } } }, "at '/nats/bundled/replicas': value must be one of 1, 3"],
+    [
+      { monitoring: { prometheusRule: { disabledAlerts: ['DaftkaNoSuchAlert'] } } },
+      "at '/monitoring/prometheusRule/disabledAlerts/0': value must be one of",
+    ],
+    [{ gateway: { auth: { mode: 'basic' } } }, "at '/gateway/auth/mode': value must be one of 'off', 'tokens'"],
+    [
+      { operator: { watchNamespaces: ['Team_A'] } },
+      "at '/operator/watchNamespaces/0': 'Team_A' does not match pattern",
+    ],
+    [{ gatway: { replicas: 3 } }, "additional properties 'gatway' not allowed"],
+  ])('values.schema.json refuses %j', (values, message) => {
+    const res = runToolResult('helm', [
+      'template',
+      'daftka',
+      CHART,
+      '--kube-version',
+      KUBE_VERSION,
+      '-f',
+      writeValues('bad', values),
+    ]);
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toContain("values don't meet the specifications of the schema");
+    expect(res.stderr).toContain(message);
+  });
+
+  describe('against a real kube-apiserver', () => {
+    let env: K8sEnv;
+
+    beforeAll(async () => {
+      env = await startK8sEnv({ startTimeoutMs: 180_000 });
+    }, 240_000);
+    afterAll(() => env?.stop());
+
+    test('kubeconform -strict accepts both renders (schemas from this apiserver, crds/, minimal Prometheus-operator CRDs)', async () => {
+      const crdDir = path.join(work, 'schema-crds');
+      fs.mkdirSync(crdDir, { recursive: true });
+      for (const f of fs.readdirSync(path.join(REPO_ROOT, 'crds')))
+        fs.copyFileSync(path.join(REPO_ROOT, 'crds', f), path.join(crdDir, f));
+      fs.writeFileSync(
+        path.join(crdDir, 'prometheus-operator.yaml'),
+        PROMETHEUS_OPERATOR_CRDS.map((c) => k8s.dumpYaml(c)).join('---\n'),
+      );
+      const { schemaLocation } = await ensureKubeconformSchemas({
+        outDir: path.join(work, 'schemas'),
+        crdDir,
+        openapi: await fetchOpenApiV2(env.kc),
+      });
+      for (const file of ['default.yaml', 'all.yaml']) {
+        const res = runToolResult('kubeconform', [
+          '-strict',
+          '-summary',
+          '-schema-location',
+          schemaLocation,
+          path.join(work, file),
+        ]);
+        const out = res.stdout + res.stderr;
+        expect(out).toMatch(/Invalid: 0, Errors: 0, Skipped: 0/);
+        expect(res.status).toBe(0);
+      }
+    }, 120_000);
+
+    test('server-side dry-run apply (strict field validation) accepts every rendered object', async () => {
+      const api = new RawApplier(env.kc);
+      // What must exist for real first: namespaces, then our CRDs and the Prometheus-operator ones.
+      for (const name of [NS, 'team-a', 'team-b'])
+        expect(await api.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }, false)).toBeNull();
+      const crds = [
+        ...defaults.filter((o) => o.kind === 'CustomResourceDefinition'),
+        ...PROMETHEUS_OPERATOR_CRDS,
+      ] as Obj[];
+      for (const crd of crds) expect(await api.apply(crd, false)).toBeNull();
+      const ext = env.kc.makeApiClient(k8s.ApiextensionsV1Api);
+      for (const crd of crds) {
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const got = await ext.readCustomResourceDefinition({ name: crd.metadata.name });
+          if (got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
+          if (Date.now() > deadline) throw new Error(`CRD ${crd.metadata.name} not established`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      const refused: string[] = [];
+      for (const [name, objs] of [
+        ['default', defaults],
+        ['all', allEnabled],
+      ] as const)
+        for (const obj of objs.filter((o) => o.kind !== 'CustomResourceDefinition')) {
+          // A new API group is served a moment after Established: retry "not served" for a while.
+          let err: string | null = null;
+          for (let attempt = 0; attempt < 20; attempt++) {
+            err = await api.apply(obj).catch((e: Error) => e.message);
+            if (err === null || !/not served|404/.test(err)) break;
+            await new Promise((r) => setTimeout(r, 500));
+          }
+          if (err !== null) refused.push(`${name}: ${obj.kind}/${obj.metadata.name}: ${err.slice(0, 400)}`);
+        }
+      expect(refused).toEqual([]);
+
+      // The check has teeth: a field the schema does not know is refused.
+      const broken = JSON.parse(JSON.stringify(find(defaults, 'Deployment', 'daftka-gateway'))) as Any;
+      broken.spec.template.spec.containers[0].readinessProbes = {};
+      expect(await api.apply(broken)).toMatch(/readinessProbes: field not declared in schema/);
+    }, 180_000);
+  });
+
+  describe('bundled NATS permissions (rendered nats.conf run by a real nats-server)', () => {
+    let server: ChildProcess;
+    let port: number;
+    let urls: Record<string, string>;
+    const conns: NatsConnection[] = [];
+
+    beforeAll(async () => {
+      const secret = find(defaults, 'Secret', 'daftka-nats-config') as Any;
+      const conf = path.join(work, 'nats.conf');
+      fs.writeFileSync(conf, secret.stringData['nats.conf']);
+      const clients = (find(defaults, 'Secret', 'daftka-nats-clients') as Any).stringData;
+      port = await freePort();
+      const monitor = await freePort();
+      // Command-line ports override the config's 4222/8222; POD_NAME fills server_name.
+      server = spawn('nats-server', ['-c', conf, '-a', '127.0.0.1', '-p', String(port), '-m', String(monitor)], {
+        env: { ...process.env, POD_NAME: 'daftka-nats-0' },
+        stdio: 'ignore',
+      });
+      urls = Object.fromEntries(
+        ['operator', 'replica', 'gateway'].map((u) => [
+          u,
+          clients[`${u}-url`].replace(/@[^@]+$/, `@127.0.0.1:${port}`),
+        ]),
+      );
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        try {
+          const res = await fetch(`http://127.0.0.1:${monitor}/healthz`);
+          if (res.ok) break;
+        } catch {
+          // not up yet
+        }
+        if (Date.now() > deadline) throw new Error('nats-server did not start with the rendered config');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }, 30_000);
+    afterAll(async () => {
+      for (const c of conns) await c.close().catch(() => undefined);
+      server?.kill('SIGTERM');
+    });
+
+    async function as(user: string): Promise<NatsConnection> {
+      const nc = await connect({ ...natsServerOptions([urls[user]]), timeout: 5000 });
+      conns.push(nc);
+      return nc;
+    }
+
+    /** Publishes, then reports whether the server refused it (a permissions violation). */
+    async function refusedPublish(nc: NatsConnection, subject: string): Promise<boolean> {
+      const errors: string[] = [];
+      const watcher = (async () => {
+        for await (const s of nc.status()) if (s.type === 'error') errors.push(String(s.data));
+      })();
+      nc.publish(subject, new Uint8Array(0));
+      await nc.flush();
+      await new Promise((r) => setTimeout(r, 300));
+      void watcher;
+      return errors.some((e) => /PERMISSIONS_VIOLATION/i.test(e));
+    }
+
+    test('the operator sends control requests and a replica answers them', async () => {
+      const sc = StringCodec();
+      const replica = await as('replica');
+      replica.subscribe('daftka.v1.ctl.events.0', { callback: (_e, m) => m.respond(sc.encode('{"v":1,"ok":true}')) });
+      await replica.flush();
+      const operator = await as('operator');
+      const reply = await operator.request('daftka.v1.ctl.events.0', sc.encode('{"v":1,"op":"status"}'), {
+        timeout: 5000,
+      });
+      expect(sc.decode(reply.data)).toBe('{"v":1,"ok":true}');
+    });
+
+    test('replicas and gateways may not publish control requests; they publish what is theirs', async () => {
+      const replica = await as('replica');
+      const gateway = await as('gateway');
+      expect(await refusedPublish(replica, 'daftka.v1.ctl.events.0')).toBe(true);
+      expect(await refusedPublish(gateway, 'daftka.v1.ctl.events.0')).toBe(true);
+      expect(await refusedPublish(gateway, 'daftka.v1.leader.events.0')).toBe(true);
+      expect(await refusedPublish(replica, 'daftka.v1.leader.events.0')).toBe(false);
+      expect(await refusedPublish(gateway, 'daftka.v1.discover.events')).toBe(false);
+    });
+
+    test('a wrong password is refused', async () => {
+      const bad = urls.gateway.replace(/:[^:@/]+@/, ':wrong@');
+      await expect(connect({ ...natsServerOptions([bad]), timeout: 3000, reconnect: false })).rejects.toThrow(
+        /Authorization/i,
+      );
+    });
+  });
+});
