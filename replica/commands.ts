@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { ProducerIdentity, RecordIn } from '../common/partition-api';
 import { readRecord, writeRecord } from './client-protocol/partition-api-codec';
+import {
+  readLeasedCommand,
+  readReplaySection,
+  writeLeasedCommand,
+  writeReplaySection,
+  type LeasedCommand,
+  type ReplaySection,
+} from './leased-commands';
 import { BufReader, BufWriter, CodecError } from './transport/bytes';
 
 /**
@@ -13,11 +21,22 @@ import { BufReader, BufWriter, CodecError } from './transport/bytes';
  *                   · [str16 producerId · u32 epoch · i53 seq] · u32 count · record*
  *   groupCommit  := u8 2 · i53 leaderTimeMs · str16 group · i53 offset · str16 metadata
  *   logStart     := u8 3 · i53 leaderTimeMs · i53 newLogStartOffset
+ *   kinds 4–9    := leased groups and dead letters, see replica/leased-commands.ts
+ *
+ * A produce with flag 4 carries a replay section (str16 jobId · u32 n · i53 seq* · i53 cursorTo,
+ * after the producer section): its records are dead letters written back by a replay job, and
+ * applying it marks them replayed in the same step (replica/deadletters.ts).
  */
 export const enum CommandKind {
   Produce = 1,
   GroupCommit = 2,
   AdvanceLogStart = 3,
+  LeaseGrant = 4,
+  LeaseAck = 5,
+  LeaseExpire = 6,
+  GroupPolicy = 7,
+  DeadLetterAdmin = 8,
+  ReplayJob = 9,
 }
 
 export interface ProduceCommand {
@@ -27,6 +46,8 @@ export interface ProduceCommand {
   /** sha256 of keys, values and headers (not timestamps, which the gateway may fill per try). */
   payloadHash?: Uint8Array;
   producer?: ProducerIdentity;
+  /** Dead letters written back by a replay job (flag 4). */
+  replay?: ReplaySection;
   records: RecordIn[];
 }
 export interface GroupCommitCommand {
@@ -41,10 +62,11 @@ export interface AdvanceLogStartCommand {
   leaderTimeMs: number;
   logStartOffset: number;
 }
-export type Command = ProduceCommand | GroupCommitCommand | AdvanceLogStartCommand;
+export type Command = ProduceCommand | GroupCommitCommand | AdvanceLogStartCommand | LeasedCommand;
 
 const F_IDEM = 1;
 const F_PRODUCER = 2;
+const F_REPLAY = 4;
 
 /** Hash of what makes two produce requests "the same payload" for idempotency. */
 export function payloadHash(records: readonly RecordIn[]): Uint8Array {
@@ -77,10 +99,12 @@ export function encodeCommand(c: Command): Buffer {
   w.u8(c.kind).i53(c.leaderTimeMs);
   switch (c.kind) {
     case CommandKind.Produce: {
-      const flags = (c.idempotencyKey !== undefined ? F_IDEM : 0) | (c.producer ? F_PRODUCER : 0);
+      const flags =
+        (c.idempotencyKey !== undefined ? F_IDEM : 0) | (c.producer ? F_PRODUCER : 0) | (c.replay ? F_REPLAY : 0);
       w.u8(flags);
       if (c.idempotencyKey !== undefined) w.str16(c.idempotencyKey).bytes32(c.payloadHash ?? payloadHash(c.records));
       if (c.producer) w.str16(c.producer.producerId).u32(c.producer.epoch).i53(c.producer.seq);
+      if (c.replay) writeReplaySection(w, c.replay);
       w.u32(c.records.length);
       for (const r of c.records) writeRecord(w, r);
       break;
@@ -91,6 +115,8 @@ export function encodeCommand(c: Command): Buffer {
     case CommandKind.AdvanceLogStart:
       w.i53(c.logStartOffset);
       break;
+    default:
+      writeLeasedCommand(w, c);
   }
   return w.finish();
 }
@@ -114,6 +140,7 @@ export function decodeCommand(data: Uint8Array): Command {
           epoch: rd.u32('producer.epoch'),
           seq: rd.i53('producer.seq'),
         };
+      if (flags & F_REPLAY) c.replay = readReplaySection(rd);
       const n = rd.u32('produce.count');
       if (n > rd.remaining) throw new CodecError('bad_length', `produce.count ${n} exceeds ${rd.remaining} bytes left`);
       c.records = new Array(n);
@@ -137,6 +164,13 @@ export function decodeCommand(data: Uint8Array): Command {
       rd.end('log start command');
       return c;
     }
+    case CommandKind.LeaseGrant:
+    case CommandKind.LeaseAck:
+    case CommandKind.LeaseExpire:
+    case CommandKind.GroupPolicy:
+    case CommandKind.DeadLetterAdmin:
+    case CommandKind.ReplayJob:
+      return readLeasedCommand(kind, leaderTimeMs, rd);
     default:
       throw new CodecError('bad_value', `unknown command kind ${kind}`);
   }

@@ -1,3 +1,5 @@
+import type { AckAction, LeasePolicy } from '../common/leased-api';
+
 /**
  * Leased consumption: the pure per-record lease state machine of one partition, for every group
  * that consumes it in leased mode. No clock, no I/O: time arrives as `nowMs` (the leader's time
@@ -21,24 +23,9 @@
  * forgotten. It never moves backwards here.
  */
 
-export type AckAction = 'accept' | 'release' | 'reject' | 'extend';
+export type { AckAction, LeasePolicy };
 export type FlightState = 'leased' | 'waiting' | 'done';
 export type FlightOutcome = '' | 'accepted' | 'dead_lettered' | 'discarded';
-
-export interface LeasePolicy {
-  /** Deliveries before the record is dead-lettered (a failed attempt number maxAttempts is the last). */
-  maxAttempts: number;
-  /** Lease length when the fetch names none. */
-  leaseMs: number;
-  /** Redelivery delay after a release without delay_ms: min(max, initial × multiplier^(attempt−1)). */
-  backoffInitialMs: number;
-  backoffMaxMs: number;
-  backoffMultiplier: number;
-  /** false: a rejected or exhausted record is discarded instead of dead-lettered. */
-  deadLetter: boolean;
-  /** Exclusive mode: one lease at a time per partition, records handed out in offset order. */
-  ordered: boolean;
-}
 
 export const DEFAULT_LEASE_POLICY: LeasePolicy = {
   maxAttempts: 5,

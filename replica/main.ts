@@ -64,7 +64,7 @@ async function main(): Promise<void> {
 
   const replica = await PartitionReplica.open(rc, logger, registry, die);
   const rpc = new RpcServer({ host: cfg.listenHost, port: self.clientPort, logger, registry });
-  servePartitionApi(rpc, replica, replica);
+  servePartitionApi(rpc, replica, replica, replica);
   await rpc.start();
   const health = await startHealthServer({
     host: cfg.listenHost,

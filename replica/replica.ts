@@ -1,4 +1,20 @@
 import { DaftkaError } from '../common/errors';
+import type {
+  DeadLetterAdminRequest,
+  DeadLetterPage,
+  DeadLetterQuery,
+  GroupLeaseInfo,
+  GroupPolicyRequest,
+  GroupTarget,
+  LeaseAckRequest,
+  LeaseAckResult,
+  LeasedPartitionClient,
+  LeaseFetchRequest,
+  LeaseFetchResult,
+  ReplayJobQuery,
+  ReplayJobRequest,
+  ReplayJobStatus,
+} from '../common/leased-api';
 import type { Logger } from '../common/log';
 import type { promClient } from '../common/metrics';
 import type {
@@ -43,6 +59,7 @@ import {
   type Snapshot,
 } from './raft';
 import { ReplicaLog } from './raft-log';
+import { LeasedService } from './leased-service';
 import { PartitionState, type ApplyResult } from './state-machine';
 import { ReplicaStorage, type StateOp } from './storage/storage';
 import { PeerTransport } from './transport/peer';
@@ -74,7 +91,7 @@ interface Waiter {
 
 const K_STATE_INDEX = new TextEncoder().encode('m/stateIndex');
 
-export class PartitionReplica implements PartitionClient, PartitionAdmin {
+export class PartitionReplica implements PartitionClient, PartitionAdmin, LeasedPartitionClient {
   readonly id: string;
   readonly metrics: ReplicaMetrics;
   private node: RaftNode | null = null;
@@ -95,6 +112,8 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin {
   private lastLeader: string | null = null;
   private readonly peerClients = new Map<number, { client: RemotePartitionClient; rpc: RpcClient }>();
   private readonly lbl: { topic: string; partition: string };
+  /** Leased groups, dead letters and replay jobs (replica/leased-service.ts). */
+  readonly leased: LeasedService;
   /** Called on leadership and status changes (the NATS announcer listens). */
   onLeaderChange: (leader: string | null, term: number) => void = () => {};
 
@@ -110,6 +129,33 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin {
     this.lbl = { topic: rc.cfg.topic, partition: String(rc.cfg.partition) };
     this.metrics = replicaMetrics(registry);
     this.metrics.restarts.set(this.lbl, Date.now() / 1000);
+    const c = rc.cfg;
+    this.leased = new LeasedService({
+      topic: c.topic,
+      partition: c.partition,
+      state: this.state,
+      checkTarget: (topic, partition) => this.checkTarget(topic, partition),
+      requireLeader: () => void this.requireLeader(),
+      isLeader: () => this.node?.role === 'leader' && !this.stopping,
+      propose: (data, timeoutMs) => this.propose(data, timeoutMs),
+      readEntry: async (i) => (await this.log.read(i, i + 1, Number.MAX_SAFE_INTEGER))[0],
+      logger,
+      registry,
+      settings: {
+        defaults: {
+          maxAttempts: c.leaseMaxAttempts,
+          leaseMs: c.leaseMs,
+          backoffInitialMs: c.leaseBackoffInitialMs,
+          backoffMaxMs: Math.max(c.leaseBackoffMaxMs, c.leaseBackoffInitialMs),
+          backoffMultiplier: c.leaseBackoffMultiplier,
+          deadLetter: c.deadLetter,
+          ordered: false,
+        },
+        deadLetterRetentionMs: c.deadLetterRetentionMs,
+        sweepIntervalMs: c.leaseSweepMs,
+        maxWaiters: c.maxFetchWaiters,
+      },
+    });
   }
 
   /** Open storage, recover the state machine, start the peer transport; the Raft node starts in `run`. */
@@ -252,6 +298,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin {
     }, cfg.tickMs);
     this.memberTimer = setInterval(() => void this.reconcileMembership(), cfg.membershipCheckMs);
     this.retentionTimer = setInterval(() => this.checkRetention(), cfg.retentionCheckMs);
+    this.leased.start();
     this.kick();
   }
 
@@ -411,6 +458,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin {
     this.metrics.highWatermark.set(this.lbl, this.state.nextOffset);
     this.metrics.logStartOffset.set(this.lbl, this.state.logStartOffset);
     if (this.state.nextOffset !== before) this.wakeWaiters();
+    this.leased.onApplied();
     if (this.state.logStartOffset !== startBefore) await this.compactToRetention(last);
   }
 
@@ -816,6 +864,33 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin {
     };
   }
 
+  // ---- leased groups and dead letters (replica/leased-service.ts) ----
+
+  leaseFetch(req: LeaseFetchRequest): Promise<LeaseFetchResult> {
+    return this.leased.leaseFetch(req);
+  }
+  leaseAck(req: LeaseAckRequest): Promise<LeaseAckResult[]> {
+    return this.leased.leaseAck(req);
+  }
+  setGroupPolicy(req: GroupPolicyRequest): Promise<GroupLeaseInfo> {
+    return this.leased.setGroupPolicy(req);
+  }
+  getGroupLeases(req: GroupTarget): Promise<GroupLeaseInfo> {
+    return this.leased.getGroupLeases(req);
+  }
+  listDeadLetters(q: DeadLetterQuery): Promise<DeadLetterPage> {
+    return this.leased.listDeadLetters(q);
+  }
+  adminDeadLetters(req: DeadLetterAdminRequest): Promise<{ count: number }> {
+    return this.leased.adminDeadLetters(req);
+  }
+  startReplay(req: ReplayJobRequest): Promise<ReplayJobStatus> {
+    return this.leased.startReplay(req);
+  }
+  getReplay(q: ReplayJobQuery): Promise<ReplayJobStatus | null> {
+    return this.leased.getReplay(q);
+  }
+
   // ---- admin ----
 
   async transferLeadership(req: TransferLeadershipRequest): Promise<void> {
@@ -997,6 +1072,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin {
   async close(): Promise<void> {
     this.stopping = true;
     for (const t of [this.tickTimer, this.memberTimer, this.retentionTimer]) if (t) clearInterval(t);
+    this.leased.stop();
     for (const w of this.waiters) w.wake();
     this.waiters = [];
     for (const [, p] of this.pending) {

@@ -1,6 +1,7 @@
 import { DaftkaError } from '../common/errors';
 import type { StateOp } from './storage/storage';
 import { CommandKind, decodeCommand, recordBytes, type Command, type ProduceCommand } from './commands';
+import { LeasedState, type LeasedApplyOutput } from './leased-state';
 import { BufReader, BufWriter } from './transport/bytes';
 
 /**
@@ -16,7 +17,8 @@ export type ApplyResult =
   | { kind: 'duplicate'; baseOffset: number; count: number }
   | { kind: 'refused'; error: DaftkaError }
   | { kind: 'ok' }
-  | { kind: 'none' };
+  | { kind: 'none' }
+  | { kind: 'leased'; out: LeasedApplyOutput };
 
 interface IndexRow {
   base: number;
@@ -81,6 +83,12 @@ export class PartitionState {
   private readonly dedup = new Map<string, DedupRow>();
   private readonly producers = new Map<string, ProducerRow>();
   readonly groups = new Map<string, GroupRow>();
+  /** Leased groups, dead letters and replay jobs (replica/leased-state.ts). */
+  readonly leased = new LeasedState({
+    committed: (group) => this.groups.get(group)?.offset,
+    setCommitted: (group, offset, ops) => this.setGroupOffset(group, offset, ops),
+    bounds: () => ({ start: this.logStartOffset, end: this.nextOffset }),
+  });
 
   constructor(private readonly settings: StateSettings) {}
 
@@ -93,10 +101,12 @@ export class PartitionState {
     this.dedup.clear();
     this.producers.clear();
     this.groups.clear();
+    this.leased.clear();
     this.nextOffset = 0;
     this.logStartOffset = 0;
     const dedupRows: Array<[string, DedupRow]> = [];
     for (const [k, v] of pairs) {
+      if (this.leased.load(k, v)) continue;
       const rd = new BufReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
       const name = Buffer.from(k.buffer, k.byteOffset, k.byteLength);
       switch (k[0]) {
@@ -161,6 +171,8 @@ export class PartitionState {
       case CommandKind.AdvanceLogStart:
         result = this.applyLogStart(command.logStartOffset, ops);
         break;
+      default:
+        result = { kind: 'leased', out: this.leased.apply(command, ops) };
     }
     this.expireDedup(command.leaderTimeMs, ops);
     return { ops, result, command };
@@ -179,6 +191,10 @@ export class PartitionState {
     if (c.producer) {
       const refusal = this.checkProducer(c.producer.producerId, c.producer.epoch, c.producer.seq, n);
       if (refusal) return refusal;
+    }
+    if (c.replay) {
+      const refusal = this.leased.checkReplay(c.replay);
+      if (refusal) return { kind: 'refused', error: refusal };
     }
     const base = this.nextOffset;
     this.nextOffset += n;
@@ -216,6 +232,7 @@ export class PartitionState {
         value: new BufWriter(32).u32(p.epoch).i53(p.lastSeq, -1).u32(p.lastCount).i53(p.lastBase).finish(),
       });
     }
+    if (c.replay) this.leased.markReplayed(c.replay, base, c.leaderTimeMs, ops);
     return { kind: 'written', baseOffset: base, count: n };
   }
 
@@ -283,6 +300,17 @@ export class PartitionState {
       this.dedup.delete(key);
       ops.push({ op: 'del', key: strKey(P_DEDUP, key) });
     }
+  }
+
+  /** Set a group's committed offset, keeping its metadata (leased mode advances it). */
+  setGroupOffset(group: string, offset: number, ops: StateOp[]): void {
+    const row = { offset, metadata: this.groups.get(group)?.metadata ?? '' };
+    this.groups.set(group, row);
+    ops.push({
+      op: 'put',
+      key: strKey(P_GROUP, group),
+      value: new BufWriter(32).i53(row.offset).str16(row.metadata).finish(),
+    });
   }
 
   // ---- queries ----

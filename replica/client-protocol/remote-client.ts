@@ -1,5 +1,21 @@
 import { DaftkaError, isDaftkaError } from '../../common/errors';
 import type {
+  DeadLetterAdminRequest,
+  DeadLetterPage,
+  DeadLetterQuery,
+  GroupLeaseInfo,
+  GroupPolicyRequest,
+  GroupTarget,
+  LeaseAckRequest,
+  LeaseAckResult,
+  LeasedPartitionClient,
+  LeaseFetchRequest,
+  LeaseFetchResult,
+  ReplayJobQuery,
+  ReplayJobRequest,
+  ReplayJobStatus,
+} from '../../common/leased-api';
+import type {
   AddLearnerRequest,
   FetchRequest,
   FetchResult,
@@ -17,6 +33,7 @@ import type {
 import { CodecError } from '../transport/bytes';
 import * as codec from './partition-api-codec';
 import { PARTITION_METHODS as M } from './partition-api-codec';
+import * as lc from './leased-codec';
 import { deliveryOf, type RpcClient } from './rpc-client';
 
 export interface RemotePartitionClientOptions {
@@ -39,7 +56,7 @@ export const REMOTE_CLIENT_DEFAULTS = { defaultTimeoutMs: 5000, produceGraceMs: 
  * committed, and a retry with the same idempotency key is safe. Failures before sending
  * (client OVERLOADED, connection refused) keep their code: nothing was written.
  */
-export class RemotePartitionClient implements PartitionClient, PartitionAdmin {
+export class RemotePartitionClient implements PartitionClient, PartitionAdmin, LeasedPartitionClient {
   private readonly defaultTimeoutMs: number;
   private readonly produceGraceMs: number;
 
@@ -99,6 +116,80 @@ export class RemotePartitionClient implements PartitionClient, PartitionAdmin {
 
   async removeMember(req: MemberRequest): Promise<void> {
     await this.admin(M.removeMember, encode(codec.encodeMemberRequest, req), req.requestId);
+  }
+
+  // ---- leased groups and dead letters (replica/client-protocol/leased-codec.ts) ----
+
+  async leaseFetch(req: LeaseFetchRequest): Promise<LeaseFetchResult> {
+    return this.call(
+      lc.LEASED_METHODS.leaseFetch,
+      encode(lc.encodeLeaseFetch, req),
+      req.requestId,
+      lc.decodeLeaseFetchResult,
+      {
+        timeoutMs: req.waitMs + this.defaultTimeoutMs,
+      },
+    );
+  }
+
+  async leaseAck(req: LeaseAckRequest): Promise<LeaseAckResult[]> {
+    return this.call(
+      lc.LEASED_METHODS.leaseAck,
+      encode(lc.encodeLeaseAck, req),
+      req.requestId,
+      lc.decodeLeaseAckResults,
+    );
+  }
+
+  async setGroupPolicy(req: GroupPolicyRequest): Promise<GroupLeaseInfo> {
+    return this.call(
+      lc.LEASED_METHODS.setGroupPolicy,
+      encode(lc.encodeGroupPolicy, req),
+      req.requestId,
+      lc.decodeGroupLeaseInfo,
+    );
+  }
+
+  async getGroupLeases(req: GroupTarget): Promise<GroupLeaseInfo> {
+    return this.call(
+      lc.LEASED_METHODS.getGroupLeases,
+      encode(lc.encodeGroupTarget, req),
+      req.requestId,
+      lc.decodeGroupLeaseInfo,
+    );
+  }
+
+  async listDeadLetters(q: DeadLetterQuery): Promise<DeadLetterPage> {
+    return this.call(
+      lc.LEASED_METHODS.listDeadLetters,
+      encode(lc.encodeDeadLetterQuery, q),
+      q.requestId,
+      lc.decodeDeadLetterPage,
+    );
+  }
+
+  async adminDeadLetters(req: DeadLetterAdminRequest): Promise<{ count: number }> {
+    return this.call(
+      lc.LEASED_METHODS.adminDeadLetters,
+      encode(lc.encodeDeadLetterAdmin, req),
+      req.requestId,
+      lc.decodeCount,
+    );
+  }
+
+  async startReplay(req: ReplayJobRequest): Promise<ReplayJobStatus> {
+    const s = await this.call(
+      lc.LEASED_METHODS.startReplay,
+      encode(lc.encodeReplayJob, req),
+      req.requestId,
+      lc.decodeReplayStatus,
+    );
+    if (s === null) throw new DaftkaError('INTERNAL', `replay job ${req.jobId} was not created`);
+    return s;
+  }
+
+  async getReplay(q: ReplayJobQuery): Promise<ReplayJobStatus | null> {
+    return this.call(lc.LEASED_METHODS.getReplay, encode(lc.encodeReplayQuery, q), q.requestId, lc.decodeReplayStatus);
   }
 
   private async admin(method: string, body: Buffer, requestId: string): Promise<void> {

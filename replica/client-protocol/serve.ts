@@ -1,4 +1,6 @@
+import type { LeasedPartitionClient } from '../../common/leased-api';
 import type { PartitionAdmin, PartitionClient } from '../../common/partition-api';
+import { serveLeasedApi } from './leased-codec';
 import * as codec from './partition-api-codec';
 import { PARTITION_METHODS as M } from './partition-api-codec';
 import type { RpcServer } from './rpc-server';
@@ -9,7 +11,13 @@ import type { RpcServer } from './rpc-server';
  * the request id comes from the RPC header, and whatever DaftkaError the implementation throws
  * travels back unchanged (NOT_LEADER with its leader hint, NO_QUORUM, OVERLOADED, ...).
  */
-export function servePartitionApi(server: RpcServer, impl: PartitionClient, admin?: PartitionAdmin): void {
+export function servePartitionApi(
+  server: RpcServer,
+  impl: PartitionClient,
+  admin?: PartitionAdmin,
+  leased?: LeasedPartitionClient,
+): void {
+  if (leased) serveLeasedApi(server, leased);
   server.register(M.produce, async (body, ctx) =>
     codec.encodeProduceResult(await impl.produce(codec.decodeProduceRequest(body, ctx.requestId))),
   );

@@ -1,0 +1,219 @@
+import type { RecordIn, RecordOut } from './partition-api';
+
+/**
+ * The partition API of leased consumption and dead letters (DESIGN §6): what the gateway asks
+ * of a partition's leader, transport-neutral. Lease state and dead letters live in the
+ * partition's replicated state machine (replica/leases.ts, replica/deadletters.ts), so any
+ * gateway pod can serve any call. Lease tokens are the gateway's business (gateway/lease-token.ts):
+ * the replica sees (offset, attempt) and refuses attempts that are not the current one.
+ */
+
+export type AckAction = 'accept' | 'release' | 'reject' | 'extend';
+
+export interface LeasePolicy {
+  /** Deliveries before a record is dead-lettered: the failure of attempt maxAttempts is the last. */
+  maxAttempts: number;
+  /** Lease length when a fetch names none. */
+  leaseMs: number;
+  /** Redelivery delay after a release without delay_ms: min(max, initial × multiplier^(attempt−1)). */
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  backoffMultiplier: number;
+  /** false: rejected or exhausted records are discarded instead of dead-lettered. */
+  deadLetter: boolean;
+  /** Exclusive mode: one lease holder per partition at a time, records in offset order. */
+  ordered: boolean;
+}
+
+/** A group's policy as set by PUT /v1/groups/{g}/policy: unset fields take the topic's defaults. */
+export type LeasePolicyOverride = Partial<LeasePolicy>;
+
+export interface GroupTarget {
+  group: string;
+  topic: string;
+  partition: number;
+  requestId: string;
+}
+
+export interface LeaseFetchRequest extends GroupTarget {
+  /** Records to lease; 0 = only wait (up to waitMs) until something is available, lease nothing. */
+  maxRecords: number;
+  /** Long-poll: wait up to this long when nothing is available. */
+  waitMs: number;
+  /** Lease length; default the policy's. */
+  leaseMs?: number;
+}
+
+export interface LeasedRecord extends RecordOut {
+  /** 1 for the first delivery. */
+  attempt: number;
+  /** When the lease ends (leader clock, ms since the epoch). */
+  leaseUntilMs: number;
+}
+
+export interface LeaseFetchResult {
+  records: LeasedRecord[];
+  /** Something is available now (answer to a wait-only call). */
+  available: boolean;
+  highWatermark: number;
+  /** The group's committed offset on this partition (null: nothing committed yet). */
+  committedOffset: number | null;
+}
+
+export interface LeaseAckItem {
+  offset: number;
+  attempt: number;
+  action: AckAction;
+  /** release: redeliver after this long instead of the policy's backoff. */
+  delayMs?: number;
+  /** extend: new lease length from now; default the policy's leaseMs. */
+  leaseMs?: number;
+  /** release/reject: what went wrong (kept with the record, and in its dead letter). */
+  error?: string;
+  /** Error class for dead-letter filtering; default the leading `Name:` of `error`. */
+  errorClass?: string;
+}
+
+export interface LeaseAckRequest extends GroupTarget {
+  items: LeaseAckItem[];
+}
+
+export type LeaseAckStatus = 'ok' | 'lease_expired' | 'stale_attempt';
+
+export interface LeaseAckResult {
+  status: LeaseAckStatus;
+  /** extend: the new end of the lease. */
+  leaseUntilMs?: number;
+  /** The record went to the dead-letter stream (reject, or the last attempt released). */
+  deadLettered?: boolean;
+  /** It ended without a dead letter (dead-lettering off, or its bytes were removed by retention). */
+  discarded?: boolean;
+  detail?: string;
+}
+
+export interface GroupPolicyRequest extends GroupTarget {
+  /** null clears the group's policy (back to the topic defaults). */
+  policy: LeasePolicyOverride | null;
+}
+
+export interface GroupLeaseInfo {
+  group: string;
+  topic: string;
+  partition: number;
+  override: LeasePolicyOverride | null;
+  effective: LeasePolicy;
+  committedOffset: number | null;
+  highWatermark: number;
+  /** Records under a valid lease, waiting for (re)delivery after a first delivery, and finished above committed. */
+  leased: number;
+  waiting: number;
+  done: number;
+  /** The group has leased on this partition or has a policy here. */
+  known: boolean;
+}
+
+export type DeadLetterState = 'active' | 'archived' | 'replayed';
+
+export interface DeadLetterFilter {
+  /** Dead-lettered at or after (ms since the epoch). */
+  fromMs?: number;
+  /** Dead-lettered before. */
+  toMs?: number;
+  group?: string;
+  errorClass?: string;
+  /** Sequence numbers within the partition. */
+  seqs?: number[];
+  /** Default: every state. */
+  states?: DeadLetterState[];
+}
+
+export interface DeadLetter {
+  topic: string;
+  partition: number;
+  /** Dense per partition, never reused; the API id is `${partition}-${seq}`. */
+  seq: number;
+  group: string;
+  originOffset: number;
+  record: RecordIn;
+  attempts: number;
+  lastError: string;
+  errorClass: string;
+  firstDeliveryMs: number;
+  lastDeliveryMs: number;
+  deadLetteredMs: number;
+  state: DeadLetterState;
+  replay?: { jobId: string; offset: number; atMs: number };
+}
+
+export interface DeadLetterQuery {
+  topic: string;
+  partition: number;
+  filter: DeadLetterFilter;
+  /** Only entries with a larger seq (paging). */
+  afterSeq?: number;
+  limit: number;
+  requestId: string;
+}
+
+export interface DeadLetterPage {
+  items: DeadLetter[];
+  /** Pass as afterSeq for the next page; null at the end. */
+  nextAfterSeq: number | null;
+}
+
+export interface DeadLetterAdminRequest {
+  topic: string;
+  partition: number;
+  action: 'archive' | 'purge';
+  filter: DeadLetterFilter;
+  requestId: string;
+}
+
+export interface ReplayJobRequest {
+  topic: string;
+  partition: number;
+  jobId: string;
+  /** Entries to replay (only `active` ones are ever replayed). */
+  filter: DeadLetterFilter;
+  /** Records per second on this partition. */
+  ratePerSec: number;
+  dryRun: boolean;
+  requestId: string;
+}
+
+export interface ReplayJobStatus {
+  jobId: string;
+  topic: string;
+  partition: number;
+  state: 'running' | 'done';
+  dryRun: boolean;
+  ratePerSec: number;
+  /** Active entries matching the filter when the job was created. */
+  matched: number;
+  /** Records written back to the origin by this job. */
+  written: number;
+  /** Matching entries that were already replayed (by this job's earlier run or another job). */
+  skipped: number;
+  createdMs: number;
+  finishedMs: number | null;
+}
+
+export interface ReplayJobQuery {
+  topic: string;
+  partition: number;
+  jobId: string;
+  requestId: string;
+}
+
+/** Leased groups and dead letters of one partition, asked of its leader. */
+export interface LeasedPartitionClient {
+  leaseFetch(req: LeaseFetchRequest): Promise<LeaseFetchResult>;
+  leaseAck(req: LeaseAckRequest): Promise<LeaseAckResult[]>;
+  setGroupPolicy(req: GroupPolicyRequest): Promise<GroupLeaseInfo>;
+  getGroupLeases(req: GroupTarget): Promise<GroupLeaseInfo>;
+  listDeadLetters(q: DeadLetterQuery): Promise<DeadLetterPage>;
+  adminDeadLetters(req: DeadLetterAdminRequest): Promise<{ count: number }>;
+  startReplay(req: ReplayJobRequest): Promise<ReplayJobStatus>;
+  /** null when this partition has no such job. */
+  getReplay(q: ReplayJobQuery): Promise<ReplayJobStatus | null>;
+}

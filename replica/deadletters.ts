@@ -1,0 +1,418 @@
+import type { DeadLetterFilter, DeadLetterState } from '../common/leased-api';
+import type { RecordIn } from '../common/partition-api';
+import { readRecord, writeRecord } from './client-protocol/partition-api-codec';
+import { BufReader, BufWriter, CodecError } from './transport/bytes';
+
+/**
+ * The dead-letter stream of one partition and its replay jobs: part of the partition's replicated
+ * state (written through Raft like any record, snapshotted with the rest of the state keyspace).
+ * Pure and deterministic: times come from the commands.
+ *
+ * Entries are numbered densely per partition (`seq`, never reused: the counter is persisted, not
+ * derived). An entry is `active` until it is archived (kept, hidden from replay) or replayed
+ * (written back to the origin by a job; kept with the job id and the new offset). A replay job is
+ * a cursor over the entries: each batch writes the records and marks their entries replayed in
+ * the same applied entry, so a record is replayed at most once whatever happens to the leader —
+ * and re-running a job (or another job over the same entries) skips them.
+ */
+
+export interface DeadLetterRow {
+  seq: number;
+  group: string;
+  originOffset: number;
+  record: RecordIn;
+  attempts: number;
+  lastError: string;
+  errorClass: string;
+  firstDeliveryMs: number;
+  lastDeliveryMs: number;
+  deadLetteredMs: number;
+  state: DeadLetterState;
+  replay?: { jobId: string; offset: number; atMs: number };
+}
+
+export interface ReplayJobRow {
+  jobId: string;
+  filter: DeadLetterFilter;
+  ratePerSec: number;
+  dryRun: boolean;
+  createdMs: number;
+  state: 'running' | 'done';
+  /** Next seq to examine. */
+  cursor: number;
+  matched: number;
+  written: number;
+  skipped: number;
+  finishedMs: number | null;
+}
+
+export interface DeadLetterSink {
+  entry(seq: number, row: DeadLetterRow | null): void;
+  job(row: ReplayJobRow): void;
+  nextSeq(next: number): void;
+}
+
+export interface ReplayPlan {
+  seqs: number[];
+  /** The batch covers seqs below this. */
+  cursorTo: number;
+  /** Nothing at or after cursorTo exists (yet). */
+  done: boolean;
+}
+
+const STATES: readonly DeadLetterState[] = ['active', 'archived', 'replayed'];
+
+export function matchesFilter(row: DeadLetterRow, f: DeadLetterFilter): boolean {
+  if (f.fromMs !== undefined && row.deadLetteredMs < f.fromMs) return false;
+  if (f.toMs !== undefined && row.deadLetteredMs >= f.toMs) return false;
+  if (f.group !== undefined && row.group !== f.group) return false;
+  if (f.errorClass !== undefined && row.errorClass !== f.errorClass) return false;
+  if (f.seqs !== undefined && !f.seqs.includes(row.seq)) return false;
+  if (f.states !== undefined && !f.states.includes(row.state)) return false;
+  return true;
+}
+
+/** A filter with a fixed field order, so its JSON is the same on every replica. */
+export function normalizeFilter(f: DeadLetterFilter): DeadLetterFilter {
+  const out: DeadLetterFilter = {};
+  if (f.fromMs !== undefined) out.fromMs = f.fromMs;
+  if (f.toMs !== undefined) out.toMs = f.toMs;
+  if (f.group !== undefined) out.group = f.group;
+  if (f.errorClass !== undefined) out.errorClass = f.errorClass;
+  if (f.seqs !== undefined) out.seqs = [...f.seqs];
+  if (f.states !== undefined) out.states = [...f.states];
+  return out;
+}
+
+/** Parse a filter from JSON (commands and wire bodies), checking every field. */
+export function parseFilter(json: string): DeadLetterFilter {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    throw new CodecError('bad_json', 'dead-letter filter is not JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new CodecError('bad_json', 'dead-letter filter is not an object');
+  const o = v as Record<string, unknown>;
+  const f: DeadLetterFilter = {};
+  const int = (k: string) => {
+    if (o[k] === undefined) return undefined;
+    if (!Number.isSafeInteger(o[k])) throw new CodecError('bad_json', `filter.${k} is not an integer`);
+    return o[k] as number;
+  };
+  const str = (k: string) => {
+    if (o[k] === undefined) return undefined;
+    if (typeof o[k] !== 'string') throw new CodecError('bad_json', `filter.${k} is not a string`);
+    return o[k] as string;
+  };
+  const fromMs = int('fromMs');
+  const toMs = int('toMs');
+  const group = str('group');
+  const errorClass = str('errorClass');
+  if (fromMs !== undefined) f.fromMs = fromMs;
+  if (toMs !== undefined) f.toMs = toMs;
+  if (group !== undefined) f.group = group;
+  if (errorClass !== undefined) f.errorClass = errorClass;
+  if (o.seqs !== undefined) {
+    if (!Array.isArray(o.seqs) || !o.seqs.every((s) => Number.isSafeInteger(s) && (s as number) >= 0))
+      throw new CodecError('bad_json', 'filter.seqs is not a list of sequence numbers');
+    f.seqs = o.seqs as number[];
+  }
+  if (o.states !== undefined) {
+    if (!Array.isArray(o.states) || !o.states.every((s) => (STATES as readonly unknown[]).includes(s)))
+      throw new CodecError('bad_json', 'filter.states is not a list of active, archived, replayed');
+    f.states = o.states as DeadLetterState[];
+  }
+  for (const k of Object.keys(o))
+    if (!['fromMs', 'toMs', 'group', 'errorClass', 'seqs', 'states'].includes(k))
+      throw new CodecError('bad_json', `filter.${k} is not a filter field`);
+  return f;
+}
+
+export class DeadLetterStore {
+  nextSeq = 0;
+  /** By seq, ascending (entries are added in seq order and loaded sorted). */
+  readonly entries = new Map<number, DeadLetterRow>();
+  readonly jobs = new Map<string, ReplayJobRow>();
+
+  clear(): void {
+    this.nextSeq = 0;
+    this.entries.clear();
+    this.jobs.clear();
+  }
+
+  add(row: Omit<DeadLetterRow, 'seq' | 'state'>, sink: DeadLetterSink): DeadLetterRow {
+    const full: DeadLetterRow = { ...row, seq: this.nextSeq++, state: 'active' };
+    this.entries.set(full.seq, full);
+    sink.entry(full.seq, full);
+    sink.nextSeq(this.nextSeq);
+    return full;
+  }
+
+  /** Entries matching `filter` with seq > afterSeq, at most `limit`, in seq order. */
+  query(filter: DeadLetterFilter, afterSeq: number, limit: number): { rows: DeadLetterRow[]; more: boolean } {
+    const rows: DeadLetterRow[] = [];
+    for (const row of this.entries.values()) {
+      if (row.seq <= afterSeq || !matchesFilter(row, filter)) continue;
+      if (rows.length >= limit) return { rows, more: true };
+      rows.push(row);
+    }
+    return { rows, more: false };
+  }
+
+  archive(filter: DeadLetterFilter, sink: DeadLetterSink): number {
+    let n = 0;
+    for (const row of this.entries.values())
+      if (row.state === 'active' && matchesFilter(row, filter)) {
+        const next = { ...row, state: 'archived' as const };
+        this.entries.set(row.seq, next);
+        sink.entry(row.seq, next);
+        n++;
+      }
+    return n;
+  }
+
+  purge(filter: DeadLetterFilter, sink: DeadLetterSink): number {
+    let n = 0;
+    for (const row of [...this.entries.values()])
+      if (matchesFilter(row, filter)) {
+        this.entries.delete(row.seq);
+        sink.entry(row.seq, null);
+        n++;
+      }
+    return n;
+  }
+
+  /** The dead-letter time of the oldest entry (retention), or undefined when empty. */
+  oldestMs(): number | undefined {
+    let oldest: number | undefined;
+    for (const row of this.entries.values())
+      if (oldest === undefined || row.deadLetteredMs < oldest) oldest = row.deadLetteredMs;
+    return oldest;
+  }
+
+  countByState(): Record<DeadLetterState, number> {
+    const c = { active: 0, archived: 0, replayed: 0 };
+    for (const row of this.entries.values()) c[row.state]++;
+    return c;
+  }
+
+  // ---- replay jobs ----
+
+  /** Create a job (a no-op when the id exists: re-sending a create never starts a second run). */
+  createJob(
+    jobId: string,
+    filter: DeadLetterFilter,
+    ratePerSec: number,
+    dryRun: boolean,
+    nowMs: number,
+    sink: DeadLetterSink,
+  ): ReplayJobRow {
+    const existing = this.jobs.get(jobId);
+    if (existing) return existing;
+    let matched = 0;
+    let skipped = 0;
+    for (const row of this.entries.values()) {
+      if (!matchesFilter(row, { ...filter, states: undefined })) continue;
+      if (row.state === 'active') matched++;
+      else if (row.state === 'replayed') skipped++;
+    }
+    const job: ReplayJobRow = {
+      jobId,
+      filter: normalizeFilter({ ...filter, states: undefined }),
+      ratePerSec,
+      dryRun,
+      createdMs: nowMs,
+      state: dryRun ? 'done' : 'running',
+      cursor: dryRun ? this.nextSeq : 0,
+      matched,
+      written: 0,
+      skipped: dryRun ? skipped : 0,
+      finishedMs: dryRun ? nowMs : null,
+    };
+    this.jobs.set(jobId, job);
+    sink.job(job);
+    return job;
+  }
+
+  /** Leader: the next batch of a running job (active matching entries from its cursor). */
+  planReplay(jobId: string, max: number, scanLimit: number): ReplayPlan | undefined {
+    const job = this.jobs.get(jobId);
+    if (!job || job.state !== 'running') return undefined;
+    const seqs: number[] = [];
+    let cursorTo = job.cursor;
+    let scanned = 0;
+    for (const row of this.entries.values()) {
+      if (row.seq < job.cursor) continue;
+      if (seqs.length >= max || scanned >= scanLimit) return { seqs, cursorTo, done: false };
+      scanned++;
+      if (row.state === 'active' && matchesFilter(row, job.filter)) seqs.push(row.seq);
+      cursorTo = row.seq + 1;
+    }
+    return { seqs, cursorTo: Math.max(cursorTo, job.cursor), done: true };
+  }
+
+  /**
+   * Apply-time check of a replay batch: every entry must still be active and match (else the
+   * batch is refused whole and the leader plans again).
+   */
+  checkReplay(jobId: string, seqs: readonly number[], cursorTo: number): string | undefined {
+    const job = this.jobs.get(jobId);
+    if (!job || job.state !== 'running') return `replay job ${jobId} is not running`;
+    for (const s of seqs) {
+      const row = this.entries.get(s);
+      if (!row || row.state !== 'active' || !matchesFilter(row, job.filter) || s < job.cursor || s >= cursorTo)
+        return `dead letter ${s} is no longer eligible for job ${jobId}`;
+    }
+    return undefined;
+  }
+
+  /** The batch's records were written at baseOffset…: mark their entries and move the cursor. */
+  markReplayed(
+    jobId: string,
+    seqs: readonly number[],
+    cursorTo: number,
+    baseOffset: number,
+    nowMs: number,
+    sink: DeadLetterSink,
+  ): void {
+    const job = this.jobs.get(jobId)!;
+    seqs.forEach((s, i) => {
+      const row = this.entries.get(s)!;
+      const next: DeadLetterRow = { ...row, state: 'replayed', replay: { jobId, offset: baseOffset + i, atMs: nowMs } };
+      this.entries.set(s, next);
+      sink.entry(s, next);
+    });
+    this.moveCursor(job, cursorTo, new Set(seqs), false, nowMs, sink);
+    job.written += seqs.length;
+    sink.job(job);
+  }
+
+  /** Move a job's cursor past entries with nothing to write; `done` ends the job. */
+  advanceJob(jobId: string, cursorTo: number, done: boolean, nowMs: number, sink: DeadLetterSink): boolean {
+    const job = this.jobs.get(jobId);
+    if (!job || job.state !== 'running' || cursorTo < job.cursor) return false;
+    // An active matching entry in the range would be skipped silently: refuse, the leader plans again.
+    for (const row of this.entries.values())
+      if (row.seq >= job.cursor && row.seq < cursorTo && row.state === 'active' && matchesFilter(row, job.filter))
+        return false;
+    this.moveCursor(job, cursorTo, new Set(), done, nowMs, sink);
+    sink.job(job);
+    return true;
+  }
+
+  private moveCursor(
+    job: ReplayJobRow,
+    cursorTo: number,
+    written: Set<number>,
+    done: boolean,
+    nowMs: number,
+    sink: DeadLetterSink,
+  ): void {
+    for (const row of this.entries.values())
+      if (
+        row.seq >= job.cursor &&
+        row.seq < cursorTo &&
+        !written.has(row.seq) &&
+        row.state === 'replayed' &&
+        matchesFilter(row, job.filter)
+      )
+        job.skipped++;
+    job.cursor = cursorTo;
+    if (done) {
+      job.state = 'done';
+      job.finishedMs = nowMs;
+    }
+    void sink;
+  }
+}
+
+// ---- persistence ----
+
+const STATE_CODE: Record<DeadLetterState, number> = { active: 0, archived: 1, replayed: 2 };
+
+export function encodeDeadLetter(row: DeadLetterRow): Buffer {
+  const w = new BufWriter(128 + row.record.value.byteLength + (row.record.key?.byteLength ?? 0));
+  w.u8(1)
+    .str16(row.group)
+    .i53(row.originOffset)
+    .u32(row.attempts)
+    .str16(row.lastError)
+    .str16(row.errorClass)
+    .i53(row.firstDeliveryMs)
+    .i53(row.lastDeliveryMs)
+    .i53(row.deadLetteredMs)
+    .u8(STATE_CODE[row.state])
+    .bool(row.replay !== undefined);
+  if (row.replay) w.str16(row.replay.jobId).i53(row.replay.offset).i53(row.replay.atMs);
+  writeRecord(w, row.record);
+  return w.finish();
+}
+
+export function decodeDeadLetter(seq: number, v: Uint8Array): DeadLetterRow {
+  const rd = new BufReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+  const version = rd.u8('deadLetter.version');
+  if (version !== 1) throw new CodecError('bad_value', `dead letter version ${version}`);
+  const row: DeadLetterRow = {
+    seq,
+    group: rd.str16('group'),
+    originOffset: rd.i53('originOffset'),
+    attempts: rd.u32('attempts'),
+    lastError: rd.str16('lastError'),
+    errorClass: rd.str16('errorClass'),
+    firstDeliveryMs: rd.i53('firstDeliveryMs'),
+    lastDeliveryMs: rd.i53('lastDeliveryMs'),
+    deadLetteredMs: rd.i53('deadLetteredMs'),
+    state: STATES[rd.u8('state')] ?? 'active',
+    record: { key: null, value: new Uint8Array(0), headers: [], timestampMs: 0 },
+  };
+  if (rd.bool('hasReplay')) row.replay = { jobId: rd.str16('jobId'), offset: rd.i53('offset'), atMs: rd.i53('atMs') };
+  row.record = readRecord(rd);
+  rd.end('dead letter');
+  return row;
+}
+
+export function encodeJob(j: ReplayJobRow): Buffer {
+  return new BufWriter(128)
+    .u8(1)
+    .str32(JSON.stringify(j.filter))
+    .i53(Math.round(j.ratePerSec * 1000))
+    .bool(j.dryRun)
+    .i53(j.createdMs)
+    .bool(j.state === 'done')
+    .i53(j.cursor)
+    .i53(j.matched)
+    .i53(j.written)
+    .i53(j.skipped)
+    .i53(j.finishedMs ?? -1, -1)
+    .finish();
+}
+
+export function decodeJob(jobId: string, v: Uint8Array): ReplayJobRow {
+  const rd = new BufReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+  const version = rd.u8('job.version');
+  if (version !== 1) throw new CodecError('bad_value', `replay job version ${version}`);
+  const filter = parseFilter(rd.str32('filter'));
+  const ratePerSec = rd.i53('rate') / 1000;
+  const dryRun = rd.bool('dryRun');
+  const createdMs = rd.i53('createdMs');
+  const done = rd.bool('done');
+  const job: ReplayJobRow = {
+    jobId,
+    filter,
+    ratePerSec,
+    dryRun,
+    createdMs,
+    state: done ? 'done' : 'running',
+    cursor: rd.i53('cursor'),
+    matched: rd.i53('matched'),
+    written: rd.i53('written'),
+    skipped: rd.i53('skipped'),
+    finishedMs: null,
+  };
+  const f = rd.i53('finishedMs', -1);
+  job.finishedMs = f < 0 ? null : f;
+  rd.end('replay job');
+  return job;
+}
