@@ -9,6 +9,7 @@ import { ANONYMOUS, type Authenticator } from './auth';
 import type { TopicCatalog } from './catalog';
 import { DEFAULT_LIMITS, type Call, type GatewayContext, type GatewayLimits, type Handler } from './handlers/context';
 import { createGatewayMetrics } from './metrics';
+import { gauge } from '../common/metrics';
 import { buildOpenApiDocument } from './openapi';
 import type { QuotaManager } from './quotas';
 import { bodyError, createAjv, paramError, type JsonSchema } from './validation';
@@ -206,9 +207,43 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
     res.status(p.status).set(headers).send(JSON.stringify(p));
   };
 
-  const readBody = async (req: Request, res: Response): Promise<unknown> => {
+  // Request bodies in memory are bounded as a whole, not only per request: each body's size is
+  // reserved before it is read (Content-Length; maxBodyBytes when unknown or compressed) and
+  // released when its answer is finished. Without this, N concurrent clients hold N × maxBodyBytes
+  // (about 5× that in memory: buffer, text, parsed records, record bytes, replica frame) before
+  // any in-flight bound is reached. One body is always admitted when none is held, so nothing starves.
+  let bodyBytesHeld = 0;
+  gauge(deps.registry, {
+    name: 'daftka_gateway_body_bytes_in_flight',
+    help: 'Request body bytes reserved by requests being read or served (bounded by maxBodyBytesInFlight)',
+    collect() {
+      this.set(bodyBytesHeld);
+    },
+  });
+  const reserveBody = (req: Request, res: Response, state: RequestState): void => {
+    const declared = Number(req.headers['content-length']);
+    const known = req.headers['content-length'] !== undefined && Number.isSafeInteger(declared) && declared >= 0;
+    const encoding = String(req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    const plain = encoding === 'identity' || encoding === '';
+    // A declared length over the limit is answered 413 by the body reader without reading it.
+    if (known && plain && declared > limits.maxBodyBytes) return;
+    const cost = known && plain ? declared : limits.maxBodyBytes;
+    if (bodyBytesHeld > 0 && bodyBytesHeld + cost > limits.maxBodyBytesInFlight) {
+      metrics.shed.inc({ reason: 'body_bytes', kind: state.route });
+      throw new DaftkaError('OVERLOADED', 'the gateway is holding too many request bodies; retry later', {
+        retryAfterMs: 1000,
+      });
+    }
+    bodyBytesHeld += cost;
+    res.once('close', () => {
+      bodyBytesHeld -= cost;
+    });
+  };
+
+  const readBody = async (req: Request, res: Response, state: RequestState): Promise<unknown> => {
     if (!mediaTypeIsJson(req.headers['content-type']))
       throw new DaftkaError('UNSUPPORTED_MEDIA_TYPE', 'send the body as JSON with Content-Type: application/json');
+    reserveBody(req, res, state);
     await new Promise<void>((resolve, reject) => rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
     const buf: unknown = req.body;
     if (!Buffer.isBuffer(buf) || buf.length === 0)
@@ -290,7 +325,7 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
           principal,
           query,
           body: async <T>() => {
-            const doc = await readBody(req, res);
+            const doc = await readBody(req, res, state);
             if (validateBody && !validateBody(doc)) throw bodyError(validateBody.errors);
             return doc as T;
           },

@@ -71,6 +71,16 @@ export const gatewaySchema = defineSchema({
     unit: 'bytes',
     doc: 'largest request body after decompression (413 above)',
   },
+  maxBodyBytesInFlight: {
+    type: 'int',
+    env: 'DAFTKA_GATEWAY_MAX_BODY_BYTES_IN_FLIGHT',
+    flag: 'max-body-bytes-in-flight',
+    default: 32 * 1_048_576,
+    min: 1024,
+    max: 16 * 1024 * 1_048_576,
+    unit: 'bytes',
+    doc: 'request bodies held at once, reserved before reading (Content-Length, else maxBodyBytes) until the answer; a body that does not fit is answered 503 OVERLOADED unread',
+  },
   maxRecordsPerRequest: {
     type: 'int',
     env: 'DAFTKA_GATEWAY_MAX_RECORDS_PER_REQUEST',
@@ -181,6 +191,12 @@ export const gatewaySchema = defineSchema({
     unit: 'ms',
     doc: 'SIGTERM: time for requests in flight (long-polls included) before connections are closed',
   },
+  leaseSecret: {
+    type: 'string',
+    env: 'DAFTKA_GATEWAY_LEASE_SECRET',
+    default: '',
+    doc: 'HMAC key of lease tokens, at least 32 characters, the same on every gateway pod (from a Secret; local mode generates one); empty: leased fetch and acks answer 501',
+  },
   logLevel: {
     type: 'enum',
     env: 'DAFTKA_LOG_LEVEL',
@@ -196,6 +212,7 @@ export type GatewayConfig = ConfigOf<typeof gatewaySchema> & { topicsFile: strin
 export const BOUND_KEYS = [
   'requestTimeoutMs',
   'maxBodyBytes',
+  'maxBodyBytesInFlight',
   'maxRecordsPerRequest',
   'fetchMaxRecords',
   'fetchMaxBytes',

@@ -15,6 +15,24 @@ export interface GatewayMetrics {
   fetchRecords: client.Counter<'topic'>;
   fetchBytes: client.Counter<'topic'>;
   throttled: client.Counter<'topic' | 'reason'>;
+  shed: client.Counter<'reason' | 'kind'>;
+}
+
+/**
+ * `daftka_gateway_shed_requests_total`: 503 OVERLOADED answers from a gateway bound, by bound
+ * (`inflight_limit`: an endpoint's in-flight calls, counted by the router; `body_bytes`: request
+ * bodies held in memory, counted by the app) and operation. Shared by both, so get-or-create.
+ */
+export function shedCounter(reg: client.Registry): client.Counter<'reason' | 'kind'> {
+  const name = 'daftka_gateway_shed_requests_total';
+  return (
+    (reg.getSingleMetric(name) as client.Counter<'reason' | 'kind'> | undefined) ??
+    counter(reg, {
+      name,
+      help: 'Requests refused with 503 OVERLOADED by a gateway bound (inflight_limit: calls in flight to an endpoint; body_bytes: request bodies in memory)',
+      labelNames: ['reason', 'kind'],
+    })
+  );
 }
 
 export function createGatewayMetrics(reg: client.Registry): GatewayMetrics {
@@ -59,5 +77,6 @@ export function createGatewayMetrics(reg: client.Registry): GatewayMetrics {
       help: 'Requests refused with 429 QUOTA_EXCEEDED, by topic and quota (produce_bytes, produce_records, fetch_bytes)',
       labelNames: ['topic', 'reason'],
     }),
+    shed: shedCounter(reg),
   };
 }

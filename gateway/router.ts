@@ -15,6 +15,7 @@ import type {
   ProduceResult,
 } from '../common/partition-api';
 import { ENDPOINT_PATTERN, type TopicCatalog } from './catalog';
+import { shedCounter } from './metrics';
 
 /**
  * Routes partition calls to the partition's leader.
@@ -206,11 +207,7 @@ export class PartitionRouter implements PartitionClient {
           help: 'Calls sent on to another replica: reason not_leader (redirect followed) or unreachable',
           labelNames: ['reason'],
         }),
-        shed: counter(reg, {
-          name: 'daftka_gateway_shed_requests_total',
-          help: 'Requests refused with 503 OVERLOADED because an endpoint had too many calls in flight',
-          labelNames: ['reason', 'kind'],
-        }),
+        shed: shedCounter(reg),
         updates: counter(reg, {
           name: 'daftka_gateway_leader_updates_total',
           help: 'Leader table changes by source (nats, discover, hint, status, answer)',

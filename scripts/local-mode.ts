@@ -17,6 +17,9 @@ import {
   type DesiredReplica,
   type TopicSpec,
 } from '../common/topic-spec';
+import type { PartitionStatus } from '../common/partition-api';
+import { RemotePartitionClient } from '../replica/client-protocol/remote-client';
+import { RpcClient } from '../replica/client-protocol/rpc-client';
 import type { localSchema } from './local-config';
 import { ProcessDriver, type ProcessDriverOptions } from './process-driver';
 
@@ -188,6 +191,20 @@ export interface LocalRun {
   stop(): Promise<void>;
 }
 
+/** A replica's own status over its client port (role, term, voters, learners, watermarks). */
+export async function replicaStatus(clientPort: number, topic: string, partition: number): Promise<PartitionStatus> {
+  const rpc = new RpcClient({ host: '127.0.0.1', port: clientPort, connectTimeoutMs: 1000, defaultTimeoutMs: 2000 });
+  try {
+    return await new RemotePartitionClient(rpc, { defaultTimeoutMs: 2000 }).status(
+      topic,
+      partition,
+      'local-mode-ready',
+    );
+  } finally {
+    rpc.close();
+  }
+}
+
 export const GATEWAY = 'gateway';
 export const NATS = 'nats-server';
 
@@ -233,6 +250,23 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
   const waitReady = async (timeoutMs = 120_000) => {
     const deadline = Date.now() + timeoutMs;
     const base = plan.gatewayUrl;
+    // A leader alone is not enough: a new group is founded by ordinal 0 alone and refuses
+    // writes (NO_QUORUM) until a majority of it are voters. Ready = every group whole.
+    for (const t of plan.topics)
+      for (let p = 0; p < t.spec.partitions; p++) {
+        const members = plan.replicas.filter((r) => r.topic === t.name && r.partition === p);
+        await waitFor(
+          `partition ${t.name}/${p} (all ${t.spec.replicationFactor} replicas voters)`,
+          async () => {
+            for (const r of members) {
+              const s = await replicaStatus(r.address.clientPort, t.name, p).catch(() => null);
+              if (s?.role === 'leader' && s.voters.length === t.spec.replicationFactor) return true;
+            }
+            return false;
+          },
+          deadline,
+        );
+      }
     await waitFor('gateway', async () => (await fetch(`${base}/healthz`)).ok, deadline);
     for (const t of plan.topics)
       await waitFor(

@@ -600,7 +600,9 @@ export const ALERTS: readonly AlertRule[] = [
     expr:
       `max by (namespace, component, pod) (daftka_nats_connected{job="${JOBS.replica}"}) == 0\n` +
       `or\n` +
-      `max by (namespace, component, pod) (daftka_gateway_nats_connected{job="${JOBS.gateway}"}) == 0`,
+      `max by (namespace, component, pod) (daftka_gateway_nats_connected{job="${JOBS.gateway}"}) == 0\n` +
+      `or\n` +
+      `max by (namespace, component, pod) (daftka_operator_nats_connected{job="${JOBS.operator}"}) == 0`,
     for: '5m',
     severity: 'ticket',
     summary: '{{ $labels.pod }} is disconnected from NATS',
@@ -726,42 +728,59 @@ export const ALERTS: readonly AlertRule[] = [
     alert: 'DaftkaOperatorReconcileErrors',
     group: 'daftka-operator',
     expr:
-      `sum by (namespace, kind) (rate(daftka_operator_reconcile_total{job="${JOBS.operator}", result="error"}[10m]))\n` +
+      `sum by (namespace, kind) (rate(daftka_operator_reconcile_errors_total{job="${JOBS.operator}"}[10m]))\n` +
       `/\n` +
-      `sum by (namespace, kind) (rate(daftka_operator_reconcile_total{job="${JOBS.operator}"}[10m]))\n` +
+      `sum by (namespace, kind) (rate(daftka_operator_reconcile_duration_seconds_count{job="${JOBS.operator}"}[10m]))\n` +
       `> 0.1`,
     for: '15m',
     severity: 'ticket',
-    summary: 'The operator fails {{ $value | humanizePercentage }} of {{ $labels.kind }} reconciles',
+    summary: 'The operator fails {{ $value | humanizePercentage }} of its {{ $labels.kind }} reconciles',
     description:
-      'For 15 minutes, {{ $value | humanizePercentage }} of the reconciles of {{ $labels.kind }} objects in ' +
-      '{{ $labels.namespace }} ended in an error. The conditions of the objects say why.',
+      "For 15 minutes, {{ $value | humanizePercentage }} of the operator's {{ $labels.kind }} reconciles in " +
+      '{{ $labels.namespace }} ended in an error and were requeued with backoff. The Topic and Partition ' +
+      'conditions and the operator log say why.',
     fires: {
       series: [
         {
-          series: sel('daftka_operator_reconcile_total', { ...operatorPod(0), kind: 'Partition', result: 'error' }),
+          series: sel('daftka_operator_reconcile_errors_total', { ...operatorPod(0), kind: 'topic' }),
           values: '0+5x40',
         },
         {
-          series: sel('daftka_operator_reconcile_total', { ...operatorPod(0), kind: 'Partition', result: 'success' }),
+          series: sel('daftka_operator_reconcile_duration_seconds_count', {
+            ...operatorPod(0),
+            kind: 'topic',
+            result: 'error',
+          }),
+          values: '0+5x40',
+        },
+        {
+          series: sel('daftka_operator_reconcile_duration_seconds_count', {
+            ...operatorPod(0),
+            kind: 'topic',
+            result: 'ok',
+          }),
           values: '0+5x40',
         },
       ],
       pendingAt: '10m',
       at: '30m',
-      alerts: [{ labels: { namespace: NS, kind: 'Partition' }, value: '50%' }],
+      alerts: [{ labels: { namespace: NS, kind: 'topic' }, value: '50%' }],
     },
     silent: [
       {
         why: 'an occasional conflict (1 %)',
         series: [
           {
-            series: sel('daftka_operator_reconcile_total', { ...operatorPod(0), kind: 'Partition', result: 'error' }),
+            series: sel('daftka_operator_reconcile_errors_total', { ...operatorPod(0), kind: 'topic' }),
             values: '0+1x40',
           },
           {
-            series: sel('daftka_operator_reconcile_total', { ...operatorPod(0), kind: 'Partition', result: 'success' }),
-            values: '0+99x40',
+            series: sel('daftka_operator_reconcile_duration_seconds_count', {
+              ...operatorPod(0),
+              kind: 'topic',
+              result: 'ok',
+            }),
+            values: '0+100x40',
           },
         ],
         at: '30m',
@@ -775,10 +794,10 @@ export const ALERTS: readonly AlertRule[] = [
       `(\n` +
       `  sum by (namespace) (daftka_operator_workqueue_depth{job="${JOBS.operator}"}) > 0\n` +
       `  unless on (namespace)\n` +
-      `  sum by (namespace) (increase(daftka_operator_reconcile_total{job="${JOBS.operator}", result="success"}[15m])) > 0\n` +
+      `  sum by (namespace) (increase(daftka_operator_reconcile_duration_seconds_count{job="${JOBS.operator}"}[15m])) > 0\n` +
       `)\n` +
       `or\n` +
-      `max by (namespace) (daftka_operator_leader{job="${JOBS.operator}"}) == 0`,
+      `max by (namespace) (daftka_operator_is_leader{job="${JOBS.operator}"}) == 0`,
     for: '15m',
     severity: 'ticket',
     summary: 'The Daftka operator in {{ $labels.namespace }} is not reconciling',
@@ -788,11 +807,15 @@ export const ALERTS: readonly AlertRule[] = [
       'the data path is unaffected.',
     fires: {
       series: [
-        { series: sel('daftka_operator_leader', operatorPod(0)), values: '1x40' },
-        { series: sel('daftka_operator_leader', operatorPod(1)), values: '0x40' },
-        { series: sel('daftka_operator_workqueue_depth', { ...operatorPod(0), kind: 'Partition' }), values: '3x40' },
+        { series: sel('daftka_operator_is_leader', operatorPod(0)), values: '1x40' },
+        { series: sel('daftka_operator_is_leader', operatorPod(1)), values: '0x40' },
+        { series: sel('daftka_operator_workqueue_depth', operatorPod(0)), values: '3x40' },
         {
-          series: sel('daftka_operator_reconcile_total', { ...operatorPod(0), kind: 'Partition', result: 'success' }),
+          series: sel('daftka_operator_reconcile_duration_seconds_count', {
+            ...operatorPod(0),
+            kind: 'topic',
+            result: 'ok',
+          }),
           values: '10x40',
         },
       ],
@@ -804,10 +827,14 @@ export const ALERTS: readonly AlertRule[] = [
       {
         why: 'work queued and being done',
         series: [
-          { series: sel('daftka_operator_leader', operatorPod(0)), values: '1x40' },
-          { series: sel('daftka_operator_workqueue_depth', { ...operatorPod(0), kind: 'Partition' }), values: '3x40' },
+          { series: sel('daftka_operator_is_leader', operatorPod(0)), values: '1x40' },
+          { series: sel('daftka_operator_workqueue_depth', operatorPod(0)), values: '3x40' },
           {
-            series: sel('daftka_operator_reconcile_total', { ...operatorPod(0), kind: 'Partition', result: 'success' }),
+            series: sel('daftka_operator_reconcile_duration_seconds_count', {
+              ...operatorPod(0),
+              kind: 'topic',
+              result: 'ok',
+            }),
             values: '0+2x40',
           },
         ],
@@ -816,10 +843,14 @@ export const ALERTS: readonly AlertRule[] = [
       {
         why: 'nothing to do',
         series: [
-          { series: sel('daftka_operator_leader', operatorPod(0)), values: '1x40' },
-          { series: sel('daftka_operator_workqueue_depth', { ...operatorPod(0), kind: 'Partition' }), values: '0x40' },
+          { series: sel('daftka_operator_is_leader', operatorPod(0)), values: '1x40' },
+          { series: sel('daftka_operator_workqueue_depth', operatorPod(0)), values: '0x40' },
           {
-            series: sel('daftka_operator_reconcile_total', { ...operatorPod(0), kind: 'Partition', result: 'success' }),
+            series: sel('daftka_operator_reconcile_duration_seconds_count', {
+              ...operatorPod(0),
+              kind: 'topic',
+              result: 'ok',
+            }),
             values: '10x40',
           },
         ],

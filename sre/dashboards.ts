@@ -932,7 +932,7 @@ function operator(): Dashboard {
   return build(
     'daftka-operator',
     'Daftka / Operator',
-    'Reconciles of Topics and Partitions, the work queue, leader election and actions taken.',
+    'Reconciles, the work queue, leader election, the rebalancer and the Kubernetes API calls of the operator.',
     [datasourceVar, namespaceVar],
     [
       {
@@ -940,10 +940,22 @@ function operator(): Dashboard {
         panels: [
           ts(
             'Reconciles by kind and result',
-            'Reconciles finished per second.',
-            [q(`sum by (kind, result) (rate(daftka_operator_reconcile_total{${O}}[${RATE}]))`, '{{kind}} {{result}}')],
+            'Reconciles finished per second (kind: topic or rebalance).',
+            [
+              q(
+                `sum by (kind, result) (rate(daftka_operator_reconcile_duration_seconds_count{${O}}[${RATE}]))`,
+                '{{kind}} {{result}}',
+              ),
+            ],
             'short',
-            { w: 12, stack: true },
+            { w: 8, stack: true },
+          ),
+          ts(
+            'Reconcile errors',
+            'Reconciles that failed and were requeued with backoff, per second.',
+            [q(`sum by (kind) (rate(daftka_operator_reconcile_errors_total{${O}}[${RATE}]))`, '{{kind}}')],
+            'short',
+            { w: 8 },
           ),
           ts(
             'Reconcile duration p99',
@@ -955,38 +967,99 @@ function operator(): Dashboard {
               ),
             ],
             's',
-            { w: 12 },
+            { w: 8 },
           ),
           ts(
             'Work queue depth',
-            'Objects waiting to be reconciled.',
-            [q(`sum by (kind) (daftka_operator_workqueue_depth{${O}})`, '{{kind}}')],
+            'Keys waiting to be reconciled, per operator pod.',
+            [q(`max by (pod) (daftka_operator_workqueue_depth{${O}})`, '{{pod}}')],
             'short',
-            { w: 12 },
+            { w: 8 },
           ),
           ts(
             'Leader',
             'Which operator pod holds the Lease (1).',
-            [q(`max by (pod) (daftka_operator_leader{${O}})`, '{{pod}}')],
+            [q(`max by (pod) (daftka_operator_is_leader{${O}})`, '{{pod}}')],
             'short',
-            { w: 12, min: 0, max: 1 },
+            { w: 8, min: 0, max: 1 },
+          ),
+          ts(
+            'Topics managed',
+            'Topics the active operator manages.',
+            [q(`max (daftka_operator_topics{${O}} and on (pod) (daftka_operator_is_leader{${O}} == 1))`, 'topics')],
+            'short',
+            { w: 8 },
           ),
         ],
       },
       {
-        row: 'Actions',
+        row: 'Rebalancer',
         panels: [
           ts(
-            'Actions by kind and result',
-            'Leadership transfers, replica moves, rolls and clean-ups the operator started, by result.',
+            'Actions',
+            'Rebalancer decisions carried out (leadership transfers, pod deletions for moves and rolls), by outcome.',
             [
               q(
-                `sum by (action, result) (increase(daftka_operator_actions_total{${O}}[${RATE}]))`,
-                '{{action}} {{result}}',
+                `sum by (action, outcome) (increase(daftka_operator_rebalance_actions_total{${O}}[${RATE}]))`,
+                '{{action}} {{outcome}}',
               ),
             ],
             'short',
-            { w: 24 },
+            { w: 8 },
+          ),
+          ts(
+            'Blocked passes',
+            'Passes in which a wanted move or roll had to wait, by reason (e.g. a follower not caught up).',
+            [q(`sum by (reason) (increase(daftka_operator_rebalance_blocked_total{${O}}[${RATE}]))`, '{{reason}}')],
+            'short',
+            { w: 8 },
+          ),
+          ts(
+            'Moves in flight and leader skew',
+            'Partitions with a move or roll in progress; most minus fewest leaders on one node.',
+            [
+              q(`max (daftka_operator_moves_in_flight{${O}})`, 'moves in flight'),
+              q(`max (daftka_operator_leader_skew{${O}})`, 'leader skew'),
+            ],
+            'short',
+            { w: 8 },
+          ),
+        ],
+      },
+      {
+        row: 'Kubernetes API and NATS',
+        panels: [
+          ts(
+            'API requests by code',
+            'Requests to the Kubernetes API per second, by method and HTTP code.',
+            [
+              q(
+                `sum by (method, code) (rate(daftka_operator_kube_requests_total{${O}}[${RATE}]))`,
+                '{{method}} {{code}}',
+              ),
+            ],
+            'reqps',
+            { w: 8 },
+          ),
+          ts(
+            'Server-side applies',
+            'Applies sent, and applies skipped because the object was already as desired.',
+            [q(`sum by (kind, result) (rate(daftka_operator_applies_total{${O}}[${RATE}]))`, '{{kind}} {{result}}')],
+            'short',
+            { w: 8 },
+          ),
+          ts(
+            'Replica reports and NATS',
+            'Replica reports received on NATS by kind and result; 1 while connected.',
+            [
+              q(
+                `sum by (kind, result) (rate(daftka_operator_nats_reports_total{${O}}[${RATE}]))`,
+                '{{kind}} {{result}}',
+              ),
+              q(`min (daftka_operator_nats_connected{${O}})`, 'connected'),
+            ],
+            'short',
+            { w: 8 },
           ),
         ],
       },

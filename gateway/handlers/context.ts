@@ -14,6 +14,8 @@ import { invalidParameter } from '../validation';
 export interface GatewayLimits {
   /** Largest request body, after decompression, in bytes. */
   maxBodyBytes: number;
+  /** Request bodies held in memory at once (reserved before reading, released after the answer). */
+  maxBodyBytesInFlight: number;
   /** Most records in one produce request. */
   maxRecordsPerRequest: number;
   /** Fetch `max_records` above this is lowered to it. */
@@ -26,6 +28,7 @@ export interface GatewayLimits {
 
 export const DEFAULT_LIMITS: GatewayLimits = {
   maxBodyBytes: 8 * 1_048_576,
+  maxBodyBytesInFlight: 32 * 1_048_576,
   maxRecordsPerRequest: 1000,
   fetchMaxRecords: 1000,
   fetchMaxBytes: 8 * 1_048_576,

@@ -11,6 +11,7 @@ import {
   NATS,
   natsServerPath,
   planLocal,
+  replicaStatus,
   startLocal,
   type LocalPlan,
   type LocalRun,
@@ -200,14 +201,14 @@ export class LocalStack {
     this.resume(NATS);
   }
 
-  /** The replica that says it leads `topic/partition` (from its own /metrics), highest term wins. */
+  /** The replica that says it leads `topic/partition` (its own status over the client port), highest term wins. */
   async leader(topic: string, partition: number): Promise<LeaderInfo | null> {
     let best: LeaderInfo | null = null;
     await Promise.all(
       this.replicas(topic, partition).map(async (r) => {
-        const m = await replicaMetrics(r.httpPort).catch(() => null);
-        if (m === null || m.leader !== 1) return;
-        if (best === null || m.term > best.term) best = { ...r, term: m.term, pid: this.pid(r.name) };
+        const s = await replicaStatus(r.clientPort, topic, partition).catch(() => null);
+        if (s === null || s.role !== 'leader') return;
+        if (best === null || s.term > best.term) best = { ...r, term: s.term, pid: this.pid(r.name) };
       }),
     );
     return best;
@@ -278,17 +279,6 @@ export class LocalStack {
       if (!quiet) process.stderr.write(`local stack data and logs kept in ${this.dataDir}\n`);
     } else rmSync(this.dataDir, { recursive: true, force: true });
   }
-}
-
-/** A replica's leader gauge and term, from its /metrics. */
-export async function replicaMetrics(httpPort: number): Promise<{ leader: number; term: number; text: string }> {
-  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(3000) });
-  const text = await res.text();
-  const value = (name: string) => {
-    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'm').exec(text);
-    return m ? Number(m[1]) : NaN;
-  };
-  return { leader: value('daftka_raft_leader'), term: value('daftka_raft_term'), text };
 }
 
 /** A value of a Prometheus text exposition (first sample whose labels contain `labels`). */

@@ -1,0 +1,77 @@
+/**
+ * docs/metrics.md's table from the programs themselves: local mode (nats-server, 3 replicas, the
+ * gateway; test/helpers/local-stack.ts) under a small workload that touches every code path with a
+ * labelled metric (produce, fetch, group offsets, a refused request), scraped over HTTP; plus the
+ * operator's registry, built in this process (the operator does not run in local mode).
+ *
+ *   npx tsx sre/metrics-doc.ts      rewrite the table in docs/metrics.md (prose around it is kept)
+ *
+ * test/e2e/helm-metrics.test.ts runs the same collection and holds the doc, the dashboards and the
+ * alert rules to it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { operatorMetrics } from '../operator/metrics';
+import { LocalStack } from '../test/helpers/local-stack';
+import { catalogFromRegistry, parseExposition, replaceTable, type Catalog } from './metrics-catalog';
+
+export const METRICS_DOC = path.resolve(__dirname, '..', 'docs', 'metrics.md');
+export const LIVE_TOPIC = 'metrics';
+
+/** Starts the small stack used for the scrape: one topic, one partition, three replicas. */
+export function startMetricsStack(): Promise<LocalStack> {
+  return LocalStack.start({ topics: [{ name: LIVE_TOPIC, partitions: 1, replicationFactor: 3 }] });
+}
+
+/** Traffic that makes the labelled series exist, then a scrape of every replica and the gateway. */
+export async function collectLiveCatalog(
+  stack: LocalStack,
+): Promise<{ catalog: Catalog; texts: Record<string, string> }> {
+  const t = LIVE_TOPIC;
+  for (let i = 0; i < 5; i++) {
+    const res = await stack.http('POST', `/v1/topics/${t}/records`, {
+      body: { records: [{ key: `k${i}`, value: `v${i}` }] },
+    });
+    if (res.status !== 200) throw new Error(`produce: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  await stack.http('GET', `/v1/topics/${t}/partitions/0/records?offset=0&max_records=10`);
+  await stack.http('POST', `/v1/groups/g1/offsets`, { body: { offsets: [{ topic: t, partition: 0, offset: 2 }] } });
+  await stack.http('GET', `/v1/groups/g1/offsets?topic=${t}`);
+  await stack.http('GET', `/v1/groups/g1`);
+  await stack.http('GET', `/v1/topics/no-such-topic`);
+  await stack.http('POST', `/v1/topics/${t}/records`, { body: { nope: true } });
+  // One announcement interval, so that the leader reports follower lag and NATS gauges are set.
+  await new Promise((r) => setTimeout(r, 1500));
+
+  const texts: Record<string, string> = {};
+  const catalog: Catalog = new Map();
+  for (const r of stack.replicas()) {
+    const text = await (await fetch(`http://127.0.0.1:${r.httpPort}/metrics`)).text();
+    texts[r.name] = text;
+    parseExposition(text, 'replica', catalog);
+  }
+  texts.gateway = await (await fetch(`${stack.url}/metrics`)).text();
+  parseExposition(texts.gateway, 'gateway', catalog);
+  await catalogFromRegistry(operatorMetrics().registry, 'operator', catalog);
+  return { catalog, texts };
+}
+
+async function main(): Promise<void> {
+  const stack = await startMetricsStack();
+  try {
+    const { catalog } = await collectLiveCatalog(stack);
+    const doc = replaceTable(fs.readFileSync(METRICS_DOC, 'utf8'), catalog);
+    const prettier = await import('prettier');
+    const config = (await prettier.resolveConfig(METRICS_DOC)) ?? {};
+    fs.writeFileSync(METRICS_DOC, await prettier.format(doc, { ...config, filepath: METRICS_DOC }));
+    process.stdout.write(`wrote ${catalog.size} metrics to ${path.relative(process.cwd(), METRICS_DOC)}\n`);
+  } finally {
+    await stack.stop(true);
+  }
+}
+
+if (require.main === module)
+  main().catch((err) => {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });

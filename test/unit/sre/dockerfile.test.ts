@@ -1,0 +1,82 @@
+/**
+ * The container image recipe (Dockerfile). There is no Docker engine in CI, so the image is not
+ * built here; these checks keep the recipe honest against the repository: multi-stage, production
+ * dependencies only, non-root, every program's entrypoint compiled by `npm run build`, and the
+ * chart starting each program with the entrypoint the image has.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+/** Instructions, with continuation lines joined and comments dropped. */
+const instructions = dockerfile
+  .replace(/\\\n/g, ' ')
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l !== '' && !l.startsWith('#'));
+const stages = instructions.reduce<string[][]>((acc, l) => {
+  if (/^FROM /i.test(l)) acc.push([]);
+  acc[acc.length - 1]?.push(l);
+  return acc;
+}, []);
+const finalStage = stages[stages.length - 1];
+
+describe('Dockerfile', () => {
+  it('is multi-stage: production dependencies, a build stage, and a runtime stage', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(3);
+    expect(instructions.some((l) => /^RUN .*npm ci --omit=dev/.test(l))).toBe(true);
+    expect(instructions.some((l) => /^RUN .*npm run build/.test(l))).toBe(true);
+    // The runtime stage installs nothing and copies dist/ and node_modules from earlier stages.
+    expect(finalStage.some((l) => /^RUN .*(npm|apt-get) install/.test(l))).toBe(false);
+    expect(finalStage.filter((l) => /^COPY --from=/.test(l)).map((l) => l.split(/\s+/).slice(-1)[0])).toEqual(
+      expect.arrayContaining(['./node_modules', './dist']),
+    );
+  });
+
+  it('runs as a numeric non-root user in the final stage', () => {
+    const user = finalStage.filter((l) => /^USER /.test(l)).pop();
+    expect(user).toBeDefined();
+    const uid = Number(user!.split(/\s+/)[1].split(':')[0]);
+    expect(uid).toBeGreaterThan(0);
+    // The chart's default runAsUser is the image's user.
+    expect(fs.readFileSync(path.join(ROOT, 'helm', 'daftka', 'values.yaml'), 'utf8')).toContain(`runAsUser: ${uid}`);
+  });
+
+  it('base images are pinned to a Node 20 release, never :latest', () => {
+    const from = instructions.filter((l) => /^(FROM|ARG NODE_IMAGE)/.test(l)).join('\n');
+    expect(from).not.toMatch(/:latest\b/);
+    expect(from).toMatch(/node:20\.\d+/);
+  });
+
+  it('copies every source folder that `npm run build` compiles', () => {
+    const build = JSON.parse(fs.readFileSync(path.join(ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
+    for (const dir of build.include) expect(instructions).toContain(`COPY ${dir} ./${dir}`);
+  });
+
+  it('the default command is the replica (the operator starts replica pods with the image entrypoint)', () => {
+    expect(finalStage).toContain('ENTRYPOINT ["node"]');
+    expect(finalStage).toContain('CMD ["dist/replica/main.js"]');
+  });
+
+  it('every entrypoint the image and the chart use is a program in the repository', () => {
+    const templates = fs
+      .readdirSync(path.join(ROOT, 'helm', 'daftka', 'templates'))
+      .map((f) => fs.readFileSync(path.join(ROOT, 'helm', 'daftka', 'templates', f), 'utf8'))
+      .join('\n');
+    const used = new Set([...`${dockerfile}\n${templates}`.matchAll(/dist\/(\w+)\/main\.js/g)].map((m) => m[1]));
+    expect([...used].sort()).toEqual(['gateway', 'operator', 'replica']);
+    for (const program of used) expect(fs.existsSync(path.join(ROOT, program, 'main.ts'))).toBe(true);
+  });
+
+  it('.dockerignore keeps local state and dependencies out of the build context', () => {
+    const ignored = fs
+      .readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim());
+    for (const p of ['.git', 'node_modules', 'dist', 'data']) expect(ignored).toContain(p);
+    // …but not what the build needs.
+    for (const p of ['common', 'replica', 'gateway', 'operator', 'scripts', 'package.json', 'package-lock.json'])
+      expect(ignored).not.toContain(p);
+  });
+});
