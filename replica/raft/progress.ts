@@ -20,8 +20,9 @@ export class Inflights {
     this.size = new Float64Array(maxMsgs);
   }
 
-  full(): boolean {
-    return this.count >= this.maxMsgs || this.bytes >= this.maxBytes;
+  /** Full at `window` messages (≤ maxMsgs) or maxBytes. */
+  full(window = this.maxMsgs): boolean {
+    return this.count >= window || this.bytes >= this.maxBytes;
   }
 
   add(lastIndex: number, bytes: number): void {
@@ -85,14 +86,22 @@ export class Progress {
   /** The storage could not provide entries (or a snapshot) for this member: retry on logAvailable(). */
   waitingForLog = false;
   readonly inflights: Inflights;
+  /**
+   * Replicate: how many Apps may be in flight, ≤ maxInflightMsgs. Halved on every detected loss
+   * (a fresh rejection), grown by one per acknowledgement (AIMD). Each loss makes the leader
+   * resend the window behind it; with a fixed window and lossy links every resent window would
+   * itself lose messages and trigger more resends — a storm. Halving keeps resends bounded.
+   */
+  window: number;
 
   constructor(
     next: number,
     public isLearner: boolean,
-    maxInflightMsgs: number,
+    private readonly maxInflightMsgs: number,
     maxInflightBytes: number,
   ) {
     this.next = next;
+    this.window = maxInflightMsgs;
     this.inflights = new Inflights(maxInflightMsgs, maxInflightBytes);
   }
 
@@ -146,24 +155,33 @@ export class Progress {
       this.match = index;
       updated = true;
       this.probeSent = false;
+      if (this.window < this.maxInflightMsgs) this.window++;
     }
     this.next = Math.max(this.next, index + 1);
     return updated;
   }
 
   /**
-   * The follower rejected an App at `rejected` and hinted that its log may match up to
-   * `matchHint`. Returns false if the rejection is stale (answers an App we already moved past).
+   * The follower rejected an App at `rejected`, hinting `followerHint` (the last index of its
+   * log with a term ≤ the App's prevTerm), from which we derived `matchHint`, the highest index
+   * where our logs may agree. Moves back to probing from there. Returns false if the rejection
+   * is stale (answers an App we already moved past).
    */
-  maybeDecrTo(rejected: number, matchHint: number): boolean {
+  maybeDecrTo(rejected: number, matchHint: number, followerHint: number): boolean {
     if (this.state === ProgressState.Replicate) {
-      // Rejections at or below match answer old Apps: the follower has those entries.
+      // Stale: it answers an App at or below what the follower has since acknowledged…
       if (rejected <= this.match) return false;
-      this.next = this.match + 1;
-      return true;
+      // …or it was written before the follower held `match`: once it does, any rejection it
+      // writes hints at an index ≥ match (its entries up to match have terms ≤ the App's
+      // prevTerm). Without this, every rejection of a lost window would restart the pipeline
+      // again, each restart resending the window: a message storm under loss.
+      if (followerHint < this.match) return false;
+      this.window = Math.max(1, this.window >> 1);
+      this.becomeProbe();
+    } else if (this.next - 1 !== rejected) {
+      // Probe: only the answer to the outstanding probe counts.
+      return false;
     }
-    // Probe: only the answer to the outstanding probe counts.
-    if (this.next - 1 !== rejected) return false;
     this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1);
     this.probeSent = false;
     return true;
@@ -175,7 +193,7 @@ export class Progress {
       case ProgressState.Probe:
         return this.probeSent;
       case ProgressState.Replicate:
-        return this.inflights.full();
+        return this.inflights.full(this.window);
       case ProgressState.Snapshot:
         return true;
     }
@@ -189,6 +207,7 @@ export class Progress {
       learner: this.isLearner,
       inflightMsgs: this.inflights.count,
       inflightBytes: this.inflights.bytes,
+      window: this.window,
       recentActive: this.recentActive,
       pendingSnapshot: this.pendingSnapshot,
     };

@@ -220,10 +220,7 @@ export function handleAppendResponse(s: RaftState, m: AppendResponse): void {
   if (m.reject) {
     let nextProbe = m.hintIndex;
     if (m.hintTerm > 0) nextProbe = s.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
-    if (pr.maybeDecrTo(m.index, nextProbe)) {
-      if (pr.state === ProgressState.Replicate) pr.becomeProbe();
-      sendAppend(s, m.from, true);
-    }
+    if (pr.maybeDecrTo(m.index, nextProbe, m.hintIndex)) sendAppend(s, m.from, true);
     return;
   }
   // A follower cannot hold what we never had: ignore (misrouted or corrupt peer).
@@ -257,7 +254,7 @@ export function handleHeartbeatResponse(s: RaftState, m: HeartbeatResponse): voi
   pr.recentActive = true;
   pr.probeSent = false;
   // Apps may have been lost: free a slot so the window can never stay full forever.
-  if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirst();
+  if (pr.state === ProgressState.Replicate && pr.inflights.full(pr.window)) pr.inflights.freeFirst();
   if (pr.match < s.log.lastIndex() || pr.waitingForLog) sendAppend(s, m.from, true);
 }
 

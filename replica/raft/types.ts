@@ -199,6 +199,8 @@ export interface ProgressStatus {
   learner: boolean;
   inflightMsgs: number;
   inflightBytes: number;
+  /** Current limit on Apps in flight (≤ maxInflightMsgs; halved on loss, regrown on acks). */
+  window: number;
   recentActive: boolean;
   pendingSnapshot: number;
 }

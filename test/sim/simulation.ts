@@ -185,9 +185,8 @@ export class Simulation {
   private readonly traceLines: string[] | null;
   private readonly bugs: RaftBugs | undefined;
   private readonly maxEvents: number;
-  /** Directed links currently cut, with the number of faults cutting each. */
-  private readonly cuts = new Map<string, number>();
-  private readonly linkBaseMs = new Map<string, number>();
+  /** Directed links: how many faults cut each, and its base delay. */
+  private readonly links = new Map<NodeId, Map<NodeId, { cuts: number; baseMs: number }>>();
   phase: 'chaos' | 'liveness' | 'manual' = 'chaos';
   private nextPayloadId = 1;
   private replacement: Replacement | null = null;
@@ -494,30 +493,32 @@ export class Simulation {
 
   // ---- network ----
 
-  private linkKey(from: NodeId, to: NodeId): string {
-    return `${from}>${to}`;
+  private link(from: NodeId, to: NodeId): { cuts: number; baseMs: number } {
+    let row = this.links.get(from);
+    if (row === undefined) this.links.set(from, (row = new Map()));
+    let l = row.get(to);
+    if (l === undefined) row.set(to, (l = { cuts: 0, baseMs: this.rng.range(0.05, this.profile.delayMaxBaseMs) }));
+    return l;
   }
 
   cut(from: NodeId, to: NodeId): void {
-    const k = this.linkKey(from, to);
-    this.cuts.set(k, (this.cuts.get(k) ?? 0) + 1);
+    this.link(from, to).cuts++;
   }
 
   uncut(from: NodeId, to: NodeId): void {
-    const k = this.linkKey(from, to);
-    const c = (this.cuts.get(k) ?? 0) - 1;
-    if (c <= 0) this.cuts.delete(k);
-    else this.cuts.set(k, c);
+    const l = this.link(from, to);
+    if (l.cuts > 0) l.cuts--;
   }
 
   healAll(): void {
-    this.cuts.clear();
+    for (const row of this.links.values()) for (const l of row.values()) l.cuts = 0;
   }
 
   private send(m: Message): void {
     const p = this.profile;
     if (p.codec) m = decodeMessage(encodeMessage(m));
-    if (this.cuts.has(this.linkKey(m.from, m.to)) || (this.filter !== null && !this.filter(m))) {
+    const link = this.link(m.from, m.to);
+    if (link.cuts > 0 || (this.filter !== null && !this.filter(m))) {
       if (this.traceLines !== null) this.trace(`drop(cut) ${formatMessage(m)}`);
       return;
     }
@@ -526,11 +527,8 @@ export class Simulation {
       return;
     }
     const copies = this.rng.chance(p.dupRate) ? 2 : 1;
-    const k = this.linkKey(m.from, m.to);
-    let base = this.linkBaseMs.get(k);
-    if (base === undefined) this.linkBaseMs.set(k, (base = this.rng.range(0.05, p.delayMaxBaseMs)));
     for (let i = 0; i < copies; i++) {
-      let delay = base + this.rng.next() * p.delayJitterMs;
+      let delay = link.baseMs + this.rng.next() * p.delayJitterMs;
       if (this.rng.chance(p.slowMsgRate)) delay += this.rng.range(20, 200);
       this.schedule(delay, () => this.deliver(m));
     }
@@ -633,6 +631,12 @@ export class Simulation {
     const isMember = (n: SimNode) => conf.voters.includes(n.id) || conf.learners.includes(n.id);
     // Removed (the removal is applied, hence committed): stop the process, keep the disk image.
     for (const n of this.nodes) if (n.lifecycle === 'removing' && !isMember(n)) this.decommission(n);
+    // Like the real operator: promote a learner only once it has caught up, and remove a voter
+    // only while the voters that remain are caught up (else the group's progress would hang on
+    // a laggard). Safety never depends on this; liveness after healing does.
+    const progress = l.raft!.status().progress ?? {};
+    const caughtUp = (id: NodeId) => id === l.id || (progress[id]?.match ?? 0) >= l.raft!.commit;
+    const othersCaughtUp = (except: NodeId) => conf.voters.every((v) => v === except || caughtUp(v));
     const rep = this.replacement;
     if (rep === null) {
       const voters = this.nodes.filter((n) => n.lifecycle === 'member' && conf.voters.includes(n.id));
@@ -647,7 +651,7 @@ export class Simulation {
       return;
     }
     if (rep.old.lifecycle === 'removing' && isMember(rep.old)) {
-      this.changeMembership(l, 'remove', rep.old.id);
+      if (othersCaughtUp(rep.old.id)) this.changeMembership(l, 'remove', rep.old.id);
       return;
     }
     if (rep.order === 'removeFirst' && rep.old.lifecycle === 'decommissioned' && rep.fresh === null) {
@@ -661,16 +665,14 @@ export class Simulation {
       return;
     }
     if (conf.learners.includes(fresh.id)) {
-      const pr = l.raft!.status().progress?.[fresh.id];
-      const caughtUp = pr !== undefined && pr.match >= l.raft!.commit;
-      if (caughtUp || this.rng.chance(0.2)) this.changeMembership(l, 'promote', fresh.id);
+      if (caughtUp(fresh.id)) this.changeMembership(l, 'promote', fresh.id);
       return;
     }
     // fresh is a voter now.
     fresh.lifecycle = 'member';
     if (rep.order === 'addFirst' && rep.old.lifecycle === 'member') {
       rep.old.lifecycle = 'removing';
-      this.changeMembership(l, 'remove', rep.old.id);
+      if (othersCaughtUp(rep.old.id)) this.changeMembership(l, 'remove', rep.old.id);
       return;
     }
     if (rep.old.lifecycle === 'decommissioned') this.replacement = null;
@@ -875,10 +877,15 @@ export class Simulation {
     const tickMs = p.tickMs * (1 + p.clockDrift);
     const boundTicks = p.livenessElectionTimeouts * p.electionTicks;
     let marker: { node: SimNode; index: number; term: number; id: number } | null = null;
+    let lastTry = -Infinity;
     const acked = (): boolean => {
       const l = this.leader();
       if (l === null || !l.raft!.conf.voters.includes(l.id)) return false;
       if (marker === null || marker.node !== l || marker.term !== l.raft!.term) {
+        // (Re)propose the marker at most once per tick: a refusal (e.g. a transfer in
+        // progress) is retried, not spun on.
+        if (this.now - lastTry < p.tickMs) return false;
+        lastTry = this.now;
         const id = this.nextPayloadId;
         const idx = this.propose(l, 1);
         marker = idx === null ? null : { node: l, index: idx[0], term: l.raft!.term, id };
