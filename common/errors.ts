@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   // 4xx: the caller's input or rights
   INVALID_REQUEST: { status: 400, retryable: false, title: 'Invalid request' },
   MALFORMED_JSON: { status: 400, retryable: false, title: 'Malformed JSON body' },
+  INVALID_TOKEN: { status: 400, retryable: false, title: 'Invalid lease token' },
   UNAUTHENTICATED: { status: 401, retryable: false, title: 'Authentication required' },
   FORBIDDEN: { status: 403, retryable: false, title: 'Forbidden' },
   TOPIC_NOT_FOUND: { status: 404, retryable: false, title: 'Topic not found' },

@@ -98,6 +98,13 @@ export function desiredReplicas(
           DAFTKA_RETENTION_MS: String(spec.retention?.ms ?? TOPIC_DEFAULTS.retentionMs),
           DAFTKA_RETENTION_BYTES: String(spec.retention?.bytes ?? TOPIC_DEFAULTS.retentionBytes),
           DAFTKA_MAX_RECORD_BYTES: String(spec.maxRecordBytes ?? TOPIC_DEFAULTS.maxRecordBytes),
+          // Leased groups: the topic's dead-letter defaults (a group's policy may override them).
+          ...(spec.deadLetter?.maxAttempts !== undefined
+            ? { DAFTKA_DEAD_LETTER_MAX_ATTEMPTS: String(spec.deadLetter.maxAttempts) }
+            : {}),
+          ...(spec.deadLetter?.retentionMs !== undefined
+            ? { DAFTKA_DEAD_LETTER_RETENTION_MS: String(spec.deadLetter.retentionMs) }
+            : {}),
           ...(opts.extraEnv ?? {}),
         },
       });

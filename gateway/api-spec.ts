@@ -1,5 +1,6 @@
 import { ERROR_CODES } from '../common/errors';
 import { TOPIC_NAME_PATTERN } from './catalog';
+import { LEASED_ROUTES, type LeasedRouteId } from './leased-spec';
 import type { JsonSchema } from './validation';
 
 /**
@@ -464,12 +465,13 @@ export type RouteId =
   | 'openapi'
   | 'healthz'
   | 'readyz'
-  | 'metrics';
+  | 'metrics'
+  | LeasedRouteId;
 
 export interface RouteSpec {
   /** Stable id: the OpenAPI operationId and the `route` metric label. */
   id: RouteId;
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'put';
   /** OpenAPI path template (`{name}` parameters). */
   path: string;
   summary: string;
@@ -734,4 +736,6 @@ export const ROUTES: readonly RouteSpec[] = [
     ok: { status: 200, description: 'Prometheus text format.', schema: { type: 'string' }, contentType: 'text/plain' },
     errors: [],
   },
+  // Leased groups and dead letters: gateway/leased-spec.ts.
+  ...LEASED_ROUTES,
 ];

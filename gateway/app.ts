@@ -17,6 +17,10 @@ import { produceHandler } from './handlers/records';
 import { fetchHandler } from './handlers/fetch';
 import { commitOffsetsHandler, getGroupHandler, getOffsetsHandler, resetOffsetsHandler } from './handlers/groups';
 import { getTopicHandler, limitsHandler, listTopicsHandler } from './handlers/topics';
+import { leasedMetrics } from './handlers/leased';
+import { LEASED_HANDLERS } from './handlers/leased-routes';
+import type { LeasedPartitionClient } from '../common/leased-api';
+import type { LeaseTokens } from './lease-token';
 
 /**
  * The gateway's HTTP application: request id, authentication, validation against the route
@@ -41,6 +45,8 @@ export interface GatewayDeps {
   /** Wall clock for default record timestamps. Default Date.now. */
   nowMs?: () => number;
   newRequestId?: () => string;
+  /** Leased groups and dead letters: where those calls go, and the lease-token signer (null: no secret). */
+  leased?: { client: LeasedPartitionClient; tokens: LeaseTokens | null };
 }
 
 /** Per request, in res.locals: what the access log line and the metrics need. */
@@ -63,6 +69,7 @@ const HANDLERS: Record<Exclude<RouteId, 'openapi' | 'healthz' | 'readyz' | 'metr
   list_topics: listTopicsHandler,
   get_topic: getTopicHandler,
   get_limits: limitsHandler,
+  ...LEASED_HANDLERS,
 };
 
 /** `/v1/groups/{group}/offsets:reset` → `/v1/groups/:group/offsets\:reset` (path-to-regexp v8). */
@@ -137,6 +144,7 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
     limits,
     metrics,
     nowMs: deps.nowMs ?? Date.now,
+    ...(deps.leased ? { leased: { ...deps.leased, metrics: leasedMetrics(deps.registry) } } : {}),
   };
   const newRequestId = deps.newRequestId ?? randomUUID;
   const log = deps.logger;

@@ -191,6 +191,12 @@ export const gatewaySchema = defineSchema({
     unit: 'ms',
     doc: 'SIGTERM: time for requests in flight (long-polls included) before connections are closed',
   },
+  leaseSecret: {
+    type: 'string',
+    env: 'DAFTKA_GATEWAY_LEASE_SECRET',
+    default: '',
+    doc: 'HMAC key of lease tokens, at least 32 characters, the same on every gateway pod (from a Secret; local mode generates one); empty: leased fetch and acks answer 501',
+  },
   logLevel: {
     type: 'enum',
     env: 'DAFTKA_LOG_LEVEL',

@@ -14,6 +14,8 @@ import { gatewayBounds, loadGatewayConfig, type GatewayConfig } from './config';
 import { NatsLeaderFeed } from './leader-feed';
 import { QuotaManager } from './quotas';
 import { PartitionRouter } from './router';
+import { LeaseTokens, MIN_SECRET_CHARS } from './lease-token';
+import { RoutedLeasedClient } from './leased-router';
 
 /**
  * The gateway process: config → catalog, auth, quotas, router (+ NATS leader feed) → HTTP.
@@ -46,6 +48,12 @@ function splitEndpoint(endpoint: string): { host: string; port: number } {
 
 export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Promise<RunningGateway> {
   const logger = opts.logger ?? createLogger('gateway', { level: cfg.logLevel });
+  // Checked here, not by the schema, so that the error never echoes the secret.
+  if (cfg.leaseSecret !== '' && cfg.leaseSecret.length < MIN_SECRET_CHARS)
+    throw new ConfigError(
+      'leaseSecret',
+      `invalid config leaseSecret (DAFTKA_GATEWAY_LEASE_SECRET): must be at least ${MIN_SECRET_CHARS} characters (e.g. openssl rand -hex 32)`,
+    );
   const registry = createRegistry('gateway');
   const catalog = StaticCatalog.fromFile(cfg.topicsFile);
   const auth: Authenticator =
@@ -106,6 +114,10 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       requestTimeoutMs: cfg.requestTimeoutMs,
     },
     ...(feed ? { nats: feed } : {}),
+    leased: {
+      client: new RoutedLeasedClient(router),
+      tokens: cfg.leaseSecret === '' ? null : new LeaseTokens(cfg.leaseSecret),
+    },
   });
 
   const reloadMs = opts.topicsReloadMs ?? 2000;

@@ -290,6 +290,27 @@ export class PartitionRouter implements PartitionClient {
     return s;
   }
 
+  /**
+   * Any other call to the partition's leader, with the same routing (leased groups and dead
+   * letters: gateway/leased-router.ts). `kind` picks the retry rules and in-flight bound: `fetch`
+   * (long-polls), `commit` (idempotent writes, retried elsewhere on an unknown outcome), `offset` (reads).
+   */
+  route<T>(
+    topic: string,
+    partition: number,
+    requestId: string,
+    kind: 'fetch' | 'commit' | 'offset',
+    timeoutMs: number,
+    fn: (c: PartitionClient, remainingMs: number) => Promise<T>,
+  ): Promise<T> {
+    return this.call(topic, partition, requestId, kind, this.o.nowMs() + timeoutMs, fn);
+  }
+
+  /** The deadline of calls other than produce and fetch. */
+  get requestTimeoutMs(): number {
+    return this.o.requestTimeoutMs;
+  }
+
   private client(endpoint: string): PartitionClient {
     let c = this.clients.get(endpoint);
     if (c === undefined) {

@@ -6,6 +6,7 @@ import { GROUP_NAME_PATTERN, IDEMPOTENCY_KEY_PATTERN } from '../api-spec';
 import { authorize, visibleTopic, type Principal } from '../auth';
 import { TOPIC_NAME_PATTERN, type TopicCatalog, type TopicInfo } from '../catalog';
 import type { GatewayMetrics } from '../metrics';
+import type { LeasedGateway } from './leased';
 import type { QuotaManager } from '../quotas';
 import { invalidParameter } from '../validation';
 
@@ -62,6 +63,8 @@ export interface GatewayContext {
   limits: GatewayLimits;
   metrics: GatewayMetrics;
   nowMs: () => number;
+  /** Leased groups and dead letters (handlers/leased.ts); absent: those routes answer 501. */
+  leased?: LeasedGateway;
 }
 
 export type Handler = (g: GatewayContext, c: Call) => Promise<Reply>;

@@ -4,7 +4,7 @@ import { PassThrough } from 'node:stream';
 import { createLogger } from '../../../common/log';
 import { createRegistry } from '../../../common/metrics';
 import type { PartitionClient } from '../../../common/partition-api';
-import { createGatewayApp, type GatewayLimits } from '../../../gateway/app';
+import { createGatewayApp, type GatewayDeps, type GatewayLimits } from '../../../gateway/app';
 import { NoAuthenticator, TokenAuthenticator, type Authenticator } from '../../../gateway/auth';
 import { StaticCatalog, type TopicCatalog, type TopicInfo } from '../../../gateway/catalog';
 import { QuotaManager } from '../../../gateway/quotas';
@@ -36,6 +36,8 @@ export async function startGateway(opts: {
   quotas?: QuotaManager;
   nats?: boolean;
   catalog?: TopicCatalog;
+  /** Leased groups and dead letters (test/unit/gateway/fake-leased.ts). */
+  leased?: GatewayDeps['leased'];
 }): Promise<Harness> {
   const fake = new FakePartitions();
   const stream = new PassThrough();
@@ -61,6 +63,7 @@ export async function startGateway(opts: {
     registry,
     limits: opts.limits,
     ...(opts.nats ? { nats: { connected: () => natsUp.value } } : {}),
+    ...(opts.leased ? { leased: opts.leased } : {}),
   });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
