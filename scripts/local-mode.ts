@@ -5,7 +5,8 @@
  * nats-server, every replica and the gateway on loopback, with data and logs under one folder.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { ConfigError, type ConfigOf } from '../common/config';
@@ -208,6 +209,19 @@ export async function replicaStatus(clientPort: number, topic: string, partition
 export const GATEWAY = 'gateway';
 export const NATS = 'nats-server';
 
+/**
+ * The lease-token secret of this local installation: made once (random, 256 bits) and kept in the
+ * data dir, so every gateway started on it — and a restart — verifies the tokens of the others.
+ */
+export function localLeaseSecret(dataDir: string): string {
+  const f = join(dataDir, 'lease-secret');
+  if (existsSync(f)) return readFileSync(f, 'utf8').trim();
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(32).toString('hex');
+  writeFileSync(f, secret, { mode: 0o600 });
+  return secret;
+}
+
 /** Write the topics file and start nats-server, the replicas and the gateway. */
 export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
   mkdirSync(plan.logDir, { recursive: true });
@@ -234,6 +248,7 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
       DAFTKA_GATEWAY_PORT: String(plan.gatewayPort),
       DAFTKA_GATEWAY_TOPICS_FILE: plan.topicsFile,
       DAFTKA_NATS_URL: plan.natsUrl,
+      DAFTKA_GATEWAY_LEASE_SECRET: localLeaseSecret(plan.dataDir),
       ...(opts.gatewayEnv ?? {}),
     },
   });
