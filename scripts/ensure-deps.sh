@@ -9,7 +9,12 @@ cd "$(dirname "$0")/.."
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "ensure-deps: npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm 11 refuses `npm ci` on locks that lack other platforms' optional packages (it writes such
+  # locks itself, e.g. for @swc/core); `npm install` installs the same locked versions.
+  if ! npm ci --no-audit --no-fund --loglevel=error; then
+    echo "ensure-deps: npm ci refused the lock file; falling back to npm install"
+    npm install --no-audit --no-fund --loglevel=error
+  fi
 fi
 
 apt_updated=0
