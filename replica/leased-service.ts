@@ -347,8 +347,9 @@ export class LeasedService implements LeasedPartitionClient {
           .map((it) => it.offset)
       : [];
     const recs = needBytes.length ? await this.readRecords(needBytes) : new Map<number, RecordIn>();
+    const withBytes = new Set(needBytes);
     const items = req.items.map((it) => {
-      const rec = needBytes.includes(it.offset) ? recs.get(it.offset) : undefined;
+      const rec = withBytes.has(it.offset) ? recs.get(it.offset) : undefined;
       return {
         offset: it.offset,
         attempt: it.attempt,

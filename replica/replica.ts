@@ -425,6 +425,8 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
         );
       }
     }
+    // Long-polls of leased fetch look again (a deposed leader answers them NOT_LEADER at once).
+    this.leased.onApplied();
     this.onLeaderChange(leader, this.node!.term);
   }
 
