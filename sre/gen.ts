@@ -1,7 +1,8 @@
 /**
- * Writes what the Helm chart ships from code: the Prometheus rules (sre/alerts.ts, sre/slos.ts),
- * the Grafana dashboards (sre/dashboards.ts) and a copy of the CRDs (crds/, the operator's), all
- * under helm/daftka/files/, and the chart's values.schema.json (sre/values-schema.ts). Output is prettier-formatted so `npm run lint` and the unit test that
+ * Writes what the Helm chart ships from code: the Prometheus rules (sre/alerts.ts, sre/slos.ts) and
+ * the Grafana dashboards (sre/dashboards.ts) under helm/daftka/files/, and the chart's
+ * values.schema.json (sre/values-schema.ts). (The CRDs are not copied: helm/daftka/files/crds is a
+ * symlink to crds/, which operator/gen-crds.ts writes.) Output is prettier-formatted so `npm run lint` and the unit test that
  * compares it with a fresh generation agree.
  *
  *   npx tsx sre/gen.ts           write the files
@@ -21,8 +22,6 @@ export const REPO_ROOT = path.resolve(__dirname, '..');
 export const CHART_DIR = path.join(REPO_ROOT, 'helm', 'daftka');
 export const RULES_FILE = path.join(CHART_DIR, 'files', 'prometheus-rules.yaml');
 export const DASHBOARDS_DIR = path.join(CHART_DIR, 'files', 'dashboards');
-export const CHART_CRDS_DIR = path.join(CHART_DIR, 'files', 'crds');
-export const CRDS_DIR = path.join(REPO_ROOT, 'crds');
 export const VALUES_SCHEMA_FILE = path.join(CHART_DIR, 'values.schema.json');
 
 const HEADER =
@@ -57,9 +56,6 @@ export async function generatedFiles(): Promise<Map<string, string>> {
     const file = path.join(DASHBOARDS_DIR, `${d.uid}.json`);
     out.set(file, await pretty(JSON.stringify(d), file));
   }
-  if (fs.existsSync(CRDS_DIR))
-    for (const f of fs.readdirSync(CRDS_DIR).sort())
-      if (/\.ya?ml$/.test(f)) out.set(path.join(CHART_CRDS_DIR, f), fs.readFileSync(path.join(CRDS_DIR, f), 'utf8'));
   return out;
 }
 
@@ -69,7 +65,7 @@ export async function staleFiles(): Promise<string[]> {
   const stale: string[] = [];
   for (const [file, content] of want)
     if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== content) stale.push(path.relative(REPO_ROOT, file));
-  for (const dir of [DASHBOARDS_DIR, CHART_CRDS_DIR])
+  for (const dir of [DASHBOARDS_DIR])
     if (fs.existsSync(dir))
       for (const f of fs.readdirSync(dir))
         if (!want.has(path.join(dir, f))) stale.push(path.relative(REPO_ROOT, path.join(dir, f)));
@@ -86,7 +82,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const want = await generatedFiles();
-  for (const dir of [DASHBOARDS_DIR, CHART_CRDS_DIR]) fs.rmSync(dir, { recursive: true, force: true });
+  for (const dir of [DASHBOARDS_DIR]) fs.rmSync(dir, { recursive: true, force: true });
   for (const [file, content] of want) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, content);

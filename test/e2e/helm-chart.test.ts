@@ -338,7 +338,7 @@ describe('Helm chart helm/daftka', () => {
     }
   });
 
-  test('the chart ships the CRDs of crds/ unchanged (plus Helm labels and the keep policy)', () => {
+  test('the chart ships the CRDs of crds/ (files/crds is a symlink) unchanged, plus Helm labels and the keep policy', () => {
     const strip = (o: Any) => {
       const c = JSON.parse(JSON.stringify(o));
       delete c.metadata.annotations?.['helm.sh/resource-policy'];

@@ -33,7 +33,7 @@ const alertingRules = (): AlertingRule[] =>
     .filter((r): r is AlertingRule => 'alert' in r);
 
 describe('generated rule files', () => {
-  it('helm/daftka/files holds exactly what sre/gen.ts generates (run `npx tsx sre/gen.ts` after editing sre/ or crds/)', () => {
+  it('helm/daftka/files holds exactly what sre/gen.ts generates (run `npx tsx sre/gen.ts` after editing sre/)', () => {
     // A child process: prettier (which the generator formats with) cannot load inside jest.
     const res = spawnSync(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'sre', 'gen.ts'), '--check'], {
       cwd: REPO_ROOT,
