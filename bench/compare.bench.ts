@@ -112,6 +112,7 @@ interface CellResult {
 
 const results: CellResult[] = [];
 const verifyFailures: string[] = [];
+const phaseErrors: string[] = [];
 let totalVerified = 0;
 let runCounter = 0;
 
@@ -1040,63 +1041,8 @@ async function main(): Promise<void> {
   let js: JetStreamCluster | null = null;
   let stack: DaftkaStack | null = null;
   let nc: NatsConnection | null = null;
-  try {
-    const needJs = ['closed', 'open', 'interval', 'failover'].some(phase);
-    if (needJs) {
-      js = await JetStreamCluster.start();
-      await js.createStream(STREAM, 'bench.>');
-      nc = await js.connect();
-      log('JetStream cluster up (3 servers, R3 file stream)');
-    }
-    if (['closed', 'open', 'failover'].some(phase)) {
-      stack = await DaftkaStack.start({ topic: TOPIC, partitions: 1, fsync: 'always' });
-      log('Daftka up (1 partition × 3 replicas, fsync always)');
-      const suts = {
-        'daftka-1': daftkaSut(stack),
-        'daftka-100': daftkaSut(stack),
-        jetstream: await jetStreamSut(js!, nc!),
-      };
-      if (phase('closed'))
-        await closedPhase('closed', suts, SIZES, WINDOWS, (s) => (s === 'jetstream' ? 'background' : 'always'));
-      if (phase('open')) await openPhase(suts);
-      if (phase('failover')) await daftkaFailover(stack);
-      await stack.stop();
-      stack = null;
-    }
-    if (phase('interval')) {
-      stack = await DaftkaStack.start({ topic: TOPIC, partitions: 1, fsync: 'interval' });
-      log('Daftka up with fsync=interval');
-      const d = daftkaSut(stack);
-      const suts: Partial<Record<System, SystemUnderTest>> = { 'daftka-1': d, 'daftka-100': d };
-      // Full mode re-measures JetStream next to these rows so the ratios compare adjacent runs.
-      if (!QUICK) suts.jetstream = await jetStreamSut(js!, nc!);
-      await closedPhase('interval', suts, [1024], WINDOWS, (s) => (s === 'jetstream' ? 'background' : 'interval'));
-      await stack.stop();
-      stack = null;
-    }
-    if (phase('failover') && js) {
-      await nc?.close();
-      nc = null;
-      await jetStreamFailover(js);
-    }
-    if (js) {
-      await nc?.close();
-      nc = null;
-      await js.stop();
-      js = null;
-    }
-    if (phase('scaling')) await scalingPhase();
-    if (phase('profile')) await profilePhase();
-  } finally {
-    await nc?.close().catch(() => undefined);
-    if (stack) await stack.stop();
-    if (js) await js.stop();
-  }
-  facts['load average at end'] = loadAverage();
-  facts['wall time'] = `${Math.round((Date.now() - t0) / 1000)} s`;
-  printReport(facts);
-  console.log(goals());
-  if (process.env.BENCH_OUT)
+  const writeJson = () => {
+    if (!process.env.BENCH_OUT) return;
     writeFileSync(
       process.env.BENCH_OUT,
       JSON.stringify(
@@ -1111,12 +1057,108 @@ async function main(): Promise<void> {
           failovers,
           profile: profileReport,
           verifyFailures,
+          phaseErrors,
         },
         null,
         1,
       ),
     );
-  process.exit(verifyFailures.length > 0 ? 1 : 0);
+  };
+  // A phase that fails or hangs is reported and skipped; the others still run and print.
+  const guarded = async (name: string, minutes: number, fn: () => Promise<void>): Promise<boolean> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        fn(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`${name}: no result within ${minutes} min`)), minutes * 60_000);
+        }),
+      ]);
+      return true;
+    } catch (err) {
+      phaseErrors.push(`${name}: ${(err as Error)?.stack ?? String(err)}`);
+      log(`PHASE FAILED ${name}: ${(err as Error)?.message ?? String(err)}`);
+      return false;
+    } finally {
+      clearTimeout(timer);
+      writeJson();
+    }
+  };
+  try {
+    if (['closed', 'open', 'interval', 'failover'].some(phase))
+      await guarded('start JetStream', 3, async () => {
+        js = await JetStreamCluster.start();
+        await js.createStream(STREAM, 'bench.>');
+        nc = await js.connect();
+        log('JetStream cluster up (3 servers, R3 file stream)');
+      });
+    if (['closed', 'open', 'failover'].some(phase) && js && nc) {
+      const jsNow: JetStreamCluster = js;
+      const ncNow: NatsConnection = nc;
+      if (
+        await guarded('start Daftka', 3, async () => {
+          stack = await DaftkaStack.start({ topic: TOPIC, partitions: 1, fsync: 'always' });
+          log('Daftka up (1 partition × 3 replicas, fsync always)');
+        })
+      ) {
+        const s: DaftkaStack = stack!;
+        const suts = {
+          'daftka-1': daftkaSut(s),
+          'daftka-100': daftkaSut(s),
+          jetstream: await jetStreamSut(jsNow, ncNow),
+        };
+        if (phase('closed'))
+          await guarded('closed', 20, () =>
+            closedPhase('closed', suts, SIZES, WINDOWS, (x) => (x === 'jetstream' ? 'background' : 'always')),
+          );
+        if (phase('open')) await guarded('open', 6, () => openPhase(suts));
+        if (phase('failover')) await guarded('Daftka failover', 6, () => daftkaFailover(s));
+        await s.stop();
+        stack = null;
+      }
+    }
+    if (phase('interval') && js && nc) {
+      const jsNow: JetStreamCluster = js;
+      const ncNow: NatsConnection = nc;
+      await guarded('interval', 10, async () => {
+        const s = await DaftkaStack.start({ topic: TOPIC, partitions: 1, fsync: 'interval' });
+        stack = s;
+        log('Daftka up with fsync=interval');
+        const d = daftkaSut(s);
+        const suts: Partial<Record<System, SystemUnderTest>> = { 'daftka-1': d, 'daftka-100': d };
+        // Full mode re-measures JetStream next to these rows so the ratios compare adjacent runs.
+        if (!QUICK) suts.jetstream = await jetStreamSut(jsNow, ncNow);
+        await closedPhase('interval', suts, [1024], WINDOWS, (x) => (x === 'jetstream' ? 'background' : 'interval'));
+        await s.stop();
+        stack = null;
+      });
+      if (stack) {
+        await (stack as DaftkaStack).stop();
+        stack = null;
+      }
+    }
+    if (js) {
+      const jsNow: JetStreamCluster = js;
+      await (nc as NatsConnection | null)?.close().catch(() => undefined);
+      nc = null;
+      if (phase('failover')) await guarded('JetStream failover', 6, () => jetStreamFailover(jsNow));
+      await jsNow.stop();
+      js = null;
+    }
+    if (phase('scaling')) await guarded('scaling', 12, () => scalingPhase());
+    if (phase('profile')) await guarded('profile', 5, () => profilePhase());
+  } finally {
+    await (nc as NatsConnection | null)?.close().catch(() => undefined);
+    if (stack) await (stack as DaftkaStack).stop();
+    if (js) await (js as JetStreamCluster).stop();
+  }
+  facts['load average at end'] = loadAverage();
+  facts['wall time'] = `${Math.round((Date.now() - t0) / 1000)} s`;
+  printReport(facts);
+  console.log(goals());
+  if (phaseErrors.length > 0) console.log(`\n### Phases that failed\n${phaseErrors.join('\n')}`);
+  writeJson();
+  process.exit(verifyFailures.length > 0 || phaseErrors.length > 0 ? 1 : 0);
 }
 
 main().catch((err) => {

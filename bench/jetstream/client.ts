@@ -4,7 +4,7 @@
  * end-to-end latency, and the reader the verifier uses (every acknowledged stream sequence must
  * hold the message acknowledged for it).
  */
-import { DeliverPolicy, type JetStreamClient, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, nanos, type JetStreamClient, type NatsConnection } from 'nats';
 import type { Position, Target } from '../lib/load';
 import { nowUs, parseValue } from '../lib/payload';
 import { newHistogram, type Histogram } from '../lib/stats';
@@ -74,19 +74,47 @@ export class JetStreamConsumer {
   }
 }
 
-/** Reads stream sequences [from, to] (the verifier's `read`). */
+/**
+ * Reads stream sequences [from, to] (the verifier's `read`) with an ephemeral pull consumer and
+ * bounded fetches, so a stream without a leader makes the read fail instead of hang.
+ */
 export function jetStreamReader(nc: NatsConnection, stream: string) {
   return async (_partition: number, from: number, to: number, each: (seq: number, value: string | null) => void) => {
-    const c = await nc
-      .jetstream()
-      .consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from });
-    const msgs = await c.consume({ max_messages: 1000 });
-    const guard = setTimeout(() => void msgs.stop(), 120_000);
-    for await (const m of msgs) {
-      if (m.seq <= to) each(m.seq, text(m.data));
-      if (m.seq >= to || m.info.pending === 0) break;
+    const jsm = await nc.jetstreamManager();
+    const deadline = Date.now() + 300_000;
+    let last = from - 1;
+    let empty = 0;
+    // After a leader kill the JetStream API may time out for seconds (meta and stream elections):
+    // (re)create the consumer from where reading stopped, until the deadline.
+    while (last < to && empty < 3) {
+      if (Date.now() > deadline) throw new Error(`reading ${stream} ${from}..${to}: stuck at ${last}`);
+      let name = '';
+      try {
+        const ci = await jsm.consumers.add(stream, {
+          ack_policy: AckPolicy.None,
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: last + 1,
+          inactive_threshold: nanos(60_000),
+          mem_storage: true,
+          num_replicas: 1,
+        });
+        name = ci.name;
+        const c = await nc.jetstream().consumers.get(stream, name);
+        while (last < to && empty < 3) {
+          let got = 0;
+          const batch = await c.fetch({ max_messages: 1000, expires: 2000 });
+          for await (const m of batch) {
+            got++;
+            last = m.seq;
+            if (m.seq <= to) each(m.seq, text(m.data));
+          }
+          empty = got === 0 ? empty + 1 : 0;
+        }
+      } catch {
+        await new Promise((r) => setTimeout(r, 1000));
+      } finally {
+        if (name) await jsm.consumers.delete(stream, name).catch(() => undefined);
+      }
     }
-    clearTimeout(guard);
-    await msgs.stop();
   };
 }

@@ -236,7 +236,17 @@ export function daftkaReader(baseUrl: string, topic: string) {
     try {
       let offset = from;
       while (offset <= to) {
-        const page = await fetchPage(agent, baseUrl, topic, partition, offset, 0);
+        let page;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            page = await fetchPage(agent, baseUrl, topic, partition, offset, 0);
+            break;
+          } catch (err) {
+            // A leader change while reading back: the gateway answers 503 for a moment.
+            if (attempt >= 20) throw err;
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }
         if (page.records.length === 0) break;
         for (const r of page.records) if (r.offset <= to) each(r.offset, typeof r.value === 'string' ? r.value : null);
         offset = page.next_offset;
