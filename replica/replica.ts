@@ -753,11 +753,32 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
     const records: RecordOut[] = [];
     let bytes = 0;
     const want = Math.max(1, req.maxRecords);
-    outer: for (const row of s.rowsFrom(req.offset)) {
+    // The index rows this answer can use (bounded by the records and bytes they hold), then their
+    // entries in as few reads as possible: one storage round trip per entry made a fetch below
+    // the entry cache (a restarted replica, a consumer far behind) take seconds for 1000s of rows.
+    const rows: Array<{ base: number; count: number; logIndex: number; bytes: number }> = [];
+    let planned = 0;
+    let plannedBytes = 0;
+    for (const row of s.rowsFrom(req.offset)) {
       if (row.base + row.count <= req.offset) continue;
-      const entries = await this.log.read(row.logIndex, row.logIndex + 1, Number.MAX_SAFE_INTEGER);
-      const e = entries[0];
-      if (e === undefined || e.index !== row.logIndex) break; // not replicated here yet (after a snapshot)
+      rows.push(row);
+      planned += row.base + row.count - Math.max(row.base, req.offset);
+      plannedBytes += row.bytes;
+      if (planned >= want || plannedBytes >= req.maxBytes) break;
+    }
+    const byIndex = new Map<number, Entry>();
+    if (rows.length > 0) {
+      const hi = rows[rows.length - 1].logIndex + 1;
+      for (let lo = rows[0].logIndex; lo < hi;) {
+        const got = await this.log.read(lo, hi, Number.MAX_SAFE_INTEGER);
+        if (got.length === 0 || got[0].index !== lo) break;
+        for (const e of got) byIndex.set(e.index, e);
+        lo = got[got.length - 1].index + 1;
+      }
+    }
+    outer: for (const row of rows) {
+      const e = byIndex.get(row.logIndex);
+      if (e === undefined) break; // not replicated here yet (after a snapshot)
       const cmd = decodeCommand(e.data);
       if (cmd.kind !== CommandKind.Produce) break;
       for (let i = 0; i < cmd.records.length; i++) {
