@@ -211,6 +211,14 @@ export const replicaSchema = defineSchema({
     unit: 'ms',
     doc: 'leader: how often configured replicas are checked and added/promoted',
   },
+  readyMaxLagEntries: {
+    type: 'int',
+    env: 'DAFTKA_READY_MAX_LAG_ENTRIES',
+    default: 1000,
+    min: 0,
+    unit: 'entries',
+    doc: '/readyz: a follower or learner is not ready while it has applied more than this many entries fewer than its leader has committed',
+  },
   shutdownTimeoutMs: {
     type: 'int',
     env: 'DAFTKA_SHUTDOWN_TIMEOUT_MS',

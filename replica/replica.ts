@@ -110,6 +110,15 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
   private applyChain: Promise<void> = Promise.resolve();
   /** A commit-only hard state not written yet: it rides on the next durable write (see handleReady). */
   private deferredHardState: HardState | undefined;
+  /**
+   * The highest commit index a leader has told us (its appends, its status): what "caught up" is
+   * measured against. Our own commit cannot tell: a follower knows only as much commit as it
+   * holds log, and a leader's heartbeat never tells it more than that.
+   */
+  private leaderCommitSeen = 0;
+  /** The leader (and term) whose commit index we last asked for: readiness needs a fresh answer. */
+  private leaderPolled: { leader: string; term: number } | null = null;
+  private polling = false;
   private stopping = false;
   private fatalError: unknown = null;
   private lastLeader: string | null = null;
@@ -299,7 +308,10 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
       this.node!.tick();
       this.kick();
     }, cfg.tickMs);
-    this.memberTimer = setInterval(() => void this.reconcileMembership(), cfg.membershipCheckMs);
+    this.memberTimer = setInterval(() => {
+      void this.reconcileMembership();
+      void this.pollLeaderCommit();
+    }, cfg.membershipCheckMs);
     this.retentionTimer = setInterval(() => this.checkRetention(), cfg.retentionCheckMs);
     this.leased.start();
     this.kick();
@@ -387,6 +399,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
       this.logger.warn('peer_message_sender_mismatch', { from, claimed: msg.from });
       return;
     }
+    if (msg.type === MessageType.App && msg.commit > this.leaderCommitSeen) this.leaderCommitSeen = msg.commit;
     // A fresh learner must answer a leader it has no configuration for yet.
     if (!this.transport.peers().includes(from)) this.transport.setPeers([...this.peerIds(), from]);
     try {
@@ -1021,6 +1034,26 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
     }
   }
 
+  /** Follower: ask the leader for its commit index (readiness measures our lag against it). */
+  private async pollLeaderCommit(): Promise<void> {
+    const n = this.node;
+    if (n === null || n.role === 'leader' || n.leader === null || this.polling || this.stopping) return;
+    const o = ordinalOf(n.leader);
+    if (o === undefined || o >= this.rc.endpoints.length) return;
+    const asked = { leader: n.leader, term: n.term };
+    this.polling = true;
+    try {
+      const st = await this.peerClient(o)
+        .status(this.rc.cfg.topic, this.rc.cfg.partition, `lag-${this.id}`)
+        .catch(() => null);
+      if (st === null || st.replicaId !== asked.leader || st.term !== asked.term || st.role !== 'leader') return;
+      if (st.commitIndex > this.leaderCommitSeen) this.leaderCommitSeen = st.commitIndex;
+      this.leaderPolled = asked;
+    } finally {
+      this.polling = false;
+    }
+  }
+
   private peerClient(ordinal: number): RemotePartitionClient {
     let c = this.peerClients.get(ordinal);
     if (!c) {
@@ -1054,15 +1087,28 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
   // ---- health and lifecycle ----
 
   /** Ready: storage open, a member of the group, and caught up with the leader's commit. */
-  readiness(): { ready: boolean; reason: string } {
+  readiness(): { ready: boolean; reason: string; applied_index?: number; high_watermark?: number } {
     const n = this.node;
+    const where = { applied_index: n?.applied ?? 0, high_watermark: this.state.nextOffset };
     if (this.fatalError !== null) return { ready: false, reason: 'fatal error' };
     if (n === null) return { ready: false, reason: 'waiting for the group to form' };
     if (!this.conf.voters.includes(this.id) && !this.conf.learners.includes(this.id))
       return { ready: false, reason: 'not a member yet' };
-    if (n.leader === null) return { ready: false, reason: 'no leader known' };
-    if (n.applied < n.commit) return { ready: false, reason: `applying (${n.applied}/${n.commit})` };
-    return { ready: true, reason: n.role === 'leader' ? 'leader' : 'following' };
+    if (n.leader === null) return { ready: false, reason: 'no leader known', ...where };
+    if (n.applied < n.commit) return { ready: false, reason: `applying (${n.applied}/${n.commit})`, ...where };
+    // A restarted or lagging follower holds a consistent prefix and applied all it knows to be
+    // committed — yet may be far behind: not ready until within the allowed lag of its leader's
+    // commit, as the leader itself reported it (asked every membershipCheckMs).
+    const p = this.leaderPolled;
+    if (n.role !== 'leader' && (p === null || p.leader !== n.leader || p.term !== n.term))
+      return { ready: false, reason: 'asking the leader how far behind we are', ...where };
+    if (n.role !== 'leader' && n.applied + this.rc.cfg.readyMaxLagEntries < this.leaderCommitSeen)
+      return {
+        ready: false,
+        reason: `catching up (applied ${n.applied} of ${this.leaderCommitSeen} committed)`,
+        ...where,
+      };
+    return { ready: true, reason: n.role === 'leader' ? 'leader' : 'following', ...where };
   }
 
   get raft(): RaftNode | null {
