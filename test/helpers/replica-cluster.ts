@@ -53,6 +53,8 @@ export interface ReplicaClusterOptions {
   env?: Record<string, string>;
   /** Extra env for one ordinal (overrides `env`). */
   envFor?: (ordinal: number) => Record<string, string>;
+  /** Extra node flags for one ordinal's process (e.g. `--cpu-prof --cpu-prof-dir=…` to profile it). */
+  nodeArgsFor?: (ordinal: number) => string[];
   /** Start only these ordinals at first (default all). */
   startOrdinals?: number[];
   /** Where log files go; default a temp dir kept after `stop()` when `keepLogs` (or DAFTKA_KEEP_LOGS=1). */
@@ -214,7 +216,7 @@ export class ReplicaCluster {
     // Inherit the basics (PATH, HOME, NODE_OPTIONS…), never a stray DAFTKA_* from the caller.
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('DAFTKA_')) env[k] = v;
     Object.assign(env, this.envOf(ordinal), extraEnv);
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    const child = spawn(process.execPath, [...(this.opts.nodeArgsFor?.(ordinal) ?? []), '--import', 'tsx', MAIN], {
       cwd: REPO_ROOT,
       env,
       stdio: ['ignore', fd, fd],

@@ -8,11 +8,24 @@ import { checkLog, fetchAll, LoadProducer, TEST_ENV, waitCaughtUp } from './help
  */
 
 jest.setTimeout(150_000);
+/** DAFTKA_READY_MAX_LAG_ENTRIES for this cluster: /readyz tolerates this many entries of lag. */
+const MAX_LAG = 2;
+const BATCH = 5;
 let cluster: ReplicaCluster;
 const producers: LoadProducer[] = [];
 
 beforeAll(async () => {
-  cluster = await ReplicaCluster.start({ size: 3, env: TEST_ENV });
+  cluster = await ReplicaCluster.start({
+    size: 3,
+    env: {
+      ...TEST_ENV,
+      DAFTKA_READY_MAX_LAG_ENTRIES: String(MAX_LAG),
+      // One small append in flight per follower: catching up takes one round trip per entry, so
+      // /readyz is observed while a restarted follower is still behind.
+      DAFTKA_MAX_INFLIGHT_MSGS: '1',
+      DAFTKA_MAX_SIZE_PER_MSG_BYTES: '1024',
+    },
+  });
   await cluster.waitFormed(60_000);
 });
 afterEach(async () => {
@@ -23,7 +36,7 @@ afterAll(async () => {
 });
 
 async function produceSome(prefix: string, atLeast: number): Promise<LoadProducer> {
-  const p = new LoadProducer(cluster, { prefix, batch: 5, concurrency: 4 }).start();
+  const p = new LoadProducer(cluster, { prefix, batch: BATCH, concurrency: 4 }).start();
   producers.push(p);
   await cluster.waitFor(() => p.acked.size >= atLeast, 30_000, `${atLeast} batches of ${prefix}`);
   await p.stop();
@@ -47,13 +60,28 @@ function followerOf(leader: number): number {
   return [0, 1, 2].find((o) => o !== leader)!;
 }
 
-test('a follower restarted on its own data catches up and keeps its id', async () => {
+test('a follower restarted on its own data catches up, keeps its id, and is not ready before it caught up', async () => {
   const { ordinal: leader } = await cluster.waitForLeader();
   const f = followerOf(leader);
   const idBefore = (await cluster.status(f))!.replicaId;
   await cluster.kill(f, 'SIGKILL');
-  const p = await produceSome('restart', 40);
+  const p = await produceSome('restart', 60);
+  const leaderHw = (await cluster.status(leader))!.highWatermark;
   await cluster.restart(f);
+
+  // /readyz turns 200 only within MAX_LAG entries (of BATCH records) of the leader's commit.
+  let first: Record<string, unknown> | null = null;
+  await cluster.waitFor(
+    async () => {
+      const r = await cluster.readyz(f);
+      if (r.status === 200) first = r.body;
+      return first !== null;
+    },
+    60_000,
+    'the restarted follower to be ready',
+  );
+  expect(first!.reason).toBe('following');
+  expect(Number(first!.high_watermark)).toBeGreaterThanOrEqual(leaderHw - MAX_LAG * BATCH);
   const formed = await cluster.waitFormed(60_000);
   expect((await cluster.status(f))!.replicaId).toBe(idBefore);
   expect(formed.voters).toContain(idBefore);
@@ -61,8 +89,18 @@ test('a follower restarted on its own data catches up and keeps its id', async (
 });
 
 test('a follower whose data dir was wiped rejoins as a new incarnation; the old id is removed', async () => {
-  const { ordinal: leader } = await cluster.waitForLeader();
-  const f = followerOf(leader);
+  // Ordinal 0, the one that may found a group: a wiped ordinal 0 must rejoin, never bootstrap a
+  // second group next to the existing one. Move leadership off it first (the admin call).
+  const f = 0;
+  const first = await cluster.waitForLeader();
+  if (first.ordinal === f) {
+    const to = (await cluster.status(1))!.replicaId;
+    await cluster
+      .client(f)
+      .transferLeadership({ topic: cluster.topic, partition: cluster.partition, to, requestId: 't' });
+    const moved = await cluster.waitForLeader(20_000, [f]);
+    expect(moved.status.replicaId).toBe(to);
+  }
   const oldId = (await cluster.status(f))!.replicaId;
   await cluster.kill(f, 'SIGKILL');
   const p = await produceSome('wipe', 40);
@@ -101,8 +139,11 @@ test('a follower whose data dir was wiped rejoins as a new incarnation; the old 
     )
     .map((e) => `${e.action}:${e.member === newId ? 'new' : 'old'}`);
   expect(leaderEvents).toEqual(['addLearner:new', 'promote:new', 'remove:old']);
-  // The new incarnation received the state by snapshot (its log is new).
+  // The new incarnation saw the existing group instead of founding one, and received the state
+  // by snapshot (its log is new).
   const newEvents = cluster.slots[f].logEvents().filter((e) => e.replica === newId);
+  expect(newEvents.map((e) => e.message)).toContain('bootstrap_skipped_group_exists');
+  expect(newEvents.map((e) => e.message)).not.toContain('group_bootstrapped');
   expect(newEvents.some((e) => e.message === 'snapshot_installed')).toBe(true);
 
   await expectSameLogEverywhere(p);
