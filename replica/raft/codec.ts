@@ -14,9 +14,9 @@ import { EntryType, MessageType, type ConfState, type Entry, type Message, type 
  *   id: u8 byte length (1..255) · utf-8 bytes
  *   PreVote/Vote      lastIndex · lastTerm · u8 transfer(0|1)
  *   PreVoteResp/VoteResp  u8 reject(0|1)
- *   App               prevIndex · prevTerm · commit · count · count × (term · u8 type · len · bytes)
+ *   App               prevIndex · prevTerm · commit · epoch · count · count × (term · u8 type · len · bytes)
  *                     (entry indexes are implied: prevIndex+1, prevIndex+2, …)
- *   AppResp           index · u8 reject · hintIndex · hintTerm
+ *   AppResp           index · u8 reject · hintIndex · hintTerm · epoch
  *   Heartbeat         commit
  *   HeartbeatResp     (empty)
  *   Snap              index · term · conf · len · bytes      conf: nVoters · ids · nLearners · ids
@@ -199,11 +199,12 @@ export function encodeMessage(m: Message): Uint8Array {
       size += 1;
       break;
     case MessageType.App:
-      size += varintSize(m.prevIndex) + varintSize(m.prevTerm) + varintSize(m.commit) + varintSize(m.entries.length);
+      size += varintSize(m.prevIndex) + varintSize(m.prevTerm) + varintSize(m.commit) + varintSize(m.epoch);
+      size += varintSize(m.entries.length);
       for (const e of m.entries) size += varintSize(e.term) + 1 + varintSize(e.data.length) + e.data.length;
       break;
     case MessageType.AppResp:
-      size += varintSize(m.index) + 1 + varintSize(m.hintIndex) + varintSize(m.hintTerm);
+      size += varintSize(m.index) + 1 + varintSize(m.hintIndex) + varintSize(m.hintTerm) + varintSize(m.epoch);
       break;
     case MessageType.Heartbeat:
       size += varintSize(m.commit);
@@ -239,6 +240,7 @@ export function encodeMessage(m: Message): Uint8Array {
       w.varint(m.prevIndex);
       w.varint(m.prevTerm);
       w.varint(m.commit);
+      w.varint(m.epoch);
       w.varint(m.entries.length);
       for (let i = 0; i < m.entries.length; i++) {
         const e = m.entries[i];
@@ -253,6 +255,7 @@ export function encodeMessage(m: Message): Uint8Array {
       w.u8(m.reject ? 1 : 0);
       w.varint(m.hintIndex);
       w.varint(m.hintTerm);
+      w.varint(m.epoch);
       break;
     case MessageType.Heartbeat:
       w.varint(m.commit);
@@ -299,6 +302,7 @@ export function decodeMessage(buf: Uint8Array): Message {
       const prevIndex = r.varint();
       const prevTerm = r.varint();
       const commit = r.varint();
+      const epoch = r.varint();
       const count = r.varint();
       // Every entry takes at least 3 bytes: refuse counts the frame cannot hold before allocating.
       if (count * 3 > r.remaining) r.fail('entry count exceeds frame');
@@ -316,7 +320,7 @@ export function decodeMessage(buf: Uint8Array): Message {
         lastTerm = eterm;
         entries[i] = { index: prevIndex + 1 + i, term: eterm, type: etype, data: r.lenBytes() };
       }
-      m = { type, from, to, term, prevIndex, prevTerm, commit, entries };
+      m = { type, from, to, term, prevIndex, prevTerm, commit, entries, epoch };
       break;
     }
     case MessageType.AppResp: {
@@ -324,7 +328,8 @@ export function decodeMessage(buf: Uint8Array): Message {
       const reject = r.bool();
       const hintIndex = r.varint();
       const hintTerm = r.varint();
-      m = { type, from, to, term, index, reject, hintIndex, hintTerm };
+      const epoch = r.varint();
+      m = { type, from, to, term, index, reject, hintIndex, hintTerm, epoch };
       break;
     }
     case MessageType.Heartbeat:

@@ -145,6 +145,7 @@ export function admitTerm(s: RaftState, m: Message): boolean {
         reject: false,
         hintIndex: 0,
         hintTerm: 0,
+        epoch: 0,
       });
     } else if (m.type === MessageType.PreVote) {
       // Tell the pre-candidate our term so it stops asking for a term already past.

@@ -20,9 +20,8 @@ export class Inflights {
     this.size = new Float64Array(maxMsgs);
   }
 
-  /** Full at `window` messages (≤ maxMsgs) or maxBytes. */
-  full(window = this.maxMsgs): boolean {
-    return this.count >= window || this.bytes >= this.maxBytes;
+  full(): boolean {
+    return this.count >= this.maxMsgs || this.bytes >= this.maxBytes;
   }
 
   add(lastIndex: number, bytes: number): void {
@@ -87,21 +86,21 @@ export class Progress {
   waitingForLog = false;
   readonly inflights: Inflights;
   /**
-   * Replicate: how many Apps may be in flight, ≤ maxInflightMsgs. Halved on every detected loss
-   * (a fresh rejection), grown by one per acknowledgement (AIMD). Each loss makes the leader
-   * resend the window behind it; with a fixed window and lossy links every resent window would
-   * itself lose messages and trigger more resends — a storm. Halving keeps resends bounded.
+   * Generation of the App stream to this member, carried by every App and echoed by its
+   * AppResp. It changes each time the leader backs off to probing; a rejection from an older
+   * generation answers an App sent before that back-off and is ignored. Without it, with loss
+   * or reordering, every rejection of an abandoned window would restart the stream again, each
+   * restart resending a window: a message storm.
    */
-  window: number;
+  epoch = 0;
 
   constructor(
     next: number,
     public isLearner: boolean,
-    private readonly maxInflightMsgs: number,
+    maxInflightMsgs: number,
     maxInflightBytes: number,
   ) {
     this.next = next;
-    this.window = maxInflightMsgs;
     this.inflights = new Inflights(maxInflightMsgs, maxInflightBytes);
   }
 
@@ -111,6 +110,7 @@ export class Progress {
     this.snapshotTicksLeft = 0;
     this.state = state;
     this.inflights.reset();
+    this.epoch++;
   }
 
   becomeProbe(): void {
@@ -155,28 +155,21 @@ export class Progress {
       this.match = index;
       updated = true;
       this.probeSent = false;
-      if (this.window < this.maxInflightMsgs) this.window++;
     }
     this.next = Math.max(this.next, index + 1);
     return updated;
   }
 
   /**
-   * The follower rejected an App at `rejected`, hinting `followerHint` (the last index of its
-   * log with a term ≤ the App's prevTerm), from which we derived `matchHint`, the highest index
-   * where our logs may agree. Moves back to probing from there. Returns false if the rejection
-   * is stale (answers an App we already moved past).
+   * The follower rejected an App of stream generation `epoch` at `rejected`; its hint lets us
+   * guess `matchHint`, the highest index where our logs may agree. Moves back to probing from
+   * there. Returns false if the rejection is stale (answers an App we already moved past).
    */
-  maybeDecrTo(rejected: number, matchHint: number, followerHint: number): boolean {
+  maybeDecrTo(rejected: number, matchHint: number, epoch: number): boolean {
     if (this.state === ProgressState.Replicate) {
-      // Stale: it answers an App at or below what the follower has since acknowledged…
-      if (rejected <= this.match) return false;
-      // …or it was written before the follower held `match`: once it does, any rejection it
-      // writes hints at an index ≥ match (its entries up to match have terms ≤ the App's
-      // prevTerm). Without this, every rejection of a lost window would restart the pipeline
-      // again, each restart resending the window: a message storm under loss.
-      if (followerHint < this.match) return false;
-      this.window = Math.max(1, this.window >> 1);
+      // Stale: it answers an App at or below what the follower has since acknowledged, or one
+      // sent before our last back-off.
+      if (rejected <= this.match || epoch !== this.epoch) return false;
       this.becomeProbe();
     } else if (this.next - 1 !== rejected) {
       // Probe: only the answer to the outstanding probe counts.
@@ -193,7 +186,7 @@ export class Progress {
       case ProgressState.Probe:
         return this.probeSent;
       case ProgressState.Replicate:
-        return this.inflights.full(this.window);
+        return this.inflights.full();
       case ProgressState.Snapshot:
         return true;
     }
@@ -207,7 +200,6 @@ export class Progress {
       learner: this.isLearner,
       inflightMsgs: this.inflights.count,
       inflightBytes: this.inflights.bytes,
-      window: this.window,
       recentActive: this.recentActive,
       pendingSnapshot: this.pendingSnapshot,
     };

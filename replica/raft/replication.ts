@@ -68,6 +68,7 @@ export function sendAppend(s: RaftState, to: NodeId, sendIfEmpty: boolean): bool
     prevTerm,
     entries,
     commit: s.log.committed,
+    epoch: pr.epoch,
   };
   s.send(m);
   if (entries.length > 0) {
@@ -139,7 +140,15 @@ export function maybeCommit(s: RaftState): boolean {
   return true;
 }
 
-function sendAppResp(s: RaftState, to: NodeId, index: number, reject = false, hintIndex = 0, hintTerm = 0): void {
+function sendAppResp(
+  s: RaftState,
+  to: NodeId,
+  epoch: number,
+  index: number,
+  reject = false,
+  hintIndex = 0,
+  hintTerm = 0,
+): void {
   const m: AppendResponse = {
     type: MessageType.AppResp,
     from: s.id,
@@ -149,6 +158,7 @@ function sendAppResp(s: RaftState, to: NodeId, index: number, reject = false, hi
     reject,
     hintIndex,
     hintTerm,
+    epoch,
   };
   s.send(m);
 }
@@ -158,13 +168,13 @@ export function handleAppend(s: RaftState, m: AppendRequest): void {
   const log = s.log;
   if (m.prevIndex < log.committed && !s.bugs.truncateBelowCommit) {
     // A stale or duplicated App: everything up to our commit is settled. Say where we are.
-    sendAppResp(s, m.from, log.committed);
+    sendAppResp(s, m.from, m.epoch, log.committed);
     return;
   }
   if (!log.matchTerm(m.prevIndex, m.prevTerm)) {
     // Log matching fails at prevIndex: reject, with a hint that lets the leader skip a whole term.
     const hint = log.findConflictByTerm(Math.min(m.prevIndex, log.lastIndex()), m.prevTerm);
-    sendAppResp(s, m.from, m.prevIndex, true, hint.index, hint.term);
+    sendAppResp(s, m.from, m.epoch, m.prevIndex, true, hint.index, hint.term);
     return;
   }
   const lastNew = m.prevIndex + m.entries.length;
@@ -179,7 +189,7 @@ export function handleAppend(s: RaftState, m: AppendRequest): void {
   // Follower commit = min(leaderCommit, last new index): past lastNew our log may still differ
   // from the leader's.
   log.commitTo(Math.min(m.commit, lastNew));
-  sendAppResp(s, m.from, lastNew);
+  sendAppResp(s, m.from, m.epoch, lastNew);
 }
 
 /** Follower: a heartbeat from the leader of our term. */
@@ -196,20 +206,20 @@ export function handleSnapshot(s: RaftState, m: SnapshotRequest): void {
   const log = s.log;
   if (snap.meta.index <= log.committed) {
     // Stale: we already hold (and may have applied) everything it covers.
-    sendAppResp(s, m.from, log.committed);
+    sendAppResp(s, m.from, 0, log.committed);
     return;
   }
   if (log.matchTerm(snap.meta.index, snap.meta.term)) {
     // Our log already contains the snapshot's last entry: keep the log (the suffix after it
     // too) and fast-forward commit; the entries are applied normally.
     log.commitTo(snap.meta.index);
-    sendAppResp(s, m.from, log.committed);
+    sendAppResp(s, m.from, 0, log.committed);
     return;
   }
   // Otherwise the whole log is replaced by the snapshot.
   log.restore(snap);
   s.setMembership(snap.meta.conf, snap.meta.index);
-  sendAppResp(s, m.from, log.lastIndex());
+  sendAppResp(s, m.from, 0, log.lastIndex());
 }
 
 /** Leader: a follower answered an App (or a Snap). */
@@ -220,7 +230,7 @@ export function handleAppendResponse(s: RaftState, m: AppendResponse): void {
   if (m.reject) {
     let nextProbe = m.hintIndex;
     if (m.hintTerm > 0) nextProbe = s.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
-    if (pr.maybeDecrTo(m.index, nextProbe, m.hintIndex)) sendAppend(s, m.from, true);
+    if (pr.maybeDecrTo(m.index, nextProbe, m.epoch)) sendAppend(s, m.from, true);
     return;
   }
   // A follower cannot hold what we never had: ignore (misrouted or corrupt peer).
@@ -254,7 +264,7 @@ export function handleHeartbeatResponse(s: RaftState, m: HeartbeatResponse): voi
   pr.recentActive = true;
   pr.probeSent = false;
   // Apps may have been lost: free a slot so the window can never stay full forever.
-  if (pr.state === ProgressState.Replicate && pr.inflights.full(pr.window)) pr.inflights.freeFirst();
+  if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirst();
   if (pr.match < s.log.lastIndex() || pr.waitingForLog) sendAppend(s, m.from, true);
 }
 

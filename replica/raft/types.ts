@@ -95,6 +95,8 @@ export interface AppendRequest extends MessageBase {
   entries: Entry[];
   /** Leader's commit index. */
   commit: number;
+  /** Generation of the leader's App stream to this follower; echoed in the AppResp. */
+  epoch: number;
 }
 
 export interface AppendResponse extends MessageBase {
@@ -106,6 +108,8 @@ export interface AppendResponse extends MessageBase {
   hintIndex: number;
   /** ...and its term there (0 = unknown). */
   hintTerm: number;
+  /** The `epoch` of the App answered (0 for answers to Snap and term notices). */
+  epoch: number;
 }
 
 export interface HeartbeatRequest extends MessageBase {
@@ -199,8 +203,6 @@ export interface ProgressStatus {
   learner: boolean;
   inflightMsgs: number;
   inflightBytes: number;
-  /** Current limit on Apps in flight (≤ maxInflightMsgs; halved on loss, regrown on acks). */
-  window: number;
   recentActive: boolean;
   pendingSnapshot: number;
 }

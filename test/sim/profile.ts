@@ -23,7 +23,12 @@ export interface Profile {
   /** Network: one-way delay = linkBaseMs (per link, drawn in [0, delayMaxBaseMs]) + jitter. */
   delayMaxBaseMs: number;
   delayJitterMs: number;
-  /** Occasionally a message is much slower (reordering across heartbeats). */
+  /**
+   * Links are FIFO (TCP) except for this fraction of messages, which take their own delay and
+   * so overtake or fall behind the stream.
+   */
+  reorderRate: number;
+  /** Of the reordered messages (and duplicates), the fraction that are much later (20–200 ms). */
   slowMsgRate: number;
   dropRate: number;
   dupRate: number;
@@ -106,7 +111,8 @@ export function drawProfile(rng: Prng, budget: Budget = 'full'): Profile {
 
     delayMaxBaseMs: pick([0.2, 1, 5, 20]),
     delayJitterMs: pick([0, 1, 5, 30]),
-    slowMsgRate: pick([0, 0, 0.01, 0.05]),
+    reorderRate: pick([0, 0.01, 0.05, 0.2]),
+    slowMsgRate: pick([0, 0.1, 0.5]),
     dropRate: pick([0, 0, 0.01, 0.05, 0.2]),
     dupRate: pick([0, 0, 0.01, 0.1]),
     codec: rng.chance(0.3),

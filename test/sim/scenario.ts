@@ -22,6 +22,7 @@ export const SCENARIO_PROFILE: Profile = {
   clockDrift: 0,
   delayMaxBaseMs: 1,
   delayJitterMs: 0.5,
+  reorderRate: 0,
   slowMsgRate: 0,
   dropRate: 0,
   dupRate: 0,

@@ -59,6 +59,13 @@ export interface RunResult {
   trace: string[];
 }
 
+interface Link {
+  cuts: number;
+  baseMs: number;
+  /** Delivery time of the last in-order message on this link. */
+  fifoAt: number;
+}
+
 interface Ev {
   t: number;
   seq: number;
@@ -185,8 +192,8 @@ export class Simulation {
   private readonly traceLines: string[] | null;
   private readonly bugs: RaftBugs | undefined;
   private readonly maxEvents: number;
-  /** Directed links: how many faults cut each, and its base delay. */
-  private readonly links = new Map<NodeId, Map<NodeId, { cuts: number; baseMs: number }>>();
+  /** Directed links: how many faults cut each, its base delay, and its FIFO horizon. */
+  private readonly links = new Map<NodeId, Map<NodeId, Link>>();
   phase: 'chaos' | 'liveness' | 'manual' = 'chaos';
   private nextPayloadId = 1;
   private replacement: Replacement | null = null;
@@ -493,11 +500,14 @@ export class Simulation {
 
   // ---- network ----
 
-  private link(from: NodeId, to: NodeId): { cuts: number; baseMs: number } {
+  private link(from: NodeId, to: NodeId): Link {
     let row = this.links.get(from);
     if (row === undefined) this.links.set(from, (row = new Map()));
     let l = row.get(to);
-    if (l === undefined) row.set(to, (l = { cuts: 0, baseMs: this.rng.range(0.05, this.profile.delayMaxBaseMs) }));
+    if (l === undefined) {
+      l = { cuts: 0, baseMs: this.rng.range(0.05, this.profile.delayMaxBaseMs), fifoAt: 0 };
+      row.set(to, l);
+    }
     return l;
   }
 
@@ -528,9 +538,17 @@ export class Simulation {
     }
     const copies = this.rng.chance(p.dupRate) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
-      let delay = link.baseMs + this.rng.next() * p.delayJitterMs;
-      if (this.rng.chance(p.slowMsgRate)) delay += this.rng.range(20, 200);
-      this.schedule(delay, () => this.deliver(m));
+      const at = this.now + link.baseMs + this.rng.next() * p.delayJitterMs;
+      if (i === 0 && !this.rng.chance(p.reorderRate)) {
+        // In order behind what this link already carries (a TCP connection).
+        link.fifoAt = Math.max(at, link.fifoAt);
+        this.schedule(link.fifoAt - this.now, () => this.deliver(m));
+      } else {
+        // Overtakes or falls behind the stream (a retry on a new connection, a duplicate), and
+        // now and then much later than anything else.
+        const late = this.rng.chance(p.slowMsgRate) ? this.rng.range(20, 200) : 0;
+        this.schedule(at - this.now + late, () => this.deliver(m));
+      }
     }
   }
 
@@ -869,6 +887,7 @@ export class Simulation {
     p.dropRate = 0;
     p.dupRate = 0;
     p.slowMsgRate = 0;
+    p.reorderRate = 0;
     p.delayJitterMs = Math.min(p.delayJitterMs, 2);
     p.storageUnavailableRate = 0;
     for (const n of this.nodes) n.stalledUntil = 0;

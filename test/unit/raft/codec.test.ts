@@ -35,7 +35,15 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     reject: fc.boolean(),
   }),
   fc
-    .record({ from: id, to: id, term: fc.integer({ min: 1, max: 1000 }), prevIndex: small, commit: u, n: fc.nat(8) })
+    .record({
+      from: id,
+      to: id,
+      term: fc.integer({ min: 1, max: 1000 }),
+      prevIndex: small,
+      commit: u,
+      epoch: u,
+      n: fc.nat(8),
+    })
     .chain((m) =>
       fc
         .tuple(
@@ -59,6 +67,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
             prevTerm,
             commit: m.commit,
             entries,
+            epoch: m.epoch,
           };
         }),
     ),
@@ -71,6 +80,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     reject: fc.boolean(),
     hintIndex: u,
     hintTerm: u,
+    epoch: u,
   }),
   fc.record({ type: fc.constant(MessageType.Heartbeat), from: id, to: id, term: u, commit: u }),
   fc.record({ type: fc.constantFrom(MessageType.HeartbeatResp, MessageType.TimeoutNow), from: id, to: id, term: u }),
@@ -152,6 +162,7 @@ describe('message codec', () => {
       prevTerm: 0,
       commit: 0,
       entries: [],
+      epoch: 0,
     });
     const bad = m.slice();
     bad[bad.length - 1] = 0xff; // count varint continues…
@@ -172,6 +183,7 @@ describe('message codec', () => {
         { index: 1, term: 3, type: EntryType.Normal, data: new Uint8Array() },
         { index: 2, term: 4, type: EntryType.Normal, data: new Uint8Array() },
       ],
+      epoch: 0,
     });
     const decoded = decodeMessage(m);
     expect(decoded.type).toBe(MessageType.App);

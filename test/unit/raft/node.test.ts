@@ -191,6 +191,7 @@ describe('log replication', () => {
       prevTerm: c.node('a').term,
       entries: [],
       commit: 0,
+      epoch: 0,
     };
     b.step(m);
     const rd = b.ready();
@@ -215,6 +216,7 @@ describe('log replication', () => {
       prevTerm: b.term,
       entries: [{ index: 4, term: b.term + 1, type: EntryType.Normal, data: data('other') }],
       commit: 4,
+      epoch: 0,
     });
     const rd = b.ready();
     expect(rd.entries).toEqual([]);
@@ -300,6 +302,7 @@ describe('snapshots', () => {
       prevTerm: term,
       entries: [{ index: last + 1, term, type: EntryType.Normal, data: data('5') }],
       commit: b.commit,
+      epoch: 0,
     });
     c.process('b', b, b.ready());
     b.step({
