@@ -46,6 +46,13 @@ export interface LocalStackOptions {
   keepData?: boolean;
   /** SIGTERM → SIGKILL grace per process on stop. Default 8 s. */
   graceMs?: number;
+  /**
+   * For scripts run from a terminal (benchmarks): on SIGINT/SIGTERM/SIGHUP, stop the stack and
+   * exit 130. The children run in their own process groups, so a Ctrl-C reaches only this
+   * process; without this they would outlive it. Leave off under jest (it has its own handling;
+   * the exit hook still kills every child).
+   */
+  exitOnSignal?: boolean;
 }
 
 export interface ReplicaInfo {
@@ -125,6 +132,12 @@ export class LocalStack {
       driver: { graceMs: opts.graceMs ?? 8000, maxRestarts: 20 },
     });
     const stack = new LocalStack(plan, run, opts.keepData ?? process.env.DAFTKA_KEEP_LOGS === '1');
+    if (opts.exitOnSignal)
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+        process.once(sig, () => {
+          process.stderr.write(`\n${sig}: stopping the local stack\n`);
+          void stack.stop(true).finally(() => process.exit(130));
+        });
     try {
       await run.waitReady(opts.readyTimeoutMs ?? 120_000);
     } catch (err) {
