@@ -169,7 +169,7 @@ export class LeasedState {
   }
 
   clear(): void {
-    this.book.groups.clear();
+    this.book.clear();
     this.deadLetters.clear();
     this.policies.clear();
   }

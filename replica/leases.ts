@@ -148,6 +148,12 @@ export class LeaseBook {
   /** Restore a persisted flight (recovery). */
   restore(group: string, offset: number, f: Flight): void {
     this.flights(group).set(offset, f);
+    this.prunedAt.delete(group);
+  }
+
+  clear(): void {
+    this.groups.clear();
+    this.prunedAt.clear();
   }
 
   /** First offset the group has not finished: committed, or the log start when later. */
@@ -155,11 +161,16 @@ export class LeaseBook {
     return Math.max(this.committedOffsets.get(group) ?? log.start, log.start);
   }
 
+  /** The base each group was last pruned at: flights below a base appear only when it moves. */
+  private readonly prunedAt = new Map<string, number>();
+
   /** Forget flights below the base (committed elsewhere, or removed by retention). */
   private prune(group: string, log: LogBounds, sink: LeaseSink): void {
     const g = this.groups.get(group);
     if (!g) return;
     const base = this.base(group, log);
+    if (this.prunedAt.get(group) === base) return;
+    this.prunedAt.set(group, base);
     for (const o of g.keys())
       if (o < base) {
         g.delete(o);
@@ -258,11 +269,9 @@ export class LeaseBook {
   ): AckOutcome {
     this.prune(group, log, sink);
     const g = this.flights(group);
+    if (item.offset < this.base(group, log)) return { status: 'stale_attempt', why: 'finished' };
     const f = g.get(item.offset);
-    if (f === undefined) {
-      if (item.offset < this.base(group, log)) return { status: 'stale_attempt', why: 'finished' };
-      return { status: 'stale_attempt', why: 'unknown' };
-    }
+    if (f === undefined) return { status: 'stale_attempt', why: 'unknown' };
     if (f.attempt !== item.attempt)
       return { status: 'stale_attempt', why: item.attempt < f.attempt ? 'superseded' : 'unknown' };
     if (f.state !== 'leased') {
@@ -348,6 +357,7 @@ export class LeaseBook {
     sink: LeaseSink,
   ): DeadLetterNote | 'discarded' | undefined {
     this.prune(group, log, sink);
+    if (offset < this.base(group, log)) return undefined;
     const f = this.groups.get(group)?.get(offset);
     if (!f || f.attempt !== attempt || f.state === 'done' || f.untilMs > nowMs || f.attempt < policy.maxAttempts)
       return undefined;
