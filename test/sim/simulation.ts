@@ -937,6 +937,29 @@ export class Simulation {
       }
     }
     this.trace('--- liveness: ok');
+    this.checkAckedDurable(m.node);
+  }
+
+  /**
+   * End to end: every write a client was told succeeded is still on disk — at its index, with
+   * its term — on a quorum of the final configuration's voters (or inside their snapshots).
+   */
+  checkAckedDurable(l: SimNode): void {
+    const voters = l.raft!.conf.voters.map((id) => this.node(id));
+    const quorum = Math.floor(voters.length / 2) + 1;
+    for (const [id, a] of this.acked) {
+      let copies = 0;
+      for (const v of voters) {
+        const d = v.disk.durable;
+        if (a.index <= d.firstIndex() - 1 || d.term(a.index) === a.term) copies++;
+      }
+      if (copies < quorum) {
+        throw new Violation(
+          'acked write lost',
+          `write ${id} acked at ${a.index} (term ${a.term}) is durable on ${copies} of ${voters.length} voters`,
+        );
+      }
+    }
   }
 
   describe(): string {
