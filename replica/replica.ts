@@ -1128,26 +1128,39 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
     const deadline = Date.now() + this.rc.cfg.shutdownTimeoutMs;
     const node = this.node;
     if (node !== null && node.role === 'leader' && this.conf.voters.length > 1) {
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
       const progress = node.status().progress ?? {};
-      const target = this.conf.voters
+      // Followers that answered lately first, then the most caught up: a follower that just died
+      // may still have the highest match, and a transfer to it can only time out. If a transfer
+      // does not complete (the core aborts it after an election timeout), try the next voter.
+      const candidates = this.conf.voters
         .filter((v) => v !== this.id)
-        .sort((a, b) => (progress[b]?.match ?? 0) - (progress[a]?.match ?? 0))[0];
-      if (target) {
+        .sort(
+          (a, b) =>
+            Number(progress[b]?.recentActive ?? false) - Number(progress[a]?.recentActive ?? false) ||
+            (progress[b]?.match ?? 0) - (progress[a]?.match ?? 0),
+        );
+      for (const target of candidates) {
+        if (Date.now() >= deadline || node.role !== 'leader') break;
         try {
           node.transferLeadership(target);
           this.kick();
           this.logger.info('shutdown_transferring_leadership', { replica: this.id, to: target });
-          while (Date.now() < deadline && node.role === 'leader') await new Promise((r) => setTimeout(r, 10));
-          // Stepping down happens on the successor's vote request, before it has won. Stay (briefly)
-          // until it is known: our vote reaches it, and our NOT_LEADER answers name it as the hint
-          // instead of sending producers back to a replica that is about to close its port.
-          const until = Math.min(deadline, Date.now() + 2 * this.rc.cfg.electionTimeoutMs);
-          while (Date.now() < until && node.role !== 'leader' && (node.leader === null || node.leader === this.id))
-            await new Promise((r) => setTimeout(r, 10));
+          const giveUp = Math.min(deadline, Date.now() + 2 * this.rc.cfg.electionTimeoutMs);
+          while (Date.now() < giveUp && node.role === 'leader' && node.status().leadTransferee === target)
+            await sleep(10);
         } catch (err) {
-          this.logger.warn('shutdown_transfer_failed', { replica: this.id, error: (err as Error).message });
+          this.logger.warn('shutdown_transfer_failed', { replica: this.id, to: target, error: (err as Error).message });
         }
       }
+      if (node.role !== 'leader') {
+        // Stepping down happens on the successor's vote request, before it has won. Stay (briefly)
+        // until it is known: our vote reaches it, and our NOT_LEADER answers name it as the hint
+        // instead of sending producers back to a replica that is about to close its port.
+        const until = Math.min(deadline, Date.now() + 2 * this.rc.cfg.electionTimeoutMs);
+        while (Date.now() < until && node.role !== 'leader' && (node.leader === null || node.leader === this.id))
+          await sleep(10);
+      } else this.logger.warn('shutdown_transfer_failed', { replica: this.id, error: 'no voter took over' });
     }
     this.stopping = true;
     // Let the last acks (and the new leader's first messages) go out.
