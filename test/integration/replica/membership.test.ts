@@ -151,3 +151,28 @@ test('a follower whose data dir was wiped rejoins as a new incarnation; the old 
   const more = await produceSome('after-wipe', 10);
   await expectSameLogEverywhere(more);
 });
+
+test('SIGTERM of the leader just after a follower died: leadership goes to the live follower before exit', async () => {
+  const { ordinal: leader, status } = await cluster.waitForLeader();
+  // Kill the voter a transfer by match alone would pick (all are caught up: the first in order).
+  const deadOrdinal = Number(status.voters.filter((v) => v !== status.replicaId)[0].split('.')[0]);
+  const live = [0, 1, 2].find((o) => o !== leader && o !== deadOrdinal)!;
+  const liveId = (await cluster.status(live))!.replicaId;
+  await cluster.kill(deadOrdinal, 'SIGKILL');
+
+  const exit = await cluster.sigterm(leader);
+  expect(exit).toEqual({ code: 0, signal: null });
+  const events = cluster.slots[leader].logEvents().filter((e) => e.pid === cluster.slots[leader].pid);
+  const names = events.map((e) => e.message);
+  const stopped = names.indexOf('replica_stopped');
+  const learnt = events.findIndex(
+    (e) => e.message === 'leader_changed' && e.role === 'follower' && e.leader === liveId,
+  );
+  expect(learnt).toBeGreaterThan(names.indexOf('shutdown_transferring_leadership'));
+  expect(learnt).toBeLessThan(stopped);
+  const won = cluster.slots[live]
+    .logEvents()
+    .find((e) => e.message === 'leader_changed' && e.role === 'leader' && Number(e.term) > status.term);
+  expect(won).toBeDefined();
+  expect(Date.parse(won!.timestamp as string)).toBeLessThanOrEqual(Date.parse(events[stopped].timestamp as string));
+});
