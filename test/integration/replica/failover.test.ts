@@ -1,3 +1,5 @@
+import { connect } from 'nats';
+import { SUBJECTS } from '../../../common/control-subjects';
 import { startNatsServer, type NatsServerHandle } from '../../helpers/nats-server';
 import { ReplicaCluster, sleep } from '../../helpers/replica-cluster';
 import { AnnouncementWatcher, checkLog, fetchAll, LoadProducer, record, TEST_ENV, waitCaughtUp } from './helpers';
@@ -115,10 +117,17 @@ test('SIGTERM of the leader: leadership moves before a clean exit and the produc
   const transfer = names.indexOf('shutdown_transferring_leadership');
   const stopped = names.indexOf('replica_stopped');
   expect(transfer).toBeGreaterThanOrEqual(0);
-  const successor = events[transfer].to as string;
   const learnt = events.findIndex(
-    (e, i) => i > transfer && e.message === 'leader_changed' && e.role === 'follower' && e.leader === successor,
+    (e, i) =>
+      i > transfer &&
+      e.message === 'leader_changed' &&
+      e.role === 'follower' &&
+      typeof e.leader === 'string' &&
+      e.leader !== before.replicaId,
   );
+  const successor = events[learnt]?.leader as string;
+  // The successor is a voter the old leader handed over to.
+  expect(events.filter((e) => e.message === 'shutdown_transferring_leadership').map((e) => e.to)).toContain(successor);
   expect(learnt).toBeGreaterThan(transfer);
   expect(learnt).toBeLessThan(stopped);
   const won = cluster.slots
@@ -148,6 +157,32 @@ test('SIGTERM of the leader: leadership moves before a clean exit and the produc
   await cluster.waitFormed(60_000);
   await expectConsistentLog(producer);
   await sleep(0);
+});
+
+test('NATS control channel: discovery and transferLeadership are answered by the leader, a bad request names the problem', async () => {
+  const nc = await connect({ servers: nats.url });
+  try {
+    const ask = async (subject: string, body: unknown) =>
+      JSON.parse(new TextDecoder().decode((await nc.request(subject, JSON.stringify(body), { timeout: 5000 })).data));
+    const { ordinal: leader, status } = await cluster.waitForLeader();
+    const found = await ask(SUBJECTS.discover(cluster.topic), { v: 1 });
+    expect(found.partitions).toEqual([
+      { partition: 0, leaderId: status.replicaId, endpoint: cluster.slots[leader].clientEndpoint, term: status.term },
+    ]);
+    const st = await ask(SUBJECTS.ctl(cluster.topic, 0), { v: 1, op: 'status' });
+    expect(st).toMatchObject({ v: 1, ok: true, status: { v: 1, topic: cluster.topic, partition: 0 } });
+    const bad = await ask(SUBJECTS.ctl(cluster.topic, 0), { v: 1, op: 'promote' });
+    expect(bad).toMatchObject({ ok: false, code: 'INVALID_REQUEST', detail: 'promote needs "id"' });
+
+    const to = (await cluster.status([0, 1, 2].find((o) => o !== leader)!))!.replicaId;
+    const moved = await ask(SUBJECTS.ctl(cluster.topic, 0), { v: 1, op: 'transferLeadership', to });
+    expect(moved).toEqual({ v: 1, ok: true });
+    const next = await cluster.waitForLeader(20_000, [leader]);
+    expect(next.status.replicaId).toBe(to);
+    await cluster.waitFor(() => watcher.latest()?.leaderId === to, 10_000, 'the new leader announced');
+  } finally {
+    await nc.close();
+  }
 });
 
 test('kill -9 of every replica at once: the group recovers from disk with every acknowledged record and group offset', async () => {
