@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { loadAll } from 'js-yaml';
 import { connect, StringCodec, type NatsConnection } from 'nats';
 import { natsServerOptions } from '../../common/nats-servers';
+import { gatewaySchema, loadGatewayConfig } from '../../gateway/config';
 import { ALERT_NAMES } from '../../sre/alerts';
 import { freePort } from '../helpers/free-port';
 import { startK8sEnv, type K8sEnv } from '../helpers/k8s-env';
@@ -377,6 +378,9 @@ describe('Helm chart helm/daftka', () => {
       expect(can(res, 'delete')).toBe(true);
       expect(can(res, 'create')).toBe(false);
     }
+    // Retain: the operator detaches PVCs from a StatefulSet before deleting it (operator/reconcile.ts).
+    expect(can('persistentvolumeclaims', 'patch')).toBe(true);
+    expect(can('pods', 'patch')).toBe(false);
     expect(can('events', 'create')).toBe(true);
     const lease = find(defaults, 'Role', 'daftka-operator-election') as Any;
     expect(lease.metadata.namespace).toBe(NS);
@@ -474,6 +478,63 @@ describe('Helm chart helm/daftka', () => {
     expect((find(allEnabled, 'Deployment', 'daftka-gateway') as Any).spec.replicas).toBeUndefined();
     expect((find(allEnabled, 'StatefulSet', 'daftka-nats') as Any).spec.replicas).toBe(3);
   });
+
+  /** A container's env as the program would see it; valueFrom entries get a stand-in value. */
+  function containerEnv(deployment: string, objs: Obj[]): Record<string, string> {
+    const c = (find(objs, 'Deployment', deployment) as Any).spec.template.spec.containers[0];
+    return Object.fromEntries(
+      c.env.map((e: Any) => [
+        e.name,
+        e.value ?? (e.valueFrom?.fieldRef ? 'from-downward-api' : 'nats://user:secret@nats.daftka.svc:4222'),
+      ]),
+    );
+  }
+  const schemaEnvNames = (schema: Record<string, { env: string }>) => new Set(Object.values(schema).map((f) => f.env));
+
+  test('the gateway accepts the configuration the chart gives it (every variable is one it reads)', () => {
+    for (const objs of [defaults, allEnabled]) {
+      const env = containerEnv('daftka-gateway', objs);
+      const known = schemaEnvNames(gatewaySchema);
+      // Unknown DAFTKA_* variables would be ignored silently: each must be a key of gateway/config.ts.
+      expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
+      const cfg = loadGatewayConfig(env);
+      expect(cfg.auth).toBe('tokens');
+      expect(cfg.topicsFile).toBe('/etc/daftka/topics/topics.json');
+    }
+    expect(
+      loadGatewayConfig(
+        containerEnv('daftka-gateway', parse(helmTemplate(writeValues('off', { gateway: { auth: { mode: false } } })))),
+      ).auth,
+    ).toBe('off');
+  });
+
+  const OPERATOR_CONFIG = path.join(REPO_ROOT, 'operator', 'config.ts');
+  // operator/config.ts is written alongside the chart; this contract test runs once it is in the checkout.
+  (fs.existsSync(OPERATOR_CONFIG) ? test : test.skip)(
+    'the operator accepts the configuration and the replica settings file the chart gives it',
+    () => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const op = require(OPERATOR_CONFIG) as {
+        operatorSchema: Record<string, { env: string }>;
+        loadOperatorConfig: (env: Record<string, string>, argv: string[]) => Any;
+        loadReplicaSettings: (cfg: Any, readFile: (p: string) => string) => Any;
+      };
+      for (const objs of [defaults, allEnabled]) {
+        const env = containerEnv('daftka-operator', objs);
+        const known = schemaEnvNames(op.operatorSchema);
+        expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
+        const cfg = op.loadOperatorConfig(env, []);
+        const file = (find(objs, 'ConfigMap', 'daftka-operator') as Any).data['replica-settings.json'];
+        const settings = op.loadReplicaSettings(cfg, (p: string) => {
+          expect(p).toBe('/etc/daftka/operator/replica-settings.json');
+          return file;
+        });
+        expect(settings.image).toBe('ghcr.io/daftka/daftka:0.1.0');
+        // An empty command: replica pods run the image's default command (dist/replica/main.js).
+        expect(settings.command).toEqual([]);
+      }
+    },
+  );
 
   test.each([
     [{ gateway: { replicas: 'two' } }, "at '/gateway/replicas': got string, want integer"],
