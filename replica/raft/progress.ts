@@ -87,8 +87,8 @@ export class Progress {
   readonly inflights: Inflights;
   /**
    * Generation of the App stream to this member, carried by every App and echoed by its
-   * AppResp. It changes each time the leader backs off to probing; a rejection from an older
-   * generation answers an App sent before that back-off and is ignored. Without it, with loss
+   * AppResp. It changes with every state change (backing off to probing in particular); a
+   * rejection from an older generation answers an App sent before that and is ignored. Without it, with loss
    * or reordering, every rejection of an abandoned window would restart the stream again, each
    * restart resending a window: a message storm.
    */

@@ -35,6 +35,8 @@ export interface Profile {
   /** Round-trip every message through the binary codec. */
   codec: boolean;
 
+  /** The driver sends a leader's App/Heartbeat before persisting the Ready (as the replica does). */
+  sendAppsBeforePersist: boolean;
   diskLatencyMs: number;
   /** Chance that an fsync stalls for up to diskStallMs. */
   diskStallRate: number;
@@ -117,6 +119,7 @@ export function drawProfile(rng: Prng, budget: Budget = 'full'): Profile {
     dupRate: pick([0, 0, 0.01, 0.1]),
     codec: rng.chance(0.3),
 
+    sendAppsBeforePersist: rng.chance(0.5),
     diskLatencyMs: pick([0.05, 0.5, 2, 8]),
     diskStallRate: pick([0, 0, 0.01, 0.05]),
     diskStallMs: pick([20, 100, 400]),

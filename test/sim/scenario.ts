@@ -27,6 +27,7 @@ export const SCENARIO_PROFILE: Profile = {
   dropRate: 0,
   dupRate: 0,
   codec: true,
+  sendAppsBeforePersist: false,
   diskLatencyMs: 0.5,
   diskStallRate: 0,
   diskStallMs: 0,

@@ -403,12 +403,26 @@ export class Simulation {
     while (n.raft !== null && !n.busy && n.raft.hasReady()) {
       const rd = n.raft.ready();
       if (this.traceLines !== null) this.traceReady(n, rd);
-      const prevCommit = n.disk.liveHs.commit;
+      const prevHs = n.disk.liveHs;
       this.oracle.beforeWrite(n, rd);
+      // Like the replica: a leader's App/Heartbeat promise nothing about its own disk, so they
+      // may leave before the write (Raft thesis §10.2.1) unless the term or vote changes in it.
+      let later = rd.messages;
+      const hs = rd.hardState;
+      if (
+        this.profile.sendAppsBeforePersist &&
+        (hs === undefined || (hs.term === prevHs.term && hs.vote === prevHs.vote))
+      ) {
+        later = [];
+        for (const m of rd.messages) {
+          if (m.type === MessageType.App || m.type === MessageType.Heartbeat) this.send(m);
+          else later.push(m);
+        }
+      }
       n.disk.write({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
       n.writeChains(rd, this.oracle);
       n.inMemoryConfigs = [];
-      this.oracle.afterWrite(n, rd, prevCommit);
+      this.oracle.afterWrite(n, rd, prevHs.commit);
       if (rd.mustSync) {
         n.busy = true;
         const epoch = n.epoch;
@@ -419,12 +433,12 @@ export class Simulation {
           n.disk.sync();
           this.oracle.onDurable(n);
           n.busy = false;
-          this.finish(n, rd);
+          this.finish(n, rd, later);
           this.drive(n);
         });
         return;
       }
-      this.finish(n, rd);
+      this.finish(n, rd, later);
     }
   }
 
@@ -444,9 +458,9 @@ export class Simulation {
     this.trace(`${n.id} ready ${parts.join(' ')}`);
   }
 
-  private finish(n: SimNode, rd: Ready): void {
+  private finish(n: SimNode, rd: Ready, messages: Message[]): void {
     const r = n.raft!;
-    for (const m of rd.messages) {
+    for (const m of messages) {
       this.oracle.onSend(n, m);
       this.send(m);
     }
