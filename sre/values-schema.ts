@@ -220,6 +220,8 @@ export function valuesSchema(): Schema {
           pattern: DNS_LABEL,
         }),
       }),
+      // Helm passes a parent chart's `global` values to a subchart.
+      global: { type: 'object', description: 'Values shared with a parent chart (unused)' },
       monitoring: obj({
         podMonitors: obj({
           enabled: bool('Prometheus-operator PodMonitors (jobs daftka-replica, daftka-gateway, daftka-operator)'),
