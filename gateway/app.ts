@@ -108,6 +108,28 @@ function mediaTypeIsJson(contentType: string | undefined): boolean {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+/** Read and discard what is left of a request body; true when it ended within `timeoutMs`. */
+function drainBody(req: Request, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (req.complete) return resolve(true);
+    const done = (complete: boolean) => {
+      clearTimeout(timer);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      req.off('error', onError);
+      resolve(complete);
+    };
+    const onEnd = () => done(true);
+    const onClose = () => done(req.complete);
+    const onError = () => done(false);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+    req.on('error', onError);
+    req.resume();
+  });
+}
+
 /** body-parser / express errors → DaftkaError (they carry `type`, `status`, `limit`). */
 function fromHttpError(err: unknown, limits: GatewayLimits): DaftkaError | undefined {
   const e = err as { type?: unknown; status?: unknown; limit?: unknown } | null;
@@ -210,9 +232,26 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
     }
     const headers = problemHeaders(p);
     if (p.status === 401) headers['www-authenticate'] = 'Bearer realm="daftka"';
+    const send = () => res.status(p.status).set(headers).send(JSON.stringify(p));
     // The rest of an oversized body is not worth reading: end the connection after the answer.
-    if (p.status === 413) headers.connection = 'close';
-    res.status(p.status).set(headers).send(JSON.stringify(p));
+    if (p.status === 413) {
+      headers.connection = 'close';
+      send();
+      return;
+    }
+    // Refused before its body was read (401, 404, 415, 503 OVERLOADED, …): read and discard the
+    // body first (nothing is kept), so the client gets this answer instead of a broken pipe while
+    // it is still sending. Bounded by the request timeout; past it the connection is closed.
+    const req = res.req;
+    if (req !== undefined && !req.complete && !req.destroyed) {
+      void drainBody(req, limits.requestTimeoutMs).then((complete) => {
+        if (res.writableEnded || res.destroyed) return;
+        if (!complete) headers.connection = 'close';
+        send();
+      });
+      return;
+    }
+    send();
   };
 
   // Request bodies in memory are bounded as a whole, not only per request: each body's size is

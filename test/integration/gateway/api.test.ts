@@ -363,6 +363,7 @@ describe('backpressure', () => {
     let missingRetryAfter = 0;
     let notRetryable = 0;
     let transportErrors = 0;
+    const transportErrorKinds: string[] = [];
     const rssBefore = stack.rssBytes('gateway');
     let rssMax = rssBefore;
     const sampler = setInterval(() => {
@@ -393,8 +394,11 @@ describe('backpressure', () => {
           }
           statuses[k] = (statuses[k] ?? 0) + 1;
           (latency[k] ??= []).push(performance.now() - t0);
-        } catch {
+        } catch (err) {
           transportErrors++;
+          const e = err as Error & { cause?: { code?: string; message?: string } };
+          const what = `${e.name}: ${e.message} (${e.cause?.code ?? ''} ${e.cause?.message ?? ''}) after ${(performance.now() - t0).toFixed(0)} ms`;
+          if (transportErrorKinds.length < 5) transportErrorKinds.push(what);
         }
       }
     };
@@ -412,7 +416,8 @@ describe('backpressure', () => {
       `overload: ${clients} clients × ${durationMs} ms, ${(body.length / 1024).toFixed(0)} KiB bodies: ${JSON.stringify(statuses)}; ` +
         `p50 ${Object.keys(latency)
           .map((k) => `${k}: ${p50(k).toFixed(0)} ms`)
-          .join(', ')}; gateway RSS ${mib(rssBefore)} → max ${mib(rssMax)} MiB`,
+          .join(', ')}; gateway RSS ${mib(rssBefore)} → max ${mib(rssMax)} MiB` +
+        (transportErrors > 0 ? `; ${transportErrors} transport errors, e.g. ${transportErrorKinds.join(' | ')}` : ''),
     );
     return { statuses, p50, missingRetryAfter, notRetryable, transportErrors, rssBefore, rssMax };
   }

@@ -128,3 +128,46 @@ test('one body is always admitted when none is held, even one larger than the bu
     await h.close();
   }
 });
+
+test('a refusal before the body is read waits for the body (drained, not kept): the client gets the answer, not EPIPE', async () => {
+  const h = await startGateway({ topics: [topic('orders', { partitions: 1 })] });
+  try {
+    const chunk = 'x'.repeat(64 * KiB);
+    const chunks = 16; // 1 MiB, written in pieces with pauses: still uploading when the 404 is known
+    const u = new URL(`${h.url}/v1/topics/unknown/records`);
+    let sentAll = 0;
+    const answer = await new Promise<{ status: number; text: string; at: number }>((resolve, reject) => {
+      const req = request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: u.pathname,
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-length': chunk.length * chunks },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text, at: performance.now() }));
+        },
+      );
+      req.on('error', reject);
+      let i = 0;
+      const next = () => {
+        if (i++ < chunks) {
+          req.write(chunk);
+          setTimeout(next, 10);
+        } else {
+          sentAll = performance.now();
+          req.end();
+        }
+      };
+      next();
+    });
+    expect(answer.status).toBe(404);
+    expect(JSON.parse(answer.text)).toMatchObject({ code: 'TOPIC_NOT_FOUND' });
+    expect(answer.at).toBeGreaterThanOrEqual(sentAll);
+  } finally {
+    await h.close();
+  }
+});
