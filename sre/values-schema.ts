@@ -135,6 +135,9 @@ export function valuesSchema(): Schema {
           patternProperties: { '^DAFTKA_[A-Z0-9_]+$': { type: ['string', 'number', 'boolean'] } },
           additionalProperties: false,
         },
+        natsUrlFromSecret: bool(
+          'Replica pods read their NATS URL from the credentials Secret (which must exist in each Topic namespace)',
+        ),
       }),
       gateway: obj({
         replicas: int('Gateway pods (ignored with hpa.enabled)', 1, 1000),

@@ -37,7 +37,10 @@ const FIELD_MANAGER = 'daftka-helm-test';
 /** Every switch on: monitoring, HPA, clustered NATS, namespaced operator. */
 const ALL_ENABLED = {
   operator: { watchNamespaces: ['team-a', 'team-b'] },
-  replica: { extraEnv: { DAFTKA_MAX_RECORD_BYTES: 2097152, DAFTKA_ELECTION_TIMEOUT_MS: '300' } },
+  replica: {
+    extraEnv: { DAFTKA_MAX_RECORD_BYTES: 2097152, DAFTKA_ELECTION_TIMEOUT_MS: '300' },
+    natsUrlFromSecret: true,
+  },
   gateway: {
     hpa: { enabled: true },
     auth: { mode: 'tokens', tokensSecret: 'my-tokens' },
@@ -530,6 +533,9 @@ describe('Helm chart helm/daftka', () => {
           return file;
         });
         expect(settings.image).toBe('ghcr.io/daftka/daftka:0.1.0');
+        if (objs === allEnabled)
+          expect(settings.natsUrlSecret).toEqual({ name: 'daftka-nats-clients', key: 'replica-url' });
+        else expect(settings.natsUrlSecret).toBeUndefined();
         // An empty command: replica pods run the image's default command (dist/replica/main.js).
         expect(settings.command).toEqual([]);
       }
