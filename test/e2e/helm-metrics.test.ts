@@ -95,7 +95,9 @@ describe('metrics read by dashboards and alerts exist in the running programs', 
     for (const m of catalog.values()) {
       const d = doc.get(m.name);
       if (!d) {
-        problems.push(`${m.name} (${m.type}, ${[...m.programs].join(', ')}) is exported but not in docs/metrics.md`);
+        problems.push(
+          `${m.name} (${m.type}, ${[...m.programs].join(', ')}) is exported but not in docs/metrics.md (npx tsx sre/metrics-doc.ts)`,
+        );
         continue;
       }
       if (d.type !== m.type) problems.push(`${m.name}: docs say ${d.type}, the program exports a ${m.type}`);
@@ -106,6 +108,7 @@ describe('metrics read by dashboards and alerts exist in the running programs', 
     }
     for (const name of doc.keys())
       if (!catalog.has(name)) problems.push(`${name} is in docs/metrics.md but no program exports it`);
+    // Regenerate the table with `npx tsx sre/metrics-doc.ts` after adding or changing a metric.
     expect(problems).toEqual([]);
   });
 });
