@@ -11,8 +11,8 @@ ARG NODE_IMAGE=node:20.19-bookworm-slim
 # ---- deps: production dependencies only (the RocksDB binding's native part included) ----
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /src
-# @nxtedition/rocksdb ships prebuilt binaries for linux-x64/arm64 glibc; python3/make/g++ are only
-# the fallback when no prebuilt matches. Not version-pinned: the base image pins the Debian release,
+# @nxtedition/rocksdb ships a prebuilt binary for linux-x64 (glibc); on other platforms (arm64) it
+# builds from source with python3/make/g++, which takes a while. Not version-pinned: the base image pins the Debian release,
 # and nothing from this stage but node_modules reaches the runtime image.
 # hadolint ignore=DL3008
 RUN apt-get update \
