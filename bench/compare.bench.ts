@@ -609,7 +609,7 @@ async function profilePhase(): Promise<void> {
       log(`profile load ${load.load}: ${fmt(load.msgPerS)} msg/s`);
     }
   } finally {
-    await stack.stop(true); // SIGTERM: the processes write their profiles on exit
+    await stack.stop({ graceful: true, keep: true }); // SIGTERM: the processes write their profiles on exit
   }
   for (const f of readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile'))) {
     // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile — thread 0 is the main thread.
@@ -947,7 +947,7 @@ function printReport(facts: Record<string, string>): void {
     for (const load of profileReport) {
       p(`\n#### ${load.load}: ${fmt(load.msgPerS, 0)} msg/s under the profiler`);
       p(
-        "\nCPU per process and thread (% of one core, /proc/<pid>/task; a replica's busiest other thread is its storage worker):",
+        "\nCPU received per process and thread (% of one core, /proc/<pid>/task; a replica's busiest other thread is its storage worker):",
       );
       p();
       p(
@@ -963,10 +963,14 @@ function printReport(facts: Record<string, string>): void {
             !x.role.startsWith('follower') || x.role === load.profiles.find((y) => y.role.startsWith('follower'))?.role,
         )
         .sort((a, b) => b.summary.busyMs - a.summary.busyMs);
+      p(
+        '\nProfiled threads: "not idle" is the share of wall time a thread was running *or waiting for a CPU* ' +
+          '(V8 samples by wall clock) — compare it with the CPU it received above.',
+      );
       p();
       p(
         table(
-          ['thread', 'busy % of core', "top categories (self time, % of the thread's busy time)"],
+          ['thread', 'not idle, % of wall', "top categories (self time, % of the thread's non-idle time)"],
           shown.map((x) => [
             `${x.role} — ${x.thread}`,
             fmt((x.summary.busyMs / Math.max(1, x.summary.wallMs)) * 100, 0),

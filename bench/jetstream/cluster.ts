@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, RetentionPolicy, StorageType, type JetStreamManager, type NatsConnection } from 'nats';
 import { natsServerBinary } from '../lib/daftka-stack';
-import { freePort, killProc, sleep, startProc, stopProc, tempDirRemovedAtExit, type Proc } from '../lib/procs';
+import { freePort, killProc, sleep, startProc, tempDirRemovedAtExit, type Proc } from '../lib/procs';
 
 export interface JsServer {
   name: string;
@@ -155,8 +155,9 @@ export class JetStreamCluster {
     }
   }
 
+  /** kill -9 all servers (the store is thrown away) and remove the dir unless BENCH_KEEP=1. */
   async stop(keep = process.env.BENCH_KEEP === '1'): Promise<void> {
-    await Promise.all(this.servers.map((s) => stopProc(s.proc, 5000)));
+    await Promise.all(this.servers.map((s) => killProc(s.proc)));
     if (!keep) rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -198,11 +198,23 @@ export class DaftkaStack {
     }
   }
 
-  /** Gateway first, then replicas (SIGTERM: leadership transfer, flush), then nats; data removed unless kept. */
-  async stop(keep = process.env.BENCH_KEEP === '1'): Promise<void> {
-    if (this.gateway) await stopProc(this.gateway);
-    await Promise.all([...this.replicaProcs.values()].map((p) => stopProc(p, 15_000)));
-    if (this.nats) await stopProc(this.nats);
+  /**
+   * kill -9 everything (the data is thrown away), or with `graceful` the order of `npm run local`:
+   * gateway, replicas (SIGTERM: leadership transfer, flush; --cpu-prof writes its profile), nats.
+   * The data dir is removed unless `keep` (BENCH_KEEP=1).
+   */
+  async stop(opts: { graceful?: boolean; keep?: boolean } = {}): Promise<void> {
+    const keep = opts.keep ?? process.env.BENCH_KEEP === '1';
+    if (opts.graceful) {
+      if (this.gateway) await stopProc(this.gateway);
+      await Promise.all([...this.replicaProcs.values()].map((p) => stopProc(p, 15_000)));
+      if (this.nats) await stopProc(this.nats);
+    } else
+      await Promise.all(
+        this.procs()
+          .filter(Boolean)
+          .map((p) => killProc(p)),
+      );
     if (!keep) rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -6,7 +6,7 @@
  * /proc/<pid>/stat.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export interface Proc {
@@ -79,14 +79,16 @@ export function startProc(
   logFile: string,
 ): Proc {
   hook();
-  const log = createWriteStream(logFile, { flags: 'a' });
+  // Output goes straight to the log file: a pipe read by this (busy) process would put the
+  // load generator on the path of every log line the servers write (Node writes stdout to a
+  // pipe synchronously, so a full pipe stalls the writer's event loop).
+  const fd = openSync(logFile, 'a');
   const child = spawn(command, args, {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', fd, fd],
     detached: true, // own process group: a kill reaches the process and anything it spawned
   });
-  child.stdout?.pipe(log, { end: false });
-  child.stderr?.pipe(log, { end: false });
+  closeSync(fd);
   if (child.pid === undefined) throw new Error(`could not spawn ${name} (${command})`);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const p: Proc = {
@@ -99,8 +101,6 @@ export function startProc(
   };
   LIVE.add(p);
   void exited.then(() => LIVE.delete(p));
-  // End the log only when both pipes are drained ('close' follows 'exit').
-  child.once('close', () => log.end());
   return p;
 }
 
