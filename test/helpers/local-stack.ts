@@ -242,6 +242,30 @@ export class LocalStack {
     throw new Error(`no leader for ${topic}/${partition}${opts.not ? ` other than ${opts.not}` : ''} in time`);
   }
 
+  /**
+   * Wait until the partition's group is whole again: every replica answers status, a leader has
+   * all RF replicas as voters, and every replica has applied up to the leader's commit index.
+   * Use it between failures, so two kills do not overlap (a SIGKILLed replica takes a few
+   * seconds to come back under tsx on a loaded machine).
+   */
+  async waitForGroup(topic: string, partition: number, timeoutMs = 60_000): Promise<LeaderInfo> {
+    const members = this.replicas(topic, partition);
+    const deadline = Date.now() + timeoutMs;
+    let last = 'no answer yet';
+    while (Date.now() < deadline) {
+      const st = await Promise.all(members.map((r) => replicaStatus(r.clientPort, topic, partition).catch(() => null)));
+      const leaderIdx = st.findIndex((x) => x?.role === 'leader');
+      const leader = leaderIdx >= 0 ? st[leaderIdx] : null;
+      if (st.some((x) => x === null)) last = `${st.filter((x) => x === null).length} replica(s) not answering`;
+      else if (leader === null || leader === undefined) last = 'no leader';
+      else if (leader.voters.length !== members.length) last = `${leader.voters.length} voters`;
+      else if (st.some((x) => x!.appliedIndex < leader.commitIndex)) last = 'replicas catching up';
+      else return { ...members[leaderIdx], term: leader.term, pid: this.pid(members[leaderIdx].name) };
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`${topic}/${partition} not whole within ${timeoutMs} ms: ${last}`);
+  }
+
   /** One HTTP call to the gateway; the body is parsed as JSON when it is JSON. */
   async http<T = unknown>(
     method: string,

@@ -61,7 +61,7 @@ describe('leader killed (SIGKILL) during a stream of idempotent produces', () =>
     try {
       for (const p of [0, 1]) {
         await sleep(1500);
-        const leader = await stack.waitForLeader(TOPIC, p);
+        const leader = await stack.waitForGroup(TOPIC, p);
         const before = acked.size;
         stack.kill(leader.name, 'SIGKILL');
         killed.push(`${leader.name} (term ${leader.term})`);
@@ -166,11 +166,14 @@ describe('NATS stopped', () => {
     const redirectsBefore =
       (await gatewayMetric('daftka_gateway_redirects_total', { reason: 'not_leader' })) +
       (await gatewayMetric('daftka_gateway_redirects_total', { reason: 'unreachable' }));
-    const old = await stack.waitForLeader(TOPIC, 0);
+    // One failure at a time: the replica killed by the previous test must be back first.
+    const old = await stack.waitForGroup(TOPIC, 0);
     stack.kill(old.name, 'SIGKILL');
     const t0 = Date.now();
     const r = await produceAndRead(0, 'after-leader-change');
     const recoveryMs = Date.now() - t0;
+    // Election (150–300 ms) plus finding the new leader by redirects; generous for a loaded box.
+    expect(recoveryMs).toBeLessThan(15_000);
     const now = await stack.waitForLeader(TOPIC, 0);
     expect(now.term).toBeGreaterThan(old.term);
     const redirectsAfter =
@@ -188,7 +191,7 @@ describe('NATS stopped', () => {
     expect(await gatewayMetric('daftka_gateway_nats_reconnects_total')).toBeGreaterThanOrEqual(1);
     await produceAndRead(0, 'nats-back-0');
     console.log(
-      `NATS down: leader change ${old.name} → ${now.name} (term ${now.term}); produce answered after ${recoveryMs} ms with ${r.failures.length} retryable answers first`,
+      `NATS down: leader change ${old.name} → ${now.name} (term ${now.term}); produce answered after ${recoveryMs} ms; retryable answers first: ${JSON.stringify(r.failures.map((f) => `${f.status} ${f.code} ${f.ms.toFixed(0)} ms`))}`,
     );
   });
 });
