@@ -16,6 +16,7 @@ export interface Profile {
   maxInflightMsgs: number;
   maxInflightBytes: number;
   maxUncommittedBytes: number;
+  maxCommittedBytesPerReady: number;
   tickMs: number;
   /** Each node's tick period is tickMs × (1 ± up to this). */
   clockDrift: number;
@@ -108,6 +109,7 @@ export function drawProfile(rng: Prng, budget: Budget = 'full'): Profile {
     maxInflightMsgs: pick([1, 2, 4, 16, 256]),
     maxInflightBytes: pick([64, 1024, 1 << 20]),
     maxUncommittedBytes: pick([0, 0, 512, 8192]),
+    maxCommittedBytesPerReady: pick([64, 4096, 64 << 20]),
     tickMs: 10,
     clockDrift: pick([0, 0.01, 0.05, 0.1]),
 

@@ -18,6 +18,7 @@ export const SCENARIO_PROFILE: Profile = {
   maxInflightMsgs: 64,
   maxInflightBytes: 1 << 24,
   maxUncommittedBytes: 0,
+  maxCommittedBytesPerReady: 64 << 20,
   tickMs: 10,
   clockDrift: 0,
   delayMaxBaseMs: 1,

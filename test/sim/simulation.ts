@@ -320,6 +320,7 @@ export class Simulation {
       maxInflightMsgs: p.maxInflightMsgs,
       maxInflightBytes: p.maxInflightBytes,
       maxUncommittedBytes: p.maxUncommittedBytes,
+      maxCommittedBytesPerReady: p.maxCommittedBytesPerReady,
       applied: n.smApplied,
     };
     if (this.bugs !== undefined) config = withBugs(config, this.bugs);
@@ -544,6 +545,7 @@ export class Simulation {
     const link = this.link(m.from, m.to);
     if (link.cuts > 0 || (this.filter !== null && !this.filter(m))) {
       if (this.traceLines !== null) this.trace(`drop(cut) ${formatMessage(m)}`);
+      if (link.cuts > 0) this.reportSendFailure(m);
       return;
     }
     if (this.rng.chance(p.dropRate)) {
@@ -564,6 +566,17 @@ export class Simulation {
         this.schedule(at - this.now + late, () => this.deliver(m));
       }
     }
+  }
+
+  /** A cut link is a broken connection, which a transport notices (now and then, in time). */
+  private reportSendFailure(m: Message): void {
+    const from = this.byId.get(m.from);
+    if (from?.raft?.role !== 'leader' || !this.rng.chance(0.5)) return;
+    if (m.type === MessageType.Snap) from.raft.reportSnapshot(m.to, false);
+    else from.raft.reportUnreachable(m.to);
+    // The report changes state the oracle watches; the driver runs after the current Ready.
+    this.oracle.onEvent(from);
+    this.schedule(0, () => this.drive(from));
   }
 
   private deliver(m: Message): void {
