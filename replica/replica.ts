@@ -314,6 +314,8 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
     }, cfg.membershipCheckMs);
     this.retentionTimer = setInterval(() => this.checkRetention(), cfg.retentionCheckMs);
     this.leased.start();
+    // The recovered (or just founded) configuration: set here, not only when a change is applied.
+    this.metrics.voters.set(this.lbl, this.conf.voters.length);
     this.kick();
   }
 
@@ -595,6 +597,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
     this.stateIndex = stateIndex;
     this.conf = s.meta.conf;
     this.transport.setPeers(this.peerIds());
+    this.metrics.voters.set(this.lbl, this.conf.voters.length);
     this.metrics.snapshotsSent.inc({ ...this.lbl, action: 'installed' });
     this.logger.info('snapshot_installed', {
       replica: this.id,
