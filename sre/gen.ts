@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { dump } from 'js-yaml';
 import { dashboards } from './dashboards';
-import { promtoolTests, ruleGroups } from './rules';
+import { promtoolTests, ruleGroups, type RulePart } from './rules';
 import { valuesSchema } from './values-schema';
 
 export const REPO_ROOT = path.resolve(__dirname, '..');
@@ -43,8 +43,8 @@ export async function rulesYaml(): Promise<string> {
 }
 
 /** The promtool test file (not committed, so not prettier-formatted: tests can make it in-process). */
-export function promtoolTestsYaml(ruleFile: string): string {
-  return yaml(promtoolTests(ruleFile));
+export function promtoolTestsYaml(ruleFile: string, part: RulePart = 'all'): string {
+  return yaml(promtoolTests(ruleFile, part));
 }
 
 /** Every generated file: absolute path → content. */
