@@ -16,12 +16,14 @@ import { freePort } from './free-port';
  * group has formed, find the leader (status over the client port), kill -9 / SIGTERM / restart /
  * wipe one replica, and read /readyz and /metrics.
  *
- * Every child is killed on `stop()`, and also when the test process exits (even on a failed
- * assertion or a jest timeout), so a failing test never leaves replicas behind.
+ * Every child is killed on `stop()`; and each child kills itself when this process goes away,
+ * however it ends (its stdin is a pipe from us, see parent-watchdog.cjs), so a failing or killed
+ * test run never leaves replicas behind.
  */
 
 const REPO_ROOT = resolve(__dirname, '..', '..');
 const MAIN = join(REPO_ROOT, 'replica', 'main.ts');
+const WATCHDOG = join(__dirname, 'parent-watchdog.cjs');
 
 /**
  * How replica processes are started:
@@ -35,6 +37,8 @@ const MAIN = join(REPO_ROOT, 'replica', 'main.ts');
  */
 export type ReplicaRunner = 'tsx' | 'bundle';
 let bundleDir: string | null = null;
+/** Clusters started and not stopped: the bundle is removed when the last one stops. */
+let activeClusters = 0;
 
 function bundleReplica(): string {
   if (bundleDir !== null) return bundleDir;
@@ -55,7 +59,6 @@ function bundleReplica(): string {
     logLevel: 'error',
   });
   bundleDir = dir;
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -200,6 +203,7 @@ export class ReplicaCluster {
   /** Allocate ports and dirs, start the replicas (all, or `startOrdinals`). Does not wait for the group. */
   static async start(opts: ReplicaClusterOptions = {}): Promise<ReplicaCluster> {
     installExitHook();
+    activeClusters++;
     const size = opts.size ?? 3;
     const baseDir = mkdtempSync(join(tmpdir(), 'daftka-replicas-'));
     const logDir = opts.logDir ?? join(baseDir, 'logs');
@@ -259,10 +263,12 @@ export class ReplicaCluster {
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('DAFTKA_')) env[k] = v;
     Object.assign(env, this.envOf(ordinal), extraEnv);
     const runner = this.opts.runner ?? (process.env.DAFTKA_TEST_REPLICA_RUNNER === 'tsx' ? 'tsx' : 'bundle');
-    const child = spawn(process.execPath, [...(this.opts.nodeArgsFor?.(ordinal) ?? []), ...replicaCommand(runner)], {
+    const args = [...(this.opts.nodeArgsFor?.(ordinal) ?? []), '--require', WATCHDOG, ...replicaCommand(runner)];
+    const child = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       env,
-      stdio: ['ignore', fd, fd],
+      // stdin is a pipe from us: the watchdog kills the child when we go away (see parent-watchdog.cjs).
+      stdio: ['pipe', fd, fd],
     });
     closeSync(fd);
     LIVE.add(child);
@@ -316,6 +322,10 @@ export class ReplicaCluster {
     if (this.stopped) return;
     this.stopped = true;
     await Promise.all(this.slots.map((s) => this.kill(s.ordinal, 'SIGKILL', 5000)));
+    if (--activeClusters === 0 && bundleDir !== null) {
+      rmSync(bundleDir, { recursive: true, force: true });
+      bundleDir = null;
+    }
     const keep = opts.keepLogs ?? this.opts.keepLogs ?? process.env.DAFTKA_KEEP_LOGS === '1';
     for (const s of this.slots) rmSync(s.dataDir, { recursive: true, force: true });
     if (!keep && this.opts.logDir === undefined) rmSync(this.baseDir, { recursive: true, force: true });
