@@ -23,7 +23,7 @@
  * Exit status 1 when any acknowledged record is missing, changed or out of order.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
@@ -417,11 +417,17 @@ const FAILOVER_WINDOW = 8;
 const FAILOVER_PRE_MS = QUICK ? 2000 : 3000;
 const FAILOVER_POST_MS = QUICK ? 6000 : 8000;
 
+/** Copy a stack's logs somewhere that survives the clean-up, for a failover that went wrong. */
+function keepEvidence(dir: string, why: string): string {
+  const dest = join(process.env.BENCH_DIR ?? os.tmpdir(), `daftka-bench-evidence-${Date.now()}`);
+  cpSync(join(dir, 'logs'), dest, { recursive: true });
+  log(`${why}: logs kept in ${dest}`);
+  return dest;
+}
+
 async function daftkaFailover(stack: DaftkaStack): Promise<void> {
   const reader = daftkaReader(stack.baseUrl, TOPIC);
   for (let rep = 0; rep < FAILOVER_REPS; rep++) {
-    const leader = await stack.leaderOf(0);
-    if (!leader) throw new Error('no Daftka leader to kill');
     const run = ++runCounter;
     const target = new DaftkaTarget(stack.baseUrl, TOPIC, 1, FAILOVER_WINDOW, 15_000);
     const load = closedLoop(target, FAILOVER_WINDOW, {
@@ -434,6 +440,9 @@ async function daftkaFailover(stack: DaftkaStack): Promise<void> {
       recordAckTimes: true,
     });
     await sleep(FAILOVER_PRE_MS);
+    // Asked right before the kill: under load a spurious election may have moved the leader.
+    const leader = await stack.leaderOf(0);
+    if (!leader) throw new Error('no Daftka leader to kill');
     const killAt = performance.now();
     await stack.killReplica(leader);
     const res = await load;
@@ -441,6 +450,8 @@ async function daftkaFailover(stack: DaftkaStack): Promise<void> {
     const v = await verifyAgainst(res.acks, run, reader);
     totalVerified += v.acked;
     const o = outage(res.ackTimes, killAt);
+    const evidence =
+      !Number.isFinite(o.windowMs) || !verifyOk(v) ? keepEvidence(stack.dir, 'Daftka failover went wrong') : '';
     failovers.push({
       system: 'Daftka (fsync always)',
       killed: `replica ${leader} (partition leader)`,
@@ -449,7 +460,7 @@ async function daftkaFailover(stack: DaftkaStack): Promise<void> {
       lost: v.missing + v.mismatched,
       duplicates: v.duplicates,
       errors: res.errors,
-      errorSample: res.errorSamples.slice(0, 2).join('; '),
+      errorSample: res.errorSamples.slice(0, 2).join('; ') + (evidence ? ` (logs: ${evidence})` : ''),
     });
     if (!verifyOk(v)) verifyFailures.push(`Daftka failover: ${JSON.stringify(v)}`);
     log(`failover Daftka: killed ${leader}, write outage ${fmt(o.windowMs)} ms, lost ${v.missing + v.mismatched}`);
@@ -478,15 +489,18 @@ async function jetStreamFailover(js: JetStreamCluster): Promise<void> {
       recordAckTimes: true,
     });
     await sleep(FAILOVER_PRE_MS);
+    // Asked again right before the kill, like for Daftka.
+    const victim = (await js.streamLeader(jsm, STREAM).catch(() => leader)) ?? leader;
+    if (victim.name !== leader.name) log(`JetStream stream leader moved to ${victim.name} before the kill`);
     const killAt = performance.now();
-    await js.kill(leader);
+    await js.kill(victim);
     const res = await load;
     const v = await verifyAgainst(res.acks, run, jetStreamReader(nc, STREAM));
     totalVerified += v.acked;
     const o = outage(res.ackTimes, killAt);
     failovers.push({
       system: 'JetStream R3',
-      killed: `nats-server ${leader.name} (stream leader)`,
+      killed: `nats-server ${victim.name} (stream leader)`,
       ...o,
       acked: v.acked,
       lost: v.missing + v.mismatched,
@@ -496,11 +510,11 @@ async function jetStreamFailover(js: JetStreamCluster): Promise<void> {
     });
     if (!verifyOk(v)) verifyFailures.push(`JetStream failover: ${JSON.stringify(v)}`);
     log(
-      `failover JetStream: killed ${leader.name}, write outage ${fmt(o.windowMs)} ms, lost ${v.missing + v.mismatched}`,
+      `failover JetStream: killed ${victim.name}, write outage ${fmt(o.windowMs)} ms, lost ${v.missing + v.mismatched}`,
     );
     await nc.close();
     await admin.close();
-    js.restart(leader);
+    js.restart(victim);
     await js.waitStreamHealthy(STREAM, 120_000);
     const purger = await js.connect();
     await (await purger.jetstreamManager()).streams.purge(STREAM);
