@@ -141,7 +141,7 @@ export function drawProfile(rng: Prng, budget: Budget = 'full'): Profile {
     },
     faultMeanDurationMs: pick([30, 150, 500]),
 
-    clientMeanMs: budget === 'full' ? pick([2, 5, 20, 60]) : pick([5, 20, 60]),
+    clientMeanMs: budget === 'full' ? pick([2, 5, 20, 60]) : pick([8, 20, 60]),
     clientMaxBatch: pick([1, 4, 32]),
     payloadMaxBytes: pick([8, 64, 512]),
     clientMisrouteRate: pick([0, 0.1, 0.5]),
@@ -152,7 +152,7 @@ export function drawProfile(rng: Prng, budget: Budget = 'full'): Profile {
     compactEvery: pick([0, 8, 40, 200]),
     compactKeep: pick([0, 0, 5, 50]),
 
-    chaosMs: budget === 'full' ? pick([800, 1500, 2500]) : pick([300, 500, 800]),
+    chaosMs: budget === 'full' ? pick([800, 1500, 2500]) : pick([250, 400, 600]),
     livenessElectionTimeouts: 40,
   };
   return p;
