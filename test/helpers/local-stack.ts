@@ -1,4 +1,5 @@
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../common/config';
@@ -23,8 +24,9 @@ import {
  * (scripts/local-mode.ts: topic spec → replica plan → process driver), with a temp data dir and
  * free ports. Exposes each process's pid and ports so a test can kill -9 a leader (the driver
  * restarts it, as Kubernetes would) or stop NATS and keep it down, and always cleans up: `stop()`
- * stops everything in order (SIGKILL after a grace), and every child's process group is killed
- * when the test process exits, whatever happened.
+ * stops everything in order (SIGKILL after a grace); if the test process exits without it, its
+ * 'exit' hook kills every child's process group; and if it dies without running even that
+ * (SIGKILL, jest skipping 'exit' listeners), a detached reaper does.
  *
  * Logs stay under `<dataDir>/logs/<process>.log`; the data dir is removed by `stop()` unless
  * `keepData` or DAFTKA_KEEP_LOGS=1 (then its path is printed).
@@ -91,9 +93,55 @@ async function freeLayout(cfgFor: (base: number, nats: number, gw: number) => Lo
   throw new Error('no free port range for the local stack');
 }
 
+/**
+ * The last line of clean-up: a detached `sh` that holds a pipe from this process and, when the
+ * pipe closes without a word (this process died — SIGKILL, a CI timeout, jest going away without
+ * running 'exit' listeners), SIGKILLs the process group of every pid listed in `pidFile`. The
+ * children run in their own process groups (a Ctrl-C must reach only the driver), so nothing else
+ * would stop them; nats-server cannot preload a Node watchdog. `disarm()` (after a normal stop)
+ * empties the list first, so a pid reused meanwhile is never hit.
+ */
+class Reaper {
+  private readonly child: ChildProcess;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly pidFile: string,
+    private readonly pids: () => number[],
+  ) {
+    this.refresh();
+    this.child = spawn(
+      'sh',
+      [
+        '-c',
+        'cat >/dev/null; for p in $(cat "$1" 2>/dev/null); do kill -9 "-$p" 2>/dev/null; done',
+        'reaper',
+        pidFile,
+      ],
+      { stdio: ['pipe', 'ignore', 'ignore'], detached: true },
+    );
+    this.child.unref();
+    (this.child.stdin as { unref?: () => void } | null)?.unref?.();
+    // The driver restarts killed processes with new pids: keep the list current.
+    this.timer = setInterval(() => this.refresh(), 500);
+    this.timer.unref();
+  }
+
+  private refresh(): void {
+    writeFileSync(this.pidFile, this.pids().join('\n'));
+  }
+
+  disarm(): void {
+    clearInterval(this.timer);
+    writeFileSync(this.pidFile, '');
+    this.child.stdin?.end();
+  }
+}
+
 export class LocalStack {
   readonly url: string;
   private stopped = false;
+  private reaper: Reaper | null = null;
 
   private constructor(
     readonly plan: LocalPlan,
@@ -132,6 +180,9 @@ export class LocalStack {
       driver: { graceMs: opts.graceMs ?? 8000, maxRestarts: 20 },
     });
     const stack = new LocalStack(plan, run, opts.keepData ?? process.env.DAFTKA_KEEP_LOGS === '1');
+    stack.reaper = new Reaper(join(plan.dataDir, 'pids'), () =>
+      run.driver.names().flatMap((n) => run.driver.pid(n) ?? []),
+    );
     if (opts.exitOnSignal)
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
         process.once(sig, () => {
@@ -312,6 +363,7 @@ export class LocalStack {
     if (this.stopped) return;
     this.stopped = true;
     await this.run.stop();
+    this.reaper?.disarm();
     if (this.keepData) {
       if (!quiet) process.stderr.write(`local stack data and logs kept in ${this.dataDir}\n`);
     } else rmSync(this.dataDir, { recursive: true, force: true });
