@@ -112,12 +112,7 @@ class Reaper {
     this.refresh();
     this.child = spawn(
       'sh',
-      [
-        '-c',
-        'cat >/dev/null; for p in $(cat "$1" 2>/dev/null); do kill -9 "-$p" 2>/dev/null; done',
-        'reaper',
-        pidFile,
-      ],
+      ['-c', 'cat >/dev/null; for p in $(cat "$1" 2>/dev/null); do kill -9 "-$p" 2>/dev/null; done', 'reaper', pidFile],
       { stdio: ['pipe', 'ignore', 'ignore'], detached: true },
     );
     this.child.unref();
