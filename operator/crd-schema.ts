@@ -108,14 +108,8 @@ export const topicSpecSchema = object(
         }),
       },
       {
-        description: 'Volume of each replica. Fixed at creation (StatefulSet volume claim templates are immutable).',
-        default: { size: '10Gi' },
-        validations: [
-          immutable(
-            'storage',
-            'expand the PVCs directly if the StorageClass allows volume expansion, or create a new topic with the wanted storage and migrate to it',
-          ),
-        ],
+        description:
+          "Volume of each replica; absent uses the operator's default. Fixed at creation (StatefulSet volume claim templates are immutable).",
       },
     ),
     resources: object(
@@ -165,6 +159,12 @@ export const topicSpecSchema = object(
         rule: 'self.partitions >= oldSelf.partitions',
         message:
           'spec.partitions cannot decrease: records are placed by key hash, and removing a partition would drop its records; to have fewer partitions, create a new topic with the wanted count and migrate producers and consumers to it',
+        reason: 'FieldValueForbidden',
+      },
+      {
+        rule: 'has(self.storage) == has(oldSelf.storage) && (!has(self.storage) || self.storage == oldSelf.storage)',
+        message:
+          'spec.storage cannot change after the topic is created (StatefulSet volume claim templates are immutable); expand the PVCs directly if the StorageClass allows volume expansion, or create a new topic with the wanted storage and migrate to it',
         reason: 'FieldValueForbidden',
       },
       {

@@ -26,12 +26,17 @@ export interface ReplicaSettings {
   namespace: string;
   image: string;
   imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  imagePullSecrets?: Array<{ name: string }>;
   /** Container command; the image's entrypoint when empty. */
   command: string[];
   natsUrl: string;
+  /** When set, replicas read DAFTKA_NATS_URL from this Secret (credentials stay out of the pod spec). */
+  natsUrlSecret?: { name: string; key: string };
   clusterDomain: string;
   /** Container resources when the Topic has none. */
-  resources: { requests?: Record<string, string>; limits?: Record<string, string> };
+  resources: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
+  /** PVC size and class when the Topic has no spec.storage (fixed per StatefulSet once created). */
+  storage: { size?: string; storageClassName?: string };
   /**
    * required: two replicas of a partition never share a node (a node loss costs at most one vote);
    * pods stay Pending when there are fewer schedulable nodes than replicas.
@@ -135,6 +140,8 @@ function podEnv(replicas: readonly DesiredReplica[], s: ReplicaSettings) {
   for (const [k, v] of Object.entries(contract)) {
     if (k === 'DAFTKA_ORDINAL')
       env.push({ name: k, valueFrom: { fieldRef: { fieldPath: `metadata.labels['${POD_INDEX_LABEL}']` } } });
+    else if (k === 'DAFTKA_NATS_URL' && s.natsUrlSecret)
+      env.push({ name: k, valueFrom: { secretKeyRef: { name: s.natsUrlSecret.name, key: s.natsUrlSecret.key } } });
     else env.push({ name: k, value: v });
   }
   // SIGTERM handling must finish inside the grace period, with a margin for the kubelet.
@@ -159,19 +166,40 @@ function podAffinity(topic: string, index: number, s: ReplicaSettings) {
   };
 }
 
+/** The volume claim template of a new StatefulSet: the Topic's storage, else the operator's default. */
+export function desiredClaimTemplate(topic: Topic, index: number, s: ReplicaSettings) {
+  const size = topic.spec.storage?.size ?? s.storage.size ?? '10Gi';
+  const storageClassName = topic.spec.storage?.storageClassName ?? s.storage.storageClassName;
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name: VOLUME_NAME, labels: partitionLabels(topic.metadata.name, index) },
+    spec: {
+      accessModes: ['ReadWriteOnce'],
+      ...(storageClassName ? { storageClassName } : {}),
+      resources: { requests: { storage: size } },
+    },
+  };
+}
+
+/**
+ * The StatefulSet of one partition. `existingClaimTemplates` are those of the StatefulSet when it
+ * already exists: volume claim templates are immutable, so a later change of the operator's
+ * default storage applies to new partitions only and never blocks updates of existing ones.
+ */
 export function desiredStatefulSet(
   topic: Topic,
   partition: { metadata: { name: string; uid?: string }; apiVersion: string; kind: string },
   index: number,
   replicas: readonly DesiredReplica[],
   s: ReplicaSettings,
+  existingClaimTemplates?: unknown[],
 ): KubeObject {
   const name = topic.metadata.name;
   const rf = topic.spec.replicationFactor;
   const labels = partitionLabels(name, index);
   const selector = partitionSelector(name, index);
   const resources = topic.spec.resources ?? s.resources;
-  const storage = topic.spec.storage;
   return {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',
@@ -201,6 +229,7 @@ export function desiredStatefulSet(
         },
         spec: {
           ...(s.serviceAccountName ? { serviceAccountName: s.serviceAccountName } : {}),
+          ...(s.imagePullSecrets && s.imagePullSecrets.length > 0 ? { imagePullSecrets: s.imagePullSecrets } : {}),
           automountServiceAccountToken: false,
           // Thousands of Services in a namespace would otherwise become thousands of env variables.
           enableServiceLinks: false,
@@ -269,18 +298,7 @@ export function desiredStatefulSet(
           volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
         },
       },
-      volumeClaimTemplates: [
-        {
-          apiVersion: 'v1',
-          kind: 'PersistentVolumeClaim',
-          metadata: { name: VOLUME_NAME, labels },
-          spec: {
-            accessModes: ['ReadWriteOnce'],
-            ...(storage.storageClassName ? { storageClassName: storage.storageClassName } : {}),
-            resources: { requests: { storage: storage.size ?? '10Gi' } },
-          },
-        },
-      ],
+      volumeClaimTemplates: existingClaimTemplates ?? [desiredClaimTemplate(topic, index, s)],
     },
   };
 }
@@ -343,6 +361,7 @@ export function desiredWorkloads(
   topic: Topic,
   partitions: ReadonlyMap<number, { metadata: { name: string; uid?: string }; apiVersion: string; kind: string }>,
   s: ReplicaSettings,
+  existingClaimTemplates: (index: number) => unknown[] | undefined = () => undefined,
 ): Array<{ index: number; statefulSet: KubeObject; service: KubeObject; pdb: KubeObject }> {
   const all = topicReplicas(topic, s);
   const byPartition = new Map<number, DesiredReplica[]>();
@@ -357,7 +376,7 @@ export function desiredWorkloads(
     if (!p) continue;
     out.push({
       index,
-      statefulSet: desiredStatefulSet(topic, p, index, byPartition.get(index) ?? [], s),
+      statefulSet: desiredStatefulSet(topic, p, index, byPartition.get(index) ?? [], s, existingClaimTemplates(index)),
       service: desiredService(topic, p, index, s),
       pdb: desiredPdb(topic, p, index, s),
     });

@@ -37,6 +37,7 @@ export const RESOURCES = {
   leases: rt('coordination.k8s.io', 'v1', 'leases', 'Lease'),
   nodes: rt('', 'v1', 'nodes', 'Node', false),
   namespaces: rt('', 'v1', 'namespaces', 'Namespace', false),
+  configmaps: rt('', 'v1', 'configmaps', 'ConfigMap'),
   crds: rt('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'CustomResourceDefinition', false),
 } as const;
 
@@ -273,6 +274,12 @@ export class KubeClient {
     });
   }
 
+  /** A non-JSON GET (e.g. the apiserver's /metrics). */
+  async getText(path: string): Promise<string> {
+    const r = await this.request<{ message?: string } | string>('GET', path);
+    return typeof r === 'string' ? r : (r?.message ?? '');
+  }
+
   async get<T>(path: string): Promise<T | null> {
     try {
       return await this.request<T>('GET', path);
@@ -379,12 +386,21 @@ export class KubeClient {
     const started = Date.now();
     await new Promise<void>((resolve, reject) => {
       if (signal.aborted) return resolve();
-      const req = lib.request(url, {
-        method: 'GET',
-        agent: this.agent!,
-        headers: this.headersFor(auth, {}),
-        signal,
-      });
+      let settled = false;
+      const finish = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        if (err && !signal.aborted) reject(err);
+        else resolve();
+      };
+      // Stopping must not wait for the server: destroy the stream and return at once.
+      const onAbort = () => {
+        req.destroy();
+        finish();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      const req = lib.request(url, { method: 'GET', agent: this.agent!, headers: this.headersFor(auth, {}) });
       req.on('response', (res) => {
         const code = res.statusCode ?? 0;
         this.opts.onRequest?.({ method: 'WATCH', resource: resourceOf(path), code, durationMs: Date.now() - started });
@@ -398,8 +414,9 @@ export class KubeClient {
             } catch {
               body = undefined;
             }
-            reject(new KubeApiError('WATCH', url.pathname, code, res.statusMessage ?? '', body));
+            finish(new KubeApiError('WATCH', url.pathname, code, res.statusMessage ?? '', body));
           });
+          res.on('error', (err) => finish(err));
           return;
         }
         let buf = '';
@@ -414,15 +431,17 @@ export class KubeClient {
             try {
               onEvent(JSON.parse(line) as WatchEvent<T>);
             } catch (err) {
-              req.destroy(err as Error);
+              req.destroy();
+              finish(err as Error);
               return;
             }
           }
         });
-        res.on('end', () => resolve());
-        res.on('error', (err) => (signal.aborted ? resolve() : reject(err)));
+        res.on('end', () => finish());
+        res.on('close', () => finish());
+        res.on('error', (err) => finish(err));
       });
-      req.on('error', (err) => (signal.aborted ? resolve() : reject(err)));
+      req.on('error', (err) => finish(err));
       req.end();
     });
   }

@@ -46,17 +46,17 @@ describe('Topic CRD', () => {
     const rules = spec['x-kubernetes-validations'];
     expect(rules.map((r: any) => r.rule)).toEqual([
       'self.partitions >= oldSelf.partitions',
+      'has(self.storage) == has(oldSelf.storage) && (!has(self.storage) || self.storage == oldSelf.storage)',
       'self.replicationFactor == oldSelf.replicationFactor',
     ]);
     for (const r of rules) expect(r.message).toMatch(/create a new topic/);
     expect(spec.properties.replicationFactor['x-kubernetes-validations'][0].rule).toBe('self in [1, 3, 5, 7]');
-    expect(spec.properties.storage['x-kubernetes-validations'][0].rule).toBe('self == oldSelf');
   });
 
-  it('defaults: 3 partitions, RF 3, 10Gi, Retain, no deletion protection', () => {
+  it("defaults: 3 partitions, RF 3, Retain, no deletion protection; storage from the operator's settings", () => {
     expect(spec.properties.partitions.default).toBe(3);
     expect(spec.properties.replicationFactor.default).toBe(3);
-    expect(spec.properties.storage.default).toEqual({ size: '10Gi' });
+    expect(spec.properties.storage.default).toBeUndefined();
     expect(spec.properties.deletionPolicy).toMatchObject({ enum: ['Retain', 'Delete'], default: 'Retain' });
     expect(spec.properties.deletionProtection.default).toBe(false);
   });

@@ -101,7 +101,7 @@ describe('desired state: Partition → StatefulSet', () => {
     expect(sts.spec.updateStrategy).toEqual({ type: 'OnDelete' });
   });
 
-  it('claims a volume per pod from spec.storage, kept on delete with deletionPolicy Retain', () => {
+  it('claims a volume per pod (operator default, or spec.storage), kept on delete with deletionPolicy Retain', () => {
     expect(sts.spec.volumeClaimTemplates).toEqual([
       {
         apiVersion: 'v1',
@@ -124,6 +124,38 @@ describe('desired state: Partition → StatefulSet', () => {
       storageClassName: 'fast',
       resources: { requests: { storage: '50Gi' } },
     });
+  });
+
+  it('keeps the claim templates of an existing StatefulSet (they are immutable)', () => {
+    const existing = [
+      {
+        metadata: { name: 'data' },
+        spec: { resources: { requests: { storage: '1Gi' } } },
+        status: { phase: 'Pending' },
+      },
+    ];
+    const kept = desiredStatefulSet(
+      t,
+      partitionObj('orders-1'),
+      1,
+      replicas,
+      { ...settings, storage: { size: '99Gi' } },
+      existing,
+    ) as any;
+    expect(kept.spec.volumeClaimTemplates).toBe(existing);
+  });
+
+  it('reads the NATS URL from a Secret when configured (credentials stay out of the pod spec)', () => {
+    const withSecret = desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, {
+      ...settings,
+      natsUrlSecret: { name: 'nats-clients', key: 'replica-url' },
+      imagePullSecrets: [{ name: 'regcred' }],
+    }) as any;
+    expect(withSecret.spec.template.spec.containers[0].env.find((e: any) => e.name === 'DAFTKA_NATS_URL')).toEqual({
+      name: 'DAFTKA_NATS_URL',
+      valueFrom: { secretKeyRef: { name: 'nats-clients', key: 'replica-url' } },
+    });
+    expect(withSecret.spec.template.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
   });
 
   it('keeps replicas of a partition on different nodes (required) and spreads them over zones', () => {

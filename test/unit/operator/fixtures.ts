@@ -17,6 +17,7 @@ export const settings: ReplicaSettings = {
   natsUrl: 'nats://nats.daftka.svc:4222',
   clusterDomain: 'cluster.local',
   resources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '1Gi' } },
+  storage: { size: '10Gi' },
   antiAffinity: 'required',
   terminationGracePeriodSeconds: 30,
   runAsUser: 10001,
@@ -31,7 +32,6 @@ export function topic(name: string, spec: Partial<TopicCrSpec> = {}): Topic {
     spec: {
       partitions: 3,
       replicationFactor: 3,
-      storage: { size: '10Gi' },
       deletionPolicy: 'Retain',
       deletionProtection: false,
       ...spec,

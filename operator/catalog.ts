@@ -1,0 +1,48 @@
+/**
+ * The gateway's topic catalog (gateway/catalog.ts topics file) kept in a ConfigMap that the gateway
+ * mounts: every Topic the operator manages, with its partition count, limits, quotas, access lists
+ * and the client endpoints of its replicas (stable pod DNS names). Written with server-side apply,
+ * only when the content changes.
+ */
+import { catalogEntry } from '../common/topic-spec';
+import type { Topic } from './crd-schema';
+import { topicReplicas, type ReplicaSettings } from './desired';
+import { RESOURCES, resourcePath, type KubeClient } from './kube';
+import { FIELD_MANAGER } from './names';
+
+export const CATALOG_KEY = 'topics.json';
+
+export function renderCatalog(topics: readonly Topic[], settings: Omit<ReplicaSettings, 'namespace'>): string {
+  const entries = [...topics]
+    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
+    .map((t) =>
+      catalogEntry(t.metadata.name, t.spec, topicReplicas(t, { ...settings, namespace: t.metadata.namespace! })),
+    );
+  return JSON.stringify({ topics: entries }, null, 1);
+}
+
+export class CatalogWriter {
+  private last = '';
+
+  constructor(
+    private readonly kube: KubeClient,
+    private readonly o: { namespace: string; name: string },
+  ) {}
+
+  /** Applies the ConfigMap when the content changed; true when it wrote. */
+  async write(content: string): Promise<boolean> {
+    if (content === this.last) return false;
+    await this.kube.apply(
+      resourcePath(RESOURCES.configmaps, { namespace: this.o.namespace, name: this.o.name }),
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: this.o.name, namespace: this.o.namespace },
+        data: { [CATALOG_KEY]: content },
+      },
+      FIELD_MANAGER,
+    );
+    this.last = content;
+    return true;
+  }
+}

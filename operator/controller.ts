@@ -1,0 +1,261 @@
+/**
+ * The controller: informers (Topics, Partitions, StatefulSets, Services, PDBs, Pods, Nodes) feed a
+ * rate-limited work queue keyed by topic (`namespace/name`), plus two keys of its own: `@rebalance`
+ * (one rebalancer pass) and `@catalog` (the gateway catalog ConfigMap). Workers take keys one at a
+ * time per key; a failed key comes back with per-key exponential backoff. NATS reports that change
+ * a partition's picture enqueue its topic; watermarks are refreshed on the status interval.
+ */
+import type { NatsConnection } from 'nats';
+import type { Logger } from '../common/log';
+import { CatalogWriter, renderCatalog } from './catalog';
+import type { Partition, Topic } from './crd-schema';
+import type { ReplicaSettings } from './desired';
+import type { EventRecorder } from './events';
+import { Informer, objectKey, type KObject } from './informer';
+import { RESOURCES, resourcePath, type KubeClient, type ResourceType } from './kube';
+import type { OperatorMetrics } from './metrics';
+import { DRAIN_LABEL, MANAGED_SELECTOR, ZONE_LABEL } from './names';
+import { RebalanceDriver } from './rebalance-driver';
+import type { RebalanceSettings } from './rebalancer';
+import {
+  ReconcileError,
+  TopicReconciler,
+  topicKeyOf,
+  type Caches,
+  type NodeObject,
+  type PodObject,
+  type StatefulSetObject,
+} from './reconcile';
+import type { ReportTable } from './report-table';
+import type { HealthSettings, NodeInfo } from './status';
+import { WorkQueue } from './workqueue';
+
+export const REBALANCE_KEY = '@rebalance';
+export const CATALOG_KEY = '@catalog';
+
+export interface ControllerOptions {
+  kube: KubeClient;
+  logger: Logger;
+  metrics: OperatorMetrics;
+  recorder: EventRecorder;
+  reports: ReportTable;
+  nats: () => NatsConnection | null;
+  /** Empty = every namespace. */
+  watchNamespaces: readonly string[];
+  settings: Omit<ReplicaSettings, 'namespace'>;
+  health: HealthSettings;
+  rebalance: RebalanceSettings;
+  workers: number;
+  resyncMs: number;
+  statusIntervalMs: number;
+  rebalanceIntervalMs: number;
+  catalog?: { namespace: string; name: string };
+}
+
+export class Controller {
+  readonly caches: Caches;
+  private readonly nodeInformer: Informer<NodeObject>;
+  private readonly nodeInfos = new Map<string, NodeInfo>();
+  readonly queue: WorkQueue;
+  readonly reconciler: TopicReconciler;
+  readonly rebalancer: RebalanceDriver;
+  private readonly catalogWriter: CatalogWriter | null;
+  private readonly notes = new Map<string, string>();
+  private timers: NodeJS.Timeout[] = [];
+  private workers: Promise<void>[] = [];
+  private started = false;
+  private synced = false;
+  /** Completed reconciles per key (tests wait on it). */
+  readonly reconciles = new Map<string, number>();
+
+  constructor(private readonly o: ControllerOptions) {
+    const collection = (r: ResourceType): string[] =>
+      o.watchNamespaces.length === 0
+        ? [resourcePath(r)]
+        : o.watchNamespaces.map((ns) => resourcePath(r, { namespace: ns }));
+    this.queue = new WorkQueue({
+      baseDelayMs: 250,
+      maxDelayMs: 60_000,
+      onDepth: (d) => o.metrics.queueDepth.set(d),
+    });
+    const enqueueOwner = (obj: KObject) => {
+      const k = topicKeyOf(obj);
+      if (k) this.queue.add(k);
+    };
+    const make = <T extends KObject>(name: string, r: ResourceType, managed: boolean, onEvent: (obj: T) => void) =>
+      new Informer<T>(o.kube, {
+        name,
+        paths: collection(r),
+        ...(managed ? { labelSelector: MANAGED_SELECTOR } : {}),
+        logger: o.logger,
+        indexBy: managed ? topicKeyOf : undefined,
+        onEvent: (_type, obj) => onEvent(obj),
+      });
+    const topics = new Informer<Topic & KObject>(o.kube, {
+      name: 'topics',
+      paths: collection(RESOURCES.topics),
+      logger: o.logger,
+      indexBy: (t) => t.metadata.name,
+      onEvent: (_type, t) => {
+        // Every topic of that name: a name conflict resolves when the older one goes.
+        for (const same of this.caches.topics.byIndex(t.metadata.name)) this.queue.add(objectKey(same));
+        this.queue.add(objectKey(t));
+        this.queue.add(CATALOG_KEY);
+        o.metrics.topics.set(this.caches.topics.size);
+      },
+    });
+    this.caches = {
+      topics,
+      partitions: make<Partition & KObject>('partitions', RESOURCES.partitions, true, enqueueOwner),
+      statefulsets: make<StatefulSetObject>('statefulsets', RESOURCES.statefulsets, true, enqueueOwner),
+      services: make<KObject>('services', RESOURCES.services, true, enqueueOwner),
+      pdbs: make<KObject>('pdbs', RESOURCES.pdbs, true, enqueueOwner),
+      pods: make<PodObject>('pods', RESOURCES.pods, true, (p) => {
+        enqueueOwner(p);
+        this.queue.add(REBALANCE_KEY);
+      }),
+    };
+    this.nodeInformer = new Informer<NodeObject>(o.kube, {
+      name: 'nodes',
+      paths: [resourcePath(RESOURCES.nodes)],
+      logger: o.logger,
+      onEvent: (type, n) => this.onNode(type, n),
+    });
+    const nodes = () => this.nodeInfos;
+    this.reconciler = new TopicReconciler({
+      kube: o.kube,
+      caches: this.caches,
+      reports: o.reports,
+      nodes,
+      settings: o.settings,
+      health: o.health,
+      recorder: o.recorder,
+      logger: o.logger,
+      metrics: o.metrics,
+      resyncMs: o.resyncMs,
+      rebalanceNotes: this.notes,
+    });
+    this.rebalancer = new RebalanceDriver({
+      kube: o.kube,
+      caches: this.caches,
+      reconciler: this.reconciler,
+      nodes,
+      nats: o.nats,
+      recorder: o.recorder,
+      logger: o.logger,
+      metrics: o.metrics,
+      settings: o.rebalance,
+      notes: this.notes,
+      touched: (k) => this.queue.add(k),
+    });
+    this.catalogWriter = o.catalog ? new CatalogWriter(o.kube, o.catalog) : null;
+  }
+
+  private onNode(type: 'add' | 'update' | 'delete', n: NodeObject): void {
+    const before = this.nodeInfos.get(n.metadata.name);
+    if (type === 'delete') this.nodeInfos.delete(n.metadata.name);
+    else
+      this.nodeInfos.set(n.metadata.name, {
+        name: n.metadata.name,
+        ...(n.metadata.labels?.[ZONE_LABEL] ? { zone: n.metadata.labels[ZONE_LABEL] } : {}),
+        unschedulable: n.spec?.unschedulable === true,
+        drain: n.metadata.labels?.[DRAIN_LABEL] === 'true',
+      });
+    const after = this.nodeInfos.get(n.metadata.name);
+    if (JSON.stringify(before) === JSON.stringify(after)) return;
+    // Zones and drains show in status and drive the rebalancer.
+    this.queue.add(REBALANCE_KEY);
+    if (this.synced) for (const t of this.caches.topics.list()) this.queue.add(objectKey(t));
+  }
+
+  /** A replica report changed the picture of a partition: reconcile its topic (in every namespace). */
+  onReport(topic: string): void {
+    if (!this.started) return;
+    for (const t of this.caches.topics.byIndex(topic)) this.queue.add(objectKey(t));
+    this.queue.add(REBALANCE_KEY);
+  }
+
+  get isSynced(): boolean {
+    return this.synced;
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const all = [...Object.values(this.caches), this.nodeInformer] as Informer<KObject>[];
+    for (const i of all) i.start();
+    await Promise.all(all.map((i) => i.waitForSync()));
+    this.synced = true;
+    this.o.logger.info('caches_synced', {
+      topics: this.caches.topics.size,
+      partitions: this.caches.partitions.size,
+      pods: this.caches.pods.size,
+      nodes: this.nodeInfos.size,
+    });
+    for (const t of this.caches.topics.list()) this.queue.add(objectKey(t));
+    this.queue.add(REBALANCE_KEY);
+    this.queue.add(CATALOG_KEY);
+    const every = (ms: number, fn: () => void) => {
+      const t = setInterval(fn, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.o.statusIntervalMs, () => {
+      for (const t of this.caches.topics.list()) this.queue.add(objectKey(t));
+    });
+    every(this.o.rebalanceIntervalMs, () => this.queue.add(REBALANCE_KEY));
+    for (let i = 0; i < this.o.workers; i++) this.workers.push(this.work());
+  }
+
+  private async work(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === null) return;
+      const kind = key === REBALANCE_KEY ? 'rebalance' : key === CATALOG_KEY ? 'catalog' : 'topic';
+      const started = process.hrtime.bigint();
+      let result = 'ok';
+      try {
+        let again = 0;
+        if (kind === 'rebalance') await this.rebalancer.run();
+        else if (kind === 'catalog') await this.writeCatalog();
+        else again = await this.reconciler.reconcile(key);
+        this.queue.forget(key);
+        if (again > 0) this.queue.addAfter(key, again);
+      } catch (err) {
+        result = 'error';
+        this.o.metrics.reconcileErrors.inc({ kind });
+        const delay = this.queue.addRateLimited(key);
+        this.o.logger.warn('reconcile_failed', {
+          key,
+          kind,
+          error: err instanceof ReconcileError ? err.errors : (err as Error).message,
+          attempt: this.queue.failuresOf(key),
+          retry_in_ms: delay,
+        });
+      } finally {
+        const s = Number(process.hrtime.bigint() - started) / 1e9;
+        this.o.metrics.reconcileDuration.observe({ kind, result }, s);
+        this.reconciles.set(key, (this.reconciles.get(key) ?? 0) + 1);
+        this.queue.done(key);
+      }
+    }
+  }
+
+  private async writeCatalog(): Promise<void> {
+    if (!this.catalogWriter) return;
+    const topics = this.caches.topics
+      .list()
+      .filter((t) => !t.metadata.deletionTimestamp && this.reconciler.nameOwner(t.metadata.name) === t);
+    if (await this.catalogWriter.write(renderCatalog(topics, this.o.settings)))
+      this.o.logger.info('gateway_catalog_written', { topics: topics.length });
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.queue.shutdown();
+    await Promise.all(this.workers);
+    this.workers = [];
+    await Promise.all([...Object.values(this.caches), this.nodeInformer].map((i) => (i as Informer<KObject>).stop()));
+  }
+}

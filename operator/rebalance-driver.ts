@@ -1,0 +1,256 @@
+/**
+ * Carries out the rebalancer's decisions (operator/rebalancer.ts): leadership transfers as NATS
+ * control requests to the partition leader, replica moves and rolls as PVC/pod deletes, and the
+ * operation in progress as `status.operation` on the Partition (field manager
+ * `daftka-operator-rebalancer`, so the reconciler's status writes never clear it). One pass runs
+ * as the `@rebalance` key of the reconcile work queue. Every decision is logged, counted and
+ * visible in status (operation, or the Reconfiguring condition for a move that has to wait).
+ */
+import type { NatsConnection } from 'nats';
+import { SUBJECTS, type ControlReply, type ControlRequest } from '../common/control-subjects';
+import type { Logger } from '../common/log';
+import { API_VERSION, type Partition, type PartitionOperation } from './crd-schema';
+import type { EventRecorder } from './events';
+import type { KObject } from './informer';
+import { RESOURCES, resourcePath, type KubeClient } from './kube';
+import type { OperatorMetrics } from './metrics';
+import { REBALANCER_FIELD_MANAGER, VOLUME_NAME, partitionName } from './names';
+import { planRebalance, type Decision, type RebalancePlan, type RebalanceSettings } from './rebalancer';
+import type { TopicReconciler, Caches } from './reconcile';
+import type { NodeInfo, PartitionView } from './status';
+
+export interface RebalanceDriverContext {
+  kube: KubeClient;
+  caches: Caches;
+  reconciler: TopicReconciler;
+  nodes: () => ReadonlyMap<string, NodeInfo>;
+  nats: () => NatsConnection | null;
+  recorder: EventRecorder;
+  logger: Logger;
+  metrics: OperatorMetrics;
+  settings: RebalanceSettings;
+  /** Written here, read by the reconciler for status. */
+  notes: Map<string, string>;
+  /** Topics whose status should be refreshed after an action. */
+  touched: (topicKey: string) => void;
+  controlTimeoutMs?: number;
+  now?: () => number;
+}
+
+export class RebalanceDriver {
+  private readonly recentTransfers = new Map<string, number>();
+  private readonly recentOperations = new Map<string, number>();
+  private readonly lastBlocked = new Map<string, string>();
+  /** Operations written but maybe not yet in the informer cache (so a quick next pass never double-starts). */
+  private readonly written = new Map<string, { op: PartitionOperation | null; atMs: number }>();
+  private readonly enc = new TextEncoder();
+  private readonly dec = new TextDecoder();
+
+  constructor(private readonly ctx: RebalanceDriverContext) {}
+
+  private now(): number {
+    return this.ctx.now ? this.ctx.now() : Date.now();
+  }
+
+  /** One pass: observe every partition, plan, act. Returns the plan (tests and metrics). */
+  async run(): Promise<RebalancePlan> {
+    const views: PartitionView[] = [];
+    const owners = new Map<string, { topicKey: string; partition: Partition & KObject }>();
+    for (const topic of this.ctx.caches.topics.list()) {
+      if (topic.metadata.deletionTimestamp) continue;
+      if (this.ctx.reconciler.nameOwner(topic.metadata.name) !== topic) continue;
+      const topicKey = `${topic.metadata.namespace}/${topic.metadata.name}`;
+      for (const p of this.ctx.caches.partitions.byIndex(topicKey)) {
+        if (p.metadata.deletionTimestamp) continue;
+        const v = this.ctx.reconciler.viewOf(topic, p);
+        const key = `${topic.metadata.name}/${p.spec.index}`;
+        const w = this.written.get(key);
+        if (w) {
+          const cached = p.status?.operation ?? null;
+          if (JSON.stringify(cached) === JSON.stringify(w.op) || this.now() - w.atMs > 60_000) this.written.delete(key);
+          else if (w.op) v.operation = w.op;
+          else delete v.operation;
+        }
+        views.push(v);
+        owners.set(`${topic.metadata.name}/${p.spec.index}`, { topicKey, partition: p });
+      }
+    }
+    const nowMs = this.now();
+    for (const m of [this.recentTransfers, this.recentOperations])
+      for (const [k, t] of m) if (nowMs - t > 3_600_000) m.delete(k);
+    const plan = planRebalance({
+      partitions: views,
+      nodes: this.ctx.nodes(),
+      recentTransfers: this.recentTransfers,
+      recentOperations: this.recentOperations,
+      nowMs,
+      settings: this.ctx.settings,
+    });
+    this.ctx.metrics.leaderSkew.set(plan.leaderSkew);
+    this.ctx.metrics.movesInFlight.set(plan.operationsInFlight);
+
+    const notes = new Map<string, string>();
+    for (const d of plan.decisions) {
+      const owner = owners.get(d.key);
+      if (!owner) continue;
+      try {
+        await this.execute(d, owner.partition, notes);
+      } catch (err) {
+        this.ctx.metrics.rebalanceActions.inc({ action: d.kind, reason: reasonOf(d), outcome: 'error' });
+        this.ctx.logger.warn('rebalance_action_failed', {
+          partition: d.key,
+          action: d.kind,
+          error: (err as Error).message,
+        });
+        notes.set(d.key, `rebalancer: ${d.kind} failed: ${(err as Error).message}`);
+      }
+      this.ctx.touched(owner.topicKey);
+    }
+    // Notes that changed (appeared, went away) refresh the status of their topic.
+    for (const k of new Set([...notes.keys(), ...this.ctx.notes.keys()]))
+      if (notes.get(k) !== this.ctx.notes.get(k)) {
+        const o = owners.get(k);
+        if (o) this.ctx.touched(o.topicKey);
+      }
+    this.ctx.notes.clear();
+    for (const [k, v] of notes) this.ctx.notes.set(k, v);
+    return plan;
+  }
+
+  private async execute(d: Decision, partition: Partition & KObject, notes: Map<string, string>): Promise<void> {
+    const log = this.ctx.logger;
+    const m = this.ctx.metrics;
+    const ns = partition.metadata.namespace!;
+    switch (d.kind) {
+      case 'startOperation':
+        await this.writeOperation(partition, d.operation);
+        m.rebalanceActions.inc({ action: 'startOperation', reason: d.operation.reason, outcome: 'ok' });
+        log.info('rebalance_operation_started', { partition: d.key, ...d.operation });
+        this.ctx.recorder.emit(
+          partition,
+          'Normal',
+          d.operation.kind === 'move' ? 'MoveStarted' : 'RollStarted',
+          d.operation.message ?? '',
+        );
+        return;
+      case 'finishOperation':
+        await this.writeOperation(partition, null);
+        this.recentOperations.set(d.key, this.now());
+        m.rebalanceActions.inc({ action: 'finishOperation', reason: d.operation.reason, outcome: 'ok' });
+        log.info('rebalance_operation_finished', {
+          partition: d.key,
+          kind: d.operation.kind,
+          pod: d.operation.pod,
+          message: d.message,
+        });
+        this.ctx.recorder.emit(
+          partition,
+          'Normal',
+          d.operation.kind === 'move' ? 'MoveFinished' : 'RollFinished',
+          d.message,
+        );
+        return;
+      case 'transferLeadership': {
+        this.recentTransfers.set(d.key, this.now());
+        const reply = await this.control(d.topic, d.index, { v: 1, op: 'transferLeadership', to: d.to });
+        const outcome = reply.ok ? 'ok' : reply.code;
+        m.rebalanceActions.inc({ action: 'transferLeadership', reason: d.reason, outcome });
+        log.info('rebalance_transfer_leadership', {
+          partition: d.key,
+          from: d.from,
+          to: d.to,
+          reason: d.reason,
+          outcome,
+          ...(reply.ok ? {} : { detail: reply.detail }),
+        });
+        this.ctx.recorder.emit(
+          partition,
+          reply.ok ? 'Normal' : 'Warning',
+          'LeadershipTransfer',
+          `asked ${d.from} to hand leadership to ${d.to} (${d.toPod}) (${d.reason})${reply.ok ? '' : `: ${reply.code} ${reply.detail}`}`,
+        );
+        return;
+      }
+      case 'deletePod': {
+        if (d.wipe)
+          await this.ctx.kube.delete(resourcePath(RESOURCES.pvcs, { namespace: ns, name: `${VOLUME_NAME}-${d.pod}` }));
+        const uid = this.ctx.caches.pods.get(`${ns}/${d.pod}`)?.metadata.uid;
+        await this.ctx.kube.delete(resourcePath(RESOURCES.pods, { namespace: ns, name: d.pod }), {
+          ...(uid ? { preconditions: { uid } } : {}),
+        });
+        m.rebalanceActions.inc({ action: 'deletePod', reason: d.reason, outcome: 'ok' });
+        log.info('rebalance_pod_deleted', { partition: d.key, pod: d.pod, volume_deleted: d.wipe, reason: d.reason });
+        this.ctx.recorder.emit(
+          partition,
+          'Normal',
+          d.wipe ? 'ReplicaMoving' : 'ReplicaRestarting',
+          d.wipe
+            ? `deleted ${d.pod} and its volume (${d.reason}): the replica is rebuilt from its peers where the scheduler places it`
+            : `deleted ${d.pod} to restart it on the current template`,
+        );
+        return;
+      }
+      case 'blocked': {
+        notes.set(d.key, d.message);
+        m.rebalanceBlocked.inc({ reason: d.reason });
+        if (this.lastBlocked.get(d.key) !== d.message) {
+          this.lastBlocked.set(d.key, d.message);
+          log.info('rebalance_waiting', { partition: d.key, reason: d.reason, message: d.message });
+          this.ctx.recorder.emit(partition, 'Warning', 'RebalanceWaiting', d.message);
+        }
+        return;
+      }
+    }
+  }
+
+  private async control(topic: string, index: number, req: ControlRequest): Promise<ControlReply> {
+    const nc = this.ctx.nats();
+    if (!nc || nc.isClosed()) return { v: 1, ok: false, code: 'UNAVAILABLE', detail: 'not connected to NATS' };
+    try {
+      const msg = await nc.request(SUBJECTS.ctl(topic, index), this.enc.encode(JSON.stringify(req)), {
+        timeout: this.ctx.controlTimeoutMs ?? 2000,
+      });
+      const reply = JSON.parse(this.dec.decode(msg.data)) as ControlReply;
+      if (typeof reply !== 'object' || reply === null || reply.v !== 1)
+        return { v: 1, ok: false, code: 'INVALID_REPLY', detail: 'control reply is not a v1 object' };
+      return reply;
+    } catch (err) {
+      return {
+        v: 1,
+        ok: false,
+        code: 'TIMEOUT',
+        detail: `no answer from the leader of ${partitionName(topic, index)}: ${(err as Error).message}`,
+      };
+    }
+  }
+
+  private async writeOperation(p: Partition & KObject, op: PartitionOperation | null): Promise<void> {
+    await this.ctx.kube.apply(
+      resourcePath(RESOURCES.partitions, {
+        namespace: p.metadata.namespace,
+        name: p.metadata.name,
+        subresource: 'status',
+      }),
+      {
+        apiVersion: API_VERSION,
+        kind: 'Partition',
+        metadata: { name: p.metadata.name },
+        status: op ? { operation: op } : {},
+      },
+      REBALANCER_FIELD_MANAGER,
+    );
+    this.written.set(`${p.spec.topic}/${p.spec.index}`, { op, atMs: this.now() });
+  }
+}
+
+function reasonOf(d: Decision): string {
+  switch (d.kind) {
+    case 'startOperation':
+    case 'finishOperation':
+      return d.operation.reason;
+    case 'transferLeadership':
+    case 'deletePod':
+    case 'blocked':
+      return d.reason;
+  }
+}

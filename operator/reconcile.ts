@@ -1,0 +1,510 @@
+/**
+ * The Topic reconciler (STYLE.md: controller-runtime, level-triggered). For one Topic it reads the
+ * world from the informer caches and the NATS report table, computes the desired objects from the
+ * spec alone (operator/desired.ts), applies them with server-side apply (field manager
+ * `daftka-operator`, force) and writes the Partition and Topic status from what it observed
+ * (operator/status.ts). It never asks which event woke it. Errors are collected: the status
+ * carries the apiserver's text, and the reconcile fails so the work queue retries with backoff.
+ *
+ * Deletion: a finalizer holds the Topic until cleanup is done. deletionPolicy Retain keeps the PVCs
+ * (ownerReferences that would let the garbage collector take them are removed first); Delete
+ * removes them and waits until they are gone. Until then the Ready condition says what is left.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from '../common/log';
+import { API_VERSION, type Partition, type PartitionCrStatus, type Topic, type TopicCrStatus } from './crd-schema';
+import { desiredPartitions, desiredWorkloads, type KubeObject, type ReplicaSettings } from './desired';
+import type { EventRecorder } from './events';
+import { objectKey, type Informer, type KObject } from './informer';
+import { KubeApiError, RESOURCES, resourcePath, type KubeClient, type ResourceType } from './kube';
+import type { OperatorMetrics } from './metrics';
+import {
+  FIELD_MANAGER,
+  FINALIZER,
+  LABELS,
+  POD_INDEX_LABEL,
+  REVISION_LABEL,
+  parsePodName,
+  partitionName,
+} from './names';
+import type { ReportTable } from './report-table';
+import {
+  observePartition,
+  partitionStatus,
+  topicStatus,
+  type ConditionInput,
+  type HealthSettings,
+  type NodeInfo,
+  type PartitionView,
+  type PodInfo,
+} from './status';
+
+export interface StatefulSetObject extends KObject {
+  spec?: { volumeClaimTemplates?: unknown[]; persistentVolumeClaimRetentionPolicy?: { whenDeleted?: string } };
+  status?: { updateRevision?: string; currentRevision?: string; readyReplicas?: number };
+}
+
+export interface PodObject extends KObject {
+  spec?: { nodeName?: string };
+  status?: { phase?: string; conditions?: Array<{ type: string; status: string }> };
+}
+
+export interface NodeObject extends KObject {
+  spec?: { unschedulable?: boolean };
+}
+
+export interface Caches {
+  topics: Informer<Topic & KObject>;
+  partitions: Informer<Partition & KObject>;
+  statefulsets: Informer<StatefulSetObject>;
+  services: Informer<KObject>;
+  pdbs: Informer<KObject>;
+  pods: Informer<PodObject>;
+}
+
+export interface ReconcileContext {
+  kube: KubeClient;
+  caches: Caches;
+  reports: ReportTable;
+  nodes: () => ReadonlyMap<string, NodeInfo>;
+  settings: Omit<ReplicaSettings, 'namespace'>;
+  health: HealthSettings;
+  recorder: EventRecorder;
+  logger: Logger;
+  metrics: OperatorMetrics;
+  resyncMs: number;
+  /** partition key (`topic/index`) → why the rebalancer is waiting there, shown in status. */
+  rebalanceNotes: ReadonlyMap<string, string>;
+  now?: () => number;
+}
+
+/** Index value of the objects of a topic: `<namespace>/<topic>` (the work-queue key). */
+export const topicKeyOf = (o: KObject): string | undefined => {
+  const t = o.metadata.labels?.[LABELS.topic];
+  return t && o.metadata.namespace ? `${o.metadata.namespace}/${t}` : undefined;
+};
+
+export class ReconcileError extends Error {
+  constructor(readonly errors: string[]) {
+    super(errors.join('; '));
+    this.name = 'ReconcileError';
+  }
+}
+
+/** Runs fn over items with at most `limit` in flight. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/** JSON with sorted keys: equal objects give equal strings. */
+export function stableJson(x: unknown): string {
+  return JSON.stringify(x, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
+      : v,
+  );
+}
+
+const errorText = (what: string, err: unknown): string =>
+  err instanceof KubeApiError ? `${what}: ${err.statusCode} ${err.apiMessage}` : `${what}: ${(err as Error).message}`;
+
+export function podInfoOf(p: PodObject): PodInfo | null {
+  const label = p.metadata.labels?.[POD_INDEX_LABEL];
+  const ordinal = label !== undefined ? Number(label) : parsePodName(p.metadata.name)?.ordinal;
+  if (ordinal === undefined || !Number.isInteger(ordinal)) return null;
+  return {
+    name: p.metadata.name,
+    ...(p.metadata.uid ? { uid: p.metadata.uid } : {}),
+    ordinal,
+    ...(p.spec?.nodeName ? { node: p.spec.nodeName } : {}),
+    ...(p.status?.phase ? { phase: p.status.phase } : {}),
+    ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+    deleting: p.metadata.deletionTimestamp !== undefined,
+    ...(p.metadata.labels?.[REVISION_LABEL] ? { revision: p.metadata.labels[REVISION_LABEL] } : {}),
+    ...(p.metadata.creationTimestamp ? { createdAtMs: Date.parse(p.metadata.creationTimestamp) } : {}),
+  };
+}
+
+const CLEANUP_STALL_MS = 2 * 60_000;
+
+export class TopicReconciler {
+  /** What was last applied per object: skip identical applies while the object is unchanged. */
+  private readonly applied = new Map<string, { hash: string; generation?: number; resourceVersion?: string }>();
+  private readonly lastFull = new Map<string, number>();
+  private readonly lastStatus = new Map<string, string>();
+  private readonly topicIds = new Map<string, string>();
+  private readonly deletingSince = new Map<string, number>();
+
+  constructor(private readonly ctx: ReconcileContext) {}
+
+  private now(): number {
+    return this.ctx.now ? this.ctx.now() : Date.now();
+  }
+
+  /** The Topic that owns a name across namespaces: the oldest (NATS subjects carry no namespace). */
+  nameOwner(name: string): (Topic & KObject) | undefined {
+    const same = this.ctx.caches.topics.list().filter((t) => t.metadata.name === name);
+    same.sort(
+      (a, b) =>
+        (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
+        (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? ''),
+    );
+    return same[0];
+  }
+
+  /** Reconciles one topic (`namespace/name`); returns when to look again (ms). */
+  async reconcile(key: string): Promise<number> {
+    const topic = this.ctx.caches.topics.get(key);
+    if (!topic) {
+      this.forget(key);
+      return 0;
+    }
+    if (topic.metadata.deletionTimestamp) return this.finalize(topic);
+    const owner = this.nameOwner(topic.metadata.name);
+    if (owner && owner !== topic) {
+      const msg = `a topic named ${topic.metadata.name} already exists in namespace ${owner.metadata.namespace}; topic names are unique across namespaces (NATS subjects carry no namespace): rename this one`;
+      this.ctx.recorder.emit(topic, 'Warning', 'NameConflict', msg);
+      await this.writeTopicStatus(topic, { partitions: topic.spec.partitions, views: [], errors: [msg] }, [
+        { type: 'Ready', status: 'False', reason: 'NameConflict', message: msg },
+        { type: 'Degraded', status: 'True', reason: 'NameConflict', message: msg },
+      ]);
+      return this.ctx.resyncMs;
+    }
+
+    const nowMs = this.now();
+    const full = nowMs - (this.lastFull.get(key) ?? 0) >= this.ctx.resyncMs;
+    if (full) this.lastStatus.clear();
+    const errors: string[] = [];
+    if (!topic.metadata.finalizers?.includes(FINALIZER)) {
+      try {
+        await this.ctx.kube.apply(
+          resourcePath(RESOURCES.topics, { namespace: topic.metadata.namespace, name: topic.metadata.name }),
+          { apiVersion: API_VERSION, kind: 'Topic', metadata: { name: topic.metadata.name, finalizers: [FINALIZER] } },
+          FIELD_MANAGER,
+        );
+      } catch (err) {
+        errors.push(errorText('adding the finalizer', err));
+      }
+    }
+
+    // Topic → Partitions (owned by the Topic).
+    const partitions = new Map<number, Partition & KObject>();
+    const created: string[] = [];
+    await mapLimit(desiredPartitions(topic), 4, async (p) => {
+      try {
+        if (!this.ctx.caches.partitions.get(objectKey(p))) created.push(p.metadata.name);
+        const obj = await this.ensure<Partition & KObject>(RESOURCES.partitions, p, full);
+        partitions.set(p.spec.index, obj);
+      } catch (err) {
+        errors.push(errorText(`Partition ${p.metadata.name}`, err));
+      }
+    });
+
+    // Partition → StatefulSet, headless Service, PodDisruptionBudget (owned by the Partition).
+    const settings = { ...this.ctx.settings, namespace: topic.metadata.namespace! };
+    const ns = topic.metadata.namespace!;
+    const existingTemplates = (index: number) =>
+      this.ctx.caches.statefulsets.get(`${ns}/${partitionName(topic.metadata.name, index)}`)?.spec
+        ?.volumeClaimTemplates;
+    let workloads: ReturnType<typeof desiredWorkloads> = [];
+    try {
+      workloads = desiredWorkloads(topic, partitions, settings, existingTemplates);
+    } catch (err) {
+      errors.push(errorText('desired state', err));
+    }
+    await mapLimit(workloads, 4, async (w) => {
+      for (const [r, obj] of [
+        [RESOURCES.statefulsets, w.statefulSet],
+        [RESOURCES.services, w.service],
+        [RESOURCES.pdbs, w.pdb],
+      ] as const) {
+        try {
+          await this.ensure(r, obj, full);
+        } catch (err) {
+          errors.push(errorText(`${r.kind} ${obj.metadata.name}`, err));
+        }
+      }
+    });
+    if (errors.length === 0 && full) this.lastFull.set(key, nowMs);
+    if (created.length > 0)
+      this.ctx.recorder.emit(
+        topic,
+        'Normal',
+        'PartitionsCreated',
+        `created ${created.length} partition(s) with their StatefulSet, headless Service and PodDisruptionBudget: ${created.sort().join(', ')}`,
+      );
+
+    // Status from what the replicas report.
+    const views: PartitionView[] = [];
+    for (const [, p] of [...partitions].sort(([a], [b]) => a - b)) {
+      const v = this.viewOf(topic, p);
+      views.push(v);
+      const status = partitionStatus(v, p.status, p.metadata.generation ?? 0, nowMs);
+      try {
+        await this.writeStatus(RESOURCES.partitions, p, status, p.status);
+      } catch (err) {
+        errors.push(errorText(`status of Partition ${p.metadata.name}`, err));
+      }
+    }
+    try {
+      await this.writeTopicStatus(topic, { partitions: topic.spec.partitions, views, errors });
+    } catch (err) {
+      errors.push(errorText('Topic status', err));
+    }
+    if (errors.length > 0) {
+      this.ctx.recorder.emit(topic, 'Warning', 'ReconcileFailed', errors.join('; '));
+      throw new ReconcileError(errors);
+    }
+    return this.ctx.resyncMs;
+  }
+
+  /** What the operator knows about one partition now (for status and the rebalancer). */
+  viewOf(topic: Topic & KObject, p: Partition & KObject): PartitionView {
+    const ns = topic.metadata.namespace!;
+    const index = p.spec.index;
+    const sts = this.ctx.caches.statefulsets.get(`${ns}/${p.metadata.name}`);
+    const pods = new Map<number, PodInfo>();
+    for (const pod of this.ctx.caches.pods.byIndex(`${ns}/${topic.metadata.name}`)) {
+      if (pod.metadata.labels?.[LABELS.partition] !== String(index)) continue;
+      const info = podInfoOf(pod);
+      if (info && info.ordinal < p.spec.replicas) pods.set(info.ordinal, info);
+    }
+    const v = observePartition({
+      topic: topic.metadata.name,
+      index,
+      replicas: p.spec.replicas,
+      reports: this.ctx.reports.reports(topic.metadata.name, index),
+      announcement: this.ctx.reports.announcement(topic.metadata.name, index),
+      pods,
+      nodes: this.ctx.nodes(),
+      ...(sts?.status?.updateRevision ? { updateRevision: sts.status.updateRevision } : {}),
+      ...(p.status?.operation ? { operation: p.status.operation } : {}),
+      settings: this.ctx.health,
+      nowMs: this.now(),
+    });
+    const note = this.ctx.rebalanceNotes.get(`${topic.metadata.name}/${index}`);
+    if (note) v.reconfiguring = v.reconfiguring ? `${v.reconfiguring}; ${note}` : note;
+    return v;
+  }
+
+  private cacheOf(r: ResourceType): Informer<KObject> | undefined {
+    const c = this.ctx.caches;
+    if (r === RESOURCES.partitions) return c.partitions as unknown as Informer<KObject>;
+    if (r === RESOURCES.statefulsets) return c.statefulsets;
+    if (r === RESOURCES.services) return c.services;
+    if (r === RESOURCES.pdbs) return c.pdbs;
+    return undefined;
+  }
+
+  /**
+   * Server-side apply, skipped when this operator already applied the same object and it has not
+   * changed since (same generation, or resourceVersion for kinds without one); always applied on
+   * a full resync (drift repair).
+   */
+  private async ensure<T extends KObject>(r: ResourceType, obj: KubeObject | Partition, full: boolean): Promise<T> {
+    const key = `${r.plural}/${objectKey(obj)}`;
+    const hash = createHash('sha1').update(stableJson(obj)).digest('hex');
+    const cached = this.cacheOf(r)?.get(objectKey(obj)) as T | undefined;
+    const rec = this.applied.get(key);
+    if (!full && cached && rec && rec.hash === hash) {
+      const same =
+        rec.generation !== undefined
+          ? cached.metadata.generation === rec.generation
+          : cached.metadata.resourceVersion === rec.resourceVersion;
+      if (same) {
+        this.ctx.metrics.applies.inc({ kind: r.plural, result: 'skipped' });
+        return cached;
+      }
+    }
+    const res = await this.ctx.kube.apply<T>(
+      resourcePath(r, { namespace: obj.metadata.namespace, name: obj.metadata.name }),
+      obj,
+      FIELD_MANAGER,
+    );
+    this.ctx.metrics.applies.inc({ kind: r.plural, result: 'applied' });
+    this.applied.set(key, {
+      hash,
+      ...(res.metadata.generation !== undefined
+        ? { generation: res.metadata.generation }
+        : { resourceVersion: res.metadata.resourceVersion }),
+    });
+    return res;
+  }
+
+  private async writeStatus(
+    r: ResourceType,
+    obj: { metadata: { name: string; namespace?: string } },
+    status: PartitionCrStatus | TopicCrStatus,
+    previous: PartitionCrStatus | TopicCrStatus | undefined,
+  ): Promise<void> {
+    const key = `${r.plural}/${objectKey(obj)}`;
+    const json = stableJson(status);
+    // `operation` belongs to the rebalancer's field manager: not part of the comparison.
+    const prevJson = previous ? stableJson({ ...previous, operation: undefined }) : '';
+    if (json === prevJson || this.lastStatus.get(key) === json) return;
+    await this.ctx.kube.apply(
+      resourcePath(r, { namespace: obj.metadata.namespace, name: obj.metadata.name, subresource: 'status' }),
+      { apiVersion: API_VERSION, kind: r.kind, metadata: { name: obj.metadata.name }, status },
+      FIELD_MANAGER,
+    );
+    this.lastStatus.set(key, json);
+  }
+
+  private topicIdOf(topic: Topic & KObject): string {
+    const uid = topic.metadata.uid ?? objectKey(topic);
+    const id = topic.status?.topicId ?? this.topicIds.get(uid) ?? randomUUID();
+    this.topicIds.set(uid, id);
+    return id;
+  }
+
+  private async writeTopicStatus(
+    topic: Topic & KObject,
+    o: { partitions: number; views: PartitionView[]; errors: string[] },
+    override?: ConditionInput[],
+  ): Promise<void> {
+    const status = topicStatus(
+      o,
+      topic.status,
+      this.topicIdOf(topic),
+      topic.metadata.generation ?? 0,
+      this.now(),
+      override,
+    );
+    await this.writeStatus(RESOURCES.topics, topic, status, topic.status);
+  }
+
+  private forget(key: string): void {
+    this.lastFull.delete(key);
+    this.deletingSince.delete(key);
+    const [ns, name] = key.split('/');
+    for (const k of [...this.applied.keys()]) if (k.includes(`/${ns}/${name}-`)) this.applied.delete(k);
+    for (const k of [...this.lastStatus.keys()]) if (k.includes(`/${ns}/${name}`)) this.lastStatus.delete(k);
+  }
+
+  /** Cleanup behind the finalizer; returns when to look again, 0 once the finalizer is gone. */
+  private async finalize(topic: Topic & KObject): Promise<number> {
+    if (!topic.metadata.finalizers?.includes(FINALIZER)) return 0;
+    const ns = topic.metadata.namespace!;
+    const name = topic.metadata.name;
+    const key = `${ns}/${name}`;
+    const kube = this.ctx.kube;
+    const nowMs = this.now();
+    if (!this.deletingSince.has(key)) {
+      this.deletingSince.set(key, nowMs);
+      this.ctx.recorder.emit(
+        topic,
+        'Normal',
+        'Deleting',
+        `deleting topic ${name}: volumes ${topic.spec.deletionPolicy === 'Delete' ? 'will be deleted' : 'are kept'} (deletionPolicy ${topic.spec.deletionPolicy})`,
+      );
+    }
+    const selector = `${LABELS.topic}=${name},${LABELS.managedBy}=${FIELD_MANAGER}`;
+    const waiting: string[] = [];
+    try {
+      const pvcs = (
+        await kube.list<KObject & { metadata: { ownerReferences?: Array<{ kind: string }> } }>(
+          resourcePath(RESOURCES.pvcs, { namespace: ns }),
+          { labelSelector: selector },
+        )
+      ).items;
+      if (topic.spec.deletionPolicy !== 'Delete') {
+        // Retain: nothing may let the garbage collector take a volume with the StatefulSet.
+        for (const pvc of pvcs)
+          if (pvc.metadata.ownerReferences?.some((r) => r.kind === 'StatefulSet'))
+            await kube.patch(resourcePath(RESOURCES.pvcs, { namespace: ns, name: pvc.metadata.name }), {
+              metadata: { ownerReferences: null },
+            });
+      }
+      // The objects of every partition: explicit deletes, so cleanup does not depend on the garbage collector.
+      for (const [r, cache] of [
+        [RESOURCES.statefulsets, this.ctx.caches.statefulsets],
+        [RESOURCES.services, this.ctx.caches.services],
+        [RESOURCES.pdbs, this.ctx.caches.pdbs],
+        [RESOURCES.partitions, this.ctx.caches.partitions],
+      ] as const)
+        for (const o of (cache as Informer<KObject>).byIndex(key))
+          if (!o.metadata.deletionTimestamp)
+            await kube.delete(resourcePath(r, { namespace: ns, name: o.metadata.name }), {
+              propagationPolicy: 'Background',
+            });
+      const pods = this.ctx.caches.pods.byIndex(key);
+      if (topic.spec.deletionPolicy === 'Delete') {
+        for (const pod of pods)
+          if (!pod.metadata.deletionTimestamp)
+            await kube.delete(resourcePath(RESOURCES.pods, { namespace: ns, name: pod.metadata.name }));
+        for (const pvc of pvcs)
+          if (!pvc.metadata.deletionTimestamp)
+            await kube.delete(resourcePath(RESOURCES.pvcs, { namespace: ns, name: pvc.metadata.name }));
+        if (pvcs.length > 0)
+          waiting.push(
+            `${pvcs.length} PersistentVolumeClaim(s) still exist (${pvcs
+              .slice(0, 5)
+              .map((p) => p.metadata.name)
+              .join(
+                ', ',
+              )}${pvcs.length > 5 ? ', …' : ''})${pods.length > 0 ? `; ${pods.length} pod(s) still use them` : ''}`,
+          );
+      }
+      const left = [this.ctx.caches.statefulsets, this.ctx.caches.partitions].reduce(
+        (n, c) => n + (c as Informer<KObject>).byIndex(key).length,
+        0,
+      );
+      if (left > 0) waiting.push(`${left} StatefulSet/Partition object(s) still being deleted`);
+    } catch (err) {
+      waiting.push(errorText('cleanup failed', err));
+    }
+
+    if (waiting.length > 0) {
+      const stalled = nowMs - this.deletingSince.get(key)! > CLEANUP_STALL_MS;
+      const message = `deleting (deletionPolicy ${topic.spec.deletionPolicy}): waiting: ${waiting.join('; ')}`;
+      const conds: ConditionInput[] = [
+        { type: 'Ready', status: 'False', reason: 'Deleting', message },
+        stalled
+          ? { type: 'Degraded', status: 'True', reason: 'CleanupBlocked', message }
+          : { type: 'Degraded', status: 'False', reason: 'Deleting', message: 'cleanup in progress' },
+      ];
+      if (stalled) this.ctx.recorder.emit(topic, 'Warning', 'CleanupBlocked', message);
+      try {
+        await this.writeTopicStatus(topic, { partitions: topic.spec.partitions, views: [], errors: [] }, conds);
+      } catch (err) {
+        this.ctx.logger.warn('status_write_failed', { topic: key, error: (err as Error).message });
+      }
+      this.ctx.logger.info('topic_cleanup_waiting', { topic: key, waiting });
+      return 2000;
+    }
+
+    // Done: drop our finalizer (and only ours), guarded by the list we read.
+    const finalizers = topic.metadata.finalizers ?? [];
+    await kube.patch(
+      resourcePath(RESOURCES.topics, { namespace: ns, name }),
+      [
+        { op: 'test', path: '/metadata/finalizers', value: finalizers },
+        { op: 'replace', path: '/metadata/finalizers', value: finalizers.filter((f) => f !== FINALIZER) },
+      ],
+      'json',
+    );
+    this.ctx.recorder.emit(
+      topic,
+      'Normal',
+      topic.spec.deletionPolicy === 'Delete' ? 'VolumesDeleted' : 'VolumesRetained',
+      topic.spec.deletionPolicy === 'Delete'
+        ? `topic ${name} deleted with its volumes`
+        : `topic ${name} deleted; its PersistentVolumeClaims (label ${LABELS.topic}=${name}) are kept`,
+    );
+    this.ctx.logger.info('topic_finalized', { topic: key, deletion_policy: topic.spec.deletionPolicy });
+    this.ctx.reports.forget(name);
+    this.forget(key);
+    return 0;
+  }
+}

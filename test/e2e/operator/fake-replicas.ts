@@ -1,0 +1,343 @@
+/**
+ * Scripted replicas for the operator e2e tests. kwok pods run no process, so this stands in for
+ * the replica side of the NATS control channel, driven by what really exists in the cluster:
+ * every scheduled, running pod of a partition "is" a replica and publishes status reports (and the
+ * leader its announcements) on a real nats-server; it answers control requests (leadership
+ * transfer) the way the replica does; and it models the replica's self-healing membership: a pod
+ * that comes back with a new volume is a new incarnation, a learner until caught up, then a voter
+ * that replaces the old incarnation of its ordinal.
+ *
+ * It also watches the operator's promises: the fewest live voters a partition ever had, how many
+ * partitions were disrupted at once, and whether a leader's pod was ever deleted while it led.
+ */
+import { connect, type NatsConnection } from 'nats';
+import {
+  SUBJECTS,
+  type ControlReply,
+  type LeaderAnnouncement,
+  type StatusReport,
+} from '../../../common/control-subjects';
+import { RESOURCES, resourcePath, type KubeClient } from '../../../operator/kube';
+import { LABELS } from '../../../operator/names';
+import type { Obj } from './harness';
+
+interface Member {
+  incarnation: string;
+  /** When this incarnation was first seen up as a learner (undefined: a voter). */
+  learnerSinceMs?: number;
+}
+
+interface PartitionModel {
+  topic: string;
+  index: number;
+  rf: number;
+  term: number;
+  leader: number | null;
+  /** Voters by ordinal (an ordinal may also have a learner incarnation in `learners`). */
+  voters: Map<number, Member>;
+  learners: Map<number, Member>;
+  hw: number;
+}
+
+export interface TransferRequest {
+  topic: string;
+  partition: number;
+  to: string;
+  fromLeader: string | null;
+  atMs: number;
+  ok: boolean;
+}
+
+export class FakeReplicas {
+  private nc: NatsConnection | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private ticking = false;
+  readonly parts = new Map<string, PartitionModel>();
+  readonly transfers: TransferRequest[] = [];
+  /** Partition key → fewest live voters seen since tracking started. */
+  readonly minLiveVoters = new Map<string, number>();
+  /** Most partitions with a replica down or catching up at the same time, since tracking started. */
+  maxDisrupted = 0;
+  /** Ticks with more than one partition disrupted: what each was missing (diagnosis). */
+  readonly overlaps: Array<{ atMs: number; partitions: string[] }> = [];
+  /** Pods deleted while they led their partition (the operator moves leadership first). */
+  readonly leaderPodsDeleted: string[] = [];
+  private tracking = false;
+  private podsUp = new Map<string, { uid: string; node: string }>();
+  /** Chooses the first leader of a new partition among its live ordinals (default: the lowest). */
+  chooseLeader: (key: string, live: Array<{ ordinal: number; node: string }>) => number = (_k, live) =>
+    Math.min(...live.map((l) => l.ordinal));
+  /** When false, nothing is published (reports go stale). */
+  publishing = true;
+
+  constructor(
+    private readonly o: {
+      kube: KubeClient;
+      natsUrl: string;
+      namespace: string;
+      intervalMs?: number;
+      catchUpMs?: number;
+    },
+  ) {}
+
+  async start(): Promise<void> {
+    this.nc = await connect({ servers: this.o.natsUrl, name: 'fake-replicas' });
+    const enc = new TextEncoder();
+    const dec = new TextDecoder();
+    this.nc.subscribe('daftka.v1.ctl.>', {
+      callback: (_err, msg) => {
+        const [, , , topic, partition] = msg.subject.split('.');
+        const req = JSON.parse(dec.decode(msg.data)) as { op: string; to?: string };
+        const reply = this.control(topic, Number(partition), req);
+        if (reply) msg.respond(enc.encode(JSON.stringify(reply)));
+      },
+    });
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), this.o.intervalMs ?? 300);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    while (this.ticking) await new Promise((r) => setTimeout(r, 20));
+    await this.nc?.close();
+  }
+
+  /** Start (again) recording minLiveVoters / maxDisrupted / leaderPodsDeleted. */
+  track(): void {
+    this.tracking = true;
+    this.minLiveVoters.clear();
+    this.maxDisrupted = 0;
+    this.overlaps.length = 0;
+    this.leaderPodsDeleted.length = 0;
+  }
+
+  id(p: PartitionModel, ordinal: number, m: Member): string {
+    return `${ordinal}.${m.incarnation}`;
+  }
+
+  leaderId(key: string): string | null {
+    const p = this.parts.get(key);
+    if (!p || p.leader === null) return null;
+    return this.id(p, p.leader, p.voters.get(p.leader)!);
+  }
+
+  /** Node of the pod of each partition's leader. */
+  leaderNodes(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const [key, p] of this.parts)
+      if (p.leader !== null) {
+        const up = this.podsUp.get(`${p.topic}-${p.index}-${p.leader}`);
+        if (up) out.set(key, up.node);
+      }
+    return out;
+  }
+
+  private control(topic: string, partition: number, req: { op: string; to?: string }): ControlReply | null {
+    const p = this.parts.get(`${topic}/${partition}`);
+    if (!p || p.leader === null) return null; // no leader: nobody answers (the operator times out)
+    if (req.op !== 'transferLeadership' || !req.to)
+      return { v: 1, ok: false, code: 'INVALID_REQUEST', detail: `unsupported ${req.op}` };
+    const ordinal = Number(req.to.split('.')[0]);
+    const m = p.voters.get(ordinal);
+    const live = m !== undefined && this.podsUp.has(`${topic}-${partition}-${ordinal}`);
+    const ok = live && this.id(p, ordinal, m!) === req.to;
+    this.transfers.push({
+      topic,
+      partition,
+      to: req.to,
+      fromLeader: this.leaderId(`${topic}/${partition}`),
+      atMs: Date.now(),
+      ok,
+    });
+    if (!ok) return { v: 1, ok: false, code: 'CONFLICT', detail: `${req.to} is not a live voter` };
+    if (p.leader !== ordinal) {
+      p.leader = ordinal;
+      p.term++;
+    }
+    return { v: 1, ok: true };
+  }
+
+  /** One step: read pods and claims, update the membership model, publish reports. */
+  async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      const selector = `${LABELS.managedBy}=daftka-operator`;
+      const [pods, pvcs] = await Promise.all([
+        this.o.kube.list<Obj>(resourcePath(RESOURCES.pods, { namespace: this.o.namespace }), {
+          labelSelector: selector,
+        }),
+        this.o.kube.list<Obj>(resourcePath(RESOURCES.pvcs, { namespace: this.o.namespace }), {
+          labelSelector: selector,
+        }),
+      ]);
+      const claimUid = new Map<string, string>(pvcs.items.map((c: Obj) => [c.metadata.name, c.metadata.uid]));
+      const up = new Map<string, { uid: string; node: string; incarnation: string }>();
+      for (const pod of pods.items) {
+        if (pod.metadata.deletionTimestamp || pod.status?.phase !== 'Running' || !pod.spec?.nodeName) continue;
+        const claim = claimUid.get(`data-${pod.metadata.name}`);
+        if (!claim) continue;
+        up.set(pod.metadata.name, { uid: pod.metadata.uid, node: pod.spec.nodeName, incarnation: claim.slice(0, 8) });
+      }
+      // A leader's pod that vanished or is being deleted while it led.
+      for (const p of this.parts.values()) {
+        if (p.leader === null) continue;
+        const name = `${p.topic}-${p.index}-${p.leader}`;
+        if (this.podsUp.has(name) && !up.has(name) && this.tracking) this.leaderPodsDeleted.push(name);
+      }
+      this.podsUp = new Map([...up].map(([k, v]) => [k, { uid: v.uid, node: v.node }]));
+
+      const now = Date.now();
+      const byPartition = new Map<string, Array<{ ordinal: number; node: string; incarnation: string }>>();
+      for (const pod of pods.items) {
+        const u = up.get(pod.metadata.name);
+        if (!u) continue;
+        const key = `${pod.metadata.labels[LABELS.topic]}/${pod.metadata.labels[LABELS.partition]}`;
+        const list = byPartition.get(key) ?? [];
+        list.push({
+          ordinal: Number(pod.metadata.labels['apps.kubernetes.io/pod-index']),
+          node: u.node,
+          incarnation: u.incarnation,
+        });
+        byPartition.set(key, list);
+      }
+      const disrupted: string[] = [];
+      for (const pod of pods.items) {
+        const key = `${pod.metadata.labels[LABELS.topic]}/${pod.metadata.labels[LABELS.partition]}`;
+        if (!this.parts.has(key))
+          this.parts.set(key, {
+            topic: pod.metadata.labels[LABELS.topic],
+            index: Number(pod.metadata.labels[LABELS.partition]),
+            rf: 0,
+            term: 0,
+            leader: null,
+            voters: new Map(),
+            learners: new Map(),
+            hw: 0,
+          });
+      }
+      // Partitions with no pod at all are gone (their topic was deleted).
+      const withPods = new Set(
+        pods.items.map((pod: Obj) => `${pod.metadata.labels[LABELS.topic]}/${pod.metadata.labels[LABELS.partition]}`),
+      );
+      for (const key of [...this.parts.keys()]) if (!withPods.has(key)) this.parts.delete(key);
+      for (const [key, p] of this.parts) {
+        const live = byPartition.get(key) ?? [];
+        p.rf = Math.max(p.rf, ...live.map((l) => l.ordinal + 1));
+        // Bootstrap: the first time every ordinal is up, they form the group.
+        if (p.voters.size === 0) {
+          if (live.length < p.rf || p.rf === 0) continue;
+          for (const l of live) p.voters.set(l.ordinal, { incarnation: l.incarnation });
+        }
+        // A new incarnation of an ordinal joins as a learner; promoted after catchUpMs; the old one removed.
+        for (const l of live) {
+          const v = p.voters.get(l.ordinal);
+          if (v?.incarnation === l.incarnation) continue;
+          const learner = p.learners.get(l.ordinal);
+          if (!learner || learner.incarnation !== l.incarnation)
+            p.learners.set(l.ordinal, { incarnation: l.incarnation, learnerSinceMs: now });
+          else if (now - learner.learnerSinceMs! >= (this.o.catchUpMs ?? 1000) && p.leader !== null) {
+            p.voters.set(l.ordinal, { incarnation: l.incarnation });
+            p.learners.delete(l.ordinal);
+          }
+        }
+        const liveVoters = [...p.voters].filter(([o, m]) =>
+          live.some((l) => l.ordinal === o && l.incarnation === m.incarnation),
+        );
+        const quorum = Math.floor(p.voters.size / 2) + 1;
+        if (p.leader !== null && !liveVoters.some(([o]) => o === p.leader)) {
+          p.leader = null;
+        }
+        if (p.leader === null && liveVoters.length >= quorum) {
+          const candidates = liveVoters.map(([o]) => ({ ordinal: o, node: live.find((l) => l.ordinal === o)!.node }));
+          const chosen =
+            p.term === 0 ? this.chooseLeader(key, candidates) : Math.min(...candidates.map((c) => c.ordinal));
+          p.leader = candidates.some((c) => c.ordinal === chosen) ? chosen : candidates[0].ordinal;
+          p.term++;
+        }
+        if (this.tracking) {
+          this.minLiveVoters.set(key, Math.min(this.minLiveVoters.get(key) ?? Infinity, liveVoters.length));
+          if (liveVoters.length < p.voters.size || p.learners.size > 0)
+            disrupted.push(
+              `${key}: ${liveVoters.length}/${p.voters.size} voters live, learners [${[...p.learners.keys()].join(',')}], live ordinals [${live.map((l) => `${l.ordinal}.${l.incarnation}`).join(',')}], voters [${[...p.voters].map(([o, m]) => `${o}.${m.incarnation}`).join(',')}]`,
+            );
+        }
+        if (this.publishing)
+          this.publish(
+            p,
+            live,
+            liveVoters.map(([o]) => o),
+          );
+      }
+      if (this.tracking) {
+        this.maxDisrupted = Math.max(this.maxDisrupted, disrupted.length);
+        if (disrupted.length > 1 && this.overlaps.length < 20) this.overlaps.push({ atMs: now, partitions: disrupted });
+      }
+    } catch {
+      // The apiserver being briefly busy only delays the next report.
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private publish(
+    p: PartitionModel,
+    live: Array<{ ordinal: number; incarnation: string }>,
+    liveVoters: number[],
+  ): void {
+    const nc = this.nc;
+    if (!nc) return;
+    const enc = new TextEncoder();
+    p.hw += 3;
+    const voters = [...p.voters].map(([o, m]) => this.id(p, o, m));
+    const learners = [...p.learners].map(([o, m]) => this.id(p, o, m));
+    const leaderId = p.leader !== null ? this.id(p, p.leader, p.voters.get(p.leader)!) : null;
+    for (const l of live) {
+      const voter = p.voters.get(l.ordinal)?.incarnation === l.incarnation;
+      const learner = p.learners.get(l.ordinal)?.incarnation === l.incarnation;
+      if (!voter && !learner) continue;
+      const id = `${l.ordinal}.${l.incarnation}`;
+      const isLeader = id === leaderId;
+      const lag: Record<string, number> = {};
+      if (isLeader) {
+        for (const [o, m] of p.voters) if (o !== p.leader) lag[this.id(p, o, m)] = liveVoters.includes(o) ? 0 : 50_000;
+        for (const [o, m] of p.learners) lag[this.id(p, o, m)] = 500;
+      }
+      const report: StatusReport = {
+        v: 1,
+        topic: p.topic,
+        partition: p.index,
+        replicaId: id,
+        incarnation: l.incarnation,
+        role: isLeader ? 'leader' : voter ? 'follower' : 'learner',
+        term: p.term,
+        leaderId,
+        lastIndex: p.hw + 10,
+        commitIndex: p.hw + 10,
+        appliedIndex: p.hw + 10,
+        highWatermark: p.hw,
+        logStartOffset: 0,
+        logBytes: p.hw * 100,
+        ...(isLeader ? { lag } : {}),
+        voters: isLeader ? voters : [],
+        learners: isLeader ? learners : [],
+        ready: leaderId !== null,
+        ts: Date.now(),
+      };
+      nc.publish(SUBJECTS.status(p.topic, p.index, id), enc.encode(JSON.stringify(report)));
+      if (isLeader) {
+        const a: LeaderAnnouncement = {
+          v: 1,
+          topic: p.topic,
+          partition: p.index,
+          term: p.term,
+          leaderId: id,
+          endpoint: `${p.topic}-${p.index}-${l.ordinal}:9092`,
+          highWatermark: p.hw,
+          ts: Date.now(),
+        };
+        nc.publish(SUBJECTS.leader(p.topic, p.index), enc.encode(JSON.stringify(a)));
+      }
+    }
+  }
+}
