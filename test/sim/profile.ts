@@ -61,6 +61,8 @@ export interface Profile {
     isolateLeader: number;
     bridge: number;
     diskStall: number;
+    /** Freeze a process (GC pause, SIGSTOP): its timers and messages wait, then all at once. */
+    pause: number;
   };
   /** How long a fault lasts (a crashed node stays down, a partition holds). */
   faultMeanDurationMs: number;
@@ -138,6 +140,7 @@ export function drawProfile(rng: Prng, budget: Budget = 'full'): Profile {
       isolateLeader: pick([0, 1, 2]),
       bridge: pick([0, 1]),
       diskStall: pick([0, 1]),
+      pause: pick([0, 1, 2]),
     },
     faultMeanDurationMs: pick([30, 150, 500]),
 

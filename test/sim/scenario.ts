@@ -44,6 +44,7 @@ export const SCENARIO_PROFILE: Profile = {
     isolateLeader: 0,
     bridge: 0,
     diskStall: 0,
+    pause: 0,
   },
   faultMeanDurationMs: 100,
   clientMeanMs: 10,

@@ -28,6 +28,8 @@ export class SimNode {
   lifecycle: Lifecycle;
   /** Disk stalls until this time (ms). */
   stalledUntil = 0;
+  /** The whole process is frozen (GC pause, SIGSTOP) until this time: events wait for it. */
+  pausedUntil = 0;
 
   /** chains[i - chainBase] = chain value of the live log at index i. */
   chainBase = 0;

@@ -294,6 +294,7 @@ export class Simulation {
 
   private start(n: SimNode): void {
     n.rebuildFromDisk(this.oracle);
+    n.pausedUntil = 0;
     const p = this.profile;
     const storage = new FlakyStorage(
       n,
@@ -338,10 +339,19 @@ export class Simulation {
     const epoch = n.epoch;
     this.schedule(n.tickMs, () => {
       if (n.epoch !== epoch || n.raft === null) return;
+      // A frozen process misses its timer; it fires once when the process resumes.
+      if (this.now < n.pausedUntil) return this.schedule(n.pausedUntil - this.now, () => this.resumeTick(n, epoch));
       n.raft.tick();
       this.after(n);
       this.scheduleTick(n);
     });
+  }
+
+  private resumeTick(n: SimNode, epoch: number): void {
+    if (n.epoch !== epoch || n.raft === null) return;
+    n.raft.tick();
+    this.after(n);
+    this.scheduleTick(n);
   }
 
   /**
@@ -429,14 +439,17 @@ export class Simulation {
         const epoch = n.epoch;
         const stall = Math.max(0, n.stalledUntil - this.now);
         const latency = this.rng.range(0.5, 1.5) * this.profile.diskLatencyMs + stall;
-        this.schedule(latency, () => {
+        const done = () => {
           if (n.epoch !== epoch) return; // crashed meanwhile: the write may be lost
+          // The fsync finished, but a frozen process only sees it when it resumes.
+          if (this.now < n.pausedUntil) return this.schedule(n.pausedUntil - this.now, done);
           n.disk.sync();
           this.oracle.onDurable(n);
           n.busy = false;
           this.finish(n, rd, later);
           this.drive(n);
-        });
+        };
+        this.schedule(latency, done);
         return;
       }
       this.finish(n, rd, later);
@@ -582,6 +595,8 @@ export class Simulation {
   private deliver(m: Message): void {
     const n = this.byId.get(m.to);
     if (n === undefined || n.raft === null) return;
+    // Frozen: the message waits in the socket buffer (in order: equal times keep their order).
+    if (this.now < n.pausedUntil) return this.schedule(n.pausedUntil - this.now, () => this.deliver(m));
     if (this.traceLines !== null) this.trace(`recv ${formatMessage(m)}`);
     n.raft.step(m);
     this.after(n);
@@ -623,7 +638,7 @@ export class Simulation {
       const up = this.nodes.filter((x) => x.raft !== null);
       const target = this.rng.chance(p.clientMisrouteRate) || this.leader() === null ? null : this.leader();
       const n = target ?? (up.length > 0 ? this.rng.pick(up) : null);
-      const r = n?.raft ?? null;
+      const r = n !== null && this.now >= n.pausedUntil ? n.raft : null;
       // Refusals are cheap to produce but not free (an Error each): try non-leaders now and then.
       const tryIt = r !== null && (r.role === 'leader' || this.rng.chance(0.05));
       if (n !== null && tryIt && r!.lastIndex - r!.commit <= p.clientMaxBacklog) {
@@ -882,6 +897,17 @@ export class Simulation {
         healLater(this.cutGroups(a, b), `bridge ${bridge} between {${a.join(',')}} | {${b.join(',')}}`);
         return;
       }
+      case 'pause': {
+        const up = alive.filter((n) => n.raft !== null);
+        if (up.length === 0) return;
+        // Often the leader: a leader that wakes up after a long pause still believes it leads.
+        const l = this.leader();
+        const n = l !== null && this.rng.chance(0.5) ? l : this.rng.pick(up);
+        const ms = Math.min(duration, 3 * this.profile.electionTicks * this.profile.tickMs);
+        n.pausedUntil = Math.max(n.pausedUntil, this.now + ms);
+        this.trace(`fault pause ${n.id} for ${ms.toFixed(1)}ms`);
+        return;
+      }
       case 'diskStall': {
         const n = this.rng.pick(alive);
         n.stalledUntil = this.now + Math.min(duration * 2, this.profile.diskStallMs);
@@ -917,7 +943,10 @@ export class Simulation {
     p.reorderRate = 0;
     p.delayJitterMs = Math.min(p.delayJitterMs, 2);
     p.storageUnavailableRate = 0;
-    for (const n of this.nodes) n.stalledUntil = 0;
+    for (const n of this.nodes) {
+      n.stalledUntil = 0;
+      n.pausedUntil = Math.min(n.pausedUntil, this.now);
+    }
     for (const n of this.liveMembers()) this.restart(n);
     this.trace('--- liveness: healed');
     const tickMs = p.tickMs * (1 + p.clockDrift);
