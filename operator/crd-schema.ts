@@ -1,6 +1,6 @@
 /**
  * The custom resources (DESIGN §7): Topic and Partition in group daftka.io, version v1alpha1.
- * One source: the OpenAPI schemas below produce both the CRDs in crds/ (operator/gen-crds.ts, with a
+ * One source: the OpenAPI schemas below produce both the CRDs in crds/ (operator/generate.ts, with a
  * unit test that the committed YAML is what this file generates) and the TS types the operator uses.
  *
  * Admission-time rules (CEL `x-kubernetes-validations`) refuse what cannot be applied, with a message

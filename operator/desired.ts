@@ -182,6 +182,25 @@ export function desiredClaimTemplate(topic: Topic, index: number, s: ReplicaSett
   };
 }
 
+type ClaimTemplate = ReturnType<typeof desiredClaimTemplate>;
+
+/**
+ * The existing templates when they differ from the desired one in what matters (name, size, class,
+ * access modes), since they cannot change; otherwise the desired one (the server's copy carries
+ * defaults such as volumeMode and status, which would make every apply look like a change).
+ */
+function claimTemplates(desired: ClaimTemplate, existing: unknown[] | undefined): unknown[] {
+  if (!existing) return [desired];
+  const e = existing as Array<Partial<ClaimTemplate>>;
+  const same =
+    e.length === 1 &&
+    e[0].metadata?.name === desired.metadata.name &&
+    e[0].spec?.resources?.requests?.storage === desired.spec.resources.requests.storage &&
+    (e[0].spec?.storageClassName ?? '') === (desired.spec.storageClassName ?? '') &&
+    JSON.stringify(e[0].spec?.accessModes) === JSON.stringify(desired.spec.accessModes);
+  return same ? [desired] : existing;
+}
+
 /**
  * The StatefulSet of one partition. `existingClaimTemplates` are those of the StatefulSet when it
  * already exists: volume claim templates are immutable, so a later change of the operator's
@@ -298,7 +317,7 @@ export function desiredStatefulSet(
           volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
         },
       },
-      volumeClaimTemplates: existingClaimTemplates ?? [desiredClaimTemplate(topic, index, s)],
+      volumeClaimTemplates: claimTemplates(desiredClaimTemplate(topic, index, s), existingClaimTemplates),
     },
   };
 }

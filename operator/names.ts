@@ -8,6 +8,8 @@ export const FIELD_MANAGER = 'daftka-operator';
 /** The rebalancer writes `status.operation` of Partitions under its own manager (SSA ownership). */
 export const REBALANCER_FIELD_MANAGER = 'daftka-operator-rebalancer';
 export const FINALIZER = 'daftka.io/cleanup';
+/** Hash of the desired object last applied: lets a restarted operator skip identical applies. */
+export const HASH_ANNOTATION = 'daftka.io/applied-hash';
 export const DRAIN_LABEL = 'daftka.io/drain';
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 export const HOSTNAME_LABEL = 'kubernetes.io/hostname';

@@ -24,6 +24,7 @@ import {
   LABELS,
   POD_INDEX_LABEL,
   REVISION_LABEL,
+  HASH_ANNOTATION,
   parsePodName,
   partitionName,
 } from './names';
@@ -183,7 +184,10 @@ export class TopicReconciler {
     }
 
     const nowMs = this.now();
-    const full = nowMs - (this.lastFull.get(key) ?? 0) >= this.ctx.resyncMs;
+    // Full applies (drift repair) every resyncMs per topic, spread out: a restarted operator does
+    // not re-apply every object at once; it trusts the hash annotation of what is already there.
+    if (!this.lastFull.has(key)) this.lastFull.set(key, nowMs - Math.random() * this.ctx.resyncMs);
+    const full = nowMs - this.lastFull.get(key)! >= this.ctx.resyncMs;
     if (full) this.lastStatus.clear();
     const errors: string[] = [];
     if (!topic.metadata.finalizers?.includes(FINALIZER)) {
@@ -315,30 +319,39 @@ export class TopicReconciler {
   private async ensure<T extends KObject>(r: ResourceType, obj: KubeObject | Partition, full: boolean): Promise<T> {
     const key = `${r.plural}/${objectKey(obj)}`;
     const hash = createHash('sha1').update(stableJson(obj)).digest('hex');
-    const cached = this.cacheOf(r)?.get(objectKey(obj)) as T | undefined;
-    const rec = this.applied.get(key);
-    if (!full && cached && rec && rec.hash === hash) {
-      const same =
-        rec.generation !== undefined
+    const cached = this.cacheOf(r)?.get(objectKey(obj)) as
+      (T & { metadata: { annotations?: Record<string, string> } }) | undefined;
+    const version = (o: KObject) =>
+      o.metadata.generation !== undefined
+        ? { generation: o.metadata.generation }
+        : { resourceVersion: o.metadata.resourceVersion };
+    if (!full && cached) {
+      const rec = this.applied.get(key);
+      const unchanged =
+        rec !== undefined &&
+        rec.hash === hash &&
+        (rec.generation !== undefined
           ? cached.metadata.generation === rec.generation
-          : cached.metadata.resourceVersion === rec.resourceVersion;
-      if (same) {
+          : cached.metadata.resourceVersion === rec.resourceVersion);
+      // First sight after a start: the object carries the hash of what was last applied to it.
+      const marked = rec === undefined && cached.metadata.annotations?.[HASH_ANNOTATION] === hash;
+      if (unchanged || marked) {
+        if (marked) this.applied.set(key, { hash, ...version(cached) });
         this.ctx.metrics.applies.inc({ kind: r.plural, result: 'skipped' });
         return cached;
       }
     }
+    const body = {
+      ...obj,
+      metadata: { ...obj.metadata, annotations: { ...(obj.metadata.annotations ?? {}), [HASH_ANNOTATION]: hash } },
+    };
     const res = await this.ctx.kube.apply<T>(
       resourcePath(r, { namespace: obj.metadata.namespace, name: obj.metadata.name }),
-      obj,
+      body,
       FIELD_MANAGER,
     );
     this.ctx.metrics.applies.inc({ kind: r.plural, result: 'applied' });
-    this.applied.set(key, {
-      hash,
-      ...(res.metadata.generation !== undefined
-        ? { generation: res.metadata.generation }
-        : { resourceVersion: res.metadata.resourceVersion }),
-    });
+    this.applied.set(key, { hash, ...version(res) });
     return res;
   }
 
