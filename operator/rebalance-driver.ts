@@ -125,7 +125,11 @@ export class RebalanceDriver {
       case 'startOperation':
         await this.writeOperation(partition, d.operation);
         m.rebalanceActions.inc({ action: 'startOperation', reason: d.operation.reason, outcome: 'ok' });
-        log.info('rebalance_operation_started', { partition: d.key, ...d.operation });
+        {
+          // `message` is the log line's own field: the operation's goes in `detail`.
+          const { message, ...operation } = d.operation;
+          log.info('rebalance_operation_started', { partition: d.key, ...operation, detail: message });
+        }
         this.ctx.recorder.emit(
           partition,
           'Normal',
@@ -141,7 +145,7 @@ export class RebalanceDriver {
           partition: d.key,
           kind: d.operation.kind,
           pod: d.operation.pod,
-          message: d.message,
+          detail: d.message,
         });
         this.ctx.recorder.emit(
           partition,
@@ -195,7 +199,7 @@ export class RebalanceDriver {
         m.rebalanceBlocked.inc({ reason: d.reason });
         if (this.lastBlocked.get(d.key) !== d.message) {
           this.lastBlocked.set(d.key, d.message);
-          log.info('rebalance_waiting', { partition: d.key, reason: d.reason, message: d.message });
+          log.info('rebalance_waiting', { partition: d.key, reason: d.reason, detail: d.message });
           this.ctx.recorder.emit(partition, 'Warning', 'RebalanceWaiting', d.message);
         }
         return;

@@ -137,10 +137,18 @@ export function observePartition(input: {
   for (let ordinal = 0; ordinal < replicas; ordinal++) {
     const pod = input.pods.get(ordinal);
     const node = pod?.node ? input.nodes.get(pod.node) : undefined;
-    // The newest report of this ordinal: a wiped replica comes back as a new incarnation.
+    // The newest report of this ordinal (a wiped replica comes back as a new incarnation), from the
+    // current pod: a report received before the pod existed is its predecessor's, still "fresh" for a
+    // while after that pod went — it must not make a successor that has not spoken yet look healthy.
+    // (creationTimestamp has whole seconds, hence the margin.)
+    const since = pod?.createdAtMs !== undefined ? pod.createdAtMs + 1000 : -Infinity;
     let latest: ReportEntry | undefined;
     for (const e of input.reports)
-      if (ordinalOfReplicaId(e.report.replicaId) === ordinal && (!latest || e.receivedAtMs > latest.receivedAtMs))
+      if (
+        ordinalOfReplicaId(e.report.replicaId) === ordinal &&
+        e.receivedAtMs >= since &&
+        (!latest || e.receivedAtMs > latest.receivedAtMs)
+      )
         latest = e;
     const isFresh = latest !== undefined && nowMs - latest.receivedAtMs <= settings.staleMs;
     const r = isFresh ? latest!.report : undefined;

@@ -26,6 +26,11 @@ import { EntryType, MessageType, type ConfState, type Entry, type Message, type 
  */
 
 export const MESSAGE_CODEC_VERSION = 1;
+
+// Local aliases: under transpilers that export bindings through getters (tsx, swc), every
+// `MT.X` would be a function call on this hot path.
+const MT = MessageType;
+const ET = EntryType;
 const CONF_CHANGE_VERSION = 1;
 const MAX_ID_BYTES = 255;
 
@@ -155,16 +160,25 @@ class Reader {
   id(): NodeId {
     const n = this.u8();
     if (n === 0) this.fail('empty node id');
-    const raw = this.bytes(n);
-    let ascii = true;
-    for (let i = 0; i < n; i++) if (raw[i] >= 0x80) ascii = false;
-    // Node ids are ASCII in practice: skip the TextDecoder (and its exception path) for them.
-    if (ascii) return String.fromCharCode.apply(null, raw as unknown as number[]);
-    try {
-      return utf8Decoder.decode(raw);
-    } catch {
-      return this.fail('node id is not utf-8');
+    if (n > this.remaining) this.fail('truncated');
+    // Node ids are ASCII in practice: build the string directly (no view, no TextDecoder).
+    const buf = this.buf;
+    const start = this.pos;
+    let id = '';
+    for (let i = start; i < start + n; i++) {
+      const c = buf[i];
+      if (c >= 0x80) {
+        try {
+          id = utf8Decoder.decode(buf.subarray(start, start + n));
+          break;
+        } catch {
+          return this.fail('node id is not utf-8');
+        }
+      }
+      id += String.fromCharCode(c);
     }
+    this.pos += n;
+    return id;
   }
   lenBytes(): Uint8Array {
     return this.bytes(this.varint());
@@ -190,33 +204,33 @@ class Reader {
 export function encodeMessage(m: Message): Uint8Array {
   let size = 2 + idSize(m.from) + idSize(m.to) + varintSize(m.term);
   switch (m.type) {
-    case MessageType.PreVote:
-    case MessageType.Vote:
+    case MT.PreVote:
+    case MT.Vote:
       size += varintSize(m.lastIndex) + varintSize(m.lastTerm) + 1;
       break;
-    case MessageType.PreVoteResp:
-    case MessageType.VoteResp:
+    case MT.PreVoteResp:
+    case MT.VoteResp:
       size += 1;
       break;
-    case MessageType.App:
+    case MT.App:
       size += varintSize(m.prevIndex) + varintSize(m.prevTerm) + varintSize(m.commit) + varintSize(m.epoch);
       size += varintSize(m.entries.length);
       for (const e of m.entries) size += varintSize(e.term) + 1 + varintSize(e.data.length) + e.data.length;
       break;
-    case MessageType.AppResp:
+    case MT.AppResp:
       size += varintSize(m.index) + 1 + varintSize(m.hintIndex) + varintSize(m.hintTerm) + varintSize(m.epoch);
       break;
-    case MessageType.Heartbeat:
+    case MT.Heartbeat:
       size += varintSize(m.commit);
       break;
-    case MessageType.Snap: {
+    case MT.Snap: {
       const meta = m.snapshot.meta;
       size += varintSize(meta.index) + varintSize(meta.term) + confSize(meta.conf);
       size += varintSize(m.snapshot.data.length) + m.snapshot.data.length;
       break;
     }
-    case MessageType.HeartbeatResp:
-    case MessageType.TimeoutNow:
+    case MT.HeartbeatResp:
+    case MT.TimeoutNow:
       break;
   }
   const w = new Writer(size);
@@ -226,17 +240,17 @@ export function encodeMessage(m: Message): Uint8Array {
   w.id(m.to);
   w.varint(m.term);
   switch (m.type) {
-    case MessageType.PreVote:
-    case MessageType.Vote:
+    case MT.PreVote:
+    case MT.Vote:
       w.varint(m.lastIndex);
       w.varint(m.lastTerm);
       w.u8(m.transfer ? 1 : 0);
       break;
-    case MessageType.PreVoteResp:
-    case MessageType.VoteResp:
+    case MT.PreVoteResp:
+    case MT.VoteResp:
       w.u8(m.reject ? 1 : 0);
       break;
-    case MessageType.App:
+    case MT.App:
       w.varint(m.prevIndex);
       w.varint(m.prevTerm);
       w.varint(m.commit);
@@ -250,24 +264,24 @@ export function encodeMessage(m: Message): Uint8Array {
         w.lenBytes(e.data);
       }
       break;
-    case MessageType.AppResp:
+    case MT.AppResp:
       w.varint(m.index);
       w.u8(m.reject ? 1 : 0);
       w.varint(m.hintIndex);
       w.varint(m.hintTerm);
       w.varint(m.epoch);
       break;
-    case MessageType.Heartbeat:
+    case MT.Heartbeat:
       w.varint(m.commit);
       break;
-    case MessageType.Snap:
+    case MT.Snap:
       w.varint(m.snapshot.meta.index);
       w.varint(m.snapshot.meta.term);
       w.conf(m.snapshot.meta.conf);
       w.lenBytes(m.snapshot.data);
       break;
-    case MessageType.HeartbeatResp:
-    case MessageType.TimeoutNow:
+    case MT.HeartbeatResp:
+    case MT.TimeoutNow:
       break;
   }
   return w.finish();
@@ -284,8 +298,8 @@ export function decodeMessage(buf: Uint8Array): Message {
   const term = r.varint();
   let m: Message;
   switch (type) {
-    case MessageType.PreVote:
-    case MessageType.Vote: {
+    case MT.PreVote:
+    case MT.Vote: {
       const lastIndex = r.varint();
       const lastTerm = r.varint();
       const transfer = r.bool();
@@ -294,11 +308,11 @@ export function decodeMessage(buf: Uint8Array): Message {
       m = { type, from, to, term, lastIndex, lastTerm, transfer };
       break;
     }
-    case MessageType.PreVoteResp:
-    case MessageType.VoteResp:
+    case MT.PreVoteResp:
+    case MT.VoteResp:
       m = { type, from, to, term, reject: r.bool() };
       break;
-    case MessageType.App: {
+    case MT.App: {
       const prevIndex = r.varint();
       const prevTerm = r.varint();
       const commit = r.varint();
@@ -313,8 +327,7 @@ export function decodeMessage(buf: Uint8Array): Message {
       for (let i = 0; i < count; i++) {
         const eterm = r.varint();
         const etype = r.u8();
-        if (etype !== EntryType.Normal && etype !== EntryType.NoOp && etype !== EntryType.Config)
-          r.fail(`bad entry type ${etype}`);
+        if (etype !== ET.Normal && etype !== ET.NoOp && etype !== ET.Config) r.fail(`bad entry type ${etype}`);
         // Terms in a log never decrease, and no entry is newer than the leader's term.
         if (eterm < lastTerm || eterm > term) r.fail('entry terms out of order');
         lastTerm = eterm;
@@ -323,7 +336,7 @@ export function decodeMessage(buf: Uint8Array): Message {
       m = { type, from, to, term, prevIndex, prevTerm, commit, entries, epoch };
       break;
     }
-    case MessageType.AppResp: {
+    case MT.AppResp: {
       const index = r.varint();
       const reject = r.bool();
       const hintIndex = r.varint();
@@ -332,14 +345,14 @@ export function decodeMessage(buf: Uint8Array): Message {
       m = { type, from, to, term, index, reject, hintIndex, hintTerm, epoch };
       break;
     }
-    case MessageType.Heartbeat:
+    case MT.Heartbeat:
       m = { type, from, to, term, commit: r.varint() };
       break;
-    case MessageType.HeartbeatResp:
-    case MessageType.TimeoutNow:
+    case MT.HeartbeatResp:
+    case MT.TimeoutNow:
       m = { type, from, to, term };
       break;
-    case MessageType.Snap: {
+    case MT.Snap: {
       const index = r.varint();
       const sterm = r.varint();
       const conf = r.conf();

@@ -16,6 +16,7 @@ import { loadAll } from 'js-yaml';
 import { connect, StringCodec, type NatsConnection } from 'nats';
 import { natsServerOptions } from '../../common/nats-servers';
 import { gatewaySchema, loadGatewayConfig } from '../../gateway/config';
+import { loadOperatorConfig, loadReplicaSettings, operatorSchema } from '../../operator/config';
 import { ALERT_NAMES } from '../../sre/alerts';
 import { freePort } from '../helpers/free-port';
 import { startK8sEnv, type K8sEnv } from '../helpers/k8s-env';
@@ -511,36 +512,26 @@ describe('Helm chart helm/daftka', () => {
     ).toBe('off');
   });
 
-  const OPERATOR_CONFIG = path.join(REPO_ROOT, 'operator', 'config.ts');
-  // operator/config.ts is written alongside the chart; this contract test runs once it is in the checkout.
-  (fs.existsSync(OPERATOR_CONFIG) ? test : test.skip)(
-    'the operator accepts the configuration and the replica settings file the chart gives it',
-    () => {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const op = require(OPERATOR_CONFIG) as {
-        operatorSchema: Record<string, { env: string }>;
-        loadOperatorConfig: (env: Record<string, string>, argv: string[]) => Any;
-        loadReplicaSettings: (cfg: Any, readFile: (p: string) => string) => Any;
-      };
-      for (const objs of [defaults, allEnabled]) {
-        const env = containerEnv('daftka-operator', objs);
-        const known = schemaEnvNames(op.operatorSchema);
-        expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
-        const cfg = op.loadOperatorConfig(env, []);
-        const file = (find(objs, 'ConfigMap', 'daftka-operator') as Any).data['replica-settings.json'];
-        const settings = op.loadReplicaSettings(cfg, (p: string) => {
-          expect(p).toBe('/etc/daftka/operator/replica-settings.json');
-          return file;
-        });
-        expect(settings.image).toBe('ghcr.io/daftka/daftka:0.1.0');
-        if (objs === allEnabled)
-          expect(settings.natsUrlSecret).toEqual({ name: 'daftka-nats-clients', key: 'replica-url' });
-        else expect(settings.natsUrlSecret).toBeUndefined();
-        // An empty command: replica pods run the image's default command (dist/replica/main.js).
-        expect(settings.command).toEqual([]);
-      }
-    },
-  );
+  test('the operator accepts the configuration and the replica settings file the chart gives it', () => {
+    const op = { operatorSchema, loadOperatorConfig, loadReplicaSettings };
+    for (const objs of [defaults, allEnabled]) {
+      const env = containerEnv('daftka-operator', objs);
+      const known = schemaEnvNames(op.operatorSchema);
+      expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
+      const cfg = op.loadOperatorConfig(env, []);
+      const file = (find(objs, 'ConfigMap', 'daftka-operator') as Any).data['replica-settings.json'];
+      const settings = op.loadReplicaSettings(cfg, (p: string) => {
+        expect(p).toBe('/etc/daftka/operator/replica-settings.json');
+        return file;
+      });
+      expect(settings.image).toBe('ghcr.io/daftka/daftka:0.1.0');
+      if (objs === allEnabled)
+        expect(settings.natsUrlSecret).toEqual({ name: 'daftka-nats-clients', key: 'replica-url' });
+      else expect(settings.natsUrlSecret).toBeUndefined();
+      // An empty command: replica pods run the image's default command (dist/replica/main.js).
+      expect(settings.command).toEqual([]);
+    }
+  });
 
   test.each([
     [{ gateway: { replicas: 'two' } }, "at '/gateway/replicas': got string, want integer"],

@@ -56,6 +56,8 @@ export class FakeReplicas {
   readonly transfers: TransferRequest[] = [];
   /** Partition key → fewest live voters seen since tracking started. */
   readonly minLiveVoters = new Map<string, number>();
+  /** Moments a tracked partition had fewer live voters than a majority of its voters. */
+  readonly belowQuorum: string[] = [];
   /** Most partitions with a replica down or catching up at the same time, since tracking started. */
   maxDisrupted = 0;
   /** Ticks with more than one partition disrupted: what each was missing (diagnosis). */
@@ -63,6 +65,7 @@ export class FakeReplicas {
   /** Pods deleted while they led their partition (the operator moves leadership first). */
   readonly leaderPodsDeleted: string[] = [];
   private tracking = false;
+  private trackedTopics: ReadonlySet<string> = new Set();
   private podsUp = new Map<string, { uid: string; node: string }>();
   /** Chooses the first leader of a new partition among its live ordinals (default: the lowest). */
   chooseLeader: (key: string, live: Array<{ ordinal: number; node: string }>) => number = (_k, live) =>
@@ -102,9 +105,11 @@ export class FakeReplicas {
     await this.nc?.close();
   }
 
-  /** Start (again) recording minLiveVoters / maxDisrupted / leaderPodsDeleted. */
-  track(): void {
+  /** Start (again) recording minLiveVoters / belowQuorum / maxDisrupted / leaderPodsDeleted for these topics. */
+  track(topics: string[]): void {
     this.tracking = true;
+    this.trackedTopics = new Set(topics);
+    this.belowQuorum.length = 0;
     this.minLiveVoters.clear();
     this.maxDisrupted = 0;
     this.overlaps.length = 0;
@@ -183,7 +188,8 @@ export class FakeReplicas {
       for (const p of this.parts.values()) {
         if (p.leader === null) continue;
         const name = `${p.topic}-${p.index}-${p.leader}`;
-        if (this.podsUp.has(name) && !up.has(name) && this.tracking) this.leaderPodsDeleted.push(name);
+        if (this.podsUp.has(name) && !up.has(name) && this.tracking && this.trackedTopics.has(p.topic))
+          this.leaderPodsDeleted.push(name);
       }
       this.podsUp = new Map([...up].map(([k, v]) => [k, { uid: v.uid, node: v.node }]));
 
@@ -255,8 +261,10 @@ export class FakeReplicas {
           p.leader = candidates.some((c) => c.ordinal === chosen) ? chosen : candidates[0].ordinal;
           p.term++;
         }
-        if (this.tracking) {
+        if (this.tracking && this.trackedTopics.has(p.topic)) {
           this.minLiveVoters.set(key, Math.min(this.minLiveVoters.get(key) ?? Infinity, liveVoters.length));
+          if (liveVoters.length < quorum)
+            this.belowQuorum.push(`${key}: ${liveVoters.length}/${p.voters.size} live at ${now}`);
           if (liveVoters.length < p.voters.size || p.learners.size > 0)
             disrupted.push(
               `${key}: ${liveVoters.length}/${p.voters.size} voters live, learners [${[...p.learners.keys()].join(',')}], live ordinals [${live.map((l) => `${l.ordinal}.${l.incarnation}`).join(',')}], voters [${[...p.voters].map(([o, m]) => `${o}.${m.incarnation}`).join(',')}]`,

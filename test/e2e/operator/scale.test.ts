@@ -127,7 +127,9 @@ it(`reconciles ${TOPICS} topics × ${PARTITIONS} partitions against the real api
   const apiAfter = await apiserverRequests();
   progress(`converged in ${convergeMs} ms`);
 
-  // Steady state: nothing changes; the operator should be (nearly) silent.
+  // Steady state: once the queue has drained, nothing changes and the operator should be silent.
+  await eventually(() => expect(op.controller()!.queue.depth).toBe(0), 120_000, 200);
+  await sleep(5000);
   const idleS = 20;
   const idleBefore = await operatorRequests(op);
   await sleep(idleS * 1000);

@@ -2,12 +2,17 @@ import { load, loadAll } from 'js-yaml';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { partitionCrd, topicCrd } from '../../../operator/crd-schema';
-import { CRD_DIR, renderCrdFiles } from '../../../operator/generate';
+import { CRD_DIR, OPERATOR_DOC, renderCrdFiles, renderOperatorDoc } from '../../../operator/generate';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- parsed YAML */
 
 describe('crds/ is generated from operator/crd-schema.ts', () => {
-  it('the committed YAML is what the schema generates (run `npx tsx operator/gen-crds.ts`)', async () => {
+  it('docs/operator.md has the configuration table the schema renders (run `npx tsx operator/generate.ts`)', async () => {
+    const doc = readFileSync(OPERATOR_DOC, 'utf8');
+    expect(doc).toBe(await renderOperatorDoc(doc));
+  });
+
+  it('the committed YAML is what the schema generates (run `npx tsx operator/generate.ts`)', async () => {
     const files = await renderCrdFiles();
     expect(Object.keys(files).sort()).toEqual([
       'partitions.daftka.io.yaml',
