@@ -142,7 +142,8 @@ export interface DeadLetter {
   lastDeliveryMs: number;
   deadLetteredMs: number;
   state: DeadLetterState;
-  replay?: { jobId: string; offset: number; atMs: number };
+  /** Where a replay wrote it: the origin partition, or `topic`/`partition` when replayed to another topic. */
+  replay?: { jobId: string; offset: number; atMs: number; topic?: string; partition?: number };
 }
 
 export interface DeadLetterQuery {
@@ -178,6 +179,8 @@ export interface ReplayJobRequest {
   /** Records per second on this partition. */
   ratePerSec: number;
   dryRun: boolean;
+  /** Another topic to write to (its partition count as the caller knows it); absent: the origin. */
+  target?: { topic: string; partitions: number };
   requestId: string;
 }
 
@@ -196,6 +199,10 @@ export interface ReplayJobStatus {
   skipped: number;
   createdMs: number;
   finishedMs: number | null;
+  /** null: back to the origin. */
+  target: { topic: string; partitions: number } | null;
+  /** The leader's last failure writing this job's batch to its target (cleared by a success). */
+  lastError?: string;
 }
 
 export interface ReplayJobQuery {

@@ -285,9 +285,16 @@ export const REPLAY_BODY_SCHEMA: JsonSchema = {
     target: {
       enum: ['origin', 'topic'],
       default: 'origin',
-      description: 'origin: append each record again to its origin partition. topic: not implemented yet (501).',
+      description:
+        'origin: append each record again to its origin partition. topic: append it to `target_topic` ' +
+        "(keyed records where Kafka's partitioner puts the key, keyless ones in the origin partition mod the " +
+        "target's partition count); needs the produce right on that topic.",
     },
-    target_topic: { type: 'string', pattern: TOPIC_NAME_PATTERN },
+    target_topic: {
+      type: 'string',
+      pattern: TOPIC_NAME_PATTERN,
+      description: 'The topic to write to; required with target "topic", refused otherwise.',
+    },
     rate_per_sec: { type: 'number', exclusiveMinimum: 0, maximum: 100_000, default: 100 },
     dry_run: { type: 'boolean', default: false, description: 'Count what would be replayed, write nothing.' },
   },
@@ -324,7 +331,13 @@ const deadLetterOut: JsonSchema = {
     state: { enum: ['active', 'archived', 'replayed'] },
     replay: {
       type: 'object',
-      properties: { job_id: { type: 'string' }, offset: { type: 'integer' }, at: { type: 'integer' } },
+      properties: {
+        job_id: { type: 'string' },
+        offset: { type: 'integer' },
+        at: { type: 'integer' },
+        topic: { type: 'string', description: 'Present when the replay wrote to another topic.' },
+        partition: { type: 'integer', description: 'Present when the replay wrote to another topic.' },
+      },
     },
   },
 };
@@ -350,6 +363,11 @@ const jobOut: JsonSchema = {
         'incomplete: some partition has no record of the job (re-send the request with its Idempotency-Key).',
     },
     dry_run: { type: 'boolean' },
+    target: { type: 'string', description: '"origin", or the topic the job writes to.' },
+    last_error: {
+      type: 'string',
+      description: 'The latest failure writing to the target topic (the job retries; gone after a success).',
+    },
     rate_per_sec: { type: 'number' },
     matched: { type: 'integer', description: 'Active dead letters matching the filter when the job started.' },
     written: { type: 'integer', description: 'Records written back.' },

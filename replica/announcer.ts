@@ -203,6 +203,11 @@ export class Announcer {
     })();
   }
 
+  /** The NATS connection, once made (null before, and after close). */
+  connection(): NatsConnection | null {
+    return this.closed ? null : this.nc;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);

@@ -14,6 +14,13 @@ import { BufReader, BufWriter, CodecError } from './transport/bytes';
  * a cursor over the entries: each batch writes the records and marks their entries replayed in
  * the same applied entry, so a record is replayed at most once whatever happens to the leader —
  * and re-running a job (or another job over the same entries) skips them.
+ *
+ * A job with a `target` topic writes to another Raft group, so the write and the marks cannot be
+ * one entry. Such a job first records its next batch as `pending` (prepare), the leader writes
+ * the batch to the target's partitions with idempotency keys derived from the job and the
+ * batch's origin coordinates, and a commit entry then marks the entries replayed (with where they
+ * went) and moves the cursor. A new leader finds the same pending batch and sends it again under
+ * the same keys: the target partitions answer with the original offsets instead of writing twice.
  */
 
 export interface DeadLetterRow {
@@ -28,7 +35,14 @@ export interface DeadLetterRow {
   lastDeliveryMs: number;
   deadLetteredMs: number;
   state: DeadLetterState;
-  replay?: { jobId: string; offset: number; atMs: number };
+  /** Where a replay wrote the record: the origin partition, or `topic`/`partition` for another topic. */
+  replay?: { jobId: string; offset: number; atMs: number; topic?: string; partition?: number };
+}
+
+/** Another topic a replay job writes to, with its partition count when the job was created. */
+export interface ReplayTarget {
+  topic: string;
+  partitions: number;
 }
 
 export interface ReplayJobRow {
@@ -44,6 +58,17 @@ export interface ReplayJobRow {
   written: number;
   skipped: number;
   finishedMs: number | null;
+  /** null: back to the origin partition. */
+  target: ReplayTarget | null;
+  /** Target jobs: the batch being written (prepared, not yet committed). */
+  pending: { seqs: number[]; cursorTo: number } | null;
+}
+
+/** One record of a committed target batch: where it was written. */
+export interface ReplayWritten {
+  seq: number;
+  partition: number;
+  offset: number;
 }
 
 export interface DeadLetterSink {
@@ -161,10 +186,21 @@ export class DeadLetterStore {
     return { rows, more: false };
   }
 
+  /**
+   * Seqs in the batch a target job is writing: archive and purge leave them alone until the job
+   * commits, so a batch sent again after a failover is the same batch under the same keys.
+   */
+  private inFlight(): Set<number> {
+    const s = new Set<number>();
+    for (const j of this.jobs.values()) if (j.pending) for (const q of j.pending.seqs) s.add(q);
+    return s;
+  }
+
   archive(filter: DeadLetterFilter, sink: DeadLetterSink): number {
     let n = 0;
+    const busy = this.inFlight();
     for (const row of this.entries.values())
-      if (row.state === 'active' && matchesFilter(row, filter)) {
+      if (row.state === 'active' && matchesFilter(row, filter) && !busy.has(row.seq)) {
         const next = { ...row, state: 'archived' as const };
         this.entries.set(row.seq, next);
         sink.entry(row.seq, next);
@@ -175,8 +211,9 @@ export class DeadLetterStore {
 
   purge(filter: DeadLetterFilter, sink: DeadLetterSink): number {
     let n = 0;
+    const busy = this.inFlight();
     for (const row of [...this.entries.values()])
-      if (matchesFilter(row, filter)) {
+      if (matchesFilter(row, filter) && !busy.has(row.seq)) {
         this.entries.delete(row.seq);
         sink.entry(row.seq, null);
         n++;
@@ -208,6 +245,7 @@ export class DeadLetterStore {
     dryRun: boolean,
     nowMs: number,
     sink: DeadLetterSink,
+    target: ReplayTarget | null = null,
   ): ReplayJobRow {
     const existing = this.jobs.get(jobId);
     if (existing) return existing;
@@ -230,6 +268,8 @@ export class DeadLetterStore {
       written: 0,
       skipped: dryRun ? skipped : 0,
       finishedMs: dryRun ? nowMs : null,
+      target: target ? { ...target } : null,
+      pending: null,
     };
     this.jobs.set(jobId, job);
     sink.job(job);
@@ -260,6 +300,7 @@ export class DeadLetterStore {
   checkReplay(jobId: string, seqs: readonly number[], cursorTo: number): string | undefined {
     const job = this.jobs.get(jobId);
     if (!job || job.state !== 'running') return `replay job ${jobId} is not running`;
+    if (job.pending) return `replay job ${jobId} has a batch in flight`;
     for (const s of seqs) {
       const row = this.entries.get(s);
       if (!row || row.state !== 'active' || !matchesFilter(row, job.filter) || s < job.cursor || s >= cursorTo)
@@ -292,7 +333,7 @@ export class DeadLetterStore {
   /** Move a job's cursor past entries with nothing to write; `done` ends the job. */
   advanceJob(jobId: string, cursorTo: number, done: boolean, nowMs: number, sink: DeadLetterSink): boolean {
     const job = this.jobs.get(jobId);
-    if (!job || job.state !== 'running' || cursorTo < job.cursor) return false;
+    if (!job || job.state !== 'running' || job.pending || cursorTo < job.cursor) return false;
     // An active matching entry in the range would be skipped silently: refuse, the leader plans again.
     for (const row of this.entries.values())
       if (row.seq >= job.cursor && row.seq < cursorTo && row.state === 'active' && matchesFilter(row, job.filter))
@@ -300,6 +341,54 @@ export class DeadLetterStore {
     this.moveCursor(job, cursorTo, new Set(), done, nowMs, sink);
     sink.job(job);
     return true;
+  }
+
+  /** Target jobs: record the next batch before writing it to the other topic. */
+  prepareReplay(jobId: string, seqs: readonly number[], cursorTo: number, sink: DeadLetterSink): string | undefined {
+    const job = this.jobs.get(jobId);
+    if (!job?.target) return `replay job ${jobId} has no target topic`;
+    const why = seqs.length === 0 ? 'an empty batch' : this.checkReplay(jobId, seqs, cursorTo);
+    if (why !== undefined) return why;
+    job.pending = { seqs: [...seqs], cursorTo };
+    sink.job(job);
+    return undefined;
+  }
+
+  /**
+   * Target jobs: the pending batch was written (`written` says where): mark its entries replayed
+   * and move the cursor. Entries purged meanwhile need no mark; every other entry of the batch
+   * must be in `written` (else the leader that sent this read another state: refused).
+   */
+  commitReplay(
+    jobId: string,
+    written: readonly ReplayWritten[],
+    nowMs: number,
+    sink: DeadLetterSink,
+  ): string | undefined {
+    const job = this.jobs.get(jobId);
+    const pending = job?.pending;
+    if (!job?.target || !pending) return `replay job ${jobId} has no batch in flight`;
+    const at = new Map(written.map((w) => [w.seq, w]));
+    if (written.some((w) => !pending.seqs.includes(w.seq)))
+      return `replay job ${jobId}: the commit names entries outside the batch in flight`;
+    for (const s of pending.seqs)
+      if (this.entries.has(s) && !at.has(s)) return `replay job ${jobId}: dead letter ${s} was not written`;
+    for (const w of written) {
+      const row = this.entries.get(w.seq);
+      if (!row) continue;
+      const next: DeadLetterRow = {
+        ...row,
+        state: 'replayed',
+        replay: { jobId, offset: w.offset, atMs: nowMs, topic: job.target.topic, partition: w.partition },
+      };
+      this.entries.set(w.seq, next);
+      sink.entry(w.seq, next);
+    }
+    job.pending = null;
+    this.moveCursor(job, pending.cursorTo, new Set(pending.seqs), false, nowMs, sink);
+    job.written += written.length;
+    sink.job(job);
+    return undefined;
   }
 
   private moveCursor(
@@ -334,7 +423,9 @@ const STATE_CODE: Record<DeadLetterState, number> = { active: 0, archived: 1, re
 
 export function encodeDeadLetter(row: DeadLetterRow): Buffer {
   const w = new BufWriter(128 + row.record.value.byteLength + (row.record.key?.byteLength ?? 0));
-  w.u8(1)
+  // Version 2 adds where a replay to another topic wrote the record; rows without one stay version 1.
+  const toTopic = row.replay?.topic !== undefined;
+  w.u8(toTopic ? 2 : 1)
     .str16(row.group)
     .i53(row.originOffset)
     .u32(row.attempts)
@@ -346,6 +437,7 @@ export function encodeDeadLetter(row: DeadLetterRow): Buffer {
     .u8(STATE_CODE[row.state])
     .bool(row.replay !== undefined);
   if (row.replay) w.str16(row.replay.jobId).i53(row.replay.offset).i53(row.replay.atMs);
+  if (toTopic) w.str16(row.replay!.topic!).u32(row.replay!.partition ?? 0);
   writeRecord(w, row.record);
   return w.finish();
 }
@@ -353,7 +445,7 @@ export function encodeDeadLetter(row: DeadLetterRow): Buffer {
 export function decodeDeadLetter(seq: number, v: Uint8Array): DeadLetterRow {
   const rd = new BufReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
   const version = rd.u8('deadLetter.version');
-  if (version !== 1) throw new CodecError('bad_value', `dead letter version ${version}`);
+  if (version !== 1 && version !== 2) throw new CodecError('bad_value', `dead letter version ${version}`);
   const row: DeadLetterRow = {
     seq,
     group: rd.str16('group'),
@@ -368,14 +460,20 @@ export function decodeDeadLetter(seq: number, v: Uint8Array): DeadLetterRow {
     record: { key: null, value: new Uint8Array(0), headers: [], timestampMs: 0 },
   };
   if (rd.bool('hasReplay')) row.replay = { jobId: rd.str16('jobId'), offset: rd.i53('offset'), atMs: rd.i53('atMs') };
+  if (version === 2) {
+    if (!row.replay) throw new CodecError('bad_value', 'dead letter version 2 without a replay');
+    row.replay.topic = rd.str16('replay.topic');
+    row.replay.partition = rd.u32('replay.partition');
+  }
   row.record = readRecord(rd);
   rd.end('dead letter');
   return row;
 }
 
 export function encodeJob(j: ReplayJobRow): Buffer {
-  return new BufWriter(128)
-    .u8(1)
+  // Version 2 adds the target topic and the batch in flight; origin jobs stay version 1.
+  const w = new BufWriter(128 + 8 * (j.pending?.seqs.length ?? 0))
+    .u8(j.target ? 2 : 1)
     .str32(JSON.stringify(j.filter))
     .i53(Math.round(j.ratePerSec * 1000))
     .bool(j.dryRun)
@@ -385,14 +483,24 @@ export function encodeJob(j: ReplayJobRow): Buffer {
     .i53(j.matched)
     .i53(j.written)
     .i53(j.skipped)
-    .i53(j.finishedMs ?? -1, -1)
-    .finish();
+    .i53(j.finishedMs ?? -1, -1);
+  if (j.target) {
+    w.str16(j.target.topic)
+      .u32(j.target.partitions)
+      .bool(j.pending !== null);
+    if (j.pending) {
+      w.u32(j.pending.seqs.length);
+      for (const s of j.pending.seqs) w.i53(s);
+      w.i53(j.pending.cursorTo);
+    }
+  }
+  return w.finish();
 }
 
 export function decodeJob(jobId: string, v: Uint8Array): ReplayJobRow {
   const rd = new BufReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
   const version = rd.u8('job.version');
-  if (version !== 1) throw new CodecError('bad_value', `replay job version ${version}`);
+  if (version !== 1 && version !== 2) throw new CodecError('bad_value', `replay job version ${version}`);
   const filter = parseFilter(rd.str32('filter'));
   const ratePerSec = rd.i53('rate') / 1000;
   const dryRun = rd.bool('dryRun');
@@ -410,9 +518,21 @@ export function decodeJob(jobId: string, v: Uint8Array): ReplayJobRow {
     written: rd.i53('written'),
     skipped: rd.i53('skipped'),
     finishedMs: null,
+    target: null,
+    pending: null,
   };
   const f = rd.i53('finishedMs', -1);
   job.finishedMs = f < 0 ? null : f;
+  if (version === 2) {
+    job.target = { topic: rd.str16('target.topic'), partitions: rd.u32('target.partitions') };
+    if (rd.bool('hasPending')) {
+      const n = rd.u32('pending.count');
+      if (n * 8 > rd.remaining) throw new CodecError('bad_length', `pending.count ${n} exceeds ${rd.remaining} bytes`);
+      const seqs: number[] = [];
+      for (let i = 0; i < n; i++) seqs.push(rd.i53('pending.seq'));
+      job.pending = { seqs, cursorTo: rd.i53('pending.cursorTo') };
+    }
+  }
   rd.end('replay job');
   return job;
 }

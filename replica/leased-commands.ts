@@ -1,7 +1,7 @@
 import type { AckAction, DeadLetterFilter, LeasePolicy, LeasePolicyOverride } from '../common/leased-api';
 import type { RecordIn } from '../common/partition-api';
 import { readRecord, writeRecord } from './client-protocol/partition-api-codec';
-import { normalizeFilter, parseFilter } from './deadletters';
+import { normalizeFilter, parseFilter, type ReplayTarget, type ReplayWritten } from './deadletters';
 import { BufReader, BufWriter, CodecError } from './transport/bytes';
 
 /**
@@ -20,9 +20,12 @@ import { BufReader, BufWriter, CodecError } from './transport/bytes';
  *   leaseExpire  := str16 group · policy · u32 n · (i53 offset · u32 attempt · u8 hasRecord · [record])*
  *   groupPolicy  := str16 group · u8 hasOverride · [str32 overrideJson]
  *   deadLetters  := u8 action (1 archive, 2 purge) · str32 filterJson
- *   replayJob    := u8 op (1 create, 2 advance) · str16 jobId
+ *   replayJob    := u8 op (1 create, 2 advance, 3 create to a topic, 4 prepare, 5 commit) · str16 jobId
  *                   · create: str32 filterJson · i53 rate×1000 · u8 dryRun
  *                   · advance: i53 cursorTo · u8 done
+ *                   · create to a topic: as create · str16 targetTopic · u32 targetPartitions
+ *                   · prepare: u32 n · i53 seq* · i53 cursorTo
+ *                   · commit: u32 n · (i53 seq · u32 partition · i53 offset)*
  *
  * Records carried by acks and expiries are the original records (read by the leader from its
  * log) for the dead-letter stream.
@@ -96,8 +99,12 @@ export type ReplayJobCommand =
       filter: DeadLetterFilter;
       ratePerSec: number;
       dryRun: boolean;
+      /** Absent: back to the origin. */
+      target?: ReplayTarget;
     }
-  | { kind: 9; leaderTimeMs: number; op: 'advance'; jobId: string; cursorTo: number; done: boolean };
+  | { kind: 9; leaderTimeMs: number; op: 'advance'; jobId: string; cursorTo: number; done: boolean }
+  | { kind: 9; leaderTimeMs: number; op: 'prepare'; jobId: string; seqs: number[]; cursorTo: number }
+  | { kind: 9; leaderTimeMs: number; op: 'commit'; jobId: string; written: ReplayWritten[] };
 
 export type LeasedCommand =
   | LeaseGrantCommand
@@ -193,13 +200,28 @@ export function writeLeasedCommand(w: BufWriter, c: LeasedCommand): void {
       w.u8(c.action === 'archive' ? 1 : 2).str32(JSON.stringify(normalizeFilter(c.filter)));
       return;
     case 9:
-      if (c.op === 'create')
-        w.u8(1)
-          .str16(c.jobId)
-          .str32(JSON.stringify(normalizeFilter(c.filter)))
-          .i53(Math.round(c.ratePerSec * 1000))
-          .bool(c.dryRun);
-      else w.u8(2).str16(c.jobId).i53(c.cursorTo).bool(c.done);
+      switch (c.op) {
+        case 'create':
+          w.u8(c.target ? 3 : 1)
+            .str16(c.jobId)
+            .str32(JSON.stringify(normalizeFilter(c.filter)))
+            .i53(Math.round(c.ratePerSec * 1000))
+            .bool(c.dryRun);
+          if (c.target) w.str16(c.target.topic).u32(c.target.partitions);
+          return;
+        case 'advance':
+          w.u8(2).str16(c.jobId).i53(c.cursorTo).bool(c.done);
+          return;
+        case 'prepare':
+          w.u8(4).str16(c.jobId).u32(c.seqs.length);
+          for (const seq of c.seqs) w.i53(seq);
+          w.i53(c.cursorTo);
+          return;
+        case 'commit':
+          w.u8(5).str16(c.jobId).u32(c.written.length);
+          for (const x of c.written) w.i53(x.seq).u32(x.partition).i53(x.offset);
+          return;
+      }
       return;
   }
 }
@@ -272,12 +294,32 @@ export function readLeasedCommand(kind: number, leaderTimeMs: number, rd: BufRea
     case 9: {
       const op = rd.u8('op');
       const jobId = rd.str16('jobId');
-      if (op === 1) {
+      if (op === 1 || op === 3) {
         const filter = parseFilter(rd.str32('filter'));
         const ratePerSec = rd.i53('rate') / 1000;
         const dryRun = rd.bool('dryRun');
+        const target =
+          op === 3 ? { topic: rd.str16('target.topic'), partitions: rd.u32('target.partitions') } : undefined;
         rd.end('replay job command');
-        return { kind, leaderTimeMs, op: 'create', jobId, filter, ratePerSec, dryRun };
+        return { kind, leaderTimeMs, op: 'create', jobId, filter, ratePerSec, dryRun, ...(target ? { target } : {}) };
+      }
+      if (op === 4) {
+        const n = rd.u32('seqs');
+        if (n * 8 > rd.remaining) throw new CodecError('bad_length', `prepare seqs ${n} exceed ${rd.remaining} bytes`);
+        const seqs: number[] = [];
+        for (let i = 0; i < n; i++) seqs.push(rd.i53('seq'));
+        const cursorTo = rd.i53('cursorTo');
+        rd.end('replay job command');
+        return { kind, leaderTimeMs, op: 'prepare', jobId, seqs, cursorTo };
+      }
+      if (op === 5) {
+        const n = rd.u32('written');
+        if (n * 20 > rd.remaining) throw new CodecError('bad_length', `commit items ${n} exceed ${rd.remaining} bytes`);
+        const written: ReplayWritten[] = [];
+        for (let i = 0; i < n; i++)
+          written.push({ seq: rd.i53('seq'), partition: rd.u32('partition'), offset: rd.i53('offset') });
+        rd.end('replay job command');
+        return { kind, leaderTimeMs, op: 'commit', jobId, written };
       }
       if (op !== 2) throw new CodecError('bad_value', `replay job op ${op}`);
       const c: ReplayJobCommand = {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DaftkaError } from '../common/errors';
+import { DaftkaError, isDaftkaError } from '../common/errors';
 import type {
   DeadLetter,
   DeadLetterAdminRequest,
@@ -24,7 +24,10 @@ import type { Logger } from '../common/log';
 import { counter, gauge, type promClient } from '../common/metrics';
 import type { RecordIn } from '../common/partition-api';
 import { CommandKind, decodeCommand, encodeCommand } from './commands';
-import type { DeadLetterRow, ReplayJobRow } from './deadletters';
+import type { DeadLetterRow, ReplayJobRow, ReplayWritten } from './deadletters';
+import type { TopicWriter } from './topic-writer';
+import { partitionForKey } from '../common/partitioner';
+import { TOPIC_NAME_RE } from '../common/topic-spec';
 import { effectivePolicy } from './leased-commands';
 import type { LeasedApplyOutput } from './leased-state';
 import type { LogBounds } from './leases';
@@ -69,6 +72,8 @@ export interface LeasedHost {
   propose(data: Uint8Array, timeoutMs: number): Promise<ApplyResult>;
   /** One log entry, if this replica has it. */
   readEntry(logIndex: number): Promise<Entry | undefined>;
+  /** Writes to other topics (replay with a target topic); null without the NATS control channel. */
+  topicWriter(): TopicWriter | null;
   logger: Logger;
   registry: promClient.Registry;
   settings: LeasedSettings;
@@ -130,6 +135,8 @@ export class LeasedService implements LeasedPartitionClient {
   private replaying = false;
   private lastRetentionCheckMs = 0;
   private readonly buckets = new Map<string, { tokens: number; lastMs: number }>();
+  /** Last failure writing a target job's batch (leader-local; shown in the job's status). */
+  private readonly jobErrors = new Map<string, string>();
   private readonly groupLabels = new Set<string>();
   private readonly m;
 
@@ -503,6 +510,8 @@ export class LeasedService implements LeasedPartitionClient {
       skipped: j.skipped,
       createdMs: j.createdMs,
       finishedMs: j.finishedMs,
+      target: j.target ? { ...j.target } : null,
+      ...(this.jobErrors.has(j.jobId) ? { lastError: this.jobErrors.get(j.jobId) } : {}),
     };
   }
 
@@ -511,6 +520,19 @@ export class LeasedService implements LeasedPartitionClient {
     this.h.requireLeader();
     if (!/^[A-Za-z0-9._-]{1,128}$/.test(req.jobId)) throw badRequest('job id must be 1–128 of [A-Za-z0-9._-]');
     if (!(req.ratePerSec > 0) || req.ratePerSec > 1_000_000) throw badRequest('ratePerSec must be > 0 and ≤ 1e6');
+    if (req.target) {
+      if (!TOPIC_NAME_RE.test(req.target.topic))
+        throw badRequest(`target topic '${req.target.topic}' is not a topic name`);
+      if (req.target.topic === this.h.topic)
+        throw badRequest("the target topic is the dead letters' own topic: replay to the origin instead");
+      if (!Number.isSafeInteger(req.target.partitions) || req.target.partitions < 1 || req.target.partitions > 100_000)
+        throw badRequest('target partitions must be an integer from 1 to 100000');
+      if (this.h.topicWriter() === null)
+        throw new DaftkaError(
+          'UNAVAILABLE',
+          'replay to another topic needs the NATS control channel (to find its leaders), and this replica runs without one',
+        );
+    }
     const existing = this.h.state.leased.deadLetters.jobs.get(req.jobId);
     if (existing) return this.jobOut(existing);
     const r = await this.h.propose(
@@ -522,12 +544,18 @@ export class LeasedService implements LeasedPartitionClient {
         filter: req.filter,
         ratePerSec: req.ratePerSec,
         dryRun: req.dryRun,
+        ...(req.target ? { target: { topic: req.target.topic, partitions: req.target.partitions } } : {}),
       }),
       PROPOSE_TIMEOUT_MS,
     );
     const { job } = leasedOut(r, 'job');
     if (!job) throw new DaftkaError('INTERNAL', 'replay job was not created');
-    this.h.logger.info('replay_job_created', { job_id: job.jobId, matched: job.matched, dry_run: job.dryRun });
+    this.h.logger.info('replay_job_created', {
+      job_id: job.jobId,
+      matched: job.matched,
+      dry_run: job.dryRun,
+      target: job.target?.topic ?? 'origin',
+    });
     return this.jobOut(job);
   }
 
@@ -617,6 +645,10 @@ export class LeasedService implements LeasedPartitionClient {
         b.tokens = Math.min(Math.max(1, job.ratePerSec), b.tokens + (job.ratePerSec * (now - b.lastMs)) / 1000);
         b.lastMs = now;
         this.buckets.set(job.jobId, b);
+        if (job.target) {
+          await this.runTargetBatch(job, b, now);
+          continue;
+        }
         const n = Math.min(REPLAY_BATCH, Math.floor(b.tokens));
         if (n < 1) continue;
         const plan = store.planReplay(job.jobId, n, REPLAY_SCAN);
@@ -667,6 +699,98 @@ export class LeasedService implements LeasedPartitionClient {
     } finally {
       this.replaying = false;
     }
+  }
+
+  /**
+   * One step of a job that writes to another topic: prepare the next batch (replicated), write it
+   * to the target's partitions under idempotency keys derived from the job and the records'
+   * origin coordinates, commit where each record went (replicated). A batch left pending by a
+   * failure or a lost leadership is sent again as it is, under the same keys: never twice.
+   */
+  private async runTargetBatch(job: ReplayJobRow, b: { tokens: number }, now: number): Promise<void> {
+    const store = this.h.state.leased.deadLetters;
+    const lbl = { topic: this.h.topic, partition: String(this.h.partition) };
+    const target = job.target!;
+    if (!job.pending) {
+      const n = Math.min(REPLAY_BATCH, Math.floor(b.tokens));
+      if (n < 1) return;
+      const plan = store.planReplay(job.jobId, n, REPLAY_SCAN);
+      if (!plan) return;
+      const cmd =
+        plan.seqs.length === 0
+          ? { op: 'advance' as const, cursorTo: plan.cursorTo, done: plan.done }
+          : { op: 'prepare' as const, seqs: plan.seqs, cursorTo: plan.cursorTo };
+      const out = leasedOut(
+        await this.h.propose(
+          encodeCommand({ kind: CommandKind.ReplayJob, leaderTimeMs: now, jobId: job.jobId, ...cmd }),
+          PROPOSE_TIMEOUT_MS,
+        ),
+        'job',
+      );
+      if (plan.seqs.length === 0) {
+        if (plan.done) this.h.logger.info('replay_job_done', { job_id: job.jobId, target: target.topic });
+        return;
+      }
+      if (out.refused !== undefined || !out.job?.pending) return; // planned again on the next pass
+      job = out.job;
+    }
+    const pending = job.pending!;
+    const writer = this.h.topicWriter();
+    if (writer === null) {
+      this.jobErrors.set(job.jobId, "no NATS control channel: cannot find the target topic's leaders");
+      return;
+    }
+    const rows = pending.seqs.flatMap((s) => store.entries.get(s) ?? []);
+    // Keyed records go where Kafka's partitioner puts their key; keyless ones keep the origin's
+    // partition (mod the target's count), so their relative order is kept.
+    const byPartition = new Map<number, DeadLetterRow[]>();
+    for (const row of rows) {
+      const p =
+        row.record.key !== null
+          ? partitionForKey(row.record.key, target.partitions)
+          : this.h.partition % target.partitions;
+      byPartition.set(p, [...(byPartition.get(p) ?? []), row]);
+    }
+    const written: ReplayWritten[] = [];
+    let duplicates = 0;
+    this.m.replays.inc({ ...lbl, outcome: 'attempted' }, rows.length);
+    try {
+      for (const [partition, part] of [...byPartition].sort(([a], [b]) => a - b)) {
+        const r = await writer.produce({
+          topic: target.topic,
+          partition,
+          records: part.map((row) => this.replayRecord(row, job.jobId, now)),
+          idempotencyKey: `${this.replayKey(job.jobId, part)}:${partition}`,
+          requestId: `replay-${job.jobId}`,
+          timeoutMs: PROPOSE_TIMEOUT_MS,
+        });
+        if (r.duplicate) duplicates += part.length;
+        part.forEach((row, i) => written.push({ seq: row.seq, partition, offset: r.baseOffset + i }));
+      }
+    } catch (err) {
+      const e = err as Error;
+      const why = `writing to ${target.topic}: ${isDaftkaError(e) ? `${e.code} ` : ''}${e.message}`;
+      if (this.jobErrors.get(job.jobId) !== why)
+        this.h.logger.warn('replay_target_write_failed', { job_id: job.jobId, target: target.topic, error: why });
+      this.jobErrors.set(job.jobId, why);
+      return;
+    }
+    this.jobErrors.delete(job.jobId);
+    const out = leasedOut(
+      await this.h.propose(
+        encodeCommand({ kind: CommandKind.ReplayJob, leaderTimeMs: now, op: 'commit', jobId: job.jobId, written }),
+        PROPOSE_TIMEOUT_MS,
+      ),
+      'job',
+    );
+    if (out.refused !== undefined) {
+      this.h.logger.warn('replay_commit_refused', { job_id: job.jobId, reason: out.refused });
+      return;
+    }
+    b.tokens -= written.length;
+    // Records the target already had (a batch sent again after a failover) were not written twice.
+    this.m.replays.inc({ ...lbl, outcome: 'written' }, written.length - duplicates);
+    if (duplicates) this.m.replays.inc({ ...lbl, outcome: 'skipped' }, duplicates);
   }
 
   /**

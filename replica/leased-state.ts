@@ -44,7 +44,7 @@ export type LeasedApplyOutput =
   | { op: 'expire'; deadLettered: number; discarded: number }
   | { op: 'policy' }
   | { op: 'deadletters'; count: number }
-  | { op: 'job'; job: ReplayJobRow | null };
+  | { op: 'job'; job: ReplayJobRow | null; refused?: string };
 
 export interface LeasedHost {
   /** The group's committed offset (the cumulative-mode table). */
@@ -278,14 +278,37 @@ export class LeasedState {
               ? this.deadLetters.archive(c.filter, this.dlSink)
               : this.deadLetters.purge(c.filter, this.dlSink),
         };
-      case 9:
-        if (c.op === 'create')
-          return {
-            op: 'job',
-            job: this.deadLetters.createJob(c.jobId, c.filter, c.ratePerSec, c.dryRun, c.leaderTimeMs, this.dlSink),
-          };
-        this.deadLetters.advanceJob(c.jobId, c.cursorTo, c.done, c.leaderTimeMs, this.dlSink);
-        return { op: 'job', job: this.deadLetters.jobs.get(c.jobId) ?? null };
+      case 9: {
+        const dl = this.deadLetters;
+        switch (c.op) {
+          case 'create':
+            return {
+              op: 'job',
+              job: dl.createJob(
+                c.jobId,
+                c.filter,
+                c.ratePerSec,
+                c.dryRun,
+                c.leaderTimeMs,
+                this.dlSink,
+                c.target ?? null,
+              ),
+            };
+          case 'advance':
+            dl.advanceJob(c.jobId, c.cursorTo, c.done, c.leaderTimeMs, this.dlSink);
+            return { op: 'job', job: dl.jobs.get(c.jobId) ?? null };
+          case 'prepare':
+          case 'commit': {
+            const why =
+              c.op === 'prepare'
+                ? dl.prepareReplay(c.jobId, c.seqs, c.cursorTo, this.dlSink)
+                : dl.commitReplay(c.jobId, c.written, c.leaderTimeMs, this.dlSink);
+            // Refused (another leader's plan, a state that moved on): nothing changed, the leader plans again.
+            return { op: 'job', job: dl.jobs.get(c.jobId) ?? null, ...(why !== undefined ? { refused: why } : {}) };
+          }
+        }
+        break;
+      }
     }
   }
 

@@ -12,6 +12,7 @@ import { startHealthServer } from '../common/health-server';
 import { RpcServer } from './client-protocol/rpc-server';
 import { servePartitionApi } from './client-protocol/serve';
 import { Announcer } from './announcer';
+import { TopicWriter } from './topic-writer';
 import { resolveReplicaConfig } from './config';
 import { PartitionReplica } from './replica';
 
@@ -84,6 +85,8 @@ async function main(): Promise<void> {
       })
     : null;
   await announcer?.start();
+  const topicWriter = announcer ? new TopicWriter({ nats: () => announcer.connection(), logger }) : null;
+  replica.topicWriter = topicWriter;
   logger.info('replica_started', {
     replica: replica.id,
     peer_port: self.peerPort,
@@ -99,6 +102,7 @@ async function main(): Promise<void> {
     hard.unref();
     try {
       await replica.shutdown();
+      topicWriter?.close();
       await announcer?.close();
       await rpc.close();
       await health.close();

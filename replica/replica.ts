@@ -61,6 +61,7 @@ import {
 } from './raft';
 import { ReplicaLog } from './raft-log';
 import { LeasedService } from './leased-service';
+import type { TopicWriter } from './topic-writer';
 import { PartitionState, type ApplyResult } from './state-machine';
 import { ReplicaStorage, type StateOp } from './storage/storage';
 import { PeerTransport } from './transport/peer';
@@ -126,6 +127,8 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
   private readonly lbl: { topic: string; partition: string };
   /** Leased groups, dead letters and replay jobs (replica/leased-service.ts). */
   readonly leased: LeasedService;
+  /** Writes to other topics (dead-letter replay to a target topic); set by main when NATS is configured. */
+  topicWriter: TopicWriter | null = null;
   /** Called on leadership and status changes (the NATS announcer listens). */
   onLeaderChange: (leader: string | null, term: number) => void = () => {};
 
@@ -151,6 +154,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
       isLeader: () => this.node?.role === 'leader' && !this.stopping,
       propose: (data, timeoutMs) => this.propose(data, timeoutMs),
       readEntry: async (i) => (await this.log.read(i, i + 1, Number.MAX_SAFE_INTEGER))[0],
+      topicWriter: () => this.topicWriter,
       logger,
       registry,
       settings: {

@@ -75,7 +75,16 @@ export function deadLetterJson(d: DeadLetter, enc: OutputEncoding) {
     last_delivery_at: d.lastDeliveryMs,
     dead_lettered_at: d.deadLetteredMs,
     state: d.state,
-    ...(d.replay ? { replay: { job_id: d.replay.jobId, offset: d.replay.offset, at: d.replay.atMs } } : {}),
+    ...(d.replay
+      ? {
+          replay: {
+            job_id: d.replay.jobId,
+            offset: d.replay.offset,
+            at: d.replay.atMs,
+            ...(d.replay.topic !== undefined ? { topic: d.replay.topic, partition: d.replay.partition } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -221,6 +230,8 @@ function jobAnswer(
     topic,
     state: missing ? 'incomplete' : done ? 'done' : 'running',
     dry_run: ok[0]?.dryRun ?? false,
+    target: ok.find((x) => x.target)?.target?.topic ?? 'origin',
+    ...(ok.some((x) => x.lastError) ? { last_error: ok.find((x) => x.lastError)!.lastError } : {}),
     rate_per_sec: ok.reduce((s, x) => s + x.ratePerSec, 0),
     matched: sum('matched'),
     written: sum('written'),
@@ -231,7 +242,14 @@ function jobAnswer(
       x === null
         ? { partition: p, state: 'missing' }
         : 'jobId' in x
-          ? { partition: x.partition, state: x.state, matched: x.matched, written: x.written, skipped: x.skipped }
+          ? {
+              partition: x.partition,
+              state: x.state,
+              matched: x.matched,
+              written: x.written,
+              skipped: x.skipped,
+              ...(x.lastError ? { last_error: x.lastError } : {}),
+            }
           : { partition: x.partition, error: errorEntry(x.err) },
     ),
   };
@@ -243,12 +261,15 @@ export async function replayDeadLettersHandler(g: GatewayContext, c: Call): Prom
   authorize(g.catalog, c.principal, t.name, 'admin');
   const key = idempotencyKeyOf(c);
   const body = await c.body<ReplayBody>();
-  if ((body.target ?? 'origin') === 'topic')
-    throw new DaftkaError(
-      'NOT_IMPLEMENTED',
-      'replay to another topic is not implemented yet; replay to the origin (target: "origin")',
-    );
-  if (body.target_topic !== undefined) throw invalidParameter('target_topic', 'is only allowed with target "topic"');
+  let target: { topic: string; partitions: number } | undefined;
+  if ((body.target ?? 'origin') === 'topic') {
+    if (body.target_topic === undefined) throw invalidParameter('target_topic', 'is required with target "topic"');
+    if (body.target_topic === t.name)
+      throw invalidParameter('target_topic', `is the dead letters' own topic: use target "origin"`);
+    const to = authorize(g.catalog, c.principal, body.target_topic, 'produce');
+    target = { topic: to.name, partitions: to.partitions };
+  } else if (body.target_topic !== undefined)
+    throw invalidParameter('target_topic', 'is only allowed with target "topic"');
   const suffix = key
     ? createHash('sha256').update(`${t.name}\0${key}`).digest('base64url').slice(0, 24)
     : randomBytes(18).toString('base64url');
@@ -266,6 +287,7 @@ export async function replayDeadLettersHandler(g: GatewayContext, c: Call): Prom
         filter: f,
         ratePerSec: rate,
         dryRun: body.dry_run ?? false,
+        ...(target ? { target } : {}),
         requestId: c.requestId,
       });
     } catch (err) {

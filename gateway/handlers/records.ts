@@ -1,7 +1,7 @@
 import { DaftkaError, isDaftkaError } from '../../common/errors';
 import type { ProducerIdentity, ProduceResult, RecordIn } from '../../common/partition-api';
 import { decodeRecord, type RecordJson } from '../codec';
-import { partitionForKey, StickyPartitioner } from '../partitioner';
+import { partitionForKey, StickyPartitioner } from '../../common/partitioner';
 import { invalidField } from '../validation';
 import { idempotencyKeyOf, topicFromPath, type Call, type GatewayContext, type Reply } from './context';
 

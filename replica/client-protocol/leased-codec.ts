@@ -405,7 +405,18 @@ export function encodeReplayJob(r: ReplayJobRequest): Buffer {
     filter: normalizeFilter(r.filter),
     ratePerSec: r.ratePerSec,
     dryRun: r.dryRun,
+    ...(r.target ? { target: { topic: r.target.topic, partitions: r.target.partitions } } : {}),
   });
+}
+
+function targetOf(o: Obj, w: string): { topic: string; partitions: number } | undefined {
+  if (o.target === undefined || o.target === null) return undefined;
+  if (typeof o.target !== 'object' || Array.isArray(o.target))
+    throw new CodecError('bad_json', `${w}.target is not an object`);
+  const t = o.target as Obj;
+  const partitions = int(t, 'partitions', `${w}.target`);
+  if (partitions < 1) throw new CodecError('bad_json', `${w}.target.partitions must be at least 1`);
+  return { topic: str(t, 'topic', `${w}.target`), partitions };
 }
 
 export function decodeReplayJob(body: Buffer, requestId: string): ReplayJobRequest {
@@ -418,6 +429,7 @@ export function decodeReplayJob(body: Buffer, requestId: string): ReplayJobReque
     filter: parseFilter(JSON.stringify(o.filter ?? {})),
     ratePerSec: num(o, 'ratePerSec', w),
     dryRun: bool(o, 'dryRun', w),
+    ...(targetOf(o, w) ? { target: targetOf(o, w) } : {}),
     requestId,
   };
 }
@@ -458,6 +470,8 @@ export function decodeReplayStatus(body: Buffer): ReplayJobStatus | null {
     skipped: int(o, 'skipped', w),
     createdMs: int(o, 'createdMs', w),
     finishedMs: intOrNull(o, 'finishedMs', w),
+    target: targetOf(o, w) ?? null,
+    ...(typeof o.lastError === 'string' ? { lastError: o.lastError } : {}),
   };
 }
 

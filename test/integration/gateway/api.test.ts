@@ -1,5 +1,5 @@
 import { Agent, request } from 'node:http';
-import { partitionForKey } from '../../../gateway/partitioner';
+import { partitionForKey } from '../../../common/partitioner';
 import { LocalStack, metricValue } from '../../helpers/local-stack';
 import { sleep, type FetchAnswer, type ProduceAnswer, type Problem, type RecordOut } from './client';
 

@@ -251,9 +251,22 @@ describe('gateway leased groups', () => {
       ]),
     );
     expect((await gw.req('GET', '/v1/jobs/orders.doesnotexist')).status).toBe(404);
-    expect((await gw.req('POST', '/v1/topics/orders/deadletters:replay', { body: { target: 'topic' } })).status).toBe(
-      501,
-    );
+    // Replay to another topic: the target is named, is not the origin, is visible and writable.
+    const replayTo = (body: Json) => gw.req('POST', '/v1/topics/orders/deadletters:replay', { body });
+    const bad = await replayTo({ target: 'topic' });
+    expect([bad.status, bad.json.detail]).toEqual([400, expect.stringContaining('target_topic is required')]);
+    const own = await replayTo({ target: 'topic', target_topic: 'orders' });
+    expect([own.status, own.json.detail]).toEqual([400, expect.stringContaining("dead letters' own topic")]);
+    expect((await replayTo({ target: 'topic', target_topic: 'nope' })).status).toBe(404);
+    const stray = await replayTo({ target_topic: 'wide' });
+    expect([stray.status, stray.json.detail]).toEqual([400, expect.stringContaining('only allowed with target')]);
+    // These in-process replicas have no NATS to find the other topic's leaders: 503, nothing started.
+    const noNats = await replayTo({ target: 'topic', target_topic: 'wide' });
+    expect([noNats.status, noNats.json.code, noNats.json.detail]).toEqual([
+      503,
+      'UNAVAILABLE',
+      expect.stringContaining('needs the NATS control channel'),
+    ]);
   });
 
   test('archive and purge', async () => {

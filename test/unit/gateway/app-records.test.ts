@@ -1,5 +1,5 @@
 import { DaftkaError } from '../../../common/errors';
-import { partitionForKey } from '../../../gateway/partitioner';
+import { partitionForKey } from '../../../common/partitioner';
 import { topic } from './fixtures';
 import { startGateway, type Harness } from './harness';
 

@@ -70,6 +70,7 @@ export class FakeLeased implements LeasedPartitionClient {
         queueMicrotask(() => part.service.onApplied());
         return r;
       },
+      topicWriter: () => null,
       readEntry: async (i): Promise<Entry | undefined> => {
         const data = entries.get(i);
         return data === undefined ? undefined : { index: i, term: 1, type: 0 as Entry['type'], data };

@@ -1,4 +1,4 @@
-import { murmur2, partitionForKey, StickyPartitioner, toPositive } from '../../../gateway/partitioner';
+import { murmur2, partitionForKey, StickyPartitioner, toPositive } from '../../../common/partitioner';
 
 const bytes = (s: string) => Buffer.from(s, 'utf8');
 

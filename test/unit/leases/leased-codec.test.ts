@@ -95,8 +95,27 @@ describe('leased client-port codec', () => {
       skipped: 0,
       createdMs: 5,
       finishedMs: null,
+      target: null,
     };
     expect(lc.decodeReplayStatus(lc.encodeReplayStatus(job))).toEqual(job);
+    const toTopic = { ...job, target: { topic: 'other', partitions: 3 }, lastError: 'writing to other: UNAVAILABLE x' };
+    expect(lc.decodeReplayStatus(lc.encodeReplayStatus(toTopic))).toEqual(toTopic);
+    const start = {
+      topic: 't',
+      partition: 1,
+      jobId: 't.j',
+      filter: { group: 'g' },
+      ratePerSec: 5,
+      dryRun: false,
+      target: { topic: 'other', partitions: 3 },
+      requestId: 'r',
+    };
+    expect(lc.decodeReplayJob(lc.encodeReplayJob(start), 'r')).toEqual(start);
+    const { target: _t, ...toOrigin } = start;
+    expect(lc.decodeReplayJob(lc.encodeReplayJob(toOrigin), 'r')).toEqual(toOrigin);
+    expect(() =>
+      lc.decodeReplayJob(Buffer.from(JSON.stringify({ ...start, target: { topic: 'o', partitions: 0 } })), 'r'),
+    ).toThrow(/target.partitions must be at least 1/);
     expect(lc.decodeReplayStatus(lc.encodeReplayStatus(null))).toBeNull();
     const q = { topic: 't', partition: 0, filter: { group: 'g', fromMs: 1 }, afterSeq: 4, limit: 10, requestId: 'r' };
     expect(lc.decodeDeadLetterQuery(lc.encodeDeadLetterQuery(q), 'r')).toEqual(q);

@@ -245,6 +245,94 @@ describe('partition state machine: leased groups and dead letters', () => {
     expect(h.state.leased.deadLetters.jobs.get('j2')).toMatchObject({ state: 'done', written: 0, skipped: 3 });
   });
 
+  test('a job to another topic: prepare records the batch, commit marks where each record went; both persist', () => {
+    const h = new Harness();
+    h.produce('a', 'b', 'c');
+    h.leased({ kind: 4, leaderTimeMs: 1000, group: 'g', policy, leaseMs: 100, max: 3 });
+    h.leased({
+      kind: 5,
+      leaderTimeMs: 1001,
+      group: 'g',
+      policy,
+      items: [0, 1, 2].map((o) => ({ offset: o, attempt: 1, action: 'reject' as const, record: rec('abc'[o]) })),
+    });
+    const target = { topic: 'other', partitions: 3 };
+    const created = h.leased({
+      kind: 9,
+      leaderTimeMs: 2000,
+      op: 'create',
+      jobId: 'jt',
+      filter: {},
+      ratePerSec: 10,
+      dryRun: false,
+      target,
+    });
+    expect(created).toMatchObject({ job: { target, pending: null, matched: 3 } });
+    const dl = () => h.state.leased.deadLetters;
+    // The origin path is not for this job's batches once one is in flight; commit needs a prepare.
+    expect(h.leased({ kind: 9, leaderTimeMs: 2050, op: 'commit', jobId: 'jt', written: [] })).toMatchObject({
+      refused: 'replay job jt has no batch in flight',
+    });
+    const plan = dl().planReplay('jt', 2, 100)!;
+    expect(h.leased({ kind: 9, leaderTimeMs: 2100, op: 'prepare', jobId: 'jt', ...plan })).not.toHaveProperty(
+      'refused',
+    );
+    // The pending batch survives a restart (a new leader sends the same batch again).
+    expect(h.reloaded().leased.deadLetters.jobs.get('jt')?.pending).toEqual({ seqs: [0, 1], cursorTo: 2 });
+    // A second prepare, archive and purge all leave the batch alone while it is in flight.
+    expect(h.leased({ kind: 9, leaderTimeMs: 2150, op: 'prepare', jobId: 'jt', seqs: [2], cursorTo: 3 })).toMatchObject(
+      { refused: 'replay job jt has a batch in flight' },
+    );
+    expect(h.leased({ kind: 8, leaderTimeMs: 2160, action: 'purge', filter: {} })).toEqual({
+      op: 'deadletters',
+      count: 1,
+    });
+    expect([...dl().entries.keys()]).toEqual([0, 1]);
+    // A commit that leaves out a batch entry, or names one outside it, is refused whole.
+    expect(
+      h.leased({
+        kind: 9,
+        leaderTimeMs: 2200,
+        op: 'commit',
+        jobId: 'jt',
+        written: [{ seq: 0, partition: 1, offset: 7 }],
+      }),
+    ).toMatchObject({ refused: 'replay job jt: dead letter 1 was not written' });
+    expect(
+      h.leased({
+        kind: 9,
+        leaderTimeMs: 2200,
+        op: 'commit',
+        jobId: 'jt',
+        written: [
+          { seq: 0, partition: 1, offset: 7 },
+          { seq: 1, partition: 1, offset: 8 },
+          { seq: 2, partition: 0, offset: 0 },
+        ],
+      }),
+    ).toMatchObject({ refused: 'replay job jt: the commit names entries outside the batch in flight' });
+    h.leased({
+      kind: 9,
+      leaderTimeMs: 2300,
+      op: 'commit',
+      jobId: 'jt',
+      written: [
+        { seq: 0, partition: 1, offset: 7 },
+        { seq: 1, partition: 2, offset: 0 },
+      ],
+    });
+    // Nothing was appended to this partition: the records went to the other topic.
+    expect(h.state.nextOffset).toBe(3);
+    const reloaded = h.reloaded().leased.deadLetters;
+    expect(reloaded.entries.get(1)).toMatchObject({
+      state: 'replayed',
+      replay: { jobId: 'jt', offset: 0, atMs: 2300, topic: 'other', partition: 2 },
+    });
+    expect(reloaded.jobs.get('jt')).toMatchObject({ pending: null, cursor: 2, written: 2, target, state: 'running' });
+    h.leased({ kind: 9, leaderTimeMs: 2400, op: 'advance', jobId: 'jt', cursorTo: 3, done: true });
+    expect(h.reloaded().leased.deadLetters.jobs.get('jt')).toMatchObject({ state: 'done', written: 2 });
+  });
+
   test('malformed leased commands are codec errors', () => {
     const data = encodeCommand({ kind: 4, leaderTimeMs: 1, group: 'g', policy, leaseMs: 1, max: 1 });
     expect(() => decodeCommand(data.subarray(0, data.length - 1))).toThrow(/short/);
