@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { partitionForKey } from '../../../common/partitioner';
 import { localLeaseSecret } from '../../../scripts/local-mode';
 import { freePort } from '../../helpers/free-port';
 import { LocalStack } from '../../helpers/local-stack';
@@ -11,8 +12,9 @@ import { LocalStack } from '../../helpers/local-stack';
  * leased consumption with crashes, stale acks, poison records, dead letters and replay (run twice,
  * leader killed in the middle), and bad input.
  *
- *   work    2 partitions × RF 1 — leases, redelivery, two gateways
- *   poison  2 partitions × RF 3, deadLetter.maxAttempts 2 — dead letters and replay under a leader kill
+ *   work     2 partitions × RF 1, dead letters kept 4 s — leases, redelivery, two gateways, retention
+ *   poison   2 partitions × RF 3, deadLetter.maxAttempts 2 — dead letters and replay under a leader kill
+ *   parking  3 partitions × RF 1 — the target of a replay to another topic
  */
 
 jest.setTimeout(120_000);
@@ -56,8 +58,9 @@ async function startSecondGateway(): Promise<{ url: string; proc: ChildProcess }
 beforeAll(async () => {
   stack = await LocalStack.start({
     topics: [
-      { name: 'work', partitions: 2, replicationFactor: 1 },
+      { name: 'work', partitions: 2, replicationFactor: 1, deadLetter: { retentionMs: 4000 } },
       { name: 'poison', partitions: 2, replicationFactor: 3, deadLetter: { maxAttempts: 2 } },
+      { name: 'parking', partitions: 3, replicationFactor: 1 },
     ],
     replicaEnv: {
       DAFTKA_ELECTION_TIMEOUT_MS: '300',
@@ -371,5 +374,156 @@ describe('dead letters and replay on the real stack', () => {
     expect(origins.map((o) => o.split('=')[1]).sort()).toEqual([...values].sort());
     const replayed = await call(0, 'GET', `/v1/topics/poison/deadletters?group=${group}&state=replayed&limit=100`);
     expect(replayed.body.deadletters).toHaveLength(24);
+  });
+
+  test('replay to another topic: each dead letter lands there once, where its key belongs, through a target outage, a repeated request and an origin leader kill', async () => {
+    const group = 'movers';
+    // Start the group at the end of the partitions, then dead-letter 16 keyed records.
+    const off = await call(0, 'GET', `/v1/groups/${group}/offsets?topic=poison`);
+    await call(0, 'POST', `/v1/groups/${group}/offsets`, {
+      offsets: off.body.partitions.map((p: Json) => ({
+        topic: 'poison',
+        partition: p.partition,
+        offset: p.high_watermark,
+      })),
+    });
+    const keys = Array.from({ length: 16 }, (_, i) => `key-${i}`);
+    for (const p of [0, 1]) {
+      const r = await call(0, 'POST', '/v1/topics/poison/records', {
+        records: keys.filter((_, i) => i % 2 === p).map((key) => ({ key, value: `moved-${key}`, partition: p })),
+      });
+      expect(r.status).toBe(200);
+    }
+    let rejected = 0;
+    for (let i = 0; rejected < 16 && i < 30; i++) {
+      const f = await leaseFetch(i, group, { topics: ['poison'], max_records: 50, wait_ms: 500 });
+      if (f.body.records.length === 0) continue;
+      const a = await acks(
+        i,
+        group,
+        f.body.records.map((r: Json) => ({ token: r.lease_token, action: 'reject', error: 'Moved: elsewhere' })),
+      );
+      rejected += a.body.results.filter((r: Json) => r.dead_lettered).length;
+    }
+    expect(rejected).toBe(16);
+    const hwBefore = (await call(0, 'GET', '/v1/topics/parking')).body.partitions.map((p: Json) => p.high_watermark);
+
+    // Partition 1 of the target is down when the job starts: its batches wait, nothing is lost.
+    const down = stack.replicas('parking', 1)[0].name;
+    await stack.stopProcess(down, 'SIGKILL');
+    const body = { filter: { group }, target: 'topic', target_topic: 'parking', rate_per_sec: 16 };
+    const headers = { 'content-type': 'application/json', 'idempotency-key': 'replay-to-parking-1' };
+    const post = () =>
+      fetch(`${stack.url}/v1/topics/poison/deadletters:replay`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as Json }));
+    const job = await post();
+    expect(job.status).toBe(202);
+    expect(job.body).toMatchObject({ state: 'running', matched: 16, target: 'parking' });
+    let blocked: Json;
+    for (let i = 0; i < 100 && !blocked?.last_error; i++) {
+      await sleep(200);
+      blocked = (await call(i, 'GET', `/v1/jobs/${job.body.job_id}`)).body;
+    }
+    expect(blocked.last_error).toMatch(/^writing to parking: /);
+    expect(blocked.written).toBeLessThan(16);
+
+    // The origin's leader of partition 0 dies, the target comes back, the request is sent again.
+    const leader = await stack.leader('poison', 0);
+    expect(leader).not.toBeNull();
+    stack.kill(leader!.name);
+    stack.resume(down);
+    const again = await (async () => {
+      for (;;) {
+        const r = await post();
+        if (r.status === 202) return r;
+        await sleep(300);
+      }
+    })();
+    expect(again.body.job_id).toBe(job.body.job_id);
+    let progress: Json;
+    for (let i = 0; i < 200; i++) {
+      progress = (await call(i, 'GET', `/v1/jobs/${job.body.job_id}`)).body;
+      if (progress.state === 'done') break;
+      await sleep(300);
+    }
+    expect(progress).toMatchObject({ state: 'done', matched: 16, written: 16, target: 'parking' });
+    expect(progress.last_error).toBeUndefined();
+
+    // Every dead letter is in the target exactly once, in the partition its key maps to.
+    const landed: string[] = [];
+    for (const p of [0, 1, 2]) {
+      let offset = hwBefore[p];
+      for (;;) {
+        const r = await call(0, 'GET', `/v1/topics/parking/partitions/${p}/records?offset=${offset}&encoding=utf8`);
+        expect(r.status).toBe(200);
+        for (const rec of r.body.records) {
+          expect(p).toBe(partitionForKey(Buffer.from(rec.key), 3));
+          expect(rec.headers).toEqual(
+            expect.arrayContaining([
+              { name: 'daftka-replay-job', value: job.body.job_id },
+              expect.objectContaining({
+                name: 'daftka-replay-of',
+                value: expect.stringMatching(/^poison\/[01]\/\d+$/),
+              }),
+            ]),
+          );
+          landed.push(rec.value);
+        }
+        if (r.body.next_offset >= r.body.high_watermark) break;
+        offset = r.body.next_offset;
+      }
+    }
+    expect(landed.sort()).toEqual(keys.map((k) => `moved-${k}`).sort());
+    // Nothing went back to the origin; each dead letter says where it went.
+    const dl = await call(0, 'GET', `/v1/topics/poison/deadletters?group=${group}&limit=100&encoding=utf8`);
+    expect(dl.body.deadletters).toHaveLength(16);
+    for (const d of dl.body.deadletters) {
+      expect(d.state).toBe('replayed');
+      expect(d.replay).toMatchObject({ job_id: job.body.job_id, topic: 'parking' });
+      expect(d.replay.partition).toBe(partitionForKey(Buffer.from(d.key), 3));
+    }
+  });
+});
+
+describe('dead-letter retention from the Topic spec', () => {
+  test('dead letters older than deadLetter.retentionMs are purged by the leader', async () => {
+    const group = 'short-lived';
+    const off = await call(0, 'GET', `/v1/groups/${group}/offsets?topic=work`);
+    await call(0, 'POST', `/v1/groups/${group}/offsets`, {
+      offsets: off.body.partitions.map((p: Json) => ({
+        topic: 'work',
+        partition: p.partition,
+        offset: p.high_watermark,
+      })),
+    });
+    await produce('work', 0, ['doomed']);
+    let rejected = 0;
+    for (let i = 0; rejected < 1 && i < 20; i++) {
+      const f = await leaseFetch(i, group, { topics: ['work'], max_records: 10, wait_ms: 500 });
+      if (f.body.records.length === 0) continue;
+      const a = await acks(
+        i,
+        group,
+        f.body.records.map((r: Json) => ({ token: r.lease_token, action: 'reject', error: 'Old: news' })),
+      );
+      rejected += a.body.results.filter((r: Json) => r.dead_lettered).length;
+    }
+    expect(rejected).toBe(1);
+    const listed = async () =>
+      (await call(0, 'GET', `/v1/topics/work/deadletters?group=${group}`)).body.deadletters as Json[];
+    const first = await listed();
+    expect(first).toHaveLength(1);
+    const t0 = first[0].dead_lettered_at as number;
+    let left = first;
+    while (left.length > 0 && Date.now() - t0 < 30_000) {
+      await sleep(500);
+      left = await listed();
+    }
+    expect(left).toEqual([]);
+    // Not before its time: retention is 4 s (the sweep looks every few seconds after that).
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(4000);
   });
 });
