@@ -495,6 +495,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
     this.applyChain = this.storage.applyBatch(last, ops).catch((err) => this.fatal(err));
     this.metrics.highWatermark.set(this.lbl, this.state.nextOffset);
     this.metrics.logStartOffset.set(this.lbl, this.state.logStartOffset);
+    this.metrics.logBytes.set(this.lbl, this.storage.stats().logBytes);
     if (this.state.nextOffset !== before) this.wakeWaiters();
     this.leased.onApplied();
     if (this.state.logStartOffset !== startBefore) await this.compactToRetention(last);

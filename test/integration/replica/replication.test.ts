@@ -57,6 +57,13 @@ test('acknowledged batches are served by every replica with the same records at 
   expect(logs[1]).toEqual(logs[0]);
   expect(logs[2]).toEqual(logs[0]);
   for (const a of acks) a.values.forEach((v, i) => expect(logs[0][a.base + i]).toMatch(new RegExp(`:${v}:x$`)));
+  // Every replica reports its watermark and the size of its durable log.
+  for (let o = 0; o < 3; o++) {
+    const m = await cluster.metricsText(o);
+    const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(m)?.[1]);
+    expect(value('daftka_partition_high_watermark')).toBeGreaterThanOrEqual(hw);
+    expect(value('daftka_partition_log_bytes')).toBeGreaterThan(0);
+  }
 });
 
 test('nothing is visible at the high watermark; beyond it is OFFSET_OUT_OF_RANGE', async () => {
