@@ -122,7 +122,7 @@ export async function produceHandler(g: GatewayContext, c: Call): Promise<Reply>
         g.metrics.produceRecords.inc({ topic: t.name }, grp.records.length);
         g.metrics.produceBytes.inc({ topic: t.name }, grp.bytes);
       }
-    } else if (firstError === undefined) firstError = s.reason;
+    } else if (firstError === undefined) firstError = clientKeyed(s.reason, idempotencyKey, grp.partition);
   });
 
   if (firstError !== undefined) {
@@ -156,6 +156,19 @@ export async function produceHandler(g: GatewayContext, c: Call): Promise<Reply>
     });
   }
   return { body: { results } };
+}
+
+/**
+ * A replica's IDEMPOTENCY_CONFLICT names the per-partition key (`<key>#p<n>`): say it with the
+ * key the client sent, and the partition, instead of leaking the internal form.
+ */
+function clientKeyed(err: unknown, key: string | undefined, partition: number): unknown {
+  if (key === undefined || !isDaftkaError(err) || err.code !== 'IDEMPOTENCY_CONFLICT') return err;
+  return new DaftkaError(
+    'IDEMPOTENCY_CONFLICT',
+    `Idempotency-Key ${JSON.stringify(key)} was already used with a different payload (partition ${partition}); use a new key for new data`,
+    { extra: { ...(err.extra ?? {}), partition }, cause: err },
+  );
 }
 
 /** The first failure, re-raised with what happened on every partition of the request. */

@@ -113,6 +113,10 @@ describe('gateway records API', () => {
     });
     expect(other.status).toBe(422);
     expect(other.json.code).toBe('IDEMPOTENCY_CONFLICT');
+    // The client's key, not the per-partition form the replicas use.
+    expect(other.json.detail).toContain('Idempotency-Key "req-1" was already used with a different payload');
+    expect(other.json.detail).not.toContain('#p');
+    expect(other.json.partition).toEqual(expect.any(Number));
   });
 
   test('producer fields pass through and must target one partition', async () => {
