@@ -203,6 +203,14 @@ export const replicaSchema = defineSchema({
     unit: 'ms',
     doc: 'how long idempotency keys are remembered',
   },
+  storageMaxPendingBytes: {
+    type: 'int',
+    env: 'DAFTKA_STORAGE_MAX_PENDING_BYTES',
+    default: 64 * 1024 * 1024,
+    min: 64 * 1024,
+    unit: 'bytes',
+    doc: 'storage: bytes accepted but not yet written; past it the Raft loop waits for the disk (backpressure)',
+  },
   membershipCheckMs: {
     type: 'int',
     env: 'DAFTKA_MEMBERSHIP_CHECK_MS',

@@ -102,6 +102,11 @@ export function replicaMetrics(reg: promClient.Registry) {
       help: 'Requests refused by a bound (OVERLOADED)',
       labelNames: ['topic', 'partition', 'reason'] as const,
     }),
+    storageWaits: counter(reg, {
+      name: 'daftka_replica_storage_waits_total',
+      help: 'Appends the Raft loop sent again after storage refused them as over its queue bound (backpressure)',
+      labelNames: tp,
+    }),
     restarts: gauge(reg, {
       name: 'daftka_replica_start_time_seconds',
       help: 'Process start time (changes on restart)',

@@ -186,6 +186,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
       dir: rc.cfg.dataDir,
       fsync: rc.cfg.fsync,
       fsyncIntervalMs: rc.cfg.fsyncIntervalMs,
+      maxPendingBytes: rc.cfg.storageMaxPendingBytes,
       logger,
       onFlush: (s) => {
         if (s.synced && holder.replica) holder.replica.metrics.fsync.observe(holder.replica.lbl, s.fsyncSeconds);
@@ -376,7 +377,9 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
     } else if (rd.entries.length > 0 || rd.hardState) {
       const hardState = rd.hardState ?? this.deferredHardState;
       this.deferredHardState = undefined;
-      await this.storage.append(rd.entries, hardState);
+      // A full storage queue is backpressure, not a fault: the loop waits (and takes no new Ready,
+      // so producers meet the uncommitted-bytes bound at the edge).
+      await this.storage.appendWaiting(rd.entries, hardState, () => this.metrics.storageWaits.inc(this.lbl));
       this.log.appended(rd.entries, hardState);
       if (rd.entries.length > 0) this.metrics.appendBatch.observe(this.lbl, rd.entries.length);
     }

@@ -13,6 +13,7 @@
  *  - Reads go straight to the worker, which executes requests one at a time in arrival order; a
  *    read sees at least every write whose promise has resolved.
  */
+import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import { createLogger } from '../../common/log';
 import { ClassifiedError } from '../../common/crash-policy';
@@ -247,6 +248,29 @@ export class ReplicaStorage {
       for (const o of ops) g.ops.push(o);
       g.applied = appliedIndex;
     });
+  }
+
+  /**
+   * `append` for a caller that must not fail on a full queue (the Raft loop): an append refused
+   * as OVERLOADED (nothing written, nothing changed) is backpressure, so wait for the queue to
+   * drain (1–50 ms, doubling) and send it again. `onWait` counts the waits. Any other error —
+   * or a storage that failed or closed meanwhile — is thrown as `append` would throw it.
+   */
+  async appendWaiting(
+    entries: StoredEntry[],
+    hardState?: StoredHardState,
+    onWait: () => void = () => {},
+  ): Promise<void> {
+    for (let waitMs = 1; ; waitMs = Math.min(waitMs * 2, 50)) {
+      try {
+        await this.append(entries, hardState);
+        return;
+      } catch (err) {
+        if (!(err instanceof DaftkaError && err.code === 'OVERLOADED')) throw err;
+        onWait();
+        await new Promise((r) => setTimeout(r, waitMs));
+      }
+    }
   }
 
   /** Drop log entries below `firstIndex`; persists the new first index and the term of firstIndex-1. */

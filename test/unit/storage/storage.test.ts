@@ -287,6 +287,25 @@ describe('ReplicaStorage', () => {
     expect(s.stats().pendingBytes).toBe(0);
   });
 
+  it('appendWaiting waits out OVERLOADED (backpressure for the Raft loop) and then writes', async () => {
+    const s = track(await openStorage(dir, { maxPendingBytes: 64 * 1024 }));
+    // Fill the queue past its bound with state writes (never refused), not awaited.
+    const big = Buffer.alloc(48 * 1024, 7);
+    const fill = Array.from({ length: 8 }, (_, i) =>
+      s.applyBatch(0, [{ op: 'put', key: enc(`fill-${i}`), value: big }]),
+    );
+    expect(s.stats().pendingBytes).toBeGreaterThan(64 * 1024);
+    await expect(s.append(entries(1, 4, 1, 4096))).rejects.toMatchObject({ code: 'OVERLOADED' });
+    let waits = 0;
+    await s.appendWaiting(entries(1, 4, 1, 4096), { term: 1, vote: 'a', commit: 0 }, () => waits++);
+    expect(waits).toBeGreaterThan(0);
+    await Promise.all(fill);
+    expect(s.stats().lastIndex).toBe(4);
+    expect(dec((await s.readEntries(1, 5, 1 << 20))[3].data)?.startsWith('i=4;t=1;')).toBe(true);
+    // Other failures are not waited on: they reach the caller as append's do.
+    await expect(s.appendWaiting(entries(9, 9, 1), undefined, () => waits++)).rejects.toThrow();
+  });
+
   it("fsync 'interval' acknowledges unsynced writes and syncs them periodically and on close", async () => {
     const flushes: FlushStats[] = [];
     let s = track(await openStorage(dir, { fsync: 'interval', fsyncIntervalMs: 20, onFlush: (f) => flushes.push(f) }));
