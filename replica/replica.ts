@@ -52,6 +52,7 @@ import {
   decodeConfChange,
   decodeMessage,
   encodeMessage,
+  MESSAGE_CODEC_VERSION,
   type ConfState,
   type Entry,
   type HardState,
@@ -250,6 +251,9 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
       logger: this.logger,
       registry: this.registry,
       maxFrameBytes: Math.max(16 * 1024 * 1024, cfg.maxSizePerMsgBytes * 2),
+      // One Raft message codec today; a second one would widen this range and encode per
+      // connection with transport.versionFor(peer) (docs/wire-protocol.md, Versions).
+      versions: { min: MESSAGE_CODEC_VERSION, max: MESSAGE_CODEC_VERSION },
     });
     this.transport.onMessage((from, payload) => this.onPeerMessage(from, payload));
     await this.transport.start();

@@ -6,12 +6,45 @@ import { BufReader, BufWriter, CodecError } from './bytes';
  * PEER_HELLO_ACK, or PEER_HELLO_REJECT with a reason and closes. Checking the target id catches
  * stale DNS (a pod name that now resolves to another replica); checking the cluster id keeps two
  * partitions' groups from ever exchanging votes.
+ *
+ * Versions: the hello carries the range of message-codec versions the connecting side can write;
+ * the acceptor answers with the highest one it can read in that range (in the ACK), or rejects
+ * with `incompatible_version`. The connecting side then writes that version on this connection.
+ * A mixed-version group during a rolling upgrade thus talks the newest version both ends know,
+ * instead of dropping each other's messages. A hello without the range (a peer from before it)
+ * means version 1, and so does an empty ACK.
  */
+export interface VersionRange {
+  min: number;
+  max: number;
+}
+
 export interface Hello {
   from: string;
   to: string;
   /** `${topic}/${partition}`: the Raft group both ends belong to. */
   clusterId: string;
+  /** Message-codec versions the sender can write; absent means {1, 1}. */
+  versions?: VersionRange;
+}
+
+/** The highest version in both ranges, or null when they do not meet. */
+export function negotiateVersion(theirs: VersionRange, ours: VersionRange): number | null {
+  const v = Math.min(theirs.max, ours.max);
+  return v >= Math.max(theirs.min, ours.min) ? v : null;
+}
+
+export function encodeAck(version: number): Buffer {
+  return new BufWriter(1).u8(version).finish();
+}
+
+/** The version the acceptor chose (1 for an empty ACK, from a peer before versions). */
+export function decodeAck(payload: Buffer): number {
+  if (payload.length === 0) return 1;
+  const r = new BufReader(payload);
+  const v = r.u8('ack.version');
+  r.end('ack');
+  return v;
 }
 
 /** Ids and cluster ids are short printable ASCII; 255 bytes is generous. */
@@ -22,6 +55,8 @@ export function encodeHello(h: Hello): Buffer {
     .ascii8(h.from)
     .ascii8(h.to)
     .ascii8(h.clusterId)
+    .u8(h.versions?.min ?? 1)
+    .u8(h.versions?.max ?? 1)
     .finish();
 }
 
@@ -31,13 +66,24 @@ export function decodeHello(payload: Buffer): Hello {
   const from = r.ascii8('hello.from');
   const to = r.ascii8('hello.to');
   const clusterId = r.ascii8('hello.clusterId');
+  const versions =
+    r.remaining === 0 ? { min: 1, max: 1 } : { min: r.u8('hello.minVersion'), max: r.u8('hello.maxVersion') };
   r.end('hello');
   if (from.length === 0 || to.length === 0 || clusterId.length === 0)
     throw new CodecError('bad_value', 'hello: empty id');
-  return { from, to, clusterId };
+  if (versions.min < 1 || versions.min > versions.max)
+    throw new CodecError('bad_value', `hello: version range ${versions.min}..${versions.max}`);
+  return { from, to, clusterId, versions };
 }
 
-export const REJECT_REASONS = ['wrong_cluster', 'wrong_target', 'unknown_peer', 'self', 'malformed'] as const;
+export const REJECT_REASONS = [
+  'wrong_cluster',
+  'wrong_target',
+  'unknown_peer',
+  'self',
+  'malformed',
+  'incompatible_version',
+] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export function encodeReject(reason: RejectReason): Buffer {

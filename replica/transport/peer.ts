@@ -15,7 +15,18 @@ import {
   type Frame,
   type FrameErrorReason,
 } from './frame';
-import { checkId, decodeHello, decodeReject, encodeHello, encodeReject, type RejectReason } from './handshake';
+import {
+  checkId,
+  decodeAck,
+  decodeHello,
+  decodeReject,
+  encodeAck,
+  encodeHello,
+  encodeReject,
+  negotiateVersion,
+  type RejectReason,
+  type VersionRange,
+} from './handshake';
 import { sharedCounter, sharedGauge } from './metrics';
 import { SendQueue } from './send-queue';
 
@@ -69,6 +80,11 @@ export interface PeerTransportOptions {
   handshakeTimeoutMs?: number;
   /** Inbound connections allowed at once before their handshake completes. Default 64. */
   maxPendingInbound?: number;
+  /**
+   * Payload (message codec) versions this replica can write and read; each connection uses the
+   * highest both ends know (see handshake.ts). Default {1, 1}.
+   */
+  versions?: VersionRange;
   logger: Logger;
   registry: promClient.Registry;
 }
@@ -171,6 +187,8 @@ class Outbound {
   waitingDrain = false;
   /** Failures since the last successful handshake: the first is logged at info, the rest at debug. */
   failuresSinceOpen = 0;
+  /** Payload version agreed for the open connection. */
+  version = 1;
   readonly m: {
     framesSent: promClient.Counter.Internal;
     bytesSent: promClient.Counter.Internal;
@@ -208,6 +226,8 @@ interface Inbound {
 export class PeerTransport {
   readonly selfId: string;
   readonly clusterId: string;
+  /** Payload versions this replica writes and reads. */
+  readonly versions: VersionRange;
   private readonly opts: PeerTransportOptions;
   private readonly log: Logger;
   private readonly metrics: PeerMetrics;
@@ -231,6 +251,14 @@ export class PeerTransport {
     this.opts = opts;
     this.selfId = opts.selfId;
     this.clusterId = opts.clusterId;
+    this.versions = opts.versions ?? { min: 1, max: 1 };
+    if (!(
+      Number.isInteger(this.versions.min) &&
+      this.versions.min >= 1 &&
+      this.versions.max >= this.versions.min &&
+      this.versions.max <= 255
+    ))
+      throw new RangeError(`versions must be 1 ≤ min ≤ max ≤ 255, got ${this.versions.min}..${this.versions.max}`);
     this.log = opts.logger;
     this.metrics = makeMetrics(opts.registry);
     this.maxQueueBytes = opts.maxQueueBytes ?? PEER_DEFAULTS.maxQueueBytes;
@@ -387,7 +415,9 @@ export class PeerTransport {
 
     socket.on('connect', () => {
       const w = new FrameWriter(socket);
-      w.write(FrameType.PEER_HELLO, [encodeHello({ from: this.selfId, to: o.id, clusterId: this.clusterId })]);
+      w.write(FrameType.PEER_HELLO, [
+        encodeHello({ from: this.selfId, to: o.id, clusterId: this.clusterId, versions: this.versions }),
+      ]);
     });
     socket.on('data', (chunk: Buffer) => {
       decoder.push(chunk);
@@ -395,8 +425,21 @@ export class PeerTransport {
         for (const f of decoder.frames()) {
           if (o.state === 'open')
             throw new FrameError('unexpected_type', `type 0x${f.type.toString(16)} after handshake`);
-          if (f.type === FrameType.PEER_HELLO_ACK) this.opened(o, socket);
-          else if (f.type === FrameType.PEER_HELLO_REJECT) {
+          if (f.type === FrameType.PEER_HELLO_ACK) {
+            let v: number;
+            try {
+              v = decodeAck(f.payload);
+            } catch (e) {
+              throw new FrameError('bad_payload', `hello ack: ${(e as Error).message}`);
+            }
+            if (v < this.versions.min || v > this.versions.max)
+              throw new FrameError(
+                'bad_payload',
+                `hello ack chose version ${v}, outside ${this.versions.min}..${this.versions.max}`,
+              );
+            o.version = v;
+            this.opened(o, socket);
+          } else if (f.type === FrameType.PEER_HELLO_REJECT) {
             failure = `rejected_${decodeReject(f.payload)}`;
             socket.destroy();
             return;
@@ -428,6 +471,12 @@ export class PeerTransport {
       o.state = 'idle';
       this.connectFailed(o, failure ?? 'closed', wasOpen);
     });
+  }
+
+  /** The payload version agreed with `peerId` on the open outbound connection (undefined when not open). */
+  versionFor(peerId: string): number | undefined {
+    const o = this.outbound.get(peerId);
+    return o?.state === 'open' ? o.version : undefined;
   }
 
   private opened(o: Outbound, socket: net.Socket): void {
@@ -611,14 +660,23 @@ export class PeerTransport {
       this.refuse(c, reason, { from: hello.from, to: hello.to, cluster: hello.clusterId });
       return;
     }
+    const version = negotiateVersion(hello.versions ?? { min: 1, max: 1 }, this.versions);
+    if (version === null) {
+      this.refuse(c, 'incompatible_version', {
+        from: hello.from,
+        theirs: `${hello.versions?.min}..${hello.versions?.max}`,
+        ours: `${this.versions.min}..${this.versions.max}`,
+      });
+      return;
+    }
     if (c.timer) clearTimeout(c.timer);
     c.timer = null;
     // A peer that restarted may leave a half-open connection behind: the newest one wins.
     for (const other of this.inbound) if (other !== c && other.peerId === hello.from) other.socket.destroy();
     c.peerId = hello.from;
     c.decoder.setMaxFrameBytes(this.maxFrameBytes);
-    new FrameWriter(c.socket).write(FrameType.PEER_HELLO_ACK, []);
-    this.log.info('peer_accepted', { peer: hello.from, remote: c.socket.remoteAddress });
+    new FrameWriter(c.socket).write(FrameType.PEER_HELLO_ACK, [encodeAck(version)]);
+    this.log.info('peer_accepted', { peer: hello.from, remote: c.socket.remoteAddress, version });
   }
 
   private refuse(c: Inbound, reason: RejectReason, fields: Record<string, unknown>): void {

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { encodeFrame, FrameType } from '../../../replica/transport/frame';
-import { encodeHello } from '../../../replica/transport/handshake';
+import { decodeAck, encodeHello } from '../../../replica/transport/handshake';
 import { PeerTransport, type PeerAddress, type PeerTransportOptions } from '../../../replica/transport/peer';
 import type { promClient } from '../../../common/metrics';
 import { metricValue, quietLogger, sleepMs, testRegistry, waitFor } from './helpers';
@@ -186,6 +186,52 @@ describe('PeerTransport', () => {
     } finally {
       await stranger.close();
     }
+  });
+
+  it('agrees on the highest payload version both ends know; refuses a peer with none in common', async () => {
+    const a = await cluster.start('r0', IDS, { versions: { min: 1, max: 3 } });
+    const b = await cluster.start('r1', IDS, { versions: { min: 2, max: 5 } });
+    const c = await cluster.start('r2', IDS, { versions: { min: 4, max: 4 } });
+    a.t.send('r1', Buffer.from('a→b'));
+    b.t.send('r0', Buffer.from('b→a'));
+    await waitFor(() => b.got.some((m) => m.payload === 'a→b') && a.got.some((m) => m.payload === 'b→a'), 3000, 'a⇄b');
+    expect([a.t.versionFor('r1'), b.t.versionFor('r0')]).toEqual([3, 3]);
+    // r2 writes only version 4: r0 (1..3) cannot read it and says so; r1 (2..5) can.
+    c.t.send('r0', Buffer.from('c→a'));
+    c.t.send('r1', Buffer.from('c→b'));
+    await waitFor(() => b.got.some((m) => m.payload === 'c→b'), 3000, 'c→b');
+    expect(c.t.versionFor('r1')).toBe(4);
+    await waitFor(
+      async () =>
+        (await metricValue(a.reg, 'daftka_peer_handshake_rejected_total', { reason: 'incompatible_version' })) >= 1,
+      3000,
+      'incompatible version refused',
+    );
+    await waitFor(
+      async () =>
+        (await metricValue(c.reg, 'daftka_peer_connect_failures_total', {
+          peer: 'r0',
+          reason: 'rejected_incompatible_version',
+        })) >= 1,
+      3000,
+      'told why',
+    );
+    expect(a.got.find((m) => m.payload === 'c→a')).toBeUndefined();
+    expect(c.t.versionFor('r0')).toBeUndefined();
+  });
+
+  it('a hello without a version range (a peer from before versions) is version 1, answered with an ACK naming it', async () => {
+    await cluster.start('r0', IDS);
+    const s = net.connect(cluster.book.get('r0')!.port, '127.0.0.1');
+    // The hello as it was before the range was added: three ids and nothing more.
+    const old = Buffer.concat(
+      ['r1', 'r0', CLUSTER].map((x) => Buffer.concat([Buffer.from([x.length]), Buffer.from(x)])),
+    );
+    s.write(encodeFrame(FrameType.PEER_HELLO, old));
+    const reply = await new Promise<Buffer>((resolve) => s.once('data', resolve));
+    s.destroy();
+    expect(reply[1]).toBe(FrameType.PEER_HELLO_ACK);
+    expect(decodeAck(reply.subarray(reply.length - 1))).toBe(1);
   });
 
   it('refuses a handshake from a replica outside the membership, and one aimed at another replica', async () => {
