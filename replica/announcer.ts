@@ -17,6 +17,9 @@ import type { PartitionReplica } from './replica';
  * interval), status reports, control requests (request/reply) and discovery replies. NATS down is
  * degradable: the replica keeps serving, logs, sets a metric, and the client reconnects by itself.
  */
+/** Inbox prefix of replica connections (the chart allows replicas to subscribe to it, not to `_INBOX.>`). */
+export const REPLICA_INBOX_PREFIX = '_INBOX_replica';
+
 export class Announcer {
   private nc: NatsConnection | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -51,6 +54,9 @@ export class Announcer {
           this.nc = await connect({
             ...natsServerOptions(this.opts.url.split(',')),
             name: `replica-${this.replica.id}`,
+            // Replies to this replica's own requests (discovery for replay into another topic) come
+            // to its own inbox space, the only one the chart's NATS permissions let a replica read.
+            inboxPrefix: REPLICA_INBOX_PREFIX,
             reconnect: true,
             maxReconnectAttempts: -1,
             reconnectTimeWait: 250,

@@ -16,6 +16,7 @@ import { loadAll } from 'js-yaml';
 import { connect, StringCodec, type NatsConnection } from 'nats';
 import { natsServerOptions } from '../../common/nats-servers';
 import { gatewaySchema, loadGatewayConfig } from '../../gateway/config';
+import { REPLICA_INBOX_PREFIX } from '../../replica/announcer';
 import { loadOperatorConfig, loadReplicaSettings, operatorSchema } from '../../operator/config';
 import { ALERT_NAMES } from '../../sre/alerts';
 import { freePort } from '../helpers/free-port';
@@ -733,6 +734,32 @@ describe('Helm chart helm/daftka', () => {
       expect(await refusedPublish(gateway, 'daftka.v1.leader.events.0')).toBe(true);
       expect(await refusedPublish(replica, 'daftka.v1.leader.events.0')).toBe(false);
       expect(await refusedPublish(gateway, 'daftka.v1.discover.events')).toBe(false);
+    });
+
+    test("a replica asks another topic's leaders where they are (replay into another topic), on its own inbox", async () => {
+      const sc = StringCodec();
+      const leader = await as('replica');
+      const answer = '{"v":1,"partitions":[{"partition":0,"leaderId":"0.a","endpoint":"x:1","term":1}]}';
+      leader.subscribe('daftka.v1.discover.parked', { callback: (_e, m) => m.respond(sc.encode(answer)) });
+      await leader.flush();
+      const asker = await connect({
+        ...natsServerOptions([urls.replica]),
+        timeout: 5000,
+        inboxPrefix: REPLICA_INBOX_PREFIX,
+      });
+      conns.push(asker);
+      const reply = await asker.request('daftka.v1.discover.parked', new Uint8Array(0), { timeout: 5000 });
+      expect(sc.decode(reply.data)).toBe(answer);
+      // Other clients' inboxes stay closed to replicas.
+      const snoop = await as('replica');
+      const errors: string[] = [];
+      void (async () => {
+        for await (const s of snoop.status()) if (s.type === 'error') errors.push(String(s.data));
+      })();
+      snoop.subscribe('_INBOX.>');
+      await snoop.flush();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(errors.some((e) => /PERMISSIONS_VIOLATION/i.test(e))).toBe(true);
     });
 
     test('a wrong password is refused', async () => {
