@@ -19,6 +19,7 @@ const REDACTED_FIELDS = new Set([
   'token',
   'authorization',
   'password',
+  'secret',
   'records',
 ]);
 

@@ -1,4 +1,5 @@
 import { ConfigError, defineSchema, loadConfig, requireKeys, type ConfigOf } from '../common/config';
+import { MIN_PEER_SECRET_CHARS } from './transport/handshake';
 
 /**
  * The replica's configuration: environment variables (as the operator's StatefulSet and the
@@ -211,6 +212,12 @@ export const replicaSchema = defineSchema({
     unit: 'bytes',
     doc: 'storage: bytes accepted but not yet written; past it the Raft loop waits for the disk (backpressure)',
   },
+  peerSecret: {
+    type: 'string',
+    env: 'DAFTKA_PEER_SECRET',
+    default: '',
+    doc: 'shared by the replicas of a partition group (the operator gives each Topic its own; local mode makes one): peer hellos are signed with it and unsigned peers refused; at least 32 characters; empty: peers are not authenticated',
+  },
   membershipCheckMs: {
     type: 'int',
     env: 'DAFTKA_MEMBERSHIP_CHECK_MS',
@@ -358,6 +365,11 @@ export function resolveReplicaConfig(
     throw new ConfigError(
       'tickMs',
       `invalid config tickMs (DAFTKA_TICK_MS): ${cfg.tickMs} must not exceed heartbeatMs (${cfg.heartbeatMs})`,
+    );
+  if (cfg.peerSecret !== '' && cfg.peerSecret.length < MIN_PEER_SECRET_CHARS)
+    throw new ConfigError(
+      'peerSecret',
+      `invalid config peerSecret (DAFTKA_PEER_SECRET): must be at least ${MIN_PEER_SECRET_CHARS} characters (e.g. openssl rand -base64 32)`,
     );
   return {
     cfg: cfg as ResolvedReplicaConfig['cfg'],

@@ -47,7 +47,12 @@ async function main(): Promise<void> {
   process.on('uncaughtException', die);
   process.on('unhandledRejection', die);
 
+  if (cfg.peerSecret === '')
+    logger.warn('peer_auth_disabled', {
+      detail: 'DAFTKA_PEER_SECRET is empty: any process that reaches the peer port can pose as a replica',
+    });
   logger.info('replica_starting', {
+    peer_auth: cfg.peerSecret !== '',
     bounds: boundsSummary(cfg, [
       'fsync',
       'electionTimeoutMs',

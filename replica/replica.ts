@@ -254,6 +254,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
       // One Raft message codec today; a second one would widen this range and encode per
       // connection with transport.versionFor(peer) (docs/wire-protocol.md, Versions).
       versions: { min: MESSAGE_CODEC_VERSION, max: MESSAGE_CODEC_VERSION },
+      ...(cfg.peerSecret !== '' ? { secret: cfg.peerSecret } : {}),
     });
     this.transport.onMessage((from, payload) => this.onPeerMessage(from, payload));
     await this.transport.start();

@@ -222,6 +222,19 @@ export function localLeaseSecret(dataDir: string): string {
   return secret;
 }
 
+/**
+ * The peer secret of a topic's replicas in local mode, as the operator gives each Topic its own:
+ * made once, kept next to the data (mode 0600) so a restart finds the same one.
+ */
+export function localPeerSecret(dataDir: string, topic: string): string {
+  const f = join(dataDir, `peer-secret-${topic}`);
+  if (existsSync(f)) return readFileSync(f, 'utf8').trim();
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(32).toString('base64');
+  writeFileSync(f, secret, { mode: 0o600 });
+  return secret;
+}
+
 /** Write the topics file and start nats-server, the replicas and the gateway. */
 export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
   mkdirSync(plan.logDir, { recursive: true });
@@ -237,7 +250,7 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
       name: r.name,
       command: process.execPath,
       args: [...tsx, join(REPO_ROOT, 'replica/main.ts')],
-      env: { ...r.env, ...(opts.replicaEnv ?? {}) },
+      env: { ...r.env, DAFTKA_PEER_SECRET: localPeerSecret(plan.dataDir, r.topic), ...(opts.replicaEnv ?? {}) },
     });
   driver.start({
     name: GATEWAY,

@@ -1,3 +1,4 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BufReader, BufWriter, CodecError } from './bytes';
 
 /**
@@ -13,6 +14,14 @@ import { BufReader, BufWriter, CodecError } from './bytes';
  * A mixed-version group during a rolling upgrade thus talks the newest version both ends know,
  * instead of dropping each other's messages. A hello without the range (a peer from before it)
  * means version 1, and so does an empty ACK.
+ *
+ * Authentication: when the replicas of a group share a secret, the hello also carries
+ * `i53 timeMs · 16-byte nonce · 32-byte HMAC-SHA256(secret, from, to, clusterId, versions, timeMs,
+ * nonce)`. The acceptor checks the tag, that the time is within PEER_AUTH_SKEW_MS of its own, and
+ * that it has not seen the nonce in that window (a recorded hello cannot be played again), before
+ * it admits anyone — so a process that can reach the peer port but lacks the secret cannot take
+ * a replica's identity, vote or append. It authenticates the connection, not each frame: traffic
+ * integrity on a hostile network needs TLS, which the transport does not do (see wire-protocol.md).
  */
 export interface VersionRange {
   min: number;
@@ -26,6 +35,67 @@ export interface Hello {
   clusterId: string;
   /** Message-codec versions the sender can write; absent means {1, 1}. */
   versions?: VersionRange;
+  /** Present when the sender holds the group's peer secret. */
+  auth?: HelloAuth;
+}
+
+export interface HelloAuth {
+  timeMs: number;
+  nonce: Buffer;
+  tag: Buffer;
+}
+
+const NONCE_BYTES = 16;
+const TAG_BYTES = 32;
+/** How far a hello's time may be from the acceptor's clock. */
+export const PEER_AUTH_SKEW_MS = 120_000;
+/** Shortest peer secret accepted (characters). */
+export const MIN_PEER_SECRET_CHARS = 32;
+
+function helloTag(secret: Buffer, h: Hello, timeMs: number, nonce: Buffer): Buffer {
+  const v = h.versions ?? { min: 1, max: 1 };
+  return createHmac('sha256', secret)
+    .update(`daftka-peer-hello-v1\0${h.from}\0${h.to}\0${h.clusterId}\0${v.min}\0${v.max}\0${timeMs}\0`)
+    .update(nonce)
+    .digest();
+}
+
+/** The hello with its authentication block. */
+export function signHello(h: Hello, secret: Buffer, nowMs: number): Hello {
+  const nonce = randomBytes(NONCE_BYTES);
+  return { ...h, auth: { timeMs: nowMs, nonce, tag: helloTag(secret, h, nowMs, nonce) } };
+}
+
+/**
+ * Nonces of accepted hellos, kept for twice the allowed skew (a replayed hello is refused as long
+ * as its time would still pass). Bounded: the oldest go first.
+ */
+export class NonceCache {
+  private readonly seen = new Map<string, number>();
+  constructor(private readonly max = 100_000) {}
+
+  /** False when the nonce was seen; records it otherwise. */
+  add(nonce: Buffer, nowMs: number): boolean {
+    for (const [k, until] of this.seen) {
+      if (until > nowMs && this.seen.size < this.max) break;
+      this.seen.delete(k);
+    }
+    const k = nonce.toString('hex');
+    if (this.seen.has(k)) return false;
+    this.seen.set(k, nowMs + 2 * PEER_AUTH_SKEW_MS);
+    return true;
+  }
+}
+
+/** Why a hello fails authentication against `secret`, or null when it passes. */
+export function checkHelloAuth(h: Hello, secret: Buffer, nowMs: number, nonces: NonceCache): string | null {
+  if (!h.auth) return 'no authentication in the hello (the peer has no peer secret)';
+  if (Math.abs(nowMs - h.auth.timeMs) > PEER_AUTH_SKEW_MS)
+    return `hello time is ${Math.round((h.auth.timeMs - nowMs) / 1000)} s from this replica's clock`;
+  const want = helloTag(secret, h, h.auth.timeMs, h.auth.nonce);
+  if (!timingSafeEqual(want, h.auth.tag)) return 'hello tag does not match (a different peer secret)';
+  if (!nonces.add(h.auth.nonce, nowMs)) return 'hello nonce seen before (a replayed hello)';
+  return null;
 }
 
 /** The highest version in both ranges, or null when they do not meet. */
@@ -51,13 +121,16 @@ export function decodeAck(payload: Buffer): number {
 const MAX_ID_BYTES = 255;
 
 export function encodeHello(h: Hello): Buffer {
-  return new BufWriter(16 + h.from.length + h.to.length + h.clusterId.length)
+  if (h.auth && (h.auth.nonce.length !== NONCE_BYTES || h.auth.tag.length !== TAG_BYTES))
+    throw new RangeError('hello auth: nonce must be 16 bytes and tag 32');
+  const w = new BufWriter(80 + h.from.length + h.to.length + h.clusterId.length)
     .ascii8(h.from)
     .ascii8(h.to)
     .ascii8(h.clusterId)
     .u8(h.versions?.min ?? 1)
-    .u8(h.versions?.max ?? 1)
-    .finish();
+    .u8(h.versions?.max ?? 1);
+  if (h.auth) w.i53(h.auth.timeMs).bytes(h.auth.nonce).bytes(h.auth.tag);
+  return w.finish();
 }
 
 /** Throws CodecError when the payload is not a well-formed hello. */
@@ -68,12 +141,20 @@ export function decodeHello(payload: Buffer): Hello {
   const clusterId = r.ascii8('hello.clusterId');
   const versions =
     r.remaining === 0 ? { min: 1, max: 1 } : { min: r.u8('hello.minVersion'), max: r.u8('hello.maxVersion') };
+  const auth =
+    r.remaining === 0
+      ? undefined
+      : {
+          timeMs: r.i53('hello.timeMs'),
+          nonce: Buffer.from(r.bytes(NONCE_BYTES, 'hello.nonce')),
+          tag: Buffer.from(r.bytes(TAG_BYTES, 'hello.tag')),
+        };
   r.end('hello');
   if (from.length === 0 || to.length === 0 || clusterId.length === 0)
     throw new CodecError('bad_value', 'hello: empty id');
   if (versions.min < 1 || versions.min > versions.max)
     throw new CodecError('bad_value', `hello: version range ${versions.min}..${versions.max}`);
-  return { from, to, clusterId, versions };
+  return { from, to, clusterId, versions, ...(auth ? { auth } : {}) };
 }
 
 export const REJECT_REASONS = [
@@ -83,6 +164,7 @@ export const REJECT_REASONS = [
   'self',
   'malformed',
   'incompatible_version',
+  'unauthenticated',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

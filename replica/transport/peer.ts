@@ -24,6 +24,11 @@ import {
   encodeHello,
   encodeReject,
   negotiateVersion,
+  checkHelloAuth,
+  MIN_PEER_SECRET_CHARS,
+  NonceCache,
+  signHello,
+  type Hello,
   type RejectReason,
   type VersionRange,
 } from './handshake';
@@ -85,6 +90,11 @@ export interface PeerTransportOptions {
    * highest both ends know (see handshake.ts). Default {1, 1}.
    */
   versions?: VersionRange;
+  /**
+   * The group's shared peer secret (at least 32 characters). Set: hellos are signed, and a peer
+   * whose hello is not signed with it is refused (`unauthenticated`). Unset: no authentication.
+   */
+  secret?: string;
   logger: Logger;
   registry: promClient.Registry;
 }
@@ -228,6 +238,8 @@ export class PeerTransport {
   readonly clusterId: string;
   /** Payload versions this replica writes and reads. */
   readonly versions: VersionRange;
+  private readonly secret: Buffer | null;
+  private readonly nonces = new NonceCache();
   private readonly opts: PeerTransportOptions;
   private readonly log: Logger;
   private readonly metrics: PeerMetrics;
@@ -252,6 +264,9 @@ export class PeerTransport {
     this.selfId = opts.selfId;
     this.clusterId = opts.clusterId;
     this.versions = opts.versions ?? { min: 1, max: 1 };
+    if (opts.secret !== undefined && opts.secret.length < MIN_PEER_SECRET_CHARS)
+      throw new RangeError(`the peer secret must have at least ${MIN_PEER_SECRET_CHARS} characters`);
+    this.secret = opts.secret ? Buffer.from(opts.secret, 'utf8') : null;
     if (!(
       Number.isInteger(this.versions.min) &&
       this.versions.min >= 1 &&
@@ -415,9 +430,7 @@ export class PeerTransport {
 
     socket.on('connect', () => {
       const w = new FrameWriter(socket);
-      w.write(FrameType.PEER_HELLO, [
-        encodeHello({ from: this.selfId, to: o.id, clusterId: this.clusterId, versions: this.versions }),
-      ]);
+      w.write(FrameType.PEER_HELLO, [encodeHello(this.hello(o.id))]);
     });
     socket.on('data', (chunk: Buffer) => {
       decoder.push(chunk);
@@ -471,6 +484,11 @@ export class PeerTransport {
       o.state = 'idle';
       this.connectFailed(o, failure ?? 'closed', wasOpen);
     });
+  }
+
+  private hello(to: string): Hello {
+    const h: Hello = { from: this.selfId, to, clusterId: this.clusterId, versions: this.versions };
+    return this.secret ? signHello(h, this.secret, Date.now()) : h;
   }
 
   /** The payload version agreed with `peerId` on the open outbound connection (undefined when not open). */
@@ -648,26 +666,38 @@ export class PeerTransport {
       this.refuse(c, 'malformed', { detail: e.message });
       return;
     }
+    const who = { from: hello.from, to: hello.to, cluster: hello.clusterId };
     let reason: RejectReason | null = null;
     if (hello.clusterId !== this.clusterId) reason = 'wrong_cluster';
     else if (hello.to !== this.selfId) reason = 'wrong_target';
     else if (hello.from === this.selfId) reason = 'self';
-    else if (!this.outbound.has(hello.from)) {
-      if (this.opts.acceptPeer?.(hello.from)) this.setPeers([...this.outbound.keys(), hello.from]);
-      else reason = 'unknown_peer';
-    }
     if (reason) {
-      this.refuse(c, reason, { from: hello.from, to: hello.to, cluster: hello.clusterId });
+      this.refuse(c, reason, who);
       return;
     }
     const version = negotiateVersion(hello.versions ?? { min: 1, max: 1 }, this.versions);
     if (version === null) {
       this.refuse(c, 'incompatible_version', {
-        from: hello.from,
+        ...who,
         theirs: `${hello.versions?.min}..${hello.versions?.max}`,
         ours: `${this.versions.min}..${this.versions.max}`,
       });
       return;
+    }
+    // Authenticated before anything changes: admitting a new peer joins it to the membership.
+    if (this.secret) {
+      const why = checkHelloAuth(hello, this.secret, Date.now(), this.nonces);
+      if (why !== null) {
+        this.refuse(c, 'unauthenticated', { ...who, detail: why });
+        return;
+      }
+    }
+    if (!this.outbound.has(hello.from)) {
+      if (this.opts.acceptPeer?.(hello.from)) this.setPeers([...this.outbound.keys(), hello.from]);
+      else {
+        this.refuse(c, 'unknown_peer', who);
+        return;
+      }
     }
     if (c.timer) clearTimeout(c.timer);
     c.timer = null;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
@@ -235,6 +236,9 @@ export class ReplicaCluster {
     return cluster;
   }
 
+  /** The group's peer secret (DAFTKA_PEER_SECRET of every replica, unless `env` overrides it). */
+  readonly peerSecret = randomBytes(32).toString('base64');
+
   /** The environment a replica of `ordinal` is started with. */
   envOf(ordinal: number): Record<string, string> {
     const s = this.slots[ordinal];
@@ -248,6 +252,8 @@ export class ReplicaCluster {
       DAFTKA_HTTP_PORT: String(s.httpPort),
       DAFTKA_NATS_URL: this.opts.natsUrl ?? '',
       DAFTKA_LOG_LEVEL: 'info',
+      // Peers authenticate as they do under the operator (a secret per group).
+      DAFTKA_PEER_SECRET: this.peerSecret,
       ...(this.opts.env ?? {}),
       ...(this.opts.envFor?.(ordinal) ?? {}),
     };

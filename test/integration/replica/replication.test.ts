@@ -3,7 +3,7 @@ import net from 'node:net';
 import { DaftkaError } from '../../../common/errors';
 import { ReplicaCluster, sleep } from '../../helpers/replica-cluster';
 import { encodeFrame, FrameType } from '../../../replica/transport/frame';
-import { encodeHello } from '../../../replica/transport/handshake';
+import { encodeHello, signHello } from '../../../replica/transport/handshake';
 import { fetchAll, record, TEST_ENV, text, waitCaughtUp } from './helpers';
 
 /**
@@ -188,7 +188,11 @@ test('garbage, truncated and meaningless frames on the peer port close the conne
   const port = cluster.slots[o].peerPort;
   const selfId = (await cluster.status(o))!.replicaId;
   const otherId = (await cluster.status(0))!.replicaId;
-  const hello = encodeFrame(FrameType.PEER_HELLO, encodeHello({ from: otherId, to: selfId, clusterId: 'orders/0' }));
+  const plain = { from: otherId, to: selfId, clusterId: 'orders/0' };
+  const hello = encodeFrame(FrameType.PEER_HELLO, encodeHello(plain));
+  // Posing as a real member takes the group's secret (each signed hello is good once).
+  const signed = () =>
+    encodeFrame(FrameType.PEER_HELLO, encodeHello(signHello(plain, Buffer.from(cluster.peerSecret), Date.now())));
   const before = await cluster.metric(o, 'daftka_peer_bad_frames_total');
 
   const cases: Array<[string, Buffer[], boolean]> = [
@@ -208,12 +212,12 @@ test('garbage, truncated and meaningless frames on the peer port close the conne
     // dropped, and a frame that breaks framing closes the connection.
     [
       'a garbage message after the hello, then random bytes',
-      [hello, encodeFrame(FrameType.PEER_MESSAGE, randomBytes(64)), randomBytes(512)],
+      [signed(), encodeFrame(FrameType.PEER_MESSAGE, randomBytes(64)), randomBytes(512)],
       false,
     ],
     [
       'a message cut short after the hello, then FIN',
-      [hello, truncated(encodeFrame(FrameType.PEER_MESSAGE, randomBytes(64)))],
+      [signed(), truncated(encodeFrame(FrameType.PEER_MESSAGE, randomBytes(64)))],
       true,
     ],
   ];
@@ -223,6 +227,40 @@ test('garbage, truncated and meaningless frames on the peer port close the conne
     );
   }
   expect(await cluster.metric(o, 'daftka_peer_bad_frames_total')).toBeGreaterThanOrEqual(before + 6);
+  await expectServing();
+});
+
+test('a peer hello without the group secret, with another secret, or played again is refused as unauthenticated', async () => {
+  const o = 2;
+  const port = cluster.slots[o].peerPort;
+  const selfId = (await cluster.status(o))!.replicaId;
+  const otherId = (await cluster.status(0))!.replicaId;
+  const plain = { from: otherId, to: selfId, clusterId: 'orders/0' };
+  const before = await cluster.metric(o, 'daftka_peer_handshake_rejected_total', { reason: 'unauthenticated' });
+  const reply = (frame: Buffer) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      const got: Buffer[] = [];
+      s.on('data', (d) => got.push(d));
+      s.on('error', reject);
+      s.on('close', () => resolve(Buffer.concat(got)));
+      s.write(frame);
+      setTimeout(() => s.destroy(), 3000);
+    });
+  const frame = (h: Parameters<typeof encodeHello>[0]) => encodeFrame(FrameType.PEER_HELLO, encodeHello(h));
+  const once = frame(signHello(plain, Buffer.from(cluster.peerSecret), Date.now()));
+  const cases: Array<[string, Buffer]> = [
+    ['no signature', frame(plain)],
+    ['another secret', frame(signHello(plain, randomBytes(32), Date.now()))],
+    ['an old hello', frame(signHello(plain, Buffer.from(cluster.peerSecret), Date.now() - 10 * 60_000))],
+  ];
+  for (const [what, f] of cases) expect([what, (await reply(f))[1]]).toEqual([what, FrameType.PEER_HELLO_REJECT]);
+  // The genuine hello is accepted once; the same bytes again are a replay.
+  expect((await reply(once))[1]).toBe(FrameType.PEER_HELLO_ACK);
+  expect((await reply(once))[1]).toBe(FrameType.PEER_HELLO_REJECT);
+  expect(await cluster.metric(o, 'daftka_peer_handshake_rejected_total', { reason: 'unauthenticated' })).toBe(
+    before + 4,
+  );
   await expectServing();
 });
 

@@ -220,6 +220,26 @@ describe('PeerTransport', () => {
     expect(c.t.versionFor('r0')).toBeUndefined();
   });
 
+  it('with a peer secret: members holding it connect; one without it, or with another, is refused', async () => {
+    const secret = 'x'.repeat(16) + 'shared-group-secret-0123';
+    const a = await cluster.start('r0', IDS, { secret });
+    const b = await cluster.start('r1', IDS, { secret });
+    const c = await cluster.start('r2', IDS);
+    b.t.send('r0', Buffer.from('b→a'));
+    c.t.send('r0', Buffer.from('c→a'));
+    await waitFor(() => a.got.some((m) => m.payload === 'b→a'), 3000, 'b→a');
+    await waitFor(
+      async () =>
+        (await metricValue(c.reg, 'daftka_peer_connect_failures_total', {
+          peer: 'r0',
+          reason: 'rejected_unauthenticated',
+        })) >= 1,
+      3000,
+      'c refused',
+    );
+    expect(a.got.find((m) => m.payload === 'c→a')).toBeUndefined();
+  });
+
   it('a hello without a version range (a peer from before versions) is version 1, answered with an ACK naming it', async () => {
     await cluster.start('r0', IDS);
     const s = net.connect(cluster.book.get('r0')!.port, '127.0.0.1');
@@ -356,5 +376,7 @@ describe('PeerTransport', () => {
     expect(() => new PeerTransport({ ...base, selfId: 'has space' })).toThrow(RangeError);
     expect(() => new PeerTransport({ ...base, maxQueueMsgs: 0 })).toThrow(RangeError);
     expect(() => new PeerTransport({ ...base, backoff: { initialMs: 0 } })).toThrow(RangeError);
+    expect(() => new PeerTransport({ ...base, secret: 'short' })).toThrow(/at least 32 characters/);
+    expect(() => new PeerTransport({ ...base, versions: { min: 0, max: 1 } })).toThrow(RangeError);
   });
 });
