@@ -119,6 +119,59 @@ async function produce(topic: string, partition: number, values: string[]): Prom
 const leaseFetch = (i: number, group: string, body: Json) => call(i, 'POST', `/v1/groups/${group}/fetch`, body);
 const acks = (i: number, group: string, list: Json[]) => call(i, 'POST', `/v1/groups/${group}/acks`, { acks: list });
 
+/** Start `group` at the end of every partition of `topic`. */
+async function startAtEnd(group: string, topic: string): Promise<void> {
+  const off = await call(0, 'GET', `/v1/groups/${group}/offsets?topic=${topic}`);
+  await call(0, 'POST', `/v1/groups/${group}/offsets`, {
+    offsets: off.body.partitions.map((p: Json) => ({ topic, partition: p.partition, offset: p.high_watermark })),
+  });
+}
+
+/** Lease and reject what `group` gets from `topic` until `n` records are dead-lettered. */
+async function rejectAll(group: string, topic: string, n: number, error: string): Promise<number> {
+  let rejected = 0;
+  for (let i = 0; rejected < n && i < 30; i++) {
+    const f = await leaseFetch(i, group, { topics: [topic], max_records: 50, wait_ms: 500 });
+    if (f.body.records.length === 0) continue;
+    const a = await acks(
+      i,
+      group,
+      f.body.records.map((r: Json) => ({ token: r.lease_token, action: 'reject', error })),
+    );
+    rejected += a.body.results.filter((r: Json) => r.dead_lettered).length;
+  }
+  return rejected;
+}
+
+/** A replay request with an Idempotency-Key: `post()` sends it, `accepted()` sends it until 202. */
+function replayRequest(topic: string, key: string, body: Json) {
+  const post = () =>
+    fetch(`${stack.url}/v1/topics/${topic}/deadletters:replay`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      body: JSON.stringify(body),
+    }).then(async (r) => ({ status: r.status, body: (await r.json()) as Json }));
+  const accepted = async () => {
+    for (;;) {
+      const r = await post();
+      if (r.status === 202) return r;
+      await sleep(300);
+    }
+  };
+  return { post, accepted };
+}
+
+/** Poll a job until it is done (or the tries run out); returns its last state. */
+async function jobDone(jobId: string, tries: number, pauseMs = 300): Promise<Json> {
+  let progress: Json;
+  for (let i = 0; i < tries; i++) {
+    progress = (await call(i, 'GET', `/v1/jobs/${jobId}`)).body;
+    if (progress.state === 'done') break;
+    await sleep(pauseMs);
+  }
+  return progress;
+}
+
 describe('leased consumption on the real stack', () => {
   test('a consumer that crashes mid-lease has its records redelivered after lease_ms with attempt + 1; its late acks are refused', async () => {
     await produce('work', 0, ['c0', 'c1', 'c2']);
@@ -289,31 +342,13 @@ describe('dead letters and replay on the real stack', () => {
       await call(0, 'POST', `/v1/groups/${group}/offsets`, {
         offsets: [{ topic: 'poison', partition: p.partition, offset: p.high_watermark - 12 }],
       });
-    let rejected = 0;
-    for (let i = 0; rejected < 24 && i < 30; i++) {
-      const f = await leaseFetch(i, group, { topics: ['poison'], max_records: 50, wait_ms: 500 });
-      if (f.body.records.length === 0) continue;
-      const a = await acks(
-        i,
-        group,
-        f.body.records.map((r: Json) => ({ token: r.lease_token, action: 'reject', error: 'Bad: x' })),
-      );
-      rejected += a.body.results.filter((r: Json) => r.dead_lettered).length;
-    }
-    expect(rejected).toBe(24);
+    expect(await rejectAll(group, 'poison', 24, 'Bad: x')).toBe(24);
     const hwBefore = await Promise.all(
       [0, 1].map(async (p) => (await call(0, 'GET', '/v1/topics/poison')).body.partitions[p].high_watermark),
     );
 
     // Start the job slowly, send the same request again, kill partition 0's leader mid-way.
-    const req = { filter: { group }, rate_per_sec: 8 };
-    const headers = { 'content-type': 'application/json', 'idempotency-key': 'replay-e2e-1' };
-    const post = () =>
-      fetch(`${stack.url}/v1/topics/poison/deadletters:replay`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify(req),
-      }).then(async (r) => ({ status: r.status, body: (await r.json()) as Json }));
+    const { post, accepted } = replayRequest('poison', 'replay-e2e-1', { filter: { group }, rate_per_sec: 8 });
     const job = await post();
     expect(job.status).toBe(202);
     expect(job.body).toMatchObject({ state: 'running', matched: 24 });
@@ -325,34 +360,16 @@ describe('dead letters and replay on the real stack', () => {
     const leader = await stack.leader('poison', 0);
     expect(leader).not.toBeNull();
     stack.kill(leader!.name);
-    const again = await (async () => {
-      for (;;) {
-        const r = await post();
-        if (r.status === 202) return r;
-        await sleep(300);
-      }
-    })();
+    const again = await accepted();
     expect(again.body.job_id).toBe(job.body.job_id);
-    let progress: Json;
-    for (let i = 0; i < 150; i++) {
-      progress = (await call(i, 'GET', `/v1/jobs/${job.body.job_id}`)).body;
-      if (progress.state === 'done') break;
-      await sleep(300);
-    }
-    expect(progress).toMatchObject({ state: 'done', matched: 24, written: 24 });
+    expect(await jobDone(job.body.job_id, 150)).toMatchObject({ state: 'done', matched: 24, written: 24 });
     // A second job over the same dead letters writes nothing.
     const second = await call(1, 'POST', '/v1/topics/poison/deadletters:replay', {
       filter: { group },
       rate_per_sec: 1000,
     });
     expect(second.status).toBe(202);
-    let p2: Json;
-    for (let i = 0; i < 50; i++) {
-      p2 = (await call(0, 'GET', `/v1/jobs/${second.body.job_id}`)).body;
-      if (p2.state === 'done') break;
-      await sleep(200);
-    }
-    expect(p2).toMatchObject({ state: 'done', written: 0, skipped: 24 });
+    expect(await jobDone(second.body.job_id, 50, 200)).toMatchObject({ state: 'done', written: 0, skipped: 24 });
 
     // Read both partitions from before the replay: each dead letter came back exactly once.
     const origins: string[] = [];
@@ -379,14 +396,7 @@ describe('dead letters and replay on the real stack', () => {
   test('replay to another topic: each dead letter lands there once, where its key belongs, through a target outage, a repeated request and an origin leader kill', async () => {
     const group = 'movers';
     // Start the group at the end of the partitions, then dead-letter 16 keyed records.
-    const off = await call(0, 'GET', `/v1/groups/${group}/offsets?topic=poison`);
-    await call(0, 'POST', `/v1/groups/${group}/offsets`, {
-      offsets: off.body.partitions.map((p: Json) => ({
-        topic: 'poison',
-        partition: p.partition,
-        offset: p.high_watermark,
-      })),
-    });
+    await startAtEnd(group, 'poison');
     const keys = Array.from({ length: 16 }, (_, i) => `key-${i}`);
     for (const p of [0, 1]) {
       const r = await call(0, 'POST', '/v1/topics/poison/records', {
@@ -394,31 +404,18 @@ describe('dead letters and replay on the real stack', () => {
       });
       expect(r.status).toBe(200);
     }
-    let rejected = 0;
-    for (let i = 0; rejected < 16 && i < 30; i++) {
-      const f = await leaseFetch(i, group, { topics: ['poison'], max_records: 50, wait_ms: 500 });
-      if (f.body.records.length === 0) continue;
-      const a = await acks(
-        i,
-        group,
-        f.body.records.map((r: Json) => ({ token: r.lease_token, action: 'reject', error: 'Moved: elsewhere' })),
-      );
-      rejected += a.body.results.filter((r: Json) => r.dead_lettered).length;
-    }
-    expect(rejected).toBe(16);
+    expect(await rejectAll(group, 'poison', 16, 'Moved: elsewhere')).toBe(16);
     const hwBefore = (await call(0, 'GET', '/v1/topics/parking')).body.partitions.map((p: Json) => p.high_watermark);
 
     // Partition 1 of the target is down when the job starts: its batches wait, nothing is lost.
     const down = stack.replicas('parking', 1)[0].name;
     await stack.stopProcess(down, 'SIGKILL');
-    const body = { filter: { group }, target: 'topic', target_topic: 'parking', rate_per_sec: 16 };
-    const headers = { 'content-type': 'application/json', 'idempotency-key': 'replay-to-parking-1' };
-    const post = () =>
-      fetch(`${stack.url}/v1/topics/poison/deadletters:replay`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify(body),
-      }).then(async (r) => ({ status: r.status, body: (await r.json()) as Json }));
+    const { post, accepted } = replayRequest('poison', 'replay-to-parking-1', {
+      filter: { group },
+      target: 'topic',
+      target_topic: 'parking',
+      rate_per_sec: 16,
+    });
     const job = await post();
     expect(job.status).toBe(202);
     expect(job.body).toMatchObject({ state: 'running', matched: 16, target: 'parking' });
@@ -435,20 +432,9 @@ describe('dead letters and replay on the real stack', () => {
     expect(leader).not.toBeNull();
     stack.kill(leader!.name);
     stack.resume(down);
-    const again = await (async () => {
-      for (;;) {
-        const r = await post();
-        if (r.status === 202) return r;
-        await sleep(300);
-      }
-    })();
+    const again = await accepted();
     expect(again.body.job_id).toBe(job.body.job_id);
-    let progress: Json;
-    for (let i = 0; i < 200; i++) {
-      progress = (await call(i, 'GET', `/v1/jobs/${job.body.job_id}`)).body;
-      if (progress.state === 'done') break;
-      await sleep(300);
-    }
+    const progress = await jobDone(job.body.job_id, 200);
     expect(progress).toMatchObject({ state: 'done', matched: 16, written: 16, target: 'parking' });
     expect(progress.last_error).toBeUndefined();
 
@@ -491,27 +477,9 @@ describe('dead letters and replay on the real stack', () => {
 describe('dead-letter retention from the Topic spec', () => {
   test('dead letters older than deadLetter.retentionMs are purged by the leader', async () => {
     const group = 'short-lived';
-    const off = await call(0, 'GET', `/v1/groups/${group}/offsets?topic=work`);
-    await call(0, 'POST', `/v1/groups/${group}/offsets`, {
-      offsets: off.body.partitions.map((p: Json) => ({
-        topic: 'work',
-        partition: p.partition,
-        offset: p.high_watermark,
-      })),
-    });
+    await startAtEnd(group, 'work');
     await produce('work', 0, ['doomed']);
-    let rejected = 0;
-    for (let i = 0; rejected < 1 && i < 20; i++) {
-      const f = await leaseFetch(i, group, { topics: ['work'], max_records: 10, wait_ms: 500 });
-      if (f.body.records.length === 0) continue;
-      const a = await acks(
-        i,
-        group,
-        f.body.records.map((r: Json) => ({ token: r.lease_token, action: 'reject', error: 'Old: news' })),
-      );
-      rejected += a.body.results.filter((r: Json) => r.dead_lettered).length;
-    }
-    expect(rejected).toBe(1);
+    expect(await rejectAll(group, 'work', 1, 'Old: news')).toBe(1);
     const listed = async () =>
       (await call(0, 'GET', `/v1/topics/work/deadletters?group=${group}`)).body.deadletters as Json[];
     const first = await listed();
