@@ -57,6 +57,27 @@ class Harness {
   }
 }
 
+/** A harness whose group `g` leased records a, b, c (offsets 0–2) and rejected them all: dead letters 0–2. */
+function threeDeadLetters(): Harness {
+  const h = new Harness();
+  h.produce('a', 'b', 'c');
+  h.leased({ kind: 4, leaderTimeMs: 1000, group: 'g', policy, leaseMs: 100, max: 3 });
+  h.leased({
+    kind: 5,
+    leaderTimeMs: 1001,
+    group: 'g',
+    policy,
+    items: [0, 1, 2].map((o) => ({
+      offset: o,
+      attempt: 1,
+      action: 'reject' as const,
+      error: 'E: x',
+      record: rec('abc'[o]),
+    })),
+  });
+  return h;
+}
+
 describe('partition state machine: leased groups and dead letters', () => {
   test('grant, ack and expire through the state machine; the group offset is the cumulative one', () => {
     const h = new Harness();
@@ -167,22 +188,7 @@ describe('partition state machine: leased groups and dead letters', () => {
   });
 
   test('a replay batch writes the records and marks their dead letters in one step; a repeat is refused', () => {
-    const h = new Harness();
-    h.produce('a', 'b', 'c');
-    h.leased({ kind: 4, leaderTimeMs: 1000, group: 'g', policy, leaseMs: 100, max: 3 });
-    h.leased({
-      kind: 5,
-      leaderTimeMs: 1001,
-      group: 'g',
-      policy,
-      items: [0, 1, 2].map((o) => ({
-        offset: o,
-        attempt: 1,
-        action: 'reject' as const,
-        error: 'E: x',
-        record: rec('abc'[o]),
-      })),
-    });
+    const h = threeDeadLetters();
     const job = h.leased({
       kind: 9,
       leaderTimeMs: 2000,
@@ -246,16 +252,7 @@ describe('partition state machine: leased groups and dead letters', () => {
   });
 
   test('a job to another topic: prepare records the batch, commit marks where each record went; both persist', () => {
-    const h = new Harness();
-    h.produce('a', 'b', 'c');
-    h.leased({ kind: 4, leaderTimeMs: 1000, group: 'g', policy, leaseMs: 100, max: 3 });
-    h.leased({
-      kind: 5,
-      leaderTimeMs: 1001,
-      group: 'g',
-      policy,
-      items: [0, 1, 2].map((o) => ({ offset: o, attempt: 1, action: 'reject' as const, record: rec('abc'[o]) })),
-    });
+    const h = threeDeadLetters();
     const target = { topic: 'other', partitions: 3 };
     const created = h.leased({
       kind: 9,
