@@ -1,8 +1,9 @@
 /**
  * Desired state, as pure functions of the Topic spec and the operator's settings (STYLE.md:
- * controller-runtime, level-triggered). Topic → Partition objects; Partition → StatefulSet,
- * headless Service and PodDisruptionBudget. The replica configuration comes from
- * common/topic-spec.ts `desiredReplicas`, the same function local mode uses with its process driver.
+ * controller-runtime, level-triggered). Topic → Partition objects and the peer-auth Secret;
+ * Partition → StatefulSet, headless Service and PodDisruptionBudget. The replica configuration
+ * comes from common/topic-spec.ts `desiredReplicas`, the same function local mode uses with its
+ * process driver.
  */
 import { desiredReplicas, type DesiredReplica } from '../common/topic-spec';
 import { API_VERSION, type OwnerReference, type Partition, type Topic } from './crd-schema';
@@ -11,6 +12,8 @@ import {
   DATA_MOUNT,
   DRAIN_LABEL,
   HOSTNAME_LABEL,
+  PEER_SECRET_ENV,
+  PEER_SECRET_KEY,
   POD_INDEX_LABEL,
   PORTS,
   VOLUME_NAME,
@@ -18,7 +21,9 @@ import {
   partitionLabels,
   partitionName,
   partitionSelector,
+  peerSecretName,
   replicaHost,
+  topicLabels,
 } from './names';
 
 /** What the operator's config decides about every replica pod (operator/config.ts). */
@@ -123,10 +128,42 @@ export function desiredPartitions(topic: Topic): Partition[] {
   return Array.from({ length: topic.spec.partitions }, (_, i) => desiredPartition(topic, i));
 }
 
+/** Shortest peer secret the replicas accept (replica/config.ts). */
+export const MIN_PEER_SECRET_CHARS = 32;
+
+/**
+ * The Topic's peer-auth Secret, holding `value` (the caller draws it: 32 random bytes, base64).
+ * Only ever created, never applied over an existing one: replacing the value would split running
+ * replicas (old value) from restarted ones (new value). Immutable, so nothing else overwrites it
+ * either; to change it, delete it (the operator makes a new one) and restart the topic's pods.
+ */
+export function desiredPeerSecret(topic: Topic, value: string): KubeObject {
+  if (value.length < MIN_PEER_SECRET_CHARS)
+    throw new Error(`desiredPeerSecret: ${value.length} characters, at least ${MIN_PEER_SECRET_CHARS} needed`);
+  const name = topic.metadata.name;
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: peerSecretName(name),
+      namespace: topic.metadata.namespace,
+      labels: topicLabels(name, 'peer-auth'),
+      ownerReferences: [ownerRef(topic)],
+    },
+    type: 'Opaque',
+    immutable: true,
+    data: { [PEER_SECRET_KEY]: Buffer.from(value, 'utf8').toString('base64') },
+  };
+}
+
 const CONTRACT_ENV = new Set(['DAFTKA_ORDINAL']);
 
-/** The pod environment: the contract of ordinal 0 with DAFTKA_ORDINAL taken from the pod's index label. */
-function podEnv(replicas: readonly DesiredReplica[], s: ReplicaSettings) {
+/**
+ * The pod environment: the contract of ordinal 0 with DAFTKA_ORDINAL taken from the pod's index
+ * label, and DAFTKA_PEER_SECRET from the topic's peer-auth Secret (never a plain value, never from
+ * extraEnv: one value for every topic would let any topic's replica pose as a peer of another).
+ */
+function podEnv(topic: string, replicas: readonly DesiredReplica[], s: ReplicaSettings) {
   const first = replicas.find((r) => r.ordinal === 0);
   if (!first) throw new Error('podEnv: no ordinal 0 among the replicas');
   // Every ordinal shares one pod template: only the ordinal differs between them.
@@ -136,7 +173,13 @@ function podEnv(replicas: readonly DesiredReplica[], s: ReplicaSettings) {
         throw new Error(`podEnv: ${k} differs between ordinals (${first.env[k]} vs ${v}); one template cannot hold it`);
   const env: Array<Record<string, unknown>> = [];
   const contract = { ...first.env };
-  for (const [k, v] of Object.entries(s.extraEnv)) if (!(k in contract)) env.push({ name: k, value: v });
+  delete contract[PEER_SECRET_ENV];
+  for (const [k, v] of Object.entries(s.extraEnv))
+    if (!(k in contract) && k !== PEER_SECRET_ENV) env.push({ name: k, value: v });
+  env.push({
+    name: PEER_SECRET_ENV,
+    valueFrom: { secretKeyRef: { name: peerSecretName(topic), key: PEER_SECRET_KEY } },
+  });
   for (const [k, v] of Object.entries(contract)) {
     if (k === 'DAFTKA_ORDINAL')
       env.push({ name: k, valueFrom: { fieldRef: { fieldPath: `metadata.labels['${POD_INDEX_LABEL}']` } } });
@@ -282,7 +325,7 @@ export function desiredStatefulSet(
                 { name: 'peer', containerPort: PORTS.peer, protocol: 'TCP' },
                 { name: 'http', containerPort: PORTS.http, protocol: 'TCP' },
               ],
-              env: podEnv(replicas, s),
+              env: podEnv(name, replicas, s),
               resources,
               startupProbe: {
                 httpGet: { path: '/healthz', port: 'http' },

@@ -38,6 +38,7 @@ export const RESOURCES = {
   nodes: rt('', 'v1', 'nodes', 'Node', false),
   namespaces: rt('', 'v1', 'namespaces', 'Namespace', false),
   configmaps: rt('', 'v1', 'configmaps', 'ConfigMap'),
+  secrets: rt('', 'v1', 'secrets', 'Secret'),
   crds: rt('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'CustomResourceDefinition', false),
 } as const;
 

@@ -1,7 +1,8 @@
 /**
  * Names, labels and fixed ports of the objects the operator manages. A partition `p` of topic `t`
  * is the Partition `t-p`, the StatefulSet, headless Service and PodDisruptionBudget `t-p`, the pods
- * `t-p-<ordinal>` and their PVCs `data-t-p-<ordinal>`.
+ * `t-p-<ordinal>` and their PVCs `data-t-p-<ordinal>`. The topic's replicas share the peer
+ * authentication Secret `t-peer-auth`.
  */
 
 export const FIELD_MANAGER = 'daftka-operator';
@@ -37,6 +38,12 @@ export const DATA_DIR = `${DATA_MOUNT}/data`;
 export const VOLUME_NAME = 'data';
 
 export const partitionName = (topic: string, index: number): string => `${topic}-${index}`;
+/** One per topic: every replica of the topic reads it, replicas of other topics cannot (replica peer auth). */
+export const peerSecretName = (topic: string): string => `${topic}-peer-auth`;
+/** The key of the peer Secret that holds the shared value (32 random bytes, base64: 44 characters). */
+export const PEER_SECRET_KEY = 'secret';
+/** The replica's environment variable that receives it (replica/config.ts). */
+export const PEER_SECRET_ENV = 'DAFTKA_PEER_SECRET';
 export const podName = (topic: string, index: number, ordinal: number): string => `${topic}-${index}-${ordinal}`;
 export const pvcName = (topic: string, index: number, ordinal: number): string =>
   `${VOLUME_NAME}-${podName(topic, index, ordinal)}`;
@@ -49,6 +56,17 @@ export function partitionLabels(topic: string, index: number): Record<string, st
     [LABELS.instance]: topic,
     [LABELS.topic]: topic,
     [LABELS.partition]: String(index),
+  };
+}
+
+/** Labels of an object that belongs to the whole topic rather than to one partition. */
+export function topicLabels(topic: string, component: string): Record<string, string> {
+  return {
+    [LABELS.name]: 'daftka',
+    [LABELS.component]: component,
+    [LABELS.managedBy]: FIELD_MANAGER,
+    [LABELS.instance]: topic,
+    [LABELS.topic]: topic,
   };
 }
 

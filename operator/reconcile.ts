@@ -6,27 +6,40 @@
  * (operator/status.ts). It never asks which event woke it. Errors are collected: the status
  * carries the apiserver's text, and the reconcile fails so the work queue retries with backoff.
  *
+ * The peer-auth Secret is the one object not applied: it is created once when absent and never
+ * written over (operator/desired.ts desiredPeerSecret).
+ *
  * Deletion: a finalizer holds the Topic until cleanup is done. deletionPolicy Retain keeps the PVCs
  * (ownerReferences that would let the garbage collector take them are removed first); Delete
  * removes them and waits until they are gone. Until then the Ready condition says what is left.
+ * The peer-auth Secret is deleted under both policies.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from '../common/log';
 import { API_VERSION, type Partition, type PartitionCrStatus, type Topic, type TopicCrStatus } from './crd-schema';
-import { desiredPartitions, desiredWorkloads, type KubeObject, type ReplicaSettings } from './desired';
+import {
+  MIN_PEER_SECRET_CHARS,
+  desiredPartitions,
+  desiredPeerSecret,
+  desiredWorkloads,
+  type KubeObject,
+  type ReplicaSettings,
+} from './desired';
 import type { EventRecorder } from './events';
 import { objectKey, type Informer, type KObject } from './informer';
-import { KubeApiError, RESOURCES, resourcePath, type KubeClient, type ResourceType } from './kube';
+import { KubeApiError, RESOURCES, isConflict, resourcePath, type KubeClient, type ResourceType } from './kube';
 import type { OperatorMetrics } from './metrics';
 import {
   FIELD_MANAGER,
   FINALIZER,
   LABELS,
+  PEER_SECRET_KEY,
   POD_INDEX_LABEL,
   REVISION_LABEL,
   HASH_ANNOTATION,
   parsePodName,
   partitionName,
+  peerSecretName,
 } from './names';
 import type { ReportTable } from './report-table';
 import {
@@ -138,6 +151,8 @@ export function podInfoOf(p: PodObject): PodInfo | null {
 }
 
 const CLEANUP_STALL_MS = 2 * 60_000;
+/** Random bytes of a topic's peer secret (base64: 44 characters). */
+const PEER_SECRET_BYTES = 32;
 
 export class TopicReconciler {
   /** What was last applied per object: skip identical applies while the object is unchanged. */
@@ -146,6 +161,12 @@ export class TopicReconciler {
   private readonly lastStatus = new Map<string, string>();
   private readonly topicIds = new Map<string, string>();
   private readonly deletingSince = new Map<string, number>();
+  /**
+   * Topic UID → whether its peer-auth Secret is known to exist (seen or created here) or was
+   * deleted by cleanup; `key` lets forget() drop the entry. By UID: a new Topic of the same name
+   * starts unknown. Unknown means one GET.
+   */
+  private readonly peerSecrets = new Map<string, { key: string; exists: boolean }>();
 
   constructor(private readonly ctx: ReconcileContext) {}
 
@@ -200,6 +221,13 @@ export class TopicReconciler {
       } catch (err) {
         errors.push(errorText('adding the finalizer', err));
       }
+    }
+
+    // The peer-auth Secret first: replica pods cannot start without it.
+    try {
+      await this.ensurePeerSecret(topic, full);
+    } catch (err) {
+      errors.push(errorText(`Secret ${peerSecretName(topic.metadata.name)}`, err));
     }
 
     // Topic → Partitions (owned by the Topic).
@@ -355,6 +383,44 @@ export class TopicReconciler {
     return res;
   }
 
+  /**
+   * Creates the topic's peer-auth Secret when it is absent (GET → 404 → POST) and never writes over
+   * an existing one: running replicas hold the value they started with, so a new value would cut
+   * them off from restarted peers. Once seen or created it is not asked for again, except on a
+   * full resync (drift repair: a Secret deleted by hand is made again within resyncSeconds).
+   */
+  private async ensurePeerSecret(topic: Topic & KObject, full: boolean): Promise<void> {
+    const key = objectKey(topic);
+    const uid = topic.metadata.uid ?? key;
+    if (!full && this.peerSecrets.get(uid)?.exists) return;
+    const ns = topic.metadata.namespace!;
+    const name = peerSecretName(topic.metadata.name);
+    const found = await this.ctx.kube.get<{ data?: Record<string, string> }>(
+      resourcePath(RESOURCES.secrets, { namespace: ns, name }),
+    );
+    if (found) {
+      // Someone else's Secret of this name is used as it is, but replicas refuse a short value: say so.
+      const chars = Buffer.from(found.data?.[PEER_SECRET_KEY] ?? '', 'base64').toString('utf8').length;
+      if (chars < MIN_PEER_SECRET_CHARS)
+        throw new Error(
+          `exists, but its key "${PEER_SECRET_KEY}" holds ${chars} characters; replicas need at least ${MIN_PEER_SECRET_CHARS}: delete the Secret and the operator makes a new one`,
+        );
+      this.peerSecrets.set(uid, { key, exists: true });
+      return;
+    }
+    try {
+      await this.ctx.kube.create(
+        resourcePath(RESOURCES.secrets, { namespace: ns }),
+        desiredPeerSecret(topic, randomBytes(PEER_SECRET_BYTES).toString('base64')),
+      );
+      this.ctx.logger.info('peer_secret_created', { topic: key, secret: name });
+    } catch (err) {
+      // 409: created between our GET and POST (e.g. by a previous leader still finishing): that value stands.
+      if (!isConflict(err)) throw err;
+    }
+    this.peerSecrets.set(uid, { key, exists: true });
+  }
+
   private async writeStatus(
     r: ResourceType,
     obj: { metadata: { name: string; namespace?: string } },
@@ -400,6 +466,7 @@ export class TopicReconciler {
   private forget(key: string): void {
     this.lastFull.delete(key);
     this.deletingSince.delete(key);
+    for (const [uid, e] of [...this.peerSecrets]) if (e.key === key) this.peerSecrets.delete(uid);
     const [ns, name] = key.split('/');
     for (const k of [...this.applied.keys()]) if (k.includes(`/${ns}/${name}-`)) this.applied.delete(k);
     for (const k of [...this.lastStatus.keys()]) if (k.includes(`/${ns}/${name}`)) this.lastStatus.delete(k);
@@ -451,6 +518,13 @@ export class TopicReconciler {
             await kube.delete(resourcePath(r, { namespace: ns, name: o.metadata.name }), {
               propagationPolicy: 'Background',
             });
+      // The peer-auth Secret, under both policies: it holds no data, and a Topic made again with
+      // this name (possible only once this one is gone) gets a new one instead of a stale one.
+      const uid = topic.metadata.uid ?? key;
+      if (this.peerSecrets.get(uid)?.exists !== false) {
+        await kube.delete(resourcePath(RESOURCES.secrets, { namespace: ns, name: peerSecretName(name) }));
+        this.peerSecrets.set(uid, { key, exists: false });
+      }
       const pods = this.ctx.caches.pods.byIndex(key);
       if (topic.spec.deletionPolicy === 'Delete') {
         for (const pod of pods)

@@ -365,13 +365,18 @@ describe('Helm chart helm/daftka', () => {
     }
   });
 
-  test('RBAC is least privilege: no wildcards, no Secrets; the gateway only reads topics and partitions', () => {
+  test('RBAC is least privilege: no wildcards; Secrets only get/create/delete by the operator; the gateway only reads topics and partitions', () => {
     for (const objs of [defaults, allEnabled])
       for (const role of objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role') as Any[])
         for (const rule of role.rules) {
           expect(rule.verbs).not.toContain('*');
           expect(rule.resources).not.toContain('*');
-          expect(rule.resources).not.toContain('secrets');
+          // The per-topic peer-auth Secrets (operator/reconcile.ts): looked up by name, created when
+          // absent, deleted with the Topic. Never list or watch: that would read every Secret in scope.
+          if (rule.resources.includes('secrets')) {
+            expect(role.metadata.name).toBe('daftka-operator');
+            expect(rule).toEqual({ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'delete'] });
+          }
         }
     const operator = find(defaults, 'ClusterRole', 'daftka-operator') as Any;
     const can = (res: string, verb: string) =>
@@ -387,6 +392,11 @@ describe('Helm chart helm/daftka', () => {
     expect(can('persistentvolumeclaims', 'patch')).toBe(true);
     expect(can('pods', 'patch')).toBe(false);
     expect(can('events', 'create')).toBe(true);
+    expect(['get', 'create', 'delete', 'list', 'watch', 'update', 'patch'].filter((v) => can('secrets', v))).toEqual([
+      'get',
+      'create',
+      'delete',
+    ]);
     const lease = find(defaults, 'Role', 'daftka-operator-election') as Any;
     expect(lease.metadata.namespace).toBe(NS);
     expect(lease.rules.find((r: Any) => r.resources.includes('leases') && r.resourceNames)).toMatchObject({
@@ -403,6 +413,8 @@ describe('Helm chart helm/daftka', () => {
         .filter((o) => o.kind === 'Role' && o.metadata.name === 'daftka-operator')
         .map((o) => o.metadata.namespace),
     ).toEqual(['team-a', 'team-b']);
+    for (const role of allEnabled.filter((o) => o.kind === 'Role' && o.metadata.name === 'daftka-operator') as Any[])
+      expect(role.rules.some((r: Any) => r.resources.includes('secrets'))).toBe(true);
     expect(allEnabled.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata.name)).toEqual([
       'daftka-operator-nodes',
     ]);

@@ -39,6 +39,25 @@ const operators: TestOperator[] = [];
 
 const topicSel = (t: string) => `daftka.io/topic=${t}`;
 
+/** The value a topic's replicas get as DAFTKA_PEER_SECRET (the Secret's `secret` key, decoded). */
+const peerValue = (secret: Obj): string => Buffer.from(secret.data.secret, 'base64').toString('utf8');
+
+async function peerSecret(topic: string): Promise<Obj> {
+  return eventually(async () => {
+    const s = await getObj(kube, 'secrets', `${topic}-peer-auth`);
+    expect(s).not.toBeNull();
+    return s;
+  });
+}
+
+/** orders-peer-auth as first created: later spec changes, and other operators, must leave it as it is. */
+let ordersSecret: { resourceVersion: string; value: string } | undefined;
+
+function expectOrdersSecretUnchanged(s: Obj): void {
+  expect(ordersSecret).toBeDefined();
+  expect({ resourceVersion: s.metadata.resourceVersion, value: peerValue(s) }).toEqual(ordersSecret);
+}
+
 async function runningPods(topic: string): Promise<Obj[]> {
   return (await listObjs(kube, 'pods', topicSel(topic))).filter(
     (p) => p.status?.phase === 'Running' && !p.metadata.deletionTimestamp,
@@ -223,7 +242,59 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
       expect(
         sts.metadata.managedFields.some((m: Obj) => m.manager === 'daftka-operator' && m.operation === 'Apply'),
       ).toBe(true);
+      expect(sts.spec.template.spec.containers[0].env).toContainEqual({
+        name: 'DAFTKA_PEER_SECRET',
+        valueFrom: { secretKeyRef: { name: 'orders-peer-auth', key: 'secret' } },
+      });
     }
+
+    // The peer-auth Secret: 32 random bytes, base64 (44 characters), owned by the Topic.
+    const secret = await peerSecret('orders');
+    expect(peerValue(secret)).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(Buffer.from(peerValue(secret), 'base64')).toHaveLength(32);
+    expect(secret.type).toBe('Opaque');
+    expect(secret.immutable).toBe(true);
+    expect(secret.metadata.labels).toEqual({
+      'app.kubernetes.io/name': 'daftka',
+      'app.kubernetes.io/component': 'peer-auth',
+      'app.kubernetes.io/managed-by': 'daftka-operator',
+      'app.kubernetes.io/instance': 'orders',
+      'daftka.io/topic': 'orders',
+    });
+    expect(secret.metadata.ownerReferences).toEqual([
+      {
+        apiVersion: 'daftka.io/v1alpha1',
+        kind: 'Topic',
+        name: 'orders',
+        uid: topic.metadata.uid,
+        controller: true,
+        blockOwnerDeletion: true,
+      },
+    ]);
+    ordersSecret = { resourceVersion: secret.metadata.resourceVersion, value: peerValue(secret) };
+
+    // A second topic gets its own value; a spec change re-reconciles it and leaves the Secret as it was.
+    await applyTopic(kube, 'payments', { partitions: 1, replicationFactor: 1, deletionPolicy: 'Delete' });
+    const other = await peerSecret('payments');
+    expect(peerValue(other)).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(peerValue(other)).not.toBe(ordersSecret.value);
+    await applyTopic(kube, 'payments', { partitions: 2, replicationFactor: 1, deletionPolicy: 'Delete' });
+    await eventually(async () => {
+      const t = await getObj(kube, 'topics', 'payments');
+      expect(t.status?.observedGeneration).toBe(t.metadata.generation);
+      expect(t.status?.partitions).toBe(2);
+      expect(await getObj(kube, 'statefulsets', 'payments-1')).not.toBeNull();
+    });
+    const after = await getObj(kube, 'secrets', 'payments-peer-auth');
+    expect(after.metadata.resourceVersion).toBe(other.metadata.resourceVersion);
+    expect(after.data).toEqual(other.data);
+    expectOrdersSecretUnchanged(await getObj(kube, 'secrets', 'orders-peer-auth'));
+    // Gone again before the rebalancer tests (an RF 1 replica cannot be drained), its Secret with it.
+    await kube.delete(topicPath('payments'));
+    await eventually(async () => {
+      expect(await getObj(kube, 'topics', 'payments')).toBeNull();
+      expect(await getObj(kube, 'secrets', 'payments-peer-auth')).toBeNull();
+    }, 60_000);
   });
 
   it('the scheduler places the replicas of a partition on different nodes, over the zones', async () => {
@@ -293,6 +364,7 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
       expect(await getObj(kube, 'partitions', 'orders-3')).not.toBeNull();
     });
     await waitReady('orders', 4, 60_000);
+    expectOrdersSecretUnchanged(await getObj(kube, 'secrets', 'orders-peer-auth'));
   });
 });
 
@@ -451,6 +523,8 @@ describe('deletion: finalizer and deletionPolicy', () => {
     const pvcs = await listObjs(kube, 'pvcs', topicSel('keep'));
     expect(pvcs.map((p) => p.metadata.name).sort()).toEqual(['data-keep-0-0', 'data-keep-0-1', 'data-keep-0-2']);
     expect(pvcs.every((p) => !p.metadata.deletionTimestamp)).toBe(true);
+    // The peer-auth Secret holds no data: deleted under Retain too (docs/operator.md).
+    expect(await getObj(kube, 'secrets', 'keep-peer-auth')).toBeNull();
   });
 
   it('Delete: the finalizer holds the Topic until pods and PVCs are gone', async () => {
@@ -461,6 +535,7 @@ describe('deletion: finalizer and deletionPolicy', () => {
       expect(await getObj(kube, 'topics', 'drop')).toBeNull();
       expect(await listObjs(kube, 'pvcs', topicSel('drop'))).toEqual([]);
     }, 90_000);
+    expect(await getObj(kube, 'secrets', 'drop-peer-auth')).toBeNull();
   });
 });
 
@@ -505,6 +580,9 @@ describe('high availability', () => {
       1000,
     );
     process.stderr.write(`restart mid-reconcile: ${applied}/12 StatefulSets existed when the first operator died\n`);
+    // Three operators later, the Secret is the one first created (found, never written over).
+    expect(await getObj(kube, 'secrets', 'big-peer-auth')).not.toBeNull();
+    expectOrdersSecretUnchanged(await getObj(kube, 'secrets', 'orders-peer-auth'));
   });
 
   it('serves /healthz, /readyz and the reconcile metrics', async () => {

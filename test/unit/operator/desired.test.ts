@@ -1,5 +1,6 @@
 import {
   desiredPartitions,
+  desiredPeerSecret,
   desiredPdb,
   desiredService,
   desiredStatefulSet,
@@ -7,6 +8,7 @@ import {
   maxUnavailable,
   topicReplicas,
 } from '../../../operator/desired';
+import { peerSecretName } from '../../../operator/names';
 import { settings, topic } from './fixtures';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the objects are plain JSON; tests index into them */
@@ -250,6 +252,7 @@ describe('desired state: Partition → StatefulSet', () => {
         valueFrom: { fieldRef: { fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']" } },
       },
       { name: 'DAFTKA_PARTITION', value: '1' },
+      { name: 'DAFTKA_PEER_SECRET', valueFrom: { secretKeyRef: { name: 'orders-peer-auth', key: 'secret' } } },
       { name: 'DAFTKA_REPLICAS', value: [0, 1, 2].map((o) => `${host(o)}:9093:9092`).join(',') },
       { name: 'DAFTKA_REPLICATION_FACTOR', value: '3' },
       { name: 'DAFTKA_RETENTION_BYTES', value: String(1 << 30) },
@@ -257,6 +260,24 @@ describe('desired state: Partition → StatefulSet', () => {
       { name: 'DAFTKA_SHUTDOWN_TIMEOUT_MS', value: '25000' },
       { name: 'DAFTKA_TOPIC', value: 'orders' },
     ]);
+  });
+
+  it("reads DAFTKA_PEER_SECRET from its own topic's peer-auth Secret, never from extraEnv", () => {
+    const peerEnv = (sts: any) =>
+      sts.spec.template.spec.containers[0].env.filter((e: any) => e.name === 'DAFTKA_PEER_SECRET');
+    expect(peerEnv(sts)).toEqual([
+      { name: 'DAFTKA_PEER_SECRET', valueFrom: { secretKeyRef: { name: 'orders-peer-auth', key: 'secret' } } },
+    ]);
+    // One value in extraEnv would be shared by every topic: it is ignored.
+    const shared = { ...settings, extraEnv: { ...settings.extraEnv, DAFTKA_PEER_SECRET: 'x'.repeat(44) } };
+    expect(peerEnv(desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, shared))).toEqual(peerEnv(sts));
+    // Another topic's replicas read another Secret.
+    const other = topic('payments', { partitions: 1 });
+    const otherSts = desiredStatefulSet(other, partitionObj('payments-0'), 0, topicReplicas(other, settings), settings);
+    expect(peerEnv(otherSts)).toEqual([
+      { name: 'DAFTKA_PEER_SECRET', valueFrom: { secretKeyRef: { name: 'payments-peer-auth', key: 'secret' } } },
+    ]);
+    expect(peerSecretName('payments')).toBe('payments-peer-auth');
   });
 
   it('takes image and resources from the operator config unless the Topic sets resources', () => {
@@ -274,6 +295,45 @@ describe('desired state: Partition → StatefulSet', () => {
       requests: { cpu: '2' },
       limits: { cpu: 4, memory: '8Gi' },
     });
+  });
+});
+
+describe('desired state: Topic → peer-auth Secret', () => {
+  const value = 'q'.repeat(43) + '=';
+
+  it('is named after the topic, labelled like its other objects, owned by the Topic, immutable', () => {
+    expect(desiredPeerSecret(topic('orders'), value)).toEqual({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {
+        name: 'orders-peer-auth',
+        namespace: 'daftka',
+        labels: {
+          'app.kubernetes.io/name': 'daftka',
+          'app.kubernetes.io/component': 'peer-auth',
+          'app.kubernetes.io/managed-by': 'daftka-operator',
+          'app.kubernetes.io/instance': 'orders',
+          'daftka.io/topic': 'orders',
+        },
+        ownerReferences: [
+          {
+            apiVersion: 'daftka.io/v1alpha1',
+            kind: 'Topic',
+            name: 'orders',
+            uid: 'uid-orders',
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
+      },
+      type: 'Opaque',
+      immutable: true,
+      data: { secret: Buffer.from(value).toString('base64') },
+    });
+  });
+
+  it('refuses a value shorter than the 32 characters replicas accept', () => {
+    expect(() => desiredPeerSecret(topic('orders'), 'x'.repeat(31))).toThrow(/31 characters, at least 32/);
   });
 });
 
