@@ -40,6 +40,7 @@ import {
   parsePodName,
   partitionName,
   peerSecretName,
+  PEER_SECRET_ENV,
 } from './names';
 import type { ReportTable } from './report-table';
 import {
@@ -54,7 +55,11 @@ import {
 } from './status';
 
 export interface StatefulSetObject extends KObject {
-  spec?: { volumeClaimTemplates?: unknown[]; persistentVolumeClaimRetentionPolicy?: { whenDeleted?: string } };
+  spec?: {
+    volumeClaimTemplates?: unknown[];
+    persistentVolumeClaimRetentionPolicy?: { whenDeleted?: string };
+    template?: { spec?: { containers?: Array<{ env?: Array<{ name: string }> }> } };
+  };
   status?: { updateRevision?: string; currentRevision?: string; readyReplicas?: number };
 }
 
@@ -207,7 +212,9 @@ export class TopicReconciler {
     const nowMs = this.now();
     // Full applies (drift repair) every resyncMs per topic, spread out: a restarted operator does
     // not re-apply every object at once; it trusts the hash annotation of what is already there.
-    if (!this.lastFull.has(key)) this.lastFull.set(key, nowMs - Math.random() * this.ctx.resyncMs);
+    // The first one comes between resyncMs/2 and resyncMs after the topic is first seen, so a
+    // (re)started operator is quiet once it has converged, and later passes stay spread.
+    if (!this.lastFull.has(key)) this.lastFull.set(key, nowMs - (Math.random() * this.ctx.resyncMs) / 2);
     const full = nowMs - this.lastFull.get(key)! >= this.ctx.resyncMs;
     if (full) this.lastStatus.clear();
     const errors: string[] = [];
@@ -395,6 +402,13 @@ export class TopicReconciler {
     if (!full && this.peerSecrets.get(uid)?.exists) return;
     const ns = topic.metadata.namespace!;
     const name = peerSecretName(topic.metadata.name);
+    // A restarted operator trusts a workload that already reads the Secret: it was made after the
+    // Secret (this step runs first), so a restart costs no GET per topic; a full resync still looks.
+    const sts = this.ctx.caches.statefulsets.get(`${ns}/${partitionName(topic.metadata.name, 0)}`);
+    if (!full && sts?.spec?.template?.spec?.containers?.some((c) => c.env?.some((e) => e.name === PEER_SECRET_ENV))) {
+      this.peerSecrets.set(uid, { key, exists: true });
+      return;
+    }
     const found = await this.ctx.kube.get<{ data?: Record<string, string> }>(
       resourcePath(RESOURCES.secrets, { namespace: ns, name }),
     );
