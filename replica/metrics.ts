@@ -46,6 +46,12 @@ export function replicaMetrics(reg: promClient.Registry) {
       help: 'Synced RocksDB write (WAL + fsync) per group commit',
       labelNames: tp,
     }),
+    leaderRecovery: histogram(reg, {
+      name: 'daftka_raft_leader_recovery_seconds',
+      help: 'On the replica that became leader: time since it last heard from a leader (how long the partition had none it could reach)',
+      labelNames: tp,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+    }),
     term: gauge(reg, { name: 'daftka_raft_term', help: 'Current Raft term', labelNames: tp }),
     leader: gauge(reg, { name: 'daftka_raft_leader', help: '1 when this replica leads its partition', labelNames: tp }),
     leaderChanges: counter(reg, {

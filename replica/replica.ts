@@ -124,6 +124,8 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
   private stopping = false;
   private fatalError: unknown = null;
   private lastLeader: string | null = null;
+  /** Last time a leader spoke to this replica (0: none yet, or this replica leads). */
+  private leaderContactMs = 0;
   private readonly peerClients = new Map<number, { client: RemotePartitionClient; rpc: RpcClient }>();
   private readonly lbl: { topic: string; partition: string };
   /** Leased groups, dead letters and replay jobs (replica/leased-service.ts). */
@@ -414,6 +416,11 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
       return;
     }
     if (msg.type === MessageType.App && msg.commit > this.leaderCommitSeen) this.leaderCommitSeen = msg.commit;
+    if (
+      from === this.lastLeader &&
+      (msg.type === MessageType.App || msg.type === MessageType.Heartbeat || msg.type === MessageType.Snap)
+    )
+      this.leaderContactMs = Date.now();
     // A fresh learner must answer a leader it has no configuration for yet.
     if (!this.transport.peers().includes(from)) this.transport.setPeers([...this.peerIds(), from]);
     try {
@@ -431,6 +438,13 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
 
   private onSoftState(leader: string | null, role: string): void {
     if (leader !== this.lastLeader) {
+      const now = Date.now();
+      // Recovery after leader loss, measured once per election, by the winner: from the last
+      // word of a leader (or this replica's own step-down) to leading. The first election of a
+      // group has no predecessor and is not counted.
+      if (leader === this.id && role === 'leader' && this.leaderContactMs > 0)
+        this.metrics.leaderRecovery.observe(this.lbl, (now - this.leaderContactMs) / 1000);
+      if (this.lastLeader === this.id || leader === this.id) this.leaderContactMs = leader === this.id ? 0 : now;
       this.lastLeader = leader;
       this.metrics.leaderChanges.inc(this.lbl);
       this.logger.info('leader_changed', { replica: this.id, leader, role, term: this.node!.term });

@@ -335,6 +335,50 @@ export const ALERTS: readonly AlertRule[] = [
     ],
   },
   {
+    alert: 'DaftkaSlowLeaderRecovery',
+    group: 'daftka-partitions',
+    expr:
+      `histogram_quantile(0.99,\n` +
+      `  sum by (namespace, le) (rate(daftka_raft_leader_recovery_seconds_bucket{job="${JOBS.replica}"}[6h]))\n` +
+      `) > 1\n` +
+      `and on (namespace)\n` +
+      `sum by (namespace) (increase(daftka_raft_leader_recovery_seconds_bucket{job="${JOBS.replica}", le="+Inf"}[6h])) >= 3`,
+    for: '5m',
+    severity: 'ticket',
+    summary: 'Partitions take more than a second to get a new leader',
+    description:
+      'Over the last 6 hours, the 99th percentile of the time partitions in {{ $labels.namespace }} went ' +
+      'without a reachable leader before a new one took over is {{ $value | humanizeDuration }} (objective: 1 s). ' +
+      'Produces to a partition stall, or fail with 504 COMMIT_UNKNOWN, for that long at every failover.',
+    fires: {
+      series: ['0.5', '1', '2', '+Inf'].map((le) => ({
+        series: sel('daftka_raft_leader_recovery_seconds_bucket', { ...replica(0, 0), le }),
+        values: le === '0.5' || le === '1' ? '0x40' : '0+1x40',
+      })),
+      pendingAt: '5m',
+      at: '30m',
+      alerts: [{ labels: { namespace: NS }, value: '1.99s' }],
+    },
+    silent: [
+      {
+        why: 'every recovery within half a second',
+        series: ['0.5', '1', '2', '+Inf'].map((le) => ({
+          series: sel('daftka_raft_leader_recovery_seconds_bucket', { ...replica(0, 0), le }),
+          values: '0+1x40',
+        })),
+        at: '30m',
+      },
+      {
+        why: 'one slow recovery is not a trend',
+        series: ['0.5', '1', '2', '+Inf'].map((le) => ({
+          series: sel('daftka_raft_leader_recovery_seconds_bucket', { ...replica(0, 0), le }),
+          values: le === '0.5' || le === '1' ? '0x40' : '0 1x39',
+        })),
+        at: '30m',
+      },
+    ],
+  },
+  {
     alert: 'DaftkaLeadershipFlapping',
     group: 'daftka-partitions',
     expr: `max by (${PARTITION_LABELS}) (increase(daftka_raft_leader_changes_total{job="${JOBS.replica}"}[15m])) > 6`,

@@ -466,6 +466,18 @@ function partitions(): Dashboard {
             { w: 8 },
           ),
           ts(
+            'Recovery after leader loss (p99, objective 1 s)',
+            'Per leader change, measured by the new leader: time since a leader last spoke to it. p99 over 6 h.',
+            [
+              q(
+                `histogram_quantile(0.99, sum by (namespace, le) (rate(daftka_raft_leader_recovery_seconds_bucket{${RT}}[6h])))`,
+                'p99',
+              ),
+            ],
+            's',
+            { w: 12 },
+          ),
+          ts(
             'Reporting replicas vs voters',
             'Replicas scraped per partition and the voters in its configuration.',
             [

@@ -75,6 +75,13 @@ test('kill -9 of the leader under load: a new leader is announced, no acknowledg
   expect(announced.leaderId).toBe(newLeader.status.replicaId);
   expect(announced.endpoint).toBe(cluster.slots[newLeader.ordinal].clientEndpoint);
   expect(announced.receivedAt).toBeGreaterThanOrEqual(killedAt);
+  // The winner measured the recovery: one observation, at least one election timeout (300 ms in
+  // TEST_ENV) since the old leader last spoke, and no longer than the kill-to-announcement time.
+  const recovery = async (name: string) => cluster.metric(newLeader.ordinal, name);
+  expect(await recovery('daftka_raft_leader_recovery_seconds_count')).toBe(1);
+  const seconds = await recovery('daftka_raft_leader_recovery_seconds_sum');
+  expect(seconds).toBeGreaterThanOrEqual(0.3);
+  expect(seconds).toBeLessThanOrEqual((announced.receivedAt - killedAt) / 1000 + 1);
 
   // Writes flow again under the new leader, then stop the load.
   const ackedAtFailover = producer.acked.size;
