@@ -1,4 +1,4 @@
-import { boundsSummary, defineSchema, loadConfig, requireKeys, ConfigError, type ConfigOf } from '../common/config';
+import { boundsSummary, defineSchema, loadConfig, ConfigError, type ConfigOf } from '../common/config';
 import { MAX_FETCH_BYTES, MAX_FETCH_RECORDS } from './api-spec';
 
 /**
@@ -34,7 +34,17 @@ export const gatewaySchema = defineSchema({
     type: 'string',
     env: 'DAFTKA_GATEWAY_TOPICS_FILE',
     flag: 'topics-file',
-    doc: 'JSON file of topics (partitions, replica endpoints, limits, quotas, access); local mode writes it',
+    default: '',
+    doc: 'JSON file of topics (partitions, replica endpoints, limits, quotas, access); local mode writes it. Set this or catalogConfigMap',
+  },
+  catalogConfigMap: {
+    type: 'string',
+    env: 'DAFTKA_GATEWAY_CATALOG_CONFIGMAP',
+    flag: 'catalog-configmap',
+    default: '',
+    pattern: /^$|^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+    patternDoc: 'namespace/name',
+    doc: 'namespace/name of the ConfigMap the operator keeps the topics in (key topics.json), watched through the Kubernetes API (in-cluster service account or kubeconfig). Set this or topicsFile',
   },
   auth: {
     type: 'enum',
@@ -206,7 +216,7 @@ export const gatewaySchema = defineSchema({
   },
 });
 
-export type GatewayConfig = ConfigOf<typeof gatewaySchema> & { topicsFile: string };
+export type GatewayConfig = ConfigOf<typeof gatewaySchema>;
 
 /** The keys logged in the start-up line: every bound the gateway runs with. */
 export const BOUND_KEYS = [
@@ -230,7 +240,11 @@ export function loadGatewayConfig(
   argv: readonly string[] = [],
 ): GatewayConfig {
   const cfg = loadConfig(gatewaySchema, env, argv);
-  requireKeys(gatewaySchema, cfg, ['topicsFile']);
+  if ((cfg.topicsFile === '') === (cfg.catalogConfigMap === ''))
+    throw new ConfigError(
+      cfg.topicsFile === '' ? 'topicsFile' : 'catalogConfigMap',
+      `${cfg.topicsFile === '' ? 'missing' : 'conflicting'} config topicsFile / catalogConfigMap: set exactly one of ${gatewaySchema.topicsFile.env} (a topics file) and ${gatewaySchema.catalogConfigMap.env} (the operator's ConfigMap, watched)`,
+    );
   if (cfg.auth === 'tokens' && cfg.tokensFile === '')
     throw new ConfigError(
       'tokensFile',

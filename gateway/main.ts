@@ -9,7 +9,11 @@ import { RemotePartitionClient } from '../replica/client-protocol/remote-client'
 import { RpcClient } from '../replica/client-protocol/rpc-client';
 import { createGatewayApp } from './app';
 import { AuthConfigError, NoAuthenticator, TokenAuthenticator, type Authenticator } from './auth';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient } from '../common/kube';
+import { counter } from '../common/metrics';
 import { CatalogError, StaticCatalog } from './catalog';
+import { ConfigMapCatalog } from './kube-catalog';
 import { gatewayBounds, loadGatewayConfig, type GatewayConfig } from './config';
 import { NatsLeaderFeed } from './leader-feed';
 import { QuotaManager } from './quotas';
@@ -39,6 +43,14 @@ export interface RunOptions {
   logger?: Logger;
   /** How often the topics file is checked for changes, in ms; 0 = never. Default 2000. */
   topicsReloadMs?: number;
+  /** Where the API is, for catalogConfigMap (default: in-cluster service account, else ~/.kube/config). */
+  kubeConfig?: KubeConfig;
+}
+
+function defaultKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  return kc;
 }
 
 function splitEndpoint(endpoint: string): { host: string; port: number } {
@@ -55,7 +67,26 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       `invalid config leaseSecret (DAFTKA_GATEWAY_LEASE_SECRET): must be at least ${MIN_SECRET_CHARS} characters (e.g. openssl rand -hex 32)`,
     );
   const registry = createRegistry('gateway');
-  const catalog = StaticCatalog.fromFile(cfg.topicsFile);
+  const catalogReloads = counter(registry, {
+    name: 'daftka_gateway_catalog_reloads_total',
+    help: 'Topic catalog documents taken (ok) or refused and ignored (rejected)',
+    labelNames: ['result'] as const,
+  });
+  // The topics: a file (local mode), or the operator's ConfigMap watched through the API.
+  let onCatalogChange = () => {};
+  const fromConfigMap = cfg.catalogConfigMap !== '';
+  const catalog: StaticCatalog | ConfigMapCatalog = fromConfigMap
+    ? new ConfigMapCatalog({
+        kube: new KubeClient({ kubeConfig: opts.kubeConfig ?? defaultKubeConfig(), userAgent: 'daftka-gateway' }),
+        namespace: cfg.catalogConfigMap.split('/')[0],
+        name: cfg.catalogConfigMap.split('/')[1],
+        logger,
+        onReload: (r) => {
+          catalogReloads.inc({ result: r.ok ? 'ok' : 'rejected' });
+          if (r.ok) onCatalogChange();
+        },
+      })
+    : StaticCatalog.fromFile(cfg.topicsFile);
   const auth: Authenticator =
     cfg.auth === 'tokens' ? TokenAuthenticator.fromFile(cfg.tokensFile) : new NoAuthenticator();
 
@@ -120,17 +151,23 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     },
   });
 
+  onCatalogChange = () => {
+    router.prune();
+    void feed?.discover();
+  };
   const reloadMs = opts.topicsReloadMs ?? 2000;
-  if (reloadMs > 0)
+  if (catalog instanceof ConfigMapCatalog) catalog.start();
+  else if (reloadMs > 0)
     watchFile(cfg.topicsFile, { interval: reloadMs, persistent: false }, () => {
       try {
         catalog.replace(StaticCatalog.fromFile(cfg.topicsFile).list());
-        router.prune();
         logger.info('topics_reloaded', { topics: catalog.list().length });
-        void feed?.discover();
+        catalogReloads.inc({ result: 'ok' });
+        onCatalogChange();
       } catch (err) {
         // Keep serving the last good catalog.
         logger.warn('topics_reload_failed', { error: (err as Error).message });
+        catalogReloads.inc({ result: 'rejected' });
       }
     });
 
@@ -148,6 +185,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     port,
     nats: cfg.natsUrl === 'off' ? 'off' : 'on',
     auth: cfg.auth,
+    catalog: fromConfigMap ? `configmap ${cfg.catalogConfigMap}` : `file ${cfg.topicsFile}`,
     topics: catalog.list().length,
     ...gatewayBounds(cfg),
   });
@@ -155,7 +193,8 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
-      unwatchFile(cfg.topicsFile);
+      if (catalog instanceof ConfigMapCatalog) await catalog.stop();
+      else unwatchFile(cfg.topicsFile);
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const grace = new Promise<void>((resolve) => setTimeout(resolve, cfg.shutdownGraceMs).unref());

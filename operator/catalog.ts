@@ -7,7 +7,7 @@
 import { catalogEntry } from '../common/topic-spec';
 import type { Topic } from './crd-schema';
 import { topicReplicas, type ReplicaSettings } from './desired';
-import { RESOURCES, resourcePath, type KubeClient } from './kube';
+import { RESOURCES, resourcePath, type KubeClient } from '../common/kube';
 import { FIELD_MANAGER } from './names';
 
 export const CATALOG_KEY = 'topics.json';

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../common/log';
-import { RESOURCES, resourcePath, type KubeClient } from './kube';
+import { RESOURCES, resourcePath, type KubeClient } from '../common/kube';
 import { FIELD_MANAGER } from './names';
 
 export interface EventTarget {

@@ -9,7 +9,7 @@
  */
 import { sleep } from '../common/backoff';
 import type { Logger } from '../common/log';
-import { isConflict, isNotFound, RESOURCES, resourcePath, type KubeClient } from './kube';
+import { isConflict, isNotFound, RESOURCES, resourcePath, type KubeClient } from '../common/kube';
 
 export interface LeaderElectionOptions {
   namespace: string;

@@ -15,7 +15,7 @@ import { identityOf, loadReplicaSettings, rebalanceSettingsOf, type OperatorConf
 import { Controller } from './controller';
 import type { ReplicaSettings } from './desired';
 import { EventRecorder } from './events';
-import { KubeClient } from './kube';
+import { KubeClient } from '../common/kube';
 import { LeaderElector } from './leader-election';
 import { operatorMetrics, type OperatorMetrics } from './metrics';
 import { ReportTable, subscribeReports } from './report-table';

@@ -11,8 +11,8 @@ import { SUBJECTS, type ControlReply, type ControlRequest } from '../common/cont
 import type { Logger } from '../common/log';
 import { API_VERSION, type Partition, type PartitionOperation } from './crd-schema';
 import type { EventRecorder } from './events';
-import type { KObject } from './informer';
-import { RESOURCES, resourcePath, type KubeClient } from './kube';
+import type { KObject } from '../common/informer';
+import { RESOURCES, resourcePath, type KubeClient } from '../common/kube';
 import type { OperatorMetrics } from './metrics';
 import { REBALANCER_FIELD_MANAGER, VOLUME_NAME, partitionName } from './names';
 import { planRebalance, type Decision, type RebalancePlan, type RebalanceSettings } from './rebalancer';

@@ -26,8 +26,8 @@ import {
   type ReplicaSettings,
 } from './desired';
 import type { EventRecorder } from './events';
-import { objectKey, type Informer, type KObject } from './informer';
-import { KubeApiError, RESOURCES, isConflict, resourcePath, type KubeClient, type ResourceType } from './kube';
+import { objectKey, type Informer, type KObject } from '../common/informer';
+import { KubeApiError, RESOURCES, isConflict, resourcePath, type KubeClient, type ResourceType } from '../common/kube';
 import type { OperatorMetrics } from './metrics';
 import {
   FIELD_MANAGER,

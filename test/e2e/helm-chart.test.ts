@@ -17,6 +17,10 @@ import { connect, StringCodec, type NatsConnection } from 'nats';
 import { natsServerOptions } from '../../common/nats-servers';
 import { gatewaySchema, loadGatewayConfig } from '../../gateway/config';
 import { REPLICA_INBOX_PREFIX } from '../../replica/announcer';
+import { KubeClient } from '../../common/kube';
+import { createLogger } from '../../common/log';
+import { ConfigMapCatalog } from '../../gateway/kube-catalog';
+import { PassThrough } from 'node:stream';
 import { loadOperatorConfig, loadReplicaSettings, operatorSchema } from '../../operator/config';
 import { ALERT_NAMES } from '../../sre/alerts';
 import { freePort } from '../helpers/free-port';
@@ -406,6 +410,17 @@ describe('Helm chart helm/daftka', () => {
     expect(gateway.rules).toEqual([
       { apiGroups: ['daftka.io'], resources: ['topics', 'partitions'], verbs: ['get', 'list', 'watch'] },
     ]);
+    // And its catalog ConfigMap, by name, in the release namespace only.
+    const catalogRole = find(defaults, 'Role', 'daftka-gateway-catalog') as Any;
+    expect(catalogRole.metadata.namespace).toBe(NS);
+    expect(catalogRole.rules).toEqual([
+      {
+        apiGroups: [''],
+        resources: ['configmaps'],
+        resourceNames: ['daftka-gateway-topics'],
+        verbs: ['get', 'list', 'watch'],
+      },
+    ]);
 
     // A namespaced operator gets Roles in its namespaces and no cluster-wide access to Daftka objects.
     expect(
@@ -516,7 +531,9 @@ describe('Helm chart helm/daftka', () => {
       expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
       const cfg = loadGatewayConfig(env);
       expect(cfg.auth).toBe('tokens');
-      expect(cfg.topicsFile).toBe('/etc/daftka/topics/topics.json');
+      // Topics come from the operator's ConfigMap, watched through the API (no volume, no kubelet delay).
+      expect(cfg.catalogConfigMap).toBe(`${NS}/daftka-gateway-topics`);
+      expect(cfg.topicsFile).toBe('');
     }
     expect(
       loadGatewayConfig(
@@ -664,6 +681,79 @@ describe('Helm chart helm/daftka', () => {
       broken.spec.template.spec.containers[0].readinessProbes = {};
       expect(await api.apply(broken)).toMatch(/readinessProbes: field not declared in schema/);
     }, 180_000);
+
+    test("the gateway's service account watches its catalog ConfigMap through the chart's RBAC, and nothing else", async () => {
+      const api = new RawApplier(env.kc);
+      // For real this time: the namespace exists (previous test); the ServiceAccount, the catalog
+      // ConfigMap and its Role/RoleBinding as the chart renders them.
+      for (const [kind, name] of [
+        ['ServiceAccount', 'daftka-gateway'],
+        ['ConfigMap', 'daftka-gateway-topics'],
+        ['Role', 'daftka-gateway-catalog'],
+        ['RoleBinding', 'daftka-gateway-catalog'],
+      ])
+        expect(await api.apply(find(defaults, kind, name) as Obj, false)).toBeNull();
+      const other: Obj = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'not-the-catalog', namespace: NS } };
+      expect(await api.apply(other, false)).toBeNull();
+      const asGateway = new KubeClient({
+        kubeConfig: env.kc,
+        impersonate: { user: `system:serviceaccount:${NS}:daftka-gateway`, groups: ['system:serviceaccounts'] },
+      });
+      const reloads: number[] = [];
+      let catalogErrors: string[] = [];
+      const catalog = new ConfigMapCatalog({
+        kube: asGateway,
+        namespace: NS,
+        name: 'daftka-gateway-topics',
+        logger: createLogger('catalog-test', { stream: new PassThrough().resume() }),
+        onReload: (r) => (r.ok ? reloads.push(r.topics) : catalogErrors.push(r.error)),
+      });
+      catalog.start();
+      try {
+        const deadline = Date.now() + 20_000;
+        while (!catalog.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        expect(catalog.ready()).toBe(true);
+        expect(catalog.list()).toEqual([]);
+        // The operator writes a topic: the watch delivers it.
+        const doc = {
+          topics: [
+            {
+              name: 'orders',
+              partitions: 2,
+              replicaEndpoints: [['orders-0-0.orders-0:7001'], ['orders-1-0.orders-1:7001']],
+            },
+          ],
+        };
+        const written = {
+          ...(find(defaults, 'ConfigMap', 'daftka-gateway-topics') as Any),
+          data: { 'topics.json': JSON.stringify(doc) },
+        };
+        const t0 = Date.now();
+        expect(await api.apply(written, false)).toBeNull();
+        while (catalog.get('orders') === undefined && Date.now() - t0 < 10_000)
+          await new Promise((r) => setTimeout(r, 20));
+        expect(catalog.get('orders')?.partitions).toBe(2);
+        expect(reloads).toEqual([0, 1]);
+        // A broken document is refused and the last good catalog stays.
+        const rejected: string[] = [];
+        catalogErrors = rejected;
+        expect(
+          await api.apply({ ...written, data: { 'topics.json': '{"topics": [{"name": "Bad Name"}]}' } }, false),
+        ).toBeNull();
+        const t1 = Date.now();
+        while (rejected.length === 0 && Date.now() - t1 < 10_000) await new Promise((r) => setTimeout(r, 20));
+        expect(rejected[0]).toMatch(/ConfigMap daftka\/daftka-gateway-topics key topics.json/);
+        expect(catalog.get('orders')?.partitions).toBe(2);
+        // Only that ConfigMap: another one is forbidden to the same account.
+        await expect(
+          asGateway.list(`/api/v1/namespaces/${NS}/configmaps`, { fieldSelector: 'metadata.name=not-the-catalog' }),
+        ).rejects.toThrow(/403|forbidden/i);
+        await expect(asGateway.list(`/api/v1/namespaces/${NS}/configmaps`)).rejects.toThrow(/403|forbidden/i);
+      } finally {
+        await catalog.stop();
+        asGateway.close();
+      }
+    }, 60_000);
   });
 
   describe('bundled NATS permissions (rendered nats.conf run by a real nats-server)', () => {

@@ -17,7 +17,7 @@ import {
   type LeaderAnnouncement,
   type StatusReport,
 } from '../../../common/control-subjects';
-import { RESOURCES, resourcePath, type KubeClient } from '../../../operator/kube';
+import { RESOURCES, resourcePath, type KubeClient } from '../../../common/kube';
 import { LABELS } from '../../../operator/names';
 import type { Obj } from './harness';
 

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../../../common/log';
 import { loadOperatorConfig, type OperatorConfig } from '../../../operator/config';
 import type { ReplicaSettings } from '../../../operator/desired';
-import { KubeApiError, KubeClient, RESOURCES, resourcePath } from '../../../operator/kube';
+import { KubeApiError, KubeClient, RESOURCES, resourcePath } from '../../../common/kube';
 import { startOperator, type RunningOperator } from '../../../operator/operator';
 import { REPO_ROOT } from '../../helpers/k8s-tools';
 import type { K8sEnv } from '../../helpers/k8s-env';

@@ -5,7 +5,7 @@
  * for the whole file; the tests run in order and build on each other's topics.
  */
 import { desiredPdb, desiredService, desiredStatefulSet, topicReplicas } from '../../../operator/desired';
-import { KubeClient, RESOURCES, resourcePath } from '../../../operator/kube';
+import { KubeClient, RESOURCES, resourcePath } from '../../../common/kube';
 import { startK8sEnv, type K8sEnv } from '../../helpers/k8s-env';
 import { startNatsServer, type NatsServerHandle } from '../../helpers/nats-server';
 import { FakeReplicas } from './fake-replicas';

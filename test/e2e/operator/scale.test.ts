@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeClient, RESOURCES, resourcePath } from '../../../operator/kube';
+import { KubeClient, RESOURCES, resourcePath } from '../../../common/kube';
 import { mapLimit } from '../../../operator/reconcile';
 import { startK8sEnv, type K8sEnv } from '../../helpers/k8s-env';
 import { startNatsServer, type NatsServerHandle } from '../../helpers/nats-server';

@@ -39,7 +39,13 @@ describe('gateway configuration', () => {
   });
 
   test.each([
-    [{}, [], /topicsFile/],
+    [{}, [], /missing config topicsFile \/ catalogConfigMap/],
+    [
+      { DAFTKA_GATEWAY_TOPICS_FILE: 't', DAFTKA_GATEWAY_CATALOG_CONFIGMAP: 'daftka/topics' },
+      [],
+      /conflicting config topicsFile \/ catalogConfigMap/,
+    ],
+    [{ DAFTKA_GATEWAY_CATALOG_CONFIGMAP: 'just-a-name' }, [], /catalogConfigMap.*namespace\/name/],
     [{ DAFTKA_GATEWAY_TOPICS_FILE: 't' }, ['--port=http'], /port/],
     [{ DAFTKA_GATEWAY_TOPICS_FILE: 't', DAFTKA_GATEWAY_AUTH: 'tokens' }, [], /tokensFile/],
     [{ DAFTKA_GATEWAY_TOPICS_FILE: 't', DAFTKA_NATS_URL: 'http://x' }, [], /natsUrl/],

@@ -6,8 +6,8 @@
 import { createLogger } from '../../../common/log';
 import type { Topic } from '../../../operator/crd-schema';
 import type { EventRecorder } from '../../../operator/events';
-import type { Informer, KObject } from '../../../operator/informer';
-import { KubeApiError, type KubeClient } from '../../../operator/kube';
+import type { Informer, KObject } from '../../../common/informer';
+import { KubeApiError, type KubeClient } from '../../../common/kube';
 import { operatorMetrics } from '../../../operator/metrics';
 import { FINALIZER } from '../../../operator/names';
 import { TopicReconciler, type Caches, type ReconcileContext } from '../../../operator/reconcile';

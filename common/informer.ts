@@ -5,8 +5,8 @@
  * a relist reports objects that vanished meanwhile as deletions. Errors are retried with a capped,
  * jittered backoff (crash-policy: recoverable).
  */
-import { Backoff, sleep } from '../common/backoff';
-import type { Logger } from '../common/log';
+import { Backoff, sleep } from './backoff';
+import type { Logger } from './log';
 import { KubeApiError, type KubeClient, type WatchEvent } from './kube';
 
 export interface KObject {
@@ -43,6 +43,8 @@ export class Informer<T extends KObject> {
       /** Collection paths, e.g. one per watched namespace. */
       paths: string[];
       labelSelector?: string;
+      /** E.g. `metadata.name=x`: one object (RBAC can then be limited to its name). */
+      fieldSelector?: string;
       logger: Logger;
       onEvent: (type: InformerEvent, obj: T, old?: T) => void;
       /** Secondary index (e.g. by topic label): `byIndex(value)` lists the objects with that value. */
@@ -137,7 +139,10 @@ export class Informer<T extends KObject> {
     while (!signal.aborted) {
       try {
         if (rv === null) {
-          const list = await this.kube.list<T>(path, { labelSelector: this.o.labelSelector });
+          const list = await this.kube.list<T>(path, {
+            labelSelector: this.o.labelSelector,
+            fieldSelector: this.o.fieldSelector,
+          });
           const seen = new Set<string>();
           for (const item of list.items) {
             seen.add(objectKey(item));
@@ -157,6 +162,7 @@ export class Informer<T extends KObject> {
           {
             resourceVersion: rv,
             labelSelector: this.o.labelSelector,
+            fieldSelector: this.o.fieldSelector,
             timeoutSeconds: 240 + Math.floor(Math.random() * 60),
           },
           (e: WatchEvent<T>) => {

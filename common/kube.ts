@@ -1,5 +1,5 @@
 /**
- * A thin Kubernetes API client for the operator: JSON over one keep-alive HTTPS agent, server-side
+ * A thin Kubernetes API client (the operator's, and the gateway's catalog watch): JSON over one keep-alive HTTPS agent, server-side
  * apply, list with pagination, watch streams, a client-side rate limit (QPS + burst, as client-go)
  * and a hook per request for metrics. Authentication comes from @kubernetes/client-node's
  * KubeConfig (kubeconfig file or in-cluster service account), refreshed periodically so rotated
@@ -372,7 +372,7 @@ export class KubeClient {
    */
   async watch<T>(
     path: string,
-    o: { resourceVersion: string; labelSelector?: string; timeoutSeconds?: number },
+    o: { resourceVersion: string; labelSelector?: string; fieldSelector?: string; timeoutSeconds?: number },
     onEvent: (e: WatchEvent<T>) => void,
     signal: AbortSignal,
   ): Promise<void> {
@@ -383,6 +383,7 @@ export class KubeClient {
     url.searchParams.set('resourceVersion', o.resourceVersion);
     url.searchParams.set('timeoutSeconds', String(o.timeoutSeconds ?? 300));
     if (o.labelSelector) url.searchParams.set('labelSelector', o.labelSelector);
+    if (o.fieldSelector) url.searchParams.set('fieldSelector', o.fieldSelector);
     const lib = url.protocol === 'https:' ? https : http;
     const started = Date.now();
     await new Promise<void>((resolve, reject) => {
