@@ -638,6 +638,7 @@ export class LeasedService implements LeasedPartitionClient {
       for (const job of [...store.jobs.values()]) {
         if (job.state !== 'running') {
           this.buckets.delete(job.jobId);
+          this.jobErrors.delete(job.jobId);
           continue;
         }
         const now = Date.now();
