@@ -28,6 +28,11 @@ import {
   type TestOperator,
 } from './harness';
 
+/** The owner reference every object of Topic `orders` carries. */
+const ownedByOrders = (uid: string | undefined) => [
+  { apiVersion: 'daftka.io/v1alpha1', kind: 'Topic', name: 'orders', uid, controller: true, blockOwnerDeletion: true },
+];
+
 jest.setTimeout(120_000);
 
 let env: K8sEnv;
@@ -196,16 +201,7 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
         return got;
       });
       expect(p.spec).toEqual({ topic: 'orders', index: i, replicas: 3, preferredLeader: i % 3 });
-      expect(p.metadata.ownerReferences).toEqual([
-        {
-          apiVersion: 'daftka.io/v1alpha1',
-          kind: 'Topic',
-          name: 'orders',
-          uid: topic.metadata.uid,
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ]);
+      expect(p.metadata.ownerReferences).toEqual(ownedByOrders(topic.metadata.uid));
       const [sts, svc, pdb] = await eventually(async () => {
         const objs = await Promise.all([
           getObj(kube, 'statefulsets', `orders-${i}`),
@@ -261,16 +257,7 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
       'app.kubernetes.io/instance': 'orders',
       'daftka.io/topic': 'orders',
     });
-    expect(secret.metadata.ownerReferences).toEqual([
-      {
-        apiVersion: 'daftka.io/v1alpha1',
-        kind: 'Topic',
-        name: 'orders',
-        uid: topic.metadata.uid,
-        controller: true,
-        blockOwnerDeletion: true,
-      },
-    ]);
+    expect(secret.metadata.ownerReferences).toEqual(ownedByOrders(topic.metadata.uid));
     ordersSecret = { resourceVersion: secret.metadata.resourceVersion, value: peerValue(secret) };
 
     // A second topic gets its own value; a spec change re-reconciles it and leaves the Secret as it was.

@@ -11,6 +11,11 @@ import {
 import { peerSecretName } from '../../../operator/names';
 import { settings, topic } from './fixtures';
 
+/** The owner reference every object of Topic `orders` carries. */
+const ownedByOrders = (uid: string | undefined) => [
+  { apiVersion: 'daftka.io/v1alpha1', kind: 'Topic', name: 'orders', uid, controller: true, blockOwnerDeletion: true },
+];
+
 /* eslint-disable @typescript-eslint/no-explicit-any -- the objects are plain JSON; tests index into them */
 
 const partitionObj = (name: string) => ({
@@ -47,16 +52,7 @@ describe('desired state: Topic → Partitions', () => {
       name: 'orders-2',
       namespace: 'daftka',
       labels: labels('orders', 2),
-      ownerReferences: [
-        {
-          apiVersion: 'daftka.io/v1alpha1',
-          kind: 'Topic',
-          name: 'orders',
-          uid: 'uid-orders',
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: ownedByOrders('uid-orders'),
     });
   });
 
@@ -315,16 +311,7 @@ describe('desired state: Topic → peer-auth Secret', () => {
           'app.kubernetes.io/instance': 'orders',
           'daftka.io/topic': 'orders',
         },
-        ownerReferences: [
-          {
-            apiVersion: 'daftka.io/v1alpha1',
-            kind: 'Topic',
-            name: 'orders',
-            uid: 'uid-orders',
-            controller: true,
-            blockOwnerDeletion: true,
-          },
-        ],
+        ownerReferences: ownedByOrders('uid-orders'),
       },
       type: 'Opaque',
       immutable: true,
