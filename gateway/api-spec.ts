@@ -209,7 +209,9 @@ export const RESET_BODY_SCHEMA: JsonSchema = {
       enum: ['earliest', 'latest', 'offset', 'timestamp'],
       description:
         'earliest = log start offset; latest = high watermark; offset = the given `offset`, clamped to ' +
-        '[log start, high watermark]; timestamp is answered 501 NOT_IMPLEMENTED (no time index yet).',
+        '[log start, high watermark]; timestamp = the first offset whose record timestamp is at least ' +
+        '`timestamp` (the high watermark when none is), found by a binary search over the log; exact when ' +
+        'timestamps do not decrease along the log (gateway-set timestamps).',
     },
     offset: offsetSchema('Required with to=offset.'),
     timestamp: int(0, MAX_TIMESTAMP_MS, 'Required with to=timestamp (ms since the epoch).'),
@@ -631,7 +633,7 @@ export const ROUTES: readonly RouteSpec[] = [
     params: [groupParam],
     body: RESET_BODY_SCHEMA,
     ok: { status: 200, description: 'New offsets (committed unless dry_run).', schema: RESET_RESPONSE_SCHEMA },
-    errors: [...COMMON_ERRORS, 403, 413, 415, 501],
+    errors: [...COMMON_ERRORS, 403, 413, 415],
   },
   {
     id: 'get_group',

@@ -116,12 +116,38 @@ describe('gateway consumer groups (cumulative mode)', () => {
     ).toEqual([4, 0]);
   });
 
-  test('reset to a timestamp → 501 NOT_IMPLEMENTED (no time index yet)', async () => {
-    const r = await gw.req('POST', '/v1/groups/g/offsets:reset', {
-      body: { topic: 'orders', to: 'timestamp', timestamp: 1 },
+  test('reset to a timestamp: the first offset at or after it on each partition, by binary search', async () => {
+    // 'audit' (one partition) gets 100 records stamped 1000, 1010, … (offset i at 1000 + 10 i).
+    await gw.req('POST', '/v1/topics/audit/records', {
+      body: { records: Array.from({ length: 100 }, (_, i) => ({ value: `${i}`, timestamp: 1000 + 10 * i })) },
     });
-    expect(r.status).toBe(501);
-    expect(r.json).toMatchObject({ code: 'NOT_IMPLEMENTED', retryable: false });
+    const reset = (timestamp: number) =>
+      gw.req('POST', '/v1/groups/t/offsets:reset', {
+        body: { topic: 'audit', to: 'timestamp', timestamp, dry_run: true },
+      });
+    const at = async (timestamp: number) => (await reset(timestamp)).json.partitions[0].new_offset;
+    expect(await at(0)).toBe(0);
+    expect(await at(1000)).toBe(0);
+    expect(await at(1001)).toBe(1);
+    expect(await at(1500)).toBe(50);
+    expect(await at(1990)).toBe(99);
+    // Past the last record: the high watermark (nothing to re-read).
+    expect(await at(5000)).toBe(100);
+    // A binary search, not a scan: about log2(100) single-record reads.
+    const before = gw.fake.calls.filter((x) => x.op === 'fetch').length;
+    await at(1234);
+    const reads = gw.fake.calls.filter((x) => x.op === 'fetch').length - before;
+    expect(reads).toBeGreaterThanOrEqual(6);
+    expect(reads).toBeLessThanOrEqual(8);
+    // And committed when not a dry run.
+    const done = await gw.req('POST', '/v1/groups/t/offsets:reset', {
+      body: { topic: 'audit', to: 'timestamp', timestamp: 1500 },
+    });
+    expect(done.json.partitions[0]).toMatchObject({ previous_offset: null, new_offset: 50 });
+    expect((await gw.req('GET', '/v1/groups/t/offsets?topic=audit')).json.partitions[0].offset).toBe(50);
+    // Without the timestamp: refused, naming it.
+    const bad = await gw.req('POST', '/v1/groups/t/offsets:reset', { body: { topic: 'audit', to: 'timestamp' } });
+    expect([bad.status, bad.json.detail]).toEqual([400, expect.stringContaining('timestamp')]);
   });
 
   test('GET /v1/groups/{g}: lag per partition for the topics given, or for the topics it committed on', async () => {
