@@ -5,6 +5,7 @@
  * comes from common/topic-spec.ts `desiredReplicas`, the same function local mode uses with its
  * process driver.
  */
+import { MIN_PEER_SECRET_CHARS } from '../common/peer-secret';
 import { desiredReplicas, type DesiredReplica } from '../common/topic-spec';
 import { API_VERSION, type OwnerReference, type Partition, type Topic } from './crd-schema';
 import {
@@ -128,8 +129,8 @@ export function desiredPartitions(topic: Topic): Partition[] {
   return Array.from({ length: topic.spec.partitions }, (_, i) => desiredPartition(topic, i));
 }
 
-/** Shortest peer secret the replicas accept (replica/config.ts). */
-export const MIN_PEER_SECRET_CHARS = 32;
+/** Shortest peer secret the replicas accept. */
+export { MIN_PEER_SECRET_CHARS };
 
 /**
  * The Topic's peer-auth Secret, holding `value` (the caller draws it: 32 random bytes, base64).

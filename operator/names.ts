@@ -43,7 +43,7 @@ export const peerSecretName = (topic: string): string => `${topic}-peer-auth`;
 /** The key of the peer Secret that holds the shared value (32 random bytes, base64: 44 characters). */
 export const PEER_SECRET_KEY = 'secret';
 /** The replica's environment variable that receives it (replica/config.ts). */
-export const PEER_SECRET_ENV = 'DAFTKA_PEER_SECRET';
+export { PEER_SECRET_ENV } from '../common/peer-secret';
 export const podName = (topic: string, index: number, ordinal: number): string => `${topic}-${index}-${ordinal}`;
 export const pvcName = (topic: string, index: number, ordinal: number): string =>
   `${VOLUME_NAME}-${podName(topic, index, ordinal)}`;

@@ -1,5 +1,5 @@
 import { ConfigError, defineSchema, loadConfig, requireKeys, type ConfigOf } from '../common/config';
-import { MIN_PEER_SECRET_CHARS } from './transport/handshake';
+import { MIN_PEER_SECRET_CHARS } from '../common/peer-secret';
 
 /**
  * The replica's configuration: environment variables (as the operator's StatefulSet and the

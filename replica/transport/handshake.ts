@@ -49,8 +49,6 @@ const NONCE_BYTES = 16;
 const TAG_BYTES = 32;
 /** How far a hello's time may be from the acceptor's clock. */
 export const PEER_AUTH_SKEW_MS = 120_000;
-/** Shortest peer secret accepted (characters). */
-export const MIN_PEER_SECRET_CHARS = 32;
 
 function helloTag(secret: Buffer, h: Hello, timeMs: number, nonce: Buffer): Buffer {
   const v = h.versions ?? { min: 1, max: 1 };

@@ -15,6 +15,7 @@ import {
   type Frame,
   type FrameErrorReason,
 } from './frame';
+import { MIN_PEER_SECRET_CHARS } from '../../common/peer-secret';
 import {
   checkId,
   decodeAck,
@@ -25,7 +26,6 @@ import {
   encodeReject,
   negotiateVersion,
   checkHelloAuth,
-  MIN_PEER_SECRET_CHARS,
   NonceCache,
   signHello,
   type Hello,
