@@ -1,5 +1,4 @@
-import type { DeadLetterFilter, DeadLetterState } from '../common/leased-api';
-import type { RecordIn } from '../common/partition-api';
+import type { DeadLetter, DeadLetterFilter, DeadLetterState } from '../common/leased-api';
 import { readRecord, writeRecord } from './client-protocol/partition-api-codec';
 import { BufReader, BufWriter, CodecError } from './transport/bytes';
 
@@ -23,21 +22,8 @@ import { BufReader, BufWriter, CodecError } from './transport/bytes';
  * the same keys: the target partitions answer with the original offsets instead of writing twice.
  */
 
-export interface DeadLetterRow {
-  seq: number;
-  group: string;
-  originOffset: number;
-  record: RecordIn;
-  attempts: number;
-  lastError: string;
-  errorClass: string;
-  firstDeliveryMs: number;
-  lastDeliveryMs: number;
-  deadLetteredMs: number;
-  state: DeadLetterState;
-  /** Where a replay wrote the record: the origin partition, or `topic`/`partition` for another topic. */
-  replay?: { jobId: string; offset: number; atMs: number; topic?: string; partition?: number };
-}
+/** A dead letter as the partition keeps it: the API's DeadLetter without the partition's own coordinates. */
+export type DeadLetterRow = Omit<DeadLetter, 'topic' | 'partition'>;
 
 /** Another topic a replay job writes to, with its partition count when the job was created. */
 export interface ReplayTarget {

@@ -209,12 +209,9 @@ export async function replicaStatus(clientPort: number, topic: string, partition
 export const GATEWAY = 'gateway';
 export const NATS = 'nats-server';
 
-/**
- * The lease-token secret of this local installation: made once (random, 256 bits) and kept in the
- * data dir, so every gateway started on it — and a restart — verifies the tokens of the others.
- */
-export function localLeaseSecret(dataDir: string): string {
-  const f = join(dataDir, 'lease-secret');
+/** A secret of this local installation: 256 random bits, made once and kept in the data dir (0600). */
+function keptSecret(dataDir: string, file: string): string {
+  const f = join(dataDir, file);
   if (existsSync(f)) return readFileSync(f, 'utf8').trim();
   mkdirSync(dataDir, { recursive: true });
   const secret = randomBytes(32).toString('hex');
@@ -222,17 +219,14 @@ export function localLeaseSecret(dataDir: string): string {
   return secret;
 }
 
-/**
- * The peer secret of a topic's replicas in local mode, as the operator gives each Topic its own:
- * made once, kept next to the data (mode 0600) so a restart finds the same one.
- */
+/** The lease-token secret: every gateway started on this data dir — and a restart — verifies the tokens of the others. */
+export function localLeaseSecret(dataDir: string): string {
+  return keptSecret(dataDir, 'lease-secret');
+}
+
+/** The peer secret of a topic's replicas, as the operator gives each Topic its own; a restart finds the same one. */
 export function localPeerSecret(dataDir: string, topic: string): string {
-  const f = join(dataDir, `peer-secret-${topic}`);
-  if (existsSync(f)) return readFileSync(f, 'utf8').trim();
-  mkdirSync(dataDir, { recursive: true });
-  const secret = randomBytes(32).toString('base64');
-  writeFileSync(f, secret, { mode: 0o600 });
-  return secret;
+  return keptSecret(dataDir, `peer-secret-${topic}`);
 }
 
 /** Write the topics file and start nats-server, the replicas and the gateway. */
