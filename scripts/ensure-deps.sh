@@ -9,12 +9,9 @@ cd "$(dirname "$0")/.."
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "ensure-deps: npm ci"
-  # npm 11 refuses `npm ci` on locks that lack other platforms' optional packages (it writes such
-  # locks itself, e.g. for @swc/core); `npm install` installs the same locked versions.
-  if ! npm ci --no-audit --no-fund --loglevel=error; then
-    echo "ensure-deps: npm ci refused the lock file; falling back to npm install"
-    npm install --no-audit --no-fund --loglevel=error
-  fi
+  # No fallback to `npm install`: a lock that `npm ci` refuses is a bug to fix in the lock (npm
+  # refuses locks missing other platforms' optional packages; test/unit/sre/lockfile.test.ts checks).
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 
 apt_updated=0
