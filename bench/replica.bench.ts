@@ -20,8 +20,8 @@
 import { build } from 'hdr-histogram-js';
 import { isDaftkaError } from '../common/errors';
 import type { RecordIn } from '../common/partition-api';
-import { RemotePartitionClient } from '../replica/client-protocol/remote-client';
-import { RpcClient } from '../replica/client-protocol/rpc-client';
+import { RemotePartitionClient } from '../protocol/partition-client';
+import { RpcClient } from '../protocol/rpc-client';
 import { metricFromText, ReplicaCluster, sleep } from '../test/helpers/replica-cluster';
 
 const QUICK = process.argv.includes('--quick');

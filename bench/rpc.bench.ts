@@ -1,7 +1,7 @@
 /**
  * Wire-protocol micro-benchmark: produce-shaped RPC round-trips over loopback TCP.
  *   client: RemotePartitionClient → RpcClient (one connection), in the main thread;
- *   server: RpcServer + servePartitionApi over a no-op PartitionClient (decodes every record,
+ *   server: RpcServer + servePartition over a no-op PartitionClient (decodes every record,
  *           answers at once), in a worker thread so each side has its own event loop.
  *   matrix: batch (records per produce) 1 | 100 × in-flight (calls pipelined) 1 | 16 | 64;
  *           records are a 16-byte key + 1 KB value + timestamp, no headers.
@@ -12,16 +12,17 @@
  * Env: BENCH_SECONDS (per cell, default 3; 1 with --quick), BENCH_FILTER (substring of "b<batch>/c<inflight>"),
  *      BENCH_JSON=1 (also print the rows as JSON).
  */
+import type { PartitionClient } from '../protocol/methods';
 import { PassThrough } from 'node:stream';
 import { isMainThread, parentPort, type Worker } from 'node:worker_threads';
 import { createLogger } from '../common/log';
 import { createRegistry } from '../common/metrics';
-import type { PartitionClient, RecordIn } from '../common/partition-api';
+import type { RecordIn } from '../common/partition-api';
 import { startWorker } from '../common/worker';
-import { RemotePartitionClient } from '../replica/client-protocol/remote-client';
-import { RpcClient } from '../replica/client-protocol/rpc-client';
-import { RpcServer } from '../replica/client-protocol/rpc-server';
-import { servePartitionApi } from '../replica/client-protocol/serve';
+import { RemotePartitionClient } from '../protocol/partition-client';
+import { RpcClient } from '../protocol/rpc-client';
+import { RpcServer } from '../protocol/rpc-server';
+import { servePartition } from '../protocol/serve';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (process.argv.includes('--quick') ? 1 : 3));
 const FILTER = process.env.BENCH_FILTER ?? '';
@@ -76,7 +77,7 @@ async function serve(): Promise<void> {
     logger: quietLogger(),
     registry: createRegistry('bench', { defaultMetrics: false }),
   });
-  servePartitionApi(server, noop);
+  servePartition(server, noop);
   const { port } = await server.start();
   parentPort?.postMessage({ port });
 }

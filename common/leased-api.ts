@@ -212,15 +212,5 @@ export interface ReplayJobQuery {
   requestId: string;
 }
 
-/** Leased groups and dead letters of one partition, asked of its leader. */
-export interface LeasedPartitionClient {
-  leaseFetch(req: LeaseFetchRequest): Promise<LeaseFetchResult>;
-  leaseAck(req: LeaseAckRequest): Promise<LeaseAckResult[]>;
-  setGroupPolicy(req: GroupPolicyRequest): Promise<GroupLeaseInfo>;
-  getGroupLeases(req: GroupTarget): Promise<GroupLeaseInfo>;
-  listDeadLetters(q: DeadLetterQuery): Promise<DeadLetterPage>;
-  adminDeadLetters(req: DeadLetterAdminRequest): Promise<{ count: number }>;
-  startReplay(req: ReplayJobRequest): Promise<ReplayJobStatus>;
-  /** null when this partition has no such job. */
-  getReplay(q: ReplayJobQuery): Promise<ReplayJobStatus | null>;
-}
+/** A dead letter as the partition keeps it: the API's DeadLetter without the partition's own coordinates. */
+export type DeadLetterRow = Omit<DeadLetter, 'topic' | 'partition'>;

@@ -113,4 +113,24 @@ export function histogram<L extends string>(
   });
 }
 
+/**
+ * Get-or-create wrappers: several transports or RPC clients in one
+ * process (e.g. one RpcClient per leader endpoint in the gateway) share one registry, and each
+ * metric may be registered only once there. Names and labels are checked by the common helpers.
+ */
+export function sharedCounter<L extends string>(reg: client.Registry, o: MetricOptions<L>): client.Counter<L> {
+  return (reg.getSingleMetric(o.name) as client.Counter<L> | undefined) ?? counter(reg, o);
+}
+
+export function sharedGauge<L extends string>(reg: client.Registry, o: MetricOptions<L>): client.Gauge<L> {
+  return (reg.getSingleMetric(o.name) as client.Gauge<L> | undefined) ?? gauge(reg, o);
+}
+
+export function sharedHistogram<L extends string>(
+  reg: client.Registry,
+  o: MetricOptions<L> & { buckets?: number[] },
+): client.Histogram<L> {
+  return (reg.getSingleMetric(o.name) as client.Histogram<L> | undefined) ?? histogram(reg, o);
+}
+
 export { client as promClient };

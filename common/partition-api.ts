@@ -1,6 +1,7 @@
 /**
  * The partition client API: what the gateway (and the CLI) ask of a partition replica, and what
- * it answers. Transport-neutral types; the replica's client port carries them (replica/client-protocol).
+ * it answers. Transport-neutral types; the replica's client port carries them
+ * (protocol/methods.ts describes each call; protocol/codecs/ holds their bytes).
  * Errors travel as DaftkaError codes (common/errors.ts): a follower answers NOT_LEADER with a
  * leader hint, a leader without quorum NO_QUORUM, a full queue OVERLOADED.
  */
@@ -92,6 +93,13 @@ export interface GroupOffset {
   lag: number;
 }
 
+/** Any replica of the partition answers (status is not routed to the leader). */
+export interface StatusRequest {
+  topic: string;
+  partition: number;
+  requestId: string;
+}
+
 export type ReplicaRole = 'leader' | 'follower' | 'candidate' | 'learner';
 
 export interface PartitionStatus {
@@ -111,15 +119,6 @@ export interface PartitionStatus {
   logBytes: number;
   voters: string[];
   learners: string[];
-}
-
-/** What the gateway needs from "a partition", wherever its leader lives. */
-export interface PartitionClient {
-  produce(req: ProduceRequest): Promise<ProduceResult>;
-  fetch(req: FetchRequest): Promise<FetchResult>;
-  commitOffset(req: GroupOffsetCommit): Promise<void>;
-  getOffset(req: GroupOffsetQuery): Promise<GroupOffset>;
-  status(topic: string, partition: number, requestId: string): Promise<PartitionStatus>;
 }
 
 /**
@@ -148,12 +147,4 @@ export interface AddLearnerRequest extends AdminTarget {
 
 export interface MemberRequest extends AdminTarget {
   id: string;
-}
-
-export interface PartitionAdmin {
-  transferLeadership(req: TransferLeadershipRequest): Promise<void>;
-  addLearner(req: AddLearnerRequest): Promise<void>;
-  /** Learner → voter, once caught up (the leader refuses with CONFLICT otherwise). */
-  promote(req: MemberRequest): Promise<void>;
-  removeMember(req: MemberRequest): Promise<void>;
 }

@@ -1,9 +1,10 @@
+import type { LeasedPartitionClient, PartitionClient } from '../protocol/methods';
 import { randomUUID } from 'node:crypto';
 import express, { type Request, type Response } from 'express';
 import type client from 'prom-client';
 import { DaftkaError, isDaftkaError, problemHeaders, toProblem } from '../common/errors';
 import { REQUEST_ID_HEADER, requestIdFrom, type Logger } from '../common/log';
-import type { PartitionClient } from '../common/partition-api';
+
 import { MAX_FETCH_BYTES, MAX_FETCH_RECORDS, ROUTES, type RouteId, type RouteSpec } from './api-spec';
 import { ANONYMOUS, type Authenticator } from './auth';
 import type { TopicCatalog } from './catalog';
@@ -19,7 +20,7 @@ import { commitOffsetsHandler, getGroupHandler, getOffsetsHandler, resetOffsetsH
 import { getTopicHandler, limitsHandler, listTopicsHandler } from './handlers/topics';
 import { leasedMetrics } from './handlers/leased';
 import { LEASED_HANDLERS } from './handlers/leased-routes';
-import type { LeasedPartitionClient } from '../common/leased-api';
+
 import type { LeaseTokens } from './lease-token';
 
 /**

@@ -1,12 +1,13 @@
+import type { ReplicaClient } from '../protocol/methods';
 import { unwatchFile, watchFile } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../common/config';
 import { createLogger, type Logger } from '../common/log';
 import { createRegistry } from '../common/metrics';
-import type { PartitionClient } from '../common/partition-api';
-import { RemotePartitionClient } from '../replica/client-protocol/remote-client';
-import { RpcClient } from '../replica/client-protocol/rpc-client';
+
+import { RemotePartitionClient } from '../protocol/partition-client';
+import { RpcClient } from '../protocol/rpc-client';
 import { createGatewayApp } from './app';
 import { AuthConfigError, NoAuthenticator, TokenAuthenticator, type Authenticator } from './auth';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -19,7 +20,6 @@ import { NatsLeaderFeed } from './leader-feed';
 import { QuotaManager } from './quotas';
 import { PartitionRouter } from './router';
 import { LeaseTokens, MIN_SECRET_CHARS } from './lease-token';
-import { RoutedLeasedClient } from './leased-router';
 
 /**
  * The gateway process: config → catalog, auth, quotas, router (+ NATS leader feed) → HTTP.
@@ -39,7 +39,7 @@ export interface RunningGateway {
 
 export interface RunOptions {
   /** Replica client factory; default: the binary client protocol (RemotePartitionClient). */
-  connect?: (endpoint: string) => PartitionClient;
+  connect?: (endpoint: string) => ReplicaClient;
   logger?: Logger;
   /** How often the topics file is checked for changes, in ms; 0 = never. Default 2000. */
   topicsReloadMs?: number;
@@ -146,7 +146,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     },
     ...(feed ? { nats: feed } : {}),
     leased: {
-      client: new RoutedLeasedClient(router),
+      client: router,
       tokens: cfg.leaseSecret === '' ? null : new LeaseTokens(cfg.leaseSecret),
     },
   });

@@ -3,17 +3,16 @@ import { Backoff, sleep, type BackoffOptions } from '../common/backoff';
 import { DaftkaError, isDaftkaError } from '../common/errors';
 import type { Logger } from '../common/log';
 import { counter, gauge } from '../common/metrics';
-import type {
-  FetchRequest,
-  FetchResult,
-  GroupOffset,
-  GroupOffsetCommit,
-  GroupOffsetQuery,
-  PartitionClient,
-  PartitionStatus,
-  ProduceRequest,
-  ProduceResult,
-} from '../common/partition-api';
+import type { PartitionStatus } from '../common/partition-api';
+import {
+  CLIENT_METHOD_NAMES,
+  METHODS,
+  type ClientMethodName,
+  type MethodKind,
+  type ReplicaClient,
+  type RequestOf,
+  type ResponseOf,
+} from '../protocol/methods';
 import { ENDPOINT_PATTERN, type TopicCatalog } from './catalog';
 import { shedCounter } from './metrics';
 
@@ -38,7 +37,7 @@ import { shedCounter } from './metrics';
  *  - any other DaftkaError from the replica (NO_QUORUM, OVERLOADED, OFFSET_OUT_OF_RANGE, …) is
  *    the answer.
  *
- * Contract with the replica client (`connect(endpoint)`, replica/client-protocol): it throws
+ * Contract with the replica client (`connect(endpoint)`, protocol/partition-client.ts): it throws
  * DaftkaError for the replica's answers; UNAVAILABLE with `extra.delivery: 'not_sent'` (or a Node
  * error with code ECONNREFUSED / EHOSTUNREACH / ENETUNREACH / ENOTFOUND / EAI_AGAIN /
  * EADDRNOTAVAIL) when the request never left; UNAVAILABLE with `extra.delivery: 'maybe_sent'`,
@@ -119,7 +118,7 @@ export class LeaderTable {
 export interface PartitionRouterOptions {
   catalog: TopicCatalog;
   /** The replica client for a `host:port` client endpoint (one per endpoint, cached here). */
-  connect: (endpoint: string) => PartitionClient;
+  connect: (endpoint: string) => ReplicaClient;
   logger: Logger;
   /** Metrics registry; none = no metrics. */
   registry?: client.Registry;
@@ -138,7 +137,7 @@ export interface PartitionRouterOptions {
   nowMs?: () => number;
 }
 
-type Op = 'produce' | 'fetch' | 'commit' | 'offset' | 'status';
+type Op = Exclude<MethodKind, 'admin'>;
 
 const NOT_DELIVERED_CODES = new Set([
   'ECONNREFUSED',
@@ -174,9 +173,37 @@ interface Inflight {
   fetches: number;
 }
 
-export class PartitionRouter implements PartitionClient {
+/** The fields of a routed request the router reads (every client method's request has them). */
+interface RoutedRequest {
+  topic: string;
+  partition: number;
+  requestId: string;
+  /** produce */
+  timeoutMs?: number;
+  /** poll */
+  waitMs?: number;
+}
+
+/** The request as sent to a replica with `remainingMs` of the caller's budget left. */
+function fit(kind: MethodKind, r: RoutedRequest, remainingMs: number, requestTimeoutMs: number): unknown {
+  // The replica gets a little less time than we do, so its own COMMIT_UNKNOWN reaches us first.
+  if (kind === 'produce')
+    return { ...r, timeoutMs: Math.max(1, Math.floor(remainingMs - Math.min(250, remainingMs * 0.1))) };
+  if (kind === 'poll')
+    return { ...r, waitMs: Math.max(0, Math.floor(Math.min(r.waitMs!, remainingMs - requestTimeoutMs))) };
+  return r;
+}
+
+/**
+ * The router offers every client method of the table (protocol/methods.ts) as a method of its
+ * own, derived in the constructor: `router.produce(req)` is `router.call('produce', req)`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
+export interface PartitionRouter extends ReplicaClient {}
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export class PartitionRouter {
   readonly table = new LeaderTable();
-  private readonly clients = new Map<string, PartitionClient>();
+  private readonly clients = new Map<string, ReplicaClient>();
   private readonly inflight = new Map<string, Inflight>();
   private readonly o: Required<Omit<PartitionRouterOptions, 'registry' | 'retryBackoff'>> & {
     retryBackoff: Partial<BackoffOptions>;
@@ -188,6 +215,8 @@ export class PartitionRouter implements PartitionClient {
   };
 
   constructor(opts: PartitionRouterOptions) {
+    const self = this as unknown as Record<ClientMethodName, (req: never) => Promise<unknown>>;
+    for (const name of CLIENT_METHOD_NAMES) self[name] = (req: never) => this.call(name, req);
     this.o = {
       requestTimeoutMs: 5000,
       maxRedirects: 5,
@@ -251,67 +280,40 @@ export class PartitionRouter implements PartitionClient {
     const all = [...this.clients.values()];
     this.clients.clear();
     await Promise.allSettled(
-      all.map((c) => (c as PartitionClient & { close?: () => unknown }).close?.()).filter((p) => p !== undefined),
+      all.map((c) => (c as ReplicaClient & { close?: () => unknown }).close?.()).filter((p) => p !== undefined),
     );
-  }
-
-  produce(req: ProduceRequest): Promise<ProduceResult> {
-    const start = this.o.nowMs();
-    return this.call(req.topic, req.partition, req.requestId, 'produce', start + req.timeoutMs, (c, remainingMs) =>
-      // The replica gets a little less time than we do, so its own COMMIT_UNKNOWN reaches us first.
-      c.produce({ ...req, timeoutMs: Math.max(1, Math.floor(remainingMs - Math.min(250, remainingMs * 0.1))) }),
-    );
-  }
-
-  fetch(req: FetchRequest): Promise<FetchResult> {
-    const deadline = this.o.nowMs() + req.waitMs + this.o.requestTimeoutMs;
-    return this.call(req.topic, req.partition, req.requestId, 'fetch', deadline, (c, remainingMs) =>
-      c.fetch({ ...req, waitMs: Math.max(0, Math.floor(Math.min(req.waitMs, remainingMs - this.o.requestTimeoutMs))) }),
-    );
-  }
-
-  commitOffset(req: GroupOffsetCommit): Promise<void> {
-    const deadline = this.o.nowMs() + this.o.requestTimeoutMs;
-    return this.call(req.topic, req.partition, req.requestId, 'commit', deadline, (c) => c.commitOffset(req));
-  }
-
-  getOffset(req: GroupOffsetQuery): Promise<GroupOffset> {
-    const deadline = this.o.nowMs() + this.o.requestTimeoutMs;
-    return this.call(req.topic, req.partition, req.requestId, 'offset', deadline, (c) => c.getOffset(req));
-  }
-
-  async status(topic: string, partition: number, requestId: string): Promise<PartitionStatus> {
-    const deadline = this.o.nowMs() + this.o.requestTimeoutMs;
-    const s = await this.call(topic, partition, requestId, 'status', deadline, (c) =>
-      c.status(topic, partition, requestId),
-    );
-    if (s.role === 'leader' && s.leaderEndpoint !== null && s.leaderId !== null)
-      this.acceptLeader(topic, partition, { leaderId: s.leaderId, endpoint: s.leaderEndpoint, term: s.term }, 'status');
-    return s;
   }
 
   /**
-   * Any other call to the partition's leader, with the same routing (leased groups and dead
-   * letters: gateway/leased-router.ts). `kind` picks the retry rules and in-flight bound: `fetch`
-   * (long-polls), `commit` (idempotent writes, retried elsewhere on an unknown outcome), `offset` (reads).
+   * One call of the method table (protocol/methods.ts) to the partition's leader. The entry's
+   * kind sets the deadline (produce: its own timeoutMs; poll: waitMs + requestTimeoutMs; others:
+   * requestTimeoutMs), what the replica is given of it, the retry rule and the in-flight bound.
    */
-  route<T>(
-    topic: string,
-    partition: number,
-    requestId: string,
-    kind: 'fetch' | 'commit' | 'offset',
-    timeoutMs: number,
-    fn: (c: PartitionClient, remainingMs: number) => Promise<T>,
-  ): Promise<T> {
-    return this.call(topic, partition, requestId, kind, this.o.nowMs() + timeoutMs, fn);
+  call<K extends ClientMethodName>(name: K, req: RequestOf<K>): Promise<ResponseOf<K>> {
+    const spec = METHODS[name];
+    const r = req as unknown as RoutedRequest;
+    const now = this.o.nowMs();
+    const t = this.o.requestTimeoutMs;
+    const send = (c: ReplicaClient, remainingMs: number) =>
+      (c[name] as unknown as (x: unknown) => Promise<ResponseOf<K>>)(fit(spec.kind, r, remainingMs, t));
+    const deadline =
+      spec.kind === 'produce' ? now + r.timeoutMs! : spec.kind === 'poll' ? now + r.waitMs! + t : now + t;
+    const p = this.route(r.topic, r.partition, r.requestId, spec.kind as Op, spec.needsLeader, deadline, send);
+    if (name !== 'status') return p;
+    return p.then((v) => {
+      const s = v as unknown as PartitionStatus;
+      if (s.role === 'leader' && s.leaderEndpoint !== null && s.leaderId !== null)
+        this.acceptLeader(
+          r.topic,
+          r.partition,
+          { leaderId: s.leaderId, endpoint: s.leaderEndpoint, term: s.term },
+          'status',
+        );
+      return v;
+    });
   }
 
-  /** The deadline of calls other than produce and fetch. */
-  get requestTimeoutMs(): number {
-    return this.o.requestTimeoutMs;
-  }
-
-  private client(endpoint: string): PartitionClient {
+  private client(endpoint: string): ReplicaClient {
     let c = this.clients.get(endpoint);
     if (c === undefined) {
       c = this.o.connect(endpoint);
@@ -328,8 +330,8 @@ export class PartitionRouter implements PartitionClient {
       this.inflight.set(endpoint, f);
     }
     const slot = f;
-    if (op === 'fetch') {
-      if (slot.fetches >= this.o.maxInflightFetchesPerEndpoint) throw this.shed('fetch');
+    if (op === 'poll') {
+      if (slot.fetches >= this.o.maxInflightFetchesPerEndpoint) throw this.shed('poll');
       slot.fetches++;
       return () => {
         slot.fetches--;
@@ -366,13 +368,14 @@ export class PartitionRouter implements PartitionClient {
     });
   }
 
-  private async call<T>(
+  private async route<T>(
     topic: string,
     partition: number,
     requestId: string,
     op: Op,
+    needsLeader: boolean,
     deadlineMs: number,
-    fn: (c: PartitionClient, remainingMs: number) => Promise<T>,
+    fn: (c: ReplicaClient, remainingMs: number) => Promise<T>,
   ): Promise<T> {
     const info = this.o.catalog.get(topic);
     if (info === undefined) throw new DaftkaError('TOPIC_NOT_FOUND', `topic ${topic} does not exist`);
@@ -415,7 +418,7 @@ export class PartitionRouter implements PartitionClient {
       }
 
       const endpoint = target;
-      let replica: PartitionClient;
+      let replica: ReplicaClient;
       try {
         replica = this.client(endpoint);
       } catch (err) {
@@ -437,8 +440,9 @@ export class PartitionRouter implements PartitionClient {
       p.then(release, release);
       try {
         const v = await this.race(p, remainingMs);
+        // Only the leader answers such a call: the answer says where the leader is.
         if (
-          op !== 'status' &&
+          needsLeader &&
           this.table.get(topic, partition)?.endpoint !== endpoint &&
           this.table.hint(topic, partition, endpoint)
         )

@@ -121,7 +121,11 @@ export class Announcer {
   }
 
   async statusReport(): Promise<StatusReport> {
-    const st = await this.replica.status(this.opts.topic, this.opts.partition);
+    const st = await this.replica.status({
+      topic: this.opts.topic,
+      partition: this.opts.partition,
+      requestId: 'status-report',
+    });
     const n = this.replica.raft;
     let lag: Record<string, number> | undefined;
     if (n?.role === 'leader') {

@@ -1,8 +1,10 @@
 import type { AckAction, DeadLetterFilter, LeasePolicy, LeasePolicyOverride } from '../common/leased-api';
 import type { RecordIn } from '../common/partition-api';
-import { readRecord, writeRecord } from './client-protocol/partition-api-codec';
-import { normalizeFilter, parseFilter, type ReplayTarget, type ReplayWritten } from './deadletters';
-import { BufReader, BufWriter, CodecError } from './transport/bytes';
+import { readRecord, writeRecord } from '../protocol/records';
+import { normalizeFilter, parseFilter } from '../protocol/codecs/dead-letters';
+import { normalizeOverride, parseOverride } from '../protocol/codecs/policy';
+import type { ReplayTarget, ReplayWritten } from './deadletters';
+import { BufReader, BufWriter, CodecError } from '../protocol/bytes';
 
 /**
  * State-machine commands of leased groups and dead letters (the kinds 4–9 of replica/commands.ts;
@@ -351,41 +353,6 @@ export function readReplaySection(rd: BufReader): ReplaySection {
   const seqs: number[] = [];
   for (let i = 0; i < n; i++) seqs.push(rd.i53('replay.seq'));
   return { jobId, seqs, cursorTo: rd.i53('replay.cursorTo') };
-}
-
-const POLICY_KEYS = [
-  'maxAttempts',
-  'leaseMs',
-  'backoffInitialMs',
-  'backoffMaxMs',
-  'backoffMultiplier',
-  'deadLetter',
-  'ordered',
-] as const;
-
-export function normalizeOverride(o: LeasePolicyOverride): LeasePolicyOverride {
-  const out: Record<string, unknown> = {};
-  for (const k of POLICY_KEYS) if (o[k] !== undefined) out[k] = o[k];
-  return out as LeasePolicyOverride;
-}
-
-export function parseOverride(json: string): LeasePolicyOverride {
-  let v: unknown;
-  try {
-    v = JSON.parse(json);
-  } catch {
-    throw new CodecError('bad_json', 'policy override is not JSON');
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new CodecError('bad_json', 'policy override is not an object');
-  const o = v as Record<string, unknown>;
-  for (const k of Object.keys(o)) {
-    if (!(POLICY_KEYS as readonly string[]).includes(k)) throw new CodecError('bad_json', `policy.${k} is unknown`);
-    const want = k === 'deadLetter' || k === 'ordered' ? 'boolean' : 'number';
-    if (typeof o[k] !== want || (want === 'number' && !(Number.isFinite(o[k]) && (o[k] as number) >= 0)))
-      throw new CodecError('bad_json', `policy.${k} is not a ${want === 'number' ? 'non-negative number' : want}`);
-  }
-  return normalizeOverride(o as LeasePolicyOverride);
 }
 
 /** Defaults ⊕ override. */

@@ -1,3 +1,4 @@
+import type { LeasedPartitionClient } from '../protocol/methods';
 import { createHash } from 'node:crypto';
 import { DaftkaError, isDaftkaError } from '../common/errors';
 import type {
@@ -10,7 +11,6 @@ import type {
   GroupTarget,
   LeaseAckRequest,
   LeaseAckResult,
-  LeasedPartitionClient,
   LeasedRecord,
   LeaseFetchRequest,
   LeaseFetchResult,
@@ -24,7 +24,8 @@ import type { Logger } from '../common/log';
 import { counter, gauge, type promClient } from '../common/metrics';
 import type { RecordIn } from '../common/partition-api';
 import { CommandKind, decodeCommand, encodeCommand } from './commands';
-import type { DeadLetterRow, ReplayJobRow, ReplayWritten } from './deadletters';
+import type { DeadLetterRow } from '../common/leased-api';
+import type { ReplayJobRow, ReplayWritten } from './deadletters';
 import type { TopicWriter } from './topic-writer';
 import { partitionForKey } from '../common/partitioner';
 import { TOPIC_NAME_RE } from '../common/topic-spec';

@@ -1,16 +1,10 @@
 import { DaftkaError } from '../common/errors';
 import type { LeasePolicyOverride } from '../common/leased-api';
 import type { RecordIn } from '../common/partition-api';
-import {
-  DeadLetterStore,
-  decodeDeadLetter,
-  decodeJob,
-  encodeDeadLetter,
-  encodeJob,
-  type DeadLetterSink,
-  type ReplayJobRow,
-} from './deadletters';
-import { normalizeOverride, parseOverride, type LeasedCommand, type ReplaySection } from './leased-commands';
+import { decodeDeadLetter, encodeDeadLetter } from '../protocol/codecs/dead-letters';
+import { normalizeOverride, parseOverride } from '../protocol/codecs/policy';
+import { DeadLetterStore, decodeJob, encodeJob, type DeadLetterSink, type ReplayJobRow } from './deadletters';
+import type { LeasedCommand, ReplaySection } from './leased-commands';
 import {
   LeaseBook,
   type AckOutcome,
@@ -22,7 +16,7 @@ import {
   type LogBounds,
 } from './leases';
 import type { StateOp } from './storage/storage';
-import { BufReader, BufWriter } from './transport/bytes';
+import { BufReader, BufWriter } from '../protocol/bytes';
 
 /**
  * The leased-groups and dead-letter part of the partition state machine (replica/state-machine.ts

@@ -9,8 +9,8 @@ import { classify } from '../common/crash-policy';
 import { createLogger } from '../common/log';
 import { createRegistry } from '../common/metrics';
 import { startHealthServer } from '../common/health-server';
-import { RpcServer } from './client-protocol/rpc-server';
-import { servePartitionApi } from './client-protocol/serve';
+import { RpcServer } from '../protocol/rpc-server';
+import { servePartition } from '../protocol/serve';
 import { Announcer } from './announcer';
 import { TopicWriter } from './topic-writer';
 import { resolveReplicaConfig } from './config';
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
 
   const replica = await PartitionReplica.open(rc, logger, registry, die);
   const rpc = new RpcServer({ host: cfg.listenHost, port: self.clientPort, logger, registry });
-  servePartitionApi(rpc, replica, replica, replica);
+  servePartition(rpc, replica);
   await rpc.start();
   const health = await startHealthServer({
     host: cfg.listenHost,

@@ -1,3 +1,4 @@
+import type { LeasedPartitionClient, PartitionAdmin, PartitionClient } from '../protocol/methods';
 import { DaftkaError } from '../common/errors';
 import type {
   DeadLetterAdminRequest,
@@ -8,7 +9,6 @@ import type {
   GroupTarget,
   LeaseAckRequest,
   LeaseAckResult,
-  LeasedPartitionClient,
   LeaseFetchRequest,
   LeaseFetchResult,
   ReplayJobQuery,
@@ -25,16 +25,15 @@ import type {
   GroupOffsetCommit,
   GroupOffsetQuery,
   MemberRequest,
-  PartitionAdmin,
-  PartitionClient,
   PartitionStatus,
   ProduceRequest,
   ProduceResult,
   RecordOut,
+  StatusRequest,
   TransferLeadershipRequest,
 } from '../common/partition-api';
-import { RemotePartitionClient } from './client-protocol/remote-client';
-import { RpcClient } from './client-protocol/rpc-client';
+import { RemotePartitionClient } from '../protocol/partition-client';
+import { RpcClient } from '../protocol/rpc-client';
 import { CommandKind, decodeCommand, encodeCommand, payloadHash, recordBytes, type Command } from './commands';
 import { ordinalOf, replicaId, type ResolvedReplicaConfig } from './config';
 import { replicaMetrics, type ReplicaMetrics } from './metrics';
@@ -66,7 +65,7 @@ import type { TopicWriter } from './topic-writer';
 import { PartitionState, type ApplyResult } from './state-machine';
 import { ReplicaStorage, type StateOp } from './storage/storage';
 import { PeerTransport } from './transport/peer';
-import { BufReader, BufWriter } from './transport/bytes';
+import { BufReader, BufWriter } from '../protocol/bytes';
 
 /**
  * One partition replica: the Raft core driven by real storage (RocksDB worker), the peer
@@ -279,7 +278,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
       const answers = await Promise.all(
         others.map((e) =>
           this.peerClient(e.ordinal)
-            .status(this.rc.cfg.topic, this.rc.cfg.partition, `bootstrap-${this.id}`)
+            .status({ topic: this.rc.cfg.topic, partition: this.rc.cfg.partition, requestId: `bootstrap-${this.id}` })
             .catch(() => null),
         ),
       );
@@ -915,7 +914,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
     };
   }
 
-  async status(topic: string, partition: number): Promise<PartitionStatus> {
+  async status({ topic, partition }: StatusRequest): Promise<PartitionStatus> {
     this.checkTarget(topic, partition);
     const n = this.node;
     const role =
@@ -1036,7 +1035,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
       for (const ep of this.rc.endpoints) {
         if (ep.ordinal === this.rc.self.ordinal) continue;
         const st = await this.peerClient(ep.ordinal)
-          .status(this.rc.cfg.topic, this.rc.cfg.partition, `members-${this.id}`)
+          .status({ topic: this.rc.cfg.topic, partition: this.rc.cfg.partition, requestId: `members-${this.id}` })
           .catch(() => null);
         if (st === null || node.role !== 'leader') continue;
         const id = st.replicaId;
@@ -1074,7 +1073,7 @@ export class PartitionReplica implements PartitionClient, PartitionAdmin, Leased
     this.polling = true;
     try {
       const st = await this.peerClient(o)
-        .status(this.rc.cfg.topic, this.rc.cfg.partition, `lag-${this.id}`)
+        .status({ topic: this.rc.cfg.topic, partition: this.rc.cfg.partition, requestId: `lag-${this.id}` })
         .catch(() => null);
       if (st === null || st.replicaId !== asked.leader || st.term !== asked.term || st.role !== 'leader') return;
       if (st.commitIndex > this.leaderCommitSeen) this.leaderCommitSeen = st.commitIndex;

@@ -3,8 +3,8 @@ import { SUBJECTS } from '../common/control-subjects';
 import { DaftkaError, isDaftkaError } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { ProduceRequest, ProduceResult } from '../common/partition-api';
-import { RemotePartitionClient } from './client-protocol/remote-client';
-import { deliveryOf, RpcClient } from './client-protocol/rpc-client';
+import { RemotePartitionClient } from '../protocol/partition-client';
+import { deliveryOf, RpcClient } from '../protocol/rpc-client';
 
 /**
  * Produces to the partitions of another topic from inside a replica: the replay of dead letters

@@ -19,8 +19,8 @@ import {
   type TopicSpec,
 } from '../common/topic-spec';
 import type { PartitionStatus } from '../common/partition-api';
-import { RemotePartitionClient } from '../replica/client-protocol/remote-client';
-import { RpcClient } from '../replica/client-protocol/rpc-client';
+import { RemotePartitionClient } from '../protocol/partition-client';
+import { RpcClient } from '../protocol/rpc-client';
 import type { localSchema } from './local-config';
 import { ProcessDriver, type ProcessDriverOptions } from './process-driver';
 
@@ -196,11 +196,11 @@ export interface LocalRun {
 export async function replicaStatus(clientPort: number, topic: string, partition: number): Promise<PartitionStatus> {
   const rpc = new RpcClient({ host: '127.0.0.1', port: clientPort, connectTimeoutMs: 1000, defaultTimeoutMs: 2000 });
   try {
-    return await new RemotePartitionClient(rpc, { defaultTimeoutMs: 2000 }).status(
+    return await new RemotePartitionClient(rpc, { defaultTimeoutMs: 2000 }).status({
       topic,
       partition,
-      'local-mode-ready',
-    );
+      requestId: 'local-mode-ready',
+    });
   } finally {
     rpc.close();
   }

@@ -1,7 +1,8 @@
+import type { PartitionClient } from '../../protocol/methods';
 import type { Request, Response } from 'express';
 import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
-import type { PartitionClient } from '../../common/partition-api';
+
 import { GROUP_NAME_PATTERN, IDEMPOTENCY_KEY_PATTERN } from '../api-spec';
 import { authorize, visibleTopic, type Principal } from '../auth';
 import { TOPIC_NAME_PATTERN, type TopicCatalog, type TopicInfo } from '../catalog';

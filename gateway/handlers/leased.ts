@@ -1,10 +1,10 @@
+import type { LeasedPartitionClient } from '../../protocol/methods';
 import type client from 'prom-client';
 import { DaftkaError, isDaftkaError } from '../../common/errors';
 import type {
   GroupLeaseInfo,
   LeaseAckItem,
   LeaseAckResult,
-  LeasedPartitionClient,
   LeasedRecord,
   LeasePolicy,
   LeasePolicyOverride,

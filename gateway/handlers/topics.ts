@@ -28,7 +28,7 @@ export async function getTopicHandler(g: GatewayContext, c: Call): Promise<Reply
     32,
     async (p) => {
       try {
-        const s = await g.router.status(t.name, p, c.requestId);
+        const s = await g.router.status({ topic: t.name, partition: p, requestId: c.requestId });
         return {
           partition: p,
           leader: s.leaderId,

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { BufReader, BufWriter, CodecError } from './bytes';
+import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
 
 /**
  * The peer handshake (docs/wire-protocol.md §Handshake). The connecting side sends PEER_HELLO

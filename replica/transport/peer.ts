@@ -3,7 +3,7 @@ import { Backoff, type BackoffOptions } from '../../common/backoff';
 import { ClassifiedError } from '../../common/crash-policy';
 import type { Logger } from '../../common/log';
 import type { promClient } from '../../common/metrics';
-import { CodecError } from './bytes';
+import { CodecError } from '../../protocol/bytes';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   TCP_KEEPALIVE_MS,
@@ -14,7 +14,7 @@ import {
   PEER_FRAME_TYPES,
   type Frame,
   type FrameErrorReason,
-} from './frame';
+} from '../../protocol/frame';
 import { MIN_PEER_SECRET_CHARS } from '../../common/peer-secret';
 import {
   checkId,
@@ -32,7 +32,7 @@ import {
   type RejectReason,
   type VersionRange,
 } from './handshake';
-import { sharedCounter, sharedGauge } from './metrics';
+import { sharedCounter, sharedGauge } from '../../common/metrics';
 import { SendQueue } from './send-queue';
 
 /**

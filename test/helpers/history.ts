@@ -1,5 +1,5 @@
 import { isDaftkaError } from '../../common/errors';
-import { deliveryOf } from '../../replica/client-protocol/rpc-client';
+import { deliveryOf } from '../../protocol/rpc-client';
 
 /**
  * A history of what clients asked of a replica group and what they were told, and a checker over

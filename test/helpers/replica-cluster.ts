@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DaftkaError } from '../../common/errors';
 import type { PartitionStatus } from '../../common/partition-api';
-import { RemotePartitionClient } from '../../replica/client-protocol/remote-client';
-import { RpcClient } from '../../replica/client-protocol/rpc-client';
+import { RemotePartitionClient } from '../../protocol/partition-client';
+import { RpcClient } from '../../protocol/rpc-client';
 import { freePort } from './free-port';
 
 /**
@@ -348,7 +348,10 @@ export class ReplicaCluster {
     const s = this.slots[ordinal];
     if (!s.running) return null;
     try {
-      return await withTimeout(s.client().status(this.topic, this.partition, `test-status-${ordinal}`), timeoutMs);
+      return await withTimeout(
+        s.client().status({ topic: this.topic, partition: this.partition, requestId: `test-status-${ordinal}` }),
+        timeoutMs,
+      );
     } catch {
       return null;
     }

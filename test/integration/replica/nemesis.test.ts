@@ -3,8 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DaftkaError, isDaftkaError } from '../../../common/errors';
 import type { RecordIn } from '../../../common/partition-api';
-import { RemotePartitionClient } from '../../../replica/client-protocol/remote-client';
-import { RpcClient } from '../../../replica/client-protocol/rpc-client';
+import { RemotePartitionClient } from '../../../protocol/partition-client';
+import { RpcClient } from '../../../protocol/rpc-client';
 import { ProxyMesh } from '../../helpers/fault-proxy';
 import { checkHistory, HistoryRecorder, type History } from '../../helpers/history';
 import { ReplicaCluster, sleep, withTimeout } from '../../helpers/replica-cluster';
@@ -385,7 +385,14 @@ class Workload {
             try {
               const invoke = this.rec.tick();
               const { value: st, process } = await this.clients.call(s.ordinal, (c) =>
-                withTimeout(c.status(this.cluster.topic, this.cluster.partition, 'nemesis-status'), 700),
+                withTimeout(
+                  c.status({
+                    topic: this.cluster.topic,
+                    partition: this.cluster.partition,
+                    requestId: 'nemesis-status',
+                  }),
+                  700,
+                ),
               );
               if (process !== null)
                 this.rec.status({

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { DaftkaError } from '../../../common/errors';
 import { ReplicaCluster, sleep } from '../../helpers/replica-cluster';
-import { encodeFrame, FrameType } from '../../../replica/transport/frame';
+import { encodeFrame, FrameType } from '../../../protocol/frame';
 import { encodeHello, signHello } from '../../../replica/transport/handshake';
 import { fetchAll, record, TEST_ENV, text, waitCaughtUp } from './helpers';
 

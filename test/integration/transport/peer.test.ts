@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { encodeFrame, FrameType } from '../../../replica/transport/frame';
+import { encodeFrame, FrameType } from '../../../protocol/frame';
 import { decodeAck, encodeHello } from '../../../replica/transport/handshake';
 import { PeerTransport, type PeerAddress, type PeerTransportOptions } from '../../../replica/transport/peer';
 import type { promClient } from '../../../common/metrics';

@@ -1,5 +1,6 @@
+import type { PartitionClient } from '../../../protocol/methods';
 import { request } from 'node:http';
-import type { PartitionClient, ProduceRequest, ProduceResult } from '../../../common/partition-api';
+import type { ProduceRequest, ProduceResult } from '../../../common/partition-api';
 import { FakePartitions } from './fake-partition';
 import { topic } from './fixtures';
 import { startGateway, type Harness } from './harness';

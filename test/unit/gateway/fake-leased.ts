@@ -1,3 +1,4 @@
+import type { LeasedPartitionClient } from '../../../protocol/methods';
 import { DaftkaError } from '../../../common/errors';
 import type {
   DeadLetterAdminRequest,
@@ -8,7 +9,6 @@ import type {
   GroupTarget,
   LeaseAckRequest,
   LeaseAckResult,
-  LeasedPartitionClient,
   LeaseFetchRequest,
   LeaseFetchResult,
   LeasePolicy,

@@ -1,3 +1,4 @@
+import { CLIENT_METHOD_NAMES, type PartitionClient, type ReplicaClient } from '../../../protocol/methods';
 import { createHash } from 'node:crypto';
 import { DaftkaError } from '../../../common/errors';
 import type {
@@ -6,8 +7,8 @@ import type {
   GroupOffset,
   GroupOffsetCommit,
   GroupOffsetQuery,
-  PartitionClient,
   PartitionStatus,
+  StatusRequest,
   ProduceRequest,
   ProduceResult,
   RecordOut,
@@ -129,7 +130,7 @@ export class FakePartitions implements PartitionClient {
     };
   }
 
-  async status(topic: string, partition: number, requestId: string): Promise<PartitionStatus> {
+  async status({ topic, partition, requestId }: StatusRequest): Promise<PartitionStatus> {
     this.calls.push({ op: 'status', topic, partition, requestId });
     this.check('status', topic, partition);
     const hw = this.log(topic, partition).length;
@@ -151,4 +152,17 @@ export class FakePartitions implements PartitionClient {
       learners: [],
     };
   }
+}
+
+/** A partition fake as the router's replica client: the leased methods answer NOT_IMPLEMENTED. */
+export function asReplicaClient(p: PartitionClient): ReplicaClient {
+  const notHere = () => Promise.reject(new DaftkaError('NOT_IMPLEMENTED', 'this fake has no leased groups'));
+  const c = Object.fromEntries(CLIENT_METHOD_NAMES.map((n) => [n, notHere])) as unknown as ReplicaClient;
+  return Object.assign(c, {
+    produce: p.produce.bind(p),
+    fetch: p.fetch.bind(p),
+    commitOffset: p.commitOffset.bind(p),
+    getOffset: p.getOffset.bind(p),
+    status: p.status.bind(p),
+  });
 }

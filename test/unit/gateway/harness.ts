@@ -1,9 +1,10 @@
+import type { PartitionClient } from '../../../protocol/methods';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { createLogger } from '../../../common/log';
 import { createRegistry } from '../../../common/metrics';
-import type { PartitionClient } from '../../../common/partition-api';
+
 import { createGatewayApp, type GatewayDeps, type GatewayLimits } from '../../../gateway/app';
 import { NoAuthenticator, TokenAuthenticator, type Authenticator } from '../../../gateway/auth';
 import { StaticCatalog, type TopicCatalog, type TopicInfo } from '../../../gateway/catalog';

@@ -6,7 +6,7 @@ import { StaticCatalog } from '../../../gateway/catalog';
 import { NatsLeaderFeed } from '../../../gateway/leader-feed';
 import { PartitionRouter } from '../../../gateway/router';
 import { startNatsServer, type NatsServerHandle } from '../../helpers/nats-server';
-import { FakePartitions } from './fake-partition';
+import { asReplicaClient, FakePartitions } from './fake-partition';
 import { topic } from './fixtures';
 
 const logger = createLogger('gateway', { stream: new PassThrough().resume() });
@@ -30,7 +30,7 @@ describe('NatsLeaderFeed against a real nats-server', () => {
   beforeEach(async () => {
     nats = await startNatsServer();
     pub = await connect({ servers: nats.url });
-    router = new PartitionRouter({ catalog, connect: () => new FakePartitions(), logger });
+    router = new PartitionRouter({ catalog, connect: () => asReplicaClient(new FakePartitions()), logger });
   });
   afterEach(async () => {
     await feed?.close();

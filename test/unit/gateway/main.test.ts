@@ -1,3 +1,4 @@
+import type { PartitionClient } from '../../../protocol/methods';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,11 +7,11 @@ import { PassThrough } from 'node:stream';
 import { DaftkaError } from '../../../common/errors';
 import { createLogger } from '../../../common/log';
 import { createRegistry } from '../../../common/metrics';
-import type { PartitionClient } from '../../../common/partition-api';
+
 import { loadGatewayConfig } from '../../../gateway/config';
 import { runGateway } from '../../../gateway/main';
-import { RpcServer } from '../../../replica/client-protocol/rpc-server';
-import { servePartitionApi } from '../../../replica/client-protocol/serve';
+import { RpcServer } from '../../../protocol/rpc-server';
+import { servePartition } from '../../../protocol/serve';
 import { FakePartitions } from './fake-partition';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -74,7 +75,7 @@ describe('gateway process wiring', () => {
       logger: rlog,
       registry: createRegistry('replica', { defaultMetrics: false }),
     });
-    servePartitionApi(leader, leaderImpl);
+    servePartition(leader, leaderImpl);
     const leaderAddr = await leader.start();
     const leaderEndpoint = `127.0.0.1:${leaderAddr.port}`;
     const notLeader = () => Promise.reject(new DaftkaError('NOT_LEADER', 'follower', { leaderHint: leaderEndpoint }));
@@ -83,7 +84,7 @@ describe('gateway process wiring', () => {
       fetch: notLeader,
       commitOffset: notLeader,
       getOffset: notLeader,
-      status: (t, p, id) => leaderImpl.status(t, p, id),
+      status: (req) => leaderImpl.status(req),
     };
     const follower = new RpcServer({
       host: '127.0.0.1',
@@ -91,7 +92,7 @@ describe('gateway process wiring', () => {
       logger: rlog,
       registry: createRegistry('replica', { defaultMetrics: false }),
     });
-    servePartitionApi(follower, followerImpl);
+    servePartition(follower, followerImpl);
     const followerAddr = await follower.start();
 
     const dir = mkdtempSync(join(tmpdir(), 'daftka-gw-'));

@@ -1,11 +1,12 @@
+import type { PartitionClient } from '../../../protocol/methods';
 import { PassThrough } from 'node:stream';
 import { DaftkaError } from '../../../common/errors';
 import { createLogger } from '../../../common/log';
 import { createRegistry } from '../../../common/metrics';
-import type { PartitionClient, ProduceRequest } from '../../../common/partition-api';
+import type { ProduceRequest } from '../../../common/partition-api';
 import { StaticCatalog } from '../../../gateway/catalog';
 import { isNotDelivered, LeaderTable, PartitionRouter, type PartitionRouterOptions } from '../../../gateway/router';
-import { FakePartitions } from './fake-partition';
+import { asReplicaClient, FakePartitions } from './fake-partition';
 import { topic } from './fixtures';
 import { startGateway } from './harness';
 
@@ -36,7 +37,7 @@ class Cluster {
       fetch: (r) => serve('fetch', () => l.fetch(r)),
       commitOffset: (r) => serve('commit', () => l.commitOffset(r)),
       getOffset: (r) => serve('offset', () => l.getOffset(r)),
-      status: (tp, p, id) => serve('status', () => l.status(tp, p, id)),
+      status: (req) => serve('status', () => l.status(req)),
     };
   }
 }
@@ -44,7 +45,7 @@ class Cluster {
 function router(cluster: Cluster, o: Partial<PartitionRouterOptions> = {}) {
   return new PartitionRouter({
     catalog: new StaticCatalog([t]),
-    connect: (e) => cluster.client(e),
+    connect: (e) => asReplicaClient(cluster.client(e)),
     logger,
     registry: createRegistry('gateway', { defaultMetrics: false }),
     retryBackoff: { initialMs: 1, maxMs: 5 },

@@ -1,3 +1,4 @@
+import type { PartitionAdmin, PartitionClient } from '../../../protocol/methods';
 import net from 'node:net';
 import { DaftkaError } from '../../../common/errors';
 import type {
@@ -8,20 +9,19 @@ import type {
   GroupOffsetCommit,
   GroupOffsetQuery,
   MemberRequest,
-  PartitionAdmin,
-  PartitionClient,
   PartitionStatus,
+  StatusRequest,
   ProduceRequest,
   ProduceResult,
   RecordOut,
   TransferLeadershipRequest,
 } from '../../../common/partition-api';
-import { PARTITION_METHODS } from '../../../replica/client-protocol/partition-api-codec';
-import { RemotePartitionClient } from '../../../replica/client-protocol/remote-client';
-import { RpcClient } from '../../../replica/client-protocol/rpc-client';
-import { RpcServer } from '../../../replica/client-protocol/rpc-server';
-import { servePartitionApi } from '../../../replica/client-protocol/serve';
-import { quietLogger, sleepMs, testRegistry } from './helpers';
+import { METHODS } from '../../../protocol/methods';
+import { RemotePartitionClient } from '../../../protocol/partition-client';
+import { RpcClient } from '../../../protocol/rpc-client';
+import { RpcServer } from '../../../protocol/rpc-server';
+import { servePartition } from '../../../protocol/serve';
+import { quietLogger, sleepMs, testRegistry } from '../transport/helpers';
 
 /**
  * A test-only in-memory partition: one log, idempotency keys, group offsets, and switches to
@@ -92,7 +92,7 @@ class MemoryPartition implements PartitionClient, PartitionAdmin {
     };
   }
 
-  async status(topic: string, partition: number, requestId: string): Promise<PartitionStatus> {
+  async status({ topic, partition, requestId }: StatusRequest): Promise<PartitionStatus> {
     this.seenRequestIds.push(requestId);
     return {
       topic,
@@ -138,7 +138,7 @@ let remote: RemotePartitionClient;
 beforeEach(async () => {
   impl = new MemoryPartition();
   server = new RpcServer({ host: '127.0.0.1', port: 0, logger: quietLogger(), registry: testRegistry() });
-  servePartitionApi(server, impl, impl);
+  servePartition(server, impl);
   const { port } = await server.start();
   rpc = new RpcClient({ host: '127.0.0.1', port });
   remote = new RemotePartitionClient(rpc, { produceGraceMs: 50 });
@@ -168,7 +168,7 @@ const rec = (i: number) => ({
   timestampMs: 1_700_000_000_000 + i,
 });
 
-describe('RemotePartitionClient ↔ servePartitionApi', () => {
+describe('RemotePartitionClient ↔ servePartition', () => {
   it('produces a batch and fetches it back byte for byte, with the request id carried through', async () => {
     const records = Array.from({ length: 100 }, (_, i) => rec(i));
     const res = await remote.produce({ topic: 'orders', partition: 0, records, requestId: 'req-1', timeoutMs: 1000 });
@@ -228,7 +228,7 @@ describe('RemotePartitionClient ↔ servePartitionApi', () => {
       logStartOffset: 0,
       lag: 1,
     });
-    const s = await remote.status('orders', 0, 'st');
+    const s = await remote.status({ topic: 'orders', partition: 0, requestId: 'st' });
     expect(s.role).toBe('leader');
     expect(s.voters).toEqual(['r0', 'r1', 'r2']);
   });
@@ -303,9 +303,9 @@ describe('RemotePartitionClient ↔ servePartitionApi', () => {
   });
 
   it('a malformed request body is INVALID_REQUEST and the connection stays up', async () => {
-    const e = await rejection(rpc.call(PARTITION_METHODS.produce, Buffer.from([1, 2, 3])));
+    const e = await rejection(rpc.call(METHODS.produce.wire, Buffer.from([1, 2, 3])));
     expect(e.code).toBe('INVALID_REQUEST');
-    expect(await remote.status('orders', 0, 's')).toMatchObject({ role: 'leader' });
+    expect(await remote.status({ topic: 'orders', partition: 0, requestId: 's' })).toMatchObject({ role: 'leader' });
   });
 
   it('values the wire cannot carry are refused client-side as INVALID_REQUEST', async () => {
@@ -323,9 +323,9 @@ describe('RemotePartitionClient ↔ servePartitionApi', () => {
     expect(e.code).toBe('INVALID_REQUEST');
   });
 
-  it('without a PartitionAdmin the admin methods are unknown (INVALID_REQUEST)', async () => {
+  it('methods the implementation lacks are unknown on that server (INVALID_REQUEST)', async () => {
     const s2 = new RpcServer({ host: '127.0.0.1', port: 0, logger: quietLogger(), registry: testRegistry() });
-    servePartitionApi(s2, impl);
+    servePartition(s2, { produce: (r) => impl.produce(r), status: (r) => impl.status(r) });
     const { port } = await s2.start();
     const c2 = new RpcClient({ host: '127.0.0.1', port });
     try {

@@ -9,7 +9,7 @@ import {
   encodeFrame,
   encodeFrameHeader,
   type Frame,
-} from '../../../replica/transport/frame';
+} from '../../../protocol/frame';
 
 const ALL_TYPES = new Set([...PEER_FRAME_TYPES, ...RPC_FRAME_TYPES]);
 const typeArb = fc.constantFrom(...([...ALL_TYPES] as FrameType[]));

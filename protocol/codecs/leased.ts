@@ -11,7 +11,6 @@ import type {
   LeaseAckRequest,
   LeaseAckResult,
   LeaseAckStatus,
-  LeasedPartitionClient,
   LeasedRecord,
   LeaseFetchRequest,
   LeaseFetchResult,
@@ -20,11 +19,10 @@ import type {
   ReplayJobRequest,
   ReplayJobStatus,
 } from '../../common/leased-api';
-import { decodeDeadLetter, encodeDeadLetter, normalizeFilter, parseFilter } from '../deadletters';
-import { normalizeOverride, parseOverride } from '../leased-commands';
-import { BufReader, BufWriter, CodecError } from '../transport/bytes';
-import { readRecord, writeRecord } from './partition-api-codec';
-import type { RpcServer } from './rpc-server';
+import { decodeDeadLetter, encodeDeadLetter, normalizeFilter, parseFilter } from './dead-letters';
+import { normalizeOverride, parseOverride } from './policy';
+import { BufReader, BufWriter, CodecError } from '../bytes';
+import { readRecord, writeRecord } from '../records';
 
 /**
  * Client-port bodies of the leased-group and dead-letter calls (common/leased-api.ts). Leased
@@ -45,17 +43,6 @@ import type { RpcServer } from './rpc-server';
  *   dlPage    := u8 hasNext · [i53 nextAfterSeq] · u32 n · (str16 topic · u32 partition · i53 seq
  *                · bytes32 deadLetterRow)*   (row layout: replica/deadletters.ts)
  */
-
-export const LEASED_METHODS = {
-  leaseFetch: 'leased.fetch',
-  leaseAck: 'leased.ack',
-  setGroupPolicy: 'leased.setPolicy',
-  getGroupLeases: 'leased.group',
-  listDeadLetters: 'deadletters.list',
-  adminDeadLetters: 'deadletters.admin',
-  startReplay: 'replay.start',
-  getReplay: 'replay.get',
-} as const;
 
 const ACTIONS: readonly AckAction[] = ['accept', 'release', 'reject', 'extend'];
 const STATUSES: readonly LeaseAckStatus[] = ['ok', 'lease_expired', 'stale_attempt'];
@@ -393,6 +380,10 @@ export function decodeDeadLetterAdmin(body: Buffer, requestId: string): DeadLett
   };
 }
 
+export function encodeCount(c: { count: number }): Buffer {
+  return json({ count: c.count });
+}
+
 export function decodeCount(body: Buffer): { count: number } {
   return { count: int(parse(body, 'count'), 'count', 'count') };
 }
@@ -473,33 +464,4 @@ export function decodeReplayStatus(body: Buffer): ReplayJobStatus | null {
     target: targetOf(o, w) ?? null,
     ...(typeof o.lastError === 'string' ? { lastError: o.lastError } : {}),
   };
-}
-
-/** Serve the leased calls of `impl` (the replica) on the client port. */
-export function serveLeasedApi(server: RpcServer, impl: LeasedPartitionClient): void {
-  const M = LEASED_METHODS;
-  server.register(M.leaseFetch, async (body, ctx) =>
-    encodeLeaseFetchResult(await impl.leaseFetch(decodeLeaseFetch(body, ctx.requestId))),
-  );
-  server.register(M.leaseAck, async (body, ctx) =>
-    encodeLeaseAckResults(await impl.leaseAck(decodeLeaseAck(body, ctx.requestId))),
-  );
-  server.register(M.setGroupPolicy, async (body, ctx) =>
-    encodeGroupLeaseInfo(await impl.setGroupPolicy(decodeGroupPolicy(body, ctx.requestId))),
-  );
-  server.register(M.getGroupLeases, async (body, ctx) =>
-    encodeGroupLeaseInfo(await impl.getGroupLeases(decodeGroupTarget(body, ctx.requestId))),
-  );
-  server.register(M.listDeadLetters, async (body, ctx) =>
-    encodeDeadLetterPage(await impl.listDeadLetters(decodeDeadLetterQuery(body, ctx.requestId))),
-  );
-  server.register(M.adminDeadLetters, async (body, ctx) =>
-    json(await impl.adminDeadLetters(decodeDeadLetterAdmin(body, ctx.requestId))),
-  );
-  server.register(M.startReplay, async (body, ctx) =>
-    encodeReplayStatus(await impl.startReplay(decodeReplayJob(body, ctx.requestId))),
-  );
-  server.register(M.getReplay, async (body, ctx) =>
-    encodeReplayStatus(await impl.getReplay(decodeReplayQuery(body, ctx.requestId))),
-  );
 }

@@ -1,11 +1,11 @@
 import net from 'node:net';
 import { DaftkaError } from '../../../common/errors';
 import type { promClient } from '../../../common/metrics';
-import { RpcClient, deliveryOf, type RpcClientOptions } from '../../../replica/client-protocol/rpc-client';
-import { RpcServer, type RpcServerOptions } from '../../../replica/client-protocol/rpc-server';
-import { encodeRequestHeader } from '../../../replica/client-protocol/rpc-wire';
-import { encodeFrame, FrameType } from '../../../replica/transport/frame';
-import { metricValue, quietLogger, sleepMs, testRegistry, waitFor } from './helpers';
+import { RpcClient, deliveryOf, type RpcClientOptions } from '../../../protocol/rpc-client';
+import { RpcServer, type RpcServerOptions } from '../../../protocol/rpc-server';
+import { encodeRequestHeader } from '../../../protocol/wire';
+import { encodeFrame, FrameType } from '../../../protocol/frame';
+import { metricValue, quietLogger, sleepMs, testRegistry, waitFor } from '../transport/helpers';
 
 // Real sockets on a shared CI machine: allow for a slow scheduler.
 jest.setTimeout(20_000);

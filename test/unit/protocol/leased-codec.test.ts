@@ -1,6 +1,6 @@
-import * as lc from '../../../replica/client-protocol/leased-codec';
+import * as lc from '../../../protocol/codecs/leased';
 import { DEFAULT_LEASE_POLICY } from '../../../replica/leases';
-import { CodecError } from '../../../replica/transport/bytes';
+import { CodecError } from '../../../protocol/bytes';
 
 const rec = {
   key: new Uint8Array(Buffer.from('k')),

@@ -1,5 +1,5 @@
-import { DaftkaError, ERROR_CODES, type ErrorCode } from '../../common/errors';
-import { BufReader, BufWriter, CodecError } from '../transport/bytes';
+import { DaftkaError, ERROR_CODES, type ErrorCode } from '../common/errors';
+import { BufReader, BufWriter, CodecError } from './bytes';
 
 /**
  * Payload layouts of the client port's frames (docs/wire-protocol.md §RPC). The body of a

@@ -1,8 +1,8 @@
 import net from 'node:net';
-import { DaftkaError } from '../../common/errors';
-import type { Logger } from '../../common/log';
-import type { promClient } from '../../common/metrics';
-import { CodecError } from '../transport/bytes';
+import { DaftkaError } from '../common/errors';
+import type { Logger } from '../common/log';
+import type { promClient } from '../common/metrics';
+import { CodecError } from './bytes';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   TCP_KEEPALIVE_MS,
@@ -11,9 +11,9 @@ import {
   FrameType,
   FrameWriter,
   RPC_FRAME_TYPES,
-} from '../transport/frame';
-import { sharedCounter } from '../transport/metrics';
-import { decodeCorrelated, decodeError, encodeCorrelationId, encodeRequestHeader } from './rpc-wire';
+} from './frame';
+import { sharedCounter } from '../common/metrics';
+import { decodeCorrelated, decodeError, encodeCorrelationId, encodeRequestHeader } from './wire';
 
 /**
  * Client side of the client port: one TCP connection to one endpoint, opened lazily on the

@@ -8,8 +8,8 @@ import type {
   RecordIn,
   RecordOut,
 } from '../../../common/partition-api';
-import * as codec from '../../../replica/client-protocol/partition-api-codec';
-import { CodecError } from '../../../replica/transport/bytes';
+import * as codec from '../../../protocol/codecs/partition';
+import { CodecError } from '../../../protocol/bytes';
 
 /** Byte arrays compared by content: decoders hand back Buffer views, encoders take any Uint8Array. */
 function norm(v: unknown): unknown {

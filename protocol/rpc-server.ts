@@ -1,8 +1,8 @@
 import net from 'node:net';
-import { DaftkaError, isDaftkaError } from '../../common/errors';
-import type { Logger } from '../../common/log';
-import type { promClient } from '../../common/metrics';
-import { CodecError } from '../transport/bytes';
+import { DaftkaError, isDaftkaError } from '../common/errors';
+import type { Logger } from '../common/log';
+import type { promClient } from '../common/metrics';
+import { CodecError } from './bytes';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   TCP_KEEPALIVE_MS,
@@ -12,9 +12,9 @@ import {
   FrameWriter,
   RPC_FRAME_TYPES,
   type FrameErrorReason,
-} from '../transport/frame';
-import { sharedCounter, sharedGauge, sharedHistogram } from '../transport/metrics';
-import { decodeCorrelated, decodeRequest, encodeCorrelationId, encodeError } from './rpc-wire';
+} from './frame';
+import { sharedCounter, sharedGauge, sharedHistogram } from '../common/metrics';
+import { decodeCorrelated, decodeRequest, encodeCorrelationId, encodeError } from './wire';
 
 /**
  * The replica's client port: request/response over TCP with correlation ids, so one
@@ -45,7 +45,7 @@ export interface RpcServerOptions {
   host: string;
   /** 0 picks a free port; read it back from `start()` or `address`. */
   port: number;
-  /** Fallback for methods not registered with `register` (which servePartitionApi uses). */
+  /** Fallback for methods not registered with `register` (which servePartition uses). */
   handler?: RpcHandler;
   /** Calls running at once on one connection; one more is answered OVERLOADED. Default 256. */
   maxInflightPerConn?: number;
