@@ -11,8 +11,8 @@ import { createRegistry } from '../common/metrics';
 import { startHealthServer } from '../common/health-server';
 import { RpcServer } from '../protocol/rpc-server';
 import { servePartition } from '../protocol/serve';
-import { Announcer } from './announcer';
-import { TopicWriter } from './topic-writer';
+import { Announcer } from './control/announcer';
+import { TopicWriter } from './control/topic-writer';
 import { resolveReplicaConfig } from './config';
 import { PartitionReplica } from './replica';
 

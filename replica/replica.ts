@@ -34,7 +34,7 @@ import type {
 } from '../common/partition-api';
 import { RemotePartitionClient } from '../protocol/partition-client';
 import { RpcClient } from '../protocol/rpc-client';
-import { CommandKind, decodeCommand, encodeCommand, payloadHash, recordBytes, type Command } from './commands';
+import { CommandKind, decodeCommand, encodeCommand, payloadHash, recordBytes, type Command } from './state/commands';
 import { ordinalOf, replicaId, type ResolvedReplicaConfig } from './config';
 import { replicaMetrics, type ReplicaMetrics } from './metrics';
 import {
@@ -59,10 +59,10 @@ import {
   type Ready,
   type Snapshot,
 } from './raft';
-import { ReplicaLog } from './raft-log';
-import { LeasedService } from './leased-service';
-import type { TopicWriter } from './topic-writer';
-import { PartitionState, type ApplyResult } from './state-machine';
+import { ReplicaLog } from './driver/raft-log';
+import { LeasedService } from './leased/service';
+import type { TopicWriter } from './control/topic-writer';
+import { PartitionState, type ApplyResult } from './state/partition-state';
 import { ReplicaStorage, type StateOp } from './storage/storage';
 import { PeerTransport } from './transport/peer';
 import { BufReader, BufWriter } from '../protocol/bytes';

@@ -18,11 +18,11 @@ import type {
 } from '../../../common/leased-api';
 import { createLogger } from '../../../common/log';
 import { createRegistry } from '../../../common/metrics';
-import { CommandKind, encodeCommand } from '../../../replica/commands';
-import { LeasedService } from '../../../replica/leased-service';
-import { DEFAULT_LEASE_POLICY } from '../../../replica/leases';
+import { CommandKind, encodeCommand } from '../../../replica/state/commands';
+import { LeasedService } from '../../../replica/leased/service';
+import { DEFAULT_LEASE_POLICY } from '../../../replica/leased/leases';
 import type { Entry } from '../../../replica/raft';
-import { PartitionState } from '../../../replica/state-machine';
+import { PartitionState } from '../../../replica/state/partition-state';
 import { PassThrough } from 'node:stream';
 
 /**

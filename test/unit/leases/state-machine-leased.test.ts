@@ -1,8 +1,8 @@
-import { DEFAULT_LEASE_POLICY } from '../../../replica/leases';
-import { CommandKind, decodeCommand, encodeCommand, type Command } from '../../../replica/commands';
-import { PartitionState, type ApplyResult } from '../../../replica/state-machine';
+import { DEFAULT_LEASE_POLICY } from '../../../replica/leased/leases';
+import { CommandKind, decodeCommand, encodeCommand, type Command } from '../../../replica/state/commands';
+import { PartitionState, type ApplyResult } from '../../../replica/state/partition-state';
 import type { StateOp } from '../../../replica/storage/storage';
-import type { LeasedApplyOutput } from '../../../replica/leased-state';
+import type { LeasedApplyOutput } from '../../../replica/leased/state';
 import type { RecordIn } from '../../../common/partition-api';
 
 /**

@@ -1,5 +1,5 @@
 import * as lc from '../../../protocol/codecs/leased';
-import { DEFAULT_LEASE_POLICY } from '../../../replica/leases';
+import { DEFAULT_LEASE_POLICY } from '../../../replica/leased/leases';
 import { CodecError } from '../../../protocol/bytes';
 
 const rec = {

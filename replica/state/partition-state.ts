@@ -1,8 +1,8 @@
-import { DaftkaError } from '../common/errors';
-import type { StateOp } from './storage/storage';
+import { DaftkaError } from '../../common/errors';
+import type { StateOp } from '../storage/storage';
 import { CommandKind, decodeCommand, recordBytes, type Command, type ProduceCommand } from './commands';
-import { LeasedState, type LeasedApplyOutput } from './leased-state';
-import { BufReader, BufWriter } from '../protocol/bytes';
+import { LeasedState, type LeasedApplyOutput } from '../leased/state';
+import { BufReader, BufWriter } from '../../protocol/bytes';
 
 /**
  * The partition's replicated state machine: offsets, the offset index (base offset → log index),

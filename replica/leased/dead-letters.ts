@@ -1,6 +1,6 @@
-import type { DeadLetterFilter, DeadLetterRow, DeadLetterState } from '../common/leased-api';
-import { normalizeFilter, parseFilter } from '../protocol/codecs/dead-letters';
-import { BufReader, BufWriter, CodecError } from '../protocol/bytes';
+import type { DeadLetterFilter, DeadLetterRow, DeadLetterState } from '../../common/leased-api';
+import { normalizeFilter, parseFilter } from '../../protocol/codecs/dead-letters';
+import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
 
 /**
  * The dead-letter stream of one partition and its replay jobs: part of the partition's replicated

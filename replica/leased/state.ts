@@ -1,10 +1,10 @@
-import { DaftkaError } from '../common/errors';
-import type { LeasePolicyOverride } from '../common/leased-api';
-import type { RecordIn } from '../common/partition-api';
-import { decodeDeadLetter, encodeDeadLetter } from '../protocol/codecs/dead-letters';
-import { normalizeOverride, parseOverride } from '../protocol/codecs/policy';
-import { DeadLetterStore, decodeJob, encodeJob, type DeadLetterSink, type ReplayJobRow } from './deadletters';
-import type { LeasedCommand, ReplaySection } from './leased-commands';
+import { DaftkaError } from '../../common/errors';
+import type { LeasePolicyOverride } from '../../common/leased-api';
+import type { RecordIn } from '../../common/partition-api';
+import { decodeDeadLetter, encodeDeadLetter } from '../../protocol/codecs/dead-letters';
+import { normalizeOverride, parseOverride } from '../../protocol/codecs/policy';
+import { DeadLetterStore, decodeJob, encodeJob, type DeadLetterSink, type ReplayJobRow } from './dead-letters';
+import type { LeasedCommand, ReplaySection } from './commands';
 import {
   LeaseBook,
   type AckOutcome,
@@ -15,8 +15,8 @@ import {
   type LeaseSink,
   type LogBounds,
 } from './leases';
-import type { StateOp } from './storage/storage';
-import { BufReader, BufWriter } from '../protocol/bytes';
+import type { StateOp } from '../storage/storage';
+import { BufReader, BufWriter } from '../../protocol/bytes';
 
 /**
  * The leased-groups and dead-letter part of the partition state machine (replica/state-machine.ts

@@ -1,5 +1,5 @@
-import type { ConfState, Entry, HardState, RaftStorage, Snapshot } from './raft';
-import type { Recovered, ReplicaStorage } from './storage/storage';
+import type { ConfState, Entry, HardState, RaftStorage, Snapshot } from '../raft';
+import type { Recovered, ReplicaStorage } from '../storage/storage';
 
 /**
  * The Raft core's read side (RaftStorage) over the replica's RocksDB log. The core reads

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { ProducerIdentity, RecordIn } from '../common/partition-api';
-import { readRecord, writeRecord } from '../protocol/records';
+import type { ProducerIdentity, RecordIn } from '../../common/partition-api';
+import { readRecord, writeRecord } from '../../protocol/records';
 import {
   readLeasedCommand,
   readReplaySection,
@@ -8,8 +8,8 @@ import {
   writeReplaySection,
   type LeasedCommand,
   type ReplaySection,
-} from './leased-commands';
-import { BufReader, BufWriter, CodecError } from '../protocol/bytes';
+} from '../leased/commands';
+import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
 
 /**
  * State-machine commands: the `data` of Normal Raft entries. Binary, versioned by a kind byte.

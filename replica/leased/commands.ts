@@ -1,10 +1,10 @@
-import type { AckAction, DeadLetterFilter, LeasePolicy, LeasePolicyOverride } from '../common/leased-api';
-import type { RecordIn } from '../common/partition-api';
-import { readRecord, writeRecord } from '../protocol/records';
-import { normalizeFilter, parseFilter } from '../protocol/codecs/dead-letters';
-import { normalizeOverride, parseOverride } from '../protocol/codecs/policy';
-import type { ReplayTarget, ReplayWritten } from './deadletters';
-import { BufReader, BufWriter, CodecError } from '../protocol/bytes';
+import type { AckAction, DeadLetterFilter, LeasePolicy, LeasePolicyOverride } from '../../common/leased-api';
+import type { RecordIn } from '../../common/partition-api';
+import { readRecord, writeRecord } from '../../protocol/records';
+import { normalizeFilter, parseFilter } from '../../protocol/codecs/dead-letters';
+import { normalizeOverride, parseOverride } from '../../protocol/codecs/policy';
+import type { ReplayTarget, ReplayWritten } from './dead-letters';
+import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
 
 /**
  * State-machine commands of leased groups and dead letters (the kinds 4–9 of replica/commands.ts;

@@ -1,10 +1,10 @@
 import { RequestStrategy, type NatsConnection } from 'nats';
-import { SUBJECTS } from '../common/control-subjects';
-import { DaftkaError, isDaftkaError } from '../common/errors';
-import type { Logger } from '../common/log';
-import type { ProduceRequest, ProduceResult } from '../common/partition-api';
-import { RemotePartitionClient } from '../protocol/partition-client';
-import { deliveryOf, RpcClient } from '../protocol/rpc-client';
+import { SUBJECTS } from '../../common/control-subjects';
+import { DaftkaError, isDaftkaError } from '../../common/errors';
+import type { Logger } from '../../common/log';
+import type { ProduceRequest, ProduceResult } from '../../common/partition-api';
+import { RemotePartitionClient } from '../../protocol/partition-client';
+import { deliveryOf, RpcClient } from '../../protocol/rpc-client';
 
 /**
  * Produces to the partitions of another topic from inside a replica: the replay of dead letters

@@ -6,11 +6,11 @@ import {
   type DiscoverReply,
   type LeaderAnnouncement,
   type StatusReport,
-} from '../common/control-subjects';
-import { DaftkaError } from '../common/errors';
-import type { Logger } from '../common/log';
-import { natsServerOptions } from '../common/nats-servers';
-import type { PartitionReplica } from './replica';
+} from '../../common/control-subjects';
+import { DaftkaError } from '../../common/errors';
+import type { Logger } from '../../common/log';
+import { natsServerOptions } from '../../common/nats-servers';
+import type { PartitionReplica } from '../replica';
 
 /**
  * The replica's side of the NATS control channel: leader announcements (on election and every

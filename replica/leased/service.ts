@@ -1,6 +1,6 @@
-import type { LeasedPartitionClient } from '../protocol/methods';
+import type { LeasedPartitionClient } from '../../protocol/methods';
 import { createHash } from 'node:crypto';
-import { DaftkaError, isDaftkaError } from '../common/errors';
+import { DaftkaError, isDaftkaError } from '../../common/errors';
 import type {
   DeadLetter,
   DeadLetterAdminRequest,
@@ -19,21 +19,21 @@ import type {
   ReplayJobQuery,
   ReplayJobRequest,
   ReplayJobStatus,
-} from '../common/leased-api';
-import type { Logger } from '../common/log';
-import { counter, gauge, type promClient } from '../common/metrics';
-import type { RecordIn } from '../common/partition-api';
-import { CommandKind, decodeCommand, encodeCommand } from './commands';
-import type { DeadLetterRow } from '../common/leased-api';
-import type { ReplayJobRow, ReplayWritten } from './deadletters';
-import type { TopicWriter } from './topic-writer';
-import { partitionForKey } from '../common/partitioner';
-import { TOPIC_NAME_RE } from '../common/topic-spec';
-import { effectivePolicy } from './leased-commands';
-import type { LeasedApplyOutput } from './leased-state';
+} from '../../common/leased-api';
+import type { Logger } from '../../common/log';
+import { counter, gauge, type promClient } from '../../common/metrics';
+import type { RecordIn } from '../../common/partition-api';
+import { CommandKind, decodeCommand, encodeCommand } from '../state/commands';
+import type { DeadLetterRow } from '../../common/leased-api';
+import type { ReplayJobRow, ReplayWritten } from './dead-letters';
+import type { TopicWriter } from '../control/topic-writer';
+import { partitionForKey } from '../../common/partitioner';
+import { TOPIC_NAME_RE } from '../../common/topic-spec';
+import { effectivePolicy } from './commands';
+import type { LeasedApplyOutput } from './state';
 import type { LogBounds } from './leases';
-import type { Entry } from './raft';
-import type { ApplyResult, PartitionState } from './state-machine';
+import type { Entry } from '../raft';
+import type { ApplyResult, PartitionState } from '../state/partition-state';
 
 /**
  * The leader's side of leased groups and dead letters: turns partition API calls into Raft

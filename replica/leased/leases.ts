@@ -1,4 +1,4 @@
-import type { AckAction, LeasePolicy } from '../common/leased-api';
+import type { AckAction, LeasePolicy } from '../../common/leased-api';
 
 /**
  * Leased consumption: the pure per-record lease state machine of one partition, for every group
