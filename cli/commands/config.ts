@@ -21,6 +21,7 @@ Examples:
   config
     .command('show')
     .description('the gateway URL, whether a token is set, and where each came from (the token is never printed)')
+    .addHelpText('after', '\nExamples:\n  $ daftka config show\n  $ DAFTKA_PROFILE=prod daftka config show -o json')
     .action(async (_o, cmd: Command) => {
       const ctx = contextFor(cmd);
       const s = ctx.settings;
@@ -39,6 +40,7 @@ Examples:
   config
     .command('profiles')
     .description('the named profiles of the config file')
+    .addHelpText('after', '\nExamples:\n  $ daftka config profiles')
     .action(async (_o, cmd: Command) => {
       const ctx = contextFor(cmd);
       const path = configPath(process.env);

@@ -372,7 +372,11 @@ export function registerConsume(program: Command): void {
       ),
     )
     .option('-T, --template <text>', 'e.g. "{{partition}}/{{offset}} {{key}}={{value}}" (implies --format template)')
-    .option('--wait <duration>', 'long-poll wait per request with --follow', parseDurationMs, 5000)
+    .addOption(
+      new Option('--wait <duration>', 'long-poll wait per request with --follow')
+        .argParser(parseDurationMs)
+        .default(5000, '5s'),
+    )
     .option('--fetch-size <n>', 'records per request', intArg(1, 10_000), 500)
     .option('-q, --quiet', 'no summary line on stderr')
     .addHelpText(

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { collect, intArg, numberArg, parseDurationMs, timestampArg } from '../args';
 import type { DeadLetter, DeadLettersAnswer, JobAnswer } from '../api';
 import { contextFor, sleep, type Ctx } from '../context';
@@ -298,7 +298,9 @@ Examples:
     .option('--dry-run', 'count what would be replayed, write nothing')
     .option('--idempotency-key <key>', 'the same key is the same job: sending it again never replays twice')
     .option('--no-wait', 'start the job and return its id')
-    .option('--poll <duration>', 'progress poll interval', parseDurationMs, 500)
+    .addOption(
+      new Option('--poll <duration>', 'progress poll interval').argParser(parseDurationMs).default(500, '500ms'),
+    )
     .addHelpText(
       'after',
       `

@@ -149,6 +149,7 @@ Examples:
     .command('list')
     .alias('ls')
     .description('list groups (needs GET /v1/groups on the gateway; this version has none)')
+    .addHelpText('after', '\nExamples:\n  $ daftka groups list -o json')
     .action(async (_o, cmd: Command) => listGroups(contextFor(cmd)));
 
   groups

@@ -251,7 +251,11 @@ export function registerProduce(program: Command): void {
       500,
     )
     .option('--batch-bytes <n>', 'bytes per request, about', intArg(1024, 256 * 1_048_576), 1_048_576)
-    .option('--linger <duration>', 'send a partial batch after this long without input (stdin)', parseDurationMs, 100)
+    .addOption(
+      new Option('--linger <duration>', 'send a partial batch after this long without input (stdin)')
+        .argParser(parseDurationMs)
+        .default(100, '100ms'),
+    )
     .option('-r, --rate <records/s>', 'at most this many records per second', numberArg(0, 10_000_000))
     .option('--retries <n>', 'retries of a batch on 429/503/504 or no answer (same key, so safe)', intArg(0, 100), 5)
     .option('--no-progress', 'no progress bar')
