@@ -70,7 +70,10 @@ async function main(): Promise<void> {
 
   const replica = await PartitionReplica.open(rc, logger, registry, die);
   const rpc = new RpcServer({ host: cfg.listenHost, port: self.clientPort, logger, registry });
-  servePartition(rpc, replica);
+  // One port, three services; each method of the table is served by exactly one of them.
+  servePartition(rpc, replica.partition);
+  servePartition(rpc, replica.membership);
+  servePartition(rpc, replica.leased);
   await rpc.start();
   const health = await startHealthServer({
     host: cfg.listenHost,

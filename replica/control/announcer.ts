@@ -103,7 +103,7 @@ export class Announcer {
       term: n.term,
       leaderId: this.replica.id,
       endpoint: this.opts.clientEndpoint,
-      highWatermark: this.replica.partitionState.nextOffset,
+      highWatermark: this.replica.state.nextOffset,
       ts: Date.now(),
     };
     nc.publish(SUBJECTS.leader(this.opts.topic, this.opts.partition), this.enc.encode(JSON.stringify(a)));
@@ -121,7 +121,7 @@ export class Announcer {
   }
 
   async statusReport(): Promise<StatusReport> {
-    const st = await this.replica.status({
+    const st = await this.replica.partition.status({
       topic: this.opts.topic,
       partition: this.opts.partition,
       requestId: 'status-report',
@@ -174,11 +174,12 @@ export class Announcer {
           } else {
             // Only the leader acts; followers stay silent so the leader's answer wins the request.
             if (this.replica.raft?.role !== 'leader') continue;
-            if (req.op === 'transferLeadership') await this.replica.transferLeadership({ ...target, to: req.to });
+            if (req.op === 'transferLeadership')
+              await this.replica.membership.transferLeadership({ ...target, to: req.to });
             else if (req.op === 'addLearner')
-              await this.replica.addLearner({ ...target, id: req.id, endpoint: req.endpoint ?? '' });
-            else if (req.op === 'promote') await this.replica.promote({ ...target, id: req.id });
-            else await this.replica.removeMember({ ...target, id: req.id });
+              await this.replica.membership.addLearner({ ...target, id: req.id, endpoint: req.endpoint ?? '' });
+            else if (req.op === 'promote') await this.replica.membership.promote({ ...target, id: req.id });
+            else await this.replica.membership.removeMember({ ...target, id: req.id });
             reply = { v: 1, ok: true };
           }
         } catch (err) {

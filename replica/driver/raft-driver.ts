@@ -1,0 +1,691 @@
+import { DaftkaError } from '../../common/errors';
+import type { Logger } from '../../common/log';
+import type { promClient } from '../../common/metrics';
+import { ordinalOf, type ResolvedReplicaConfig } from '../config';
+import type { ReplicaMetrics } from '../metrics';
+import {
+  ConfChangeRefusedError,
+  EntryType,
+  MessageType,
+  NotLeaderError,
+  ProposalsPausedError,
+  RaftNode,
+  TooManyUncommittedError,
+  TransferRefusedError,
+  applyConfChange,
+  bootstrapSnapshot,
+  decodeConfChange,
+  decodeMessage,
+  encodeMessage,
+  MESSAGE_CODEC_VERSION,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type Ready,
+  type Snapshot,
+} from '../raft';
+import type { ApplyResult, PartitionState } from '../state/partition-state';
+import type { ReplicaStorage, StateOp } from '../storage/storage';
+import { PeerTransport } from '../transport/peer';
+import { ReplicaLog } from './raft-log';
+import { decodeSnapshotState, encodeSnapshotState, stateIndexOf } from './snapshots';
+
+/**
+ * The Raft driver of one replica: the core (replica/raft) fed by real storage (the RocksDB
+ * worker), the peer transport and timers, applying committed entries to the partition state.
+ * The loop is the one of STYLE.md — ready → persist → send → apply → advance — with two
+ * refinements:
+ *  - a leader's App/Heartbeat messages go out before its own fsync (etcd does the same): they
+ *    promise nothing; the leader counts its own copy only at advance(), after the fsync;
+ *  - responses (votes, append acks) go out only after the persist they promise.
+ *
+ * It also keeps the table of proposals waiting for their commit (`propose`), and builds and
+ * installs snapshots. What the partition does with its state (produce, fetch, groups) lives in
+ * replica/partition/, membership decisions in replica/membership/.
+ */
+
+interface Pending {
+  term: number;
+  startedAt: bigint;
+  bytes: number;
+  records: number;
+  resolve: (r: ApplyResult) => void;
+  reject: (e: DaftkaError) => void;
+  timer: NodeJS.Timeout;
+}
+
+export type MembershipChange = 'addLearner' | 'promote' | 'remove';
+
+export interface RaftDriverHooks {
+  /** After each applied batch or installed snapshot; `hwMoved`: the high watermark changed. */
+  applied(hwMoved: boolean): void;
+  /** The known leader or this replica's role changed (after a soft-state change). */
+  leadershipChanged(leader: string | null, term: number): void;
+  /** A fatal fault (crash-only): the process exits. */
+  fatal(err: unknown): void;
+}
+
+export interface RaftDriverOptions {
+  rc: ResolvedReplicaConfig;
+  id: string;
+  storage: ReplicaStorage;
+  state: PartitionState;
+  logger: Logger;
+  registry: promClient.Registry;
+  metrics: ReplicaMetrics;
+  hooks: RaftDriverHooks;
+}
+
+export class RaftDriver {
+  readonly id: string;
+  private node: RaftNode | null = null;
+  private log!: ReplicaLog;
+  private transport!: PeerTransport;
+  private processing = false;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private conf: ConfState = { voters: [], learners: [] };
+  /** Entries ≤ this are already in the state (it came with a snapshot): their changes are skipped. */
+  private stateIndex = 0;
+  private applyChain: Promise<void> = Promise.resolve();
+  /** A commit-only hard state not written yet: it rides on the next durable write (see handleReady). */
+  private deferredHardState: HardState | undefined;
+  /**
+   * The highest commit index a leader has told us (its appends, its status): what "caught up" is
+   * measured against. Our own commit cannot tell: a follower knows only as much commit as it
+   * holds log, and a leader's heartbeat never tells it more than that.
+   */
+  private leaderCommit = 0;
+  private stopping = false;
+  private fatalError: unknown = null;
+  private lastLeader: string | null = null;
+  /** Last time a leader spoke to this replica (0: none yet, or this replica leads). */
+  private leaderContactMs = 0;
+  private readonly rc: ResolvedReplicaConfig;
+  private readonly storage: ReplicaStorage;
+  private readonly state: PartitionState;
+  private readonly logger: Logger;
+  private readonly metrics: ReplicaMetrics;
+  private readonly hooks: RaftDriverHooks;
+  private readonly lbl: { topic: string; partition: string };
+
+  constructor(private readonly o: RaftDriverOptions) {
+    this.id = o.id;
+    this.rc = o.rc;
+    this.storage = o.storage;
+    this.state = o.state;
+    this.logger = o.logger;
+    this.metrics = o.metrics;
+    this.hooks = o.hooks;
+    this.lbl = { topic: o.rc.cfg.topic, partition: String(o.rc.cfg.partition) };
+  }
+
+  // ---- what the rest of the replica reads ----
+
+  /** The core, once started (null before: the group has not formed here yet). */
+  get raft(): RaftNode | null {
+    return this.node;
+  }
+  get membership(): ConfState {
+    return this.conf;
+  }
+  get lastIndex(): number {
+    return this.log.lastIndex();
+  }
+  get logBytes(): number {
+    return this.storage.stats().logBytes;
+  }
+  get leaderCommitSeen(): number {
+    return this.leaderCommit;
+  }
+  get busy(): boolean {
+    return this.processing;
+  }
+  get failed(): boolean {
+    return this.fatalError !== null;
+  }
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  /** A leader's commit index learned out of band (its status answer). */
+  noteLeaderCommit(commit: number): void {
+    if (commit > this.leaderCommit) this.leaderCommit = commit;
+  }
+
+  /** One log entry, if this replica has it. */
+  async readEntry(index: number): Promise<Entry | undefined> {
+    return (await this.log.read(index, index + 1, Number.MAX_SAFE_INTEGER))[0];
+  }
+
+  /** Entries [lo, hi) in as few storage reads as the log allows (a prefix when some are missing). */
+  readEntries(lo: number, hi: number): Promise<Entry[]> {
+    return this.log.read(lo, hi, Number.MAX_SAFE_INTEGER);
+  }
+
+  // ---- start-up ----
+
+  /** Recover the state machine and the log view from storage: nothing is replayed. */
+  async recover(): Promise<void> {
+    const rec = this.storage.recovered;
+    const pairs = await this.storage.scan({ gte: new Uint8Array(0), lt: new Uint8Array([0xff]) });
+    this.state.load(pairs);
+    this.stateIndex = stateIndexOf(pairs);
+    this.conf = rec.conf ?? rec.snapshot?.conf ?? { voters: [], learners: [] };
+    this.log = new ReplicaLog(this.storage, rec, {
+      cacheBytes: this.rc.cfg.entryCacheBytes,
+      onAvailable: () => {
+        this.node?.logAvailable();
+        this.kick();
+      },
+      makeSnapshot: () => this.makeSnapshot(),
+      onError: (err) => this.fatal(err),
+    });
+    this.logger.info('replica_recovered', {
+      replica: this.id,
+      fresh: rec.freshlyInitialised,
+      first_index: rec.firstIndex,
+      last_index: rec.lastIndex,
+      applied_index: rec.appliedIndex,
+      tail_repaired: rec.tailRepaired,
+      high_watermark: this.state.nextOffset,
+      log_start_offset: this.state.logStartOffset,
+      voters: this.conf.voters,
+      learners: this.conf.learners,
+    });
+  }
+
+  /** Start the peer transport: peers are heard (and answered) only once the node starts. */
+  async startTransport(): Promise<void> {
+    const { cfg, self, endpoints } = this.rc;
+    this.transport = new PeerTransport({
+      selfId: this.id,
+      clusterId: this.rc.clusterId,
+      listenHost: cfg.listenHost,
+      listenPort: self.peerPort,
+      resolve: (id) => {
+        const o = ordinalOf(id);
+        const ep = o === undefined ? undefined : endpoints[o];
+        return ep ? { host: ep.host, port: ep.peerPort } : undefined;
+      },
+      peers: this.peerIds(),
+      // Any configured ordinal may connect: a fresh learner must hear the leader that added it.
+      acceptPeer: (id) => {
+        const o = ordinalOf(id);
+        return o !== undefined && o < endpoints.length && o !== self.ordinal;
+      },
+      logger: this.logger,
+      registry: this.o.registry,
+      maxFrameBytes: Math.max(16 * 1024 * 1024, cfg.maxSizePerMsgBytes * 2),
+      // One Raft message codec today; a second one would widen this range and encode per
+      // connection with transport.versionFor(peer) (docs/wire-protocol.md, Versions).
+      versions: { min: MESSAGE_CODEC_VERSION, max: MESSAGE_CODEC_VERSION },
+      ...(cfg.peerSecret !== '' ? { secret: cfg.peerSecret } : {}),
+    });
+    this.transport.onMessage((from, payload) => this.onPeerMessage(from, payload));
+    await this.transport.start();
+  }
+
+  /** No membership and no log: this data directory was never part of a group. */
+  get fresh(): boolean {
+    return this.conf.voters.length === 0 && this.conf.learners.length === 0 && this.storage.recovered.lastIndex === 0;
+  }
+
+  /** Found a new group whose only voter is this replica (the caller checked that nobody else has one). */
+  async found(): Promise<void> {
+    const snap = bootstrapSnapshot([this.id], encodeSnapshotState([], 0));
+    await this.storage.installSnapshot(snap.meta, []);
+    await this.storage.append([], { term: snap.meta.term, vote: null, commit: snap.meta.index }, snap.meta.conf);
+    this.log.installed(snap.meta);
+    this.log.appended([], { term: snap.meta.term, vote: null, commit: snap.meta.index });
+    this.conf = snap.meta.conf;
+    this.logger.info('group_bootstrapped', { replica: this.id, voters: this.conf.voters });
+  }
+
+  /** Create the core and start ticking. */
+  start(): void {
+    const { cfg } = this.rc;
+    this.node = new RaftNode({
+      id: this.id,
+      storage: this.log,
+      electionTicks: Math.max(2, Math.round(cfg.electionTimeoutMs / cfg.tickMs)),
+      heartbeatTicks: Math.max(1, Math.round(cfg.heartbeatMs / cfg.tickMs)),
+      random: Math.random,
+      preVote: true,
+      checkQuorum: true,
+      maxSizePerMsgBytes: cfg.maxSizePerMsgBytes,
+      maxInflightMsgs: cfg.maxInflightMsgs,
+      maxInflightBytes: cfg.maxInflightBytes,
+      maxUncommittedBytes: cfg.maxUncommittedBytes,
+      applied: Math.max(this.storage.recovered.appliedIndex, this.log.firstIndex() - 1),
+    });
+    this.tickTimer = setInterval(() => {
+      this.node!.tick();
+      this.kick();
+    }, cfg.tickMs);
+    // The recovered (or just founded) configuration: set here, not only when a change is applied.
+    this.metrics.voters.set(this.lbl, this.conf.voters.length);
+    this.kick();
+  }
+
+  // ---- the loop ----
+
+  kick(): void {
+    if (this.processing || this.node === null || this.fatalError !== null) return;
+    this.processing = true;
+    setImmediate(() => void this.process());
+  }
+
+  private async process(): Promise<void> {
+    const node = this.node!;
+    try {
+      while (node.hasReady() && this.fatalError === null) {
+        const rd = node.ready();
+        await this.handleReady(rd);
+        node.advance(rd);
+        this.afterAdvance();
+      }
+    } catch (err) {
+      this.fatal(err);
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    const early: Message[] = [];
+    const late: Message[] = [];
+    const termOrVote =
+      rd.hardState !== undefined &&
+      (rd.hardState.term !== this.log.initialState().hardState.term ||
+        rd.hardState.vote !== this.log.initialState().hardState.vote);
+    for (const m of rd.messages) {
+      // Requests from a leader promise nothing about our disk; responses and votes do.
+      if (!termOrVote && (m.type === MessageType.App || m.type === MessageType.Heartbeat)) early.push(m);
+      else late.push(m);
+    }
+    this.send(early);
+    if (rd.snapshot) {
+      // The install raises the stored commit to the snapshot: an older deferred one must not follow it.
+      this.deferredHardState = undefined;
+      await this.installSnapshot(rd.snapshot);
+    }
+    // A hard state whose only change is the commit index promises nothing (Raft needs term and
+    // vote durable, never commit: a restarted node takes commit = max(persisted, applied) and
+    // learns the rest from the leader). Writing it would cost a synced write per commit on
+    // every replica — half the fsyncs at one produce in flight, and one on the ack path. So it
+    // is kept and written with the next entries or term/vote change (etcd's MustSync rule).
+    if (rd.hardState !== undefined && rd.entries.length === 0 && !termOrVote && !rd.snapshot) {
+      this.deferredHardState = rd.hardState;
+      this.log.appended([], rd.hardState);
+    } else if (rd.entries.length > 0 || rd.hardState) {
+      const hardState = rd.hardState ?? this.deferredHardState;
+      this.deferredHardState = undefined;
+      // A full storage queue is backpressure, not a fault: the loop waits (and takes no new Ready,
+      // so producers meet the uncommitted-bytes bound at the edge).
+      await this.storage.appendWaiting(rd.entries, hardState, () => this.metrics.storageWaits.inc(this.lbl));
+      this.log.appended(rd.entries, hardState);
+      if (rd.entries.length > 0) this.metrics.appendBatch.observe(this.lbl, rd.entries.length);
+    }
+    this.send(late);
+    if (rd.softState) this.onSoftState(rd.softState.leader, rd.softState.role);
+    if (rd.committed.length > 0) await this.applyCommitted(rd.committed);
+  }
+
+  private send(msgs: Message[]): void {
+    for (const m of msgs) {
+      if (m.type === MessageType.Snap) this.metrics.snapshotsSent.inc({ ...this.lbl, action: 'sent' });
+      this.transport.send(m.to, encodeMessage(m));
+    }
+  }
+
+  private onPeerMessage(from: string, payload: Buffer): void {
+    if (this.node === null) return; // not started yet: the sender retries
+    let msg: Message;
+    try {
+      msg = decodeMessage(payload);
+    } catch (err) {
+      this.logger.warn('peer_message_malformed', { from, error: (err as Error).message });
+      return;
+    }
+    if (msg.from !== from) {
+      this.logger.warn('peer_message_sender_mismatch', { from, claimed: msg.from });
+      return;
+    }
+    if (msg.type === MessageType.App) this.noteLeaderCommit(msg.commit);
+    if (
+      from === this.lastLeader &&
+      (msg.type === MessageType.App || msg.type === MessageType.Heartbeat || msg.type === MessageType.Snap)
+    )
+      this.leaderContactMs = Date.now();
+    // A fresh learner must answer a leader it has no configuration for yet.
+    if (!this.transport.peers().includes(from)) this.transport.setPeers([...this.peerIds(), from]);
+    try {
+      this.node.step(msg);
+    } catch (err) {
+      this.fatal(err);
+      return;
+    }
+    this.kick();
+  }
+
+  private peerIds(): string[] {
+    return [...this.conf.voters, ...this.conf.learners].filter((id) => id !== this.id);
+  }
+
+  private onSoftState(leader: string | null, role: string): void {
+    if (leader !== this.lastLeader) {
+      const now = Date.now();
+      // Recovery after leader loss, measured once per election, by the winner: from the last
+      // word of a leader (or this replica's own step-down) to leading. The first election of a
+      // group has no predecessor and is not counted.
+      if (leader === this.id && role === 'leader' && this.leaderContactMs > 0)
+        this.metrics.leaderRecovery.observe(this.lbl, (now - this.leaderContactMs) / 1000);
+      if (this.lastLeader === this.id || leader === this.id) this.leaderContactMs = leader === this.id ? 0 : now;
+      this.lastLeader = leader;
+      this.metrics.leaderChanges.inc(this.lbl);
+      this.logger.info('leader_changed', { replica: this.id, leader, role, term: this.node!.term });
+    }
+    this.metrics.leader.set(this.lbl, role === 'leader' ? 1 : 0);
+    if (role !== 'leader') {
+      // Proposals in flight may still commit under the next leader: the outcome is unknown.
+      for (const [index, p] of this.pending) {
+        this.pending.delete(index);
+        clearTimeout(p.timer);
+        p.reject(
+          new DaftkaError(
+            'COMMIT_UNKNOWN',
+            `leadership lost while the write at log index ${index} was in flight; retry with the same idempotency key`,
+            { leaderHint: this.leaderEndpoint() ?? undefined },
+          ),
+        );
+      }
+    }
+    this.hooks.leadershipChanged(leader, this.node!.term);
+  }
+
+  private afterAdvance(): void {
+    const n = this.node!;
+    this.metrics.term.set(this.lbl, n.term);
+    this.metrics.commitIndex.set(this.lbl, n.commit);
+    this.metrics.appliedIndex.set(this.lbl, n.applied);
+  }
+
+  // ---- apply ----
+
+  private async applyCommitted(entries: Entry[]): Promise<void> {
+    const ops: StateOp[] = [];
+    const before = this.state.nextOffset;
+    const startBefore = this.state.logStartOffset;
+    let confChanged = false;
+    for (const e of entries) {
+      if (e.type === EntryType.Config) {
+        this.conf = applyConfChange(this.conf, decodeConfChange(e.data));
+        confChanged = true;
+        continue;
+      }
+      if (e.type !== EntryType.Normal) continue;
+      // A snapshot's state already includes entries up to its state index (see makeSnapshot).
+      if (e.index <= this.stateIndex) continue;
+      const { ops: o, result } = this.state.apply(e.index, e.data);
+      for (const op of o) ops.push(op);
+      this.settle(e, result);
+    }
+    const last = entries[entries.length - 1].index;
+    if (confChanged) {
+      await this.storage.append([], undefined, this.conf);
+      this.log.setConf(this.conf);
+      this.transport.setPeers(this.peerIds());
+      this.metrics.voters.set(this.lbl, this.conf.voters.length);
+      this.logger.info('membership_applied', {
+        replica: this.id,
+        voters: this.conf.voters,
+        learners: this.conf.learners,
+      });
+      if (!this.conf.voters.includes(this.id) && !this.conf.learners.includes(this.id))
+        this.logger.warn('replica_removed_from_group', { replica: this.id });
+    }
+    // Applied index and state changes in one batch. It rides on the next group commit; the
+    // state in memory is already current, so nothing waits for it (order is kept by storage).
+    this.applyChain = this.storage.applyBatch(last, ops).catch((err) => this.fatal(err));
+    this.metrics.highWatermark.set(this.lbl, this.state.nextOffset);
+    this.metrics.logStartOffset.set(this.lbl, this.state.logStartOffset);
+    this.metrics.logBytes.set(this.lbl, this.storage.stats().logBytes);
+    this.hooks.applied(this.state.nextOffset !== before);
+    if (this.state.logStartOffset !== startBefore) await this.compactToRetention(last);
+  }
+
+  private settle(e: Entry, result: ApplyResult): void {
+    const p = this.pending.get(e.index);
+    if (p === undefined) return;
+    this.pending.delete(e.index);
+    clearTimeout(p.timer);
+    if (p.term !== e.term) {
+      p.reject(
+        new DaftkaError(
+          'NOT_LEADER',
+          'the write was superseded by a new leader before it committed; it was not written',
+          {
+            leaderHint: this.leaderEndpoint() ?? undefined,
+          },
+        ),
+      );
+      return;
+    }
+    if (result.kind === 'written' && p.records > 0) {
+      this.metrics.produceRecords.inc(this.lbl, p.records);
+      this.metrics.produceBytes.inc(this.lbl, p.bytes);
+      this.metrics.commitLatency.observe(this.lbl, Number(process.hrtime.bigint() - p.startedAt) / 1e9);
+    }
+    p.resolve(result);
+  }
+
+  /**
+   * Retention applied: drop the Raft log below the first entry that still holds records.
+   * `appliedTo` is the last entry of the batch just applied: the core's `applied` only moves at
+   * advance(), and bounding by it would leave a whole batch of dead entries behind each time.
+   */
+  private async compactToRetention(appliedTo: number): Promise<void> {
+    const applied = Math.max(appliedTo, this.stateIndex);
+    const target = Math.min(this.state.firstRetainedLogIndex() ?? applied + 1, applied + 1, this.log.lastIndex() + 1);
+    if (target <= this.log.firstIndex()) return;
+    await this.applyChain;
+    await this.storage.compactLog(target);
+    this.log.compacted(target);
+    this.metrics.retentionDeleted.inc(this.lbl);
+    this.logger.info('log_compacted', {
+      replica: this.id,
+      first_index: target,
+      log_start_offset: this.state.logStartOffset,
+    });
+  }
+
+  // ---- snapshots ----
+
+  /**
+   * The snapshot a far-behind follower gets: positioned at the compaction point (firstIndex-1,
+   * so every retained entry still reaches the follower by normal appends), carrying the state
+   * machine as of the current applied index X. The follower skips state changes of entries
+   * ≤ X when they arrive (the state already holds them) — the offset index in the state points
+   * at those entries, so fetch serves them once they are there.
+   *
+   * The membership handed with it is the current one. Config entries after that point reach the
+   * follower again and are re-applied on top of it; each change is an assignment (learner /
+   * voter / absent) and ids are never reused, so re-applying a suffix of them to the state they
+   * produced changes nothing (see applyConfChange).
+   */
+  private async makeSnapshot(): Promise<Snapshot> {
+    await this.applyChain;
+    const first = this.log.firstIndex();
+    const { meta, state } = await this.storage.exportState();
+    const index = first - 1;
+    const term = this.log.term(index);
+    if (term === undefined) throw new Error(`no term for snapshot index ${index}`);
+    const stateIndex = Math.max(meta.index, this.stateIndex);
+    this.metrics.snapshotsSent.inc({ ...this.lbl, action: 'built' });
+    return { meta: { index, term, conf: this.conf }, data: encodeSnapshotState(state, stateIndex) };
+  }
+
+  private async installSnapshot(s: Snapshot): Promise<void> {
+    const { pairs, stateIndex } = decodeSnapshotState(s.data);
+    await this.applyChain;
+    await this.storage.installSnapshot(s.meta, pairs);
+    this.log.installed(s.meta);
+    this.state.load(pairs);
+    this.stateIndex = stateIndex;
+    this.conf = s.meta.conf;
+    this.transport.setPeers(this.peerIds());
+    this.metrics.voters.set(this.lbl, this.conf.voters.length);
+    this.metrics.snapshotsSent.inc({ ...this.lbl, action: 'installed' });
+    this.logger.info('snapshot_installed', {
+      replica: this.id,
+      index: s.meta.index,
+      state_index: stateIndex,
+      high_watermark: this.state.nextOffset,
+    });
+    this.hooks.applied(true);
+  }
+
+  // ---- proposals ----
+
+  /** host:port of the leader's client port, when known. */
+  leaderEndpoint(): string | null {
+    const leader = this.node?.leader ?? null;
+    const o = leader === null ? undefined : ordinalOf(leader);
+    const ep = o === undefined ? undefined : this.rc.endpoints[o];
+    return ep ? `${ep.host}:${ep.clientPort}` : null;
+  }
+
+  /** The core, if this replica leads and is not stopping; NOT_LEADER (with a hint) otherwise. */
+  requireLeader(): RaftNode {
+    const node = this.node;
+    if (this.stopping)
+      throw new DaftkaError('NOT_LEADER', 'replica is shutting down', {
+        retryAfterMs: 100,
+        leaderHint: this.leaderEndpoint() ?? undefined,
+      });
+    if (node === null || node.role !== 'leader') {
+      const hint = this.leaderEndpoint();
+      throw new DaftkaError('NOT_LEADER', `replica ${this.id} is not the leader of ${this.rc.clusterId}`, {
+        leaderHint: hint ?? undefined,
+        retryAfterMs: hint ? undefined : 100,
+      });
+    }
+    return node;
+  }
+
+  get isLeader(): boolean {
+    return this.node?.role === 'leader' && !this.stopping;
+  }
+
+  /**
+   * Propose a state-machine command; resolves with what applying it returned once it committed
+   * in this leader's term. `records`/`bytes` (produces) feed the produce metrics at commit.
+   */
+  propose(data: Uint8Array, timeoutMs: number, records = 0, bytes = 0): Promise<ApplyResult> {
+    const node = this.requireLeader();
+    const majority = Math.floor(this.rc.cfg.replicationFactor / 2) + 1;
+    if (this.conf.voters.length < majority)
+      throw new DaftkaError(
+        'NO_QUORUM',
+        `${this.rc.clusterId} has ${this.conf.voters.length} voters; writes need at least ${majority} (a majority of replication factor ${this.rc.cfg.replicationFactor})`,
+        { retryAfterMs: 500 },
+      );
+    let index: number;
+    try {
+      [index] = node.propose(data);
+    } catch (err) {
+      if (err instanceof NotLeaderError)
+        throw new DaftkaError('NOT_LEADER', err.message, {
+          leaderHint: this.leaderEndpoint() ?? undefined,
+          retryAfterMs: 100,
+        });
+      if (err instanceof ProposalsPausedError) throw new DaftkaError('NOT_LEADER', err.message, { retryAfterMs: 100 });
+      if (err instanceof TooManyUncommittedError) {
+        this.metrics.shed.inc({ ...this.lbl, reason: 'uncommitted_bytes' });
+        throw new DaftkaError('OVERLOADED', err.message, { retryAfterMs: 50 });
+      }
+      throw err;
+    }
+    const term = node.term;
+    this.kick();
+    return new Promise<ApplyResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pending.delete(index))
+          reject(
+            new DaftkaError(
+              'COMMIT_UNKNOWN',
+              `not committed within ${timeoutMs} ms; retry with the same idempotency key`,
+            ),
+          );
+      }, timeoutMs);
+      this.pending.set(index, { term, startedAt: process.hrtime.bigint(), records, bytes, resolve, reject, timer });
+    });
+  }
+
+  /** Hand leadership to `to` (a voter); CONFLICT when the core refuses. */
+  transferLeadership(to: string): void {
+    const node = this.requireLeader();
+    try {
+      node.transferLeadership(to);
+    } catch (err) {
+      if (err instanceof TransferRefusedError) throw new DaftkaError('CONFLICT', err.message);
+      throw err;
+    }
+    this.kick();
+  }
+
+  /** Propose one single-server membership change; CONFLICT when the core refuses it now. */
+  changeMembership(type: MembershipChange, id: string): void {
+    const node = this.requireLeader();
+    try {
+      node.changeMembership({ type, node: id });
+    } catch (err) {
+      if (err instanceof ConfChangeRefusedError) throw new DaftkaError('CONFLICT', err.message);
+      throw err;
+    }
+    this.metrics.membershipChanges.inc({ ...this.lbl, action: type });
+    this.logger.info('membership_change_proposed', { replica: this.id, action: type, member: id });
+    if (type === 'addLearner') this.transport.setPeers([...this.peerIds(), id]);
+    this.kick();
+  }
+
+  // ---- stopping ----
+
+  /** Stop taking proposals (shutdown: leadership has been handed on, or could not be). */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  async close(): Promise<void> {
+    this.stopping = true;
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    for (const [, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new DaftkaError('COMMIT_UNKNOWN', 'replica stopped with the write in flight'));
+    }
+    this.pending.clear();
+    await this.transport?.close();
+    await this.applyChain;
+    // Not needed for safety (see handleReady), but a clean stop leaves the latest commit on disk.
+    const hs = this.deferredHardState;
+    this.deferredHardState = undefined;
+    if (hs !== undefined && this.fatalError === null)
+      await this.storage
+        .append([], hs)
+        .catch((err) => this.logger.warn('hard_state_flush_failed', { error: (err as Error).message }));
+    await this.storage.close();
+  }
+
+  private fatal(err: unknown): void {
+    if (this.fatalError !== null) return;
+    this.fatalError = err;
+    this.logger.error('replica_fatal', {
+      replica: this.id,
+      error: (err as Error)?.message ?? String(err),
+      name: (err as Error)?.name,
+    });
+    this.hooks.fatal(err);
+  }
+}

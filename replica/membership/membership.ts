@@ -1,0 +1,192 @@
+import { DaftkaError } from '../../common/errors';
+import type { Logger } from '../../common/log';
+import type { AddLearnerRequest, MemberRequest, TransferLeadershipRequest } from '../../common/partition-api';
+import type { PartitionAdmin } from '../../protocol/methods';
+import { RemotePartitionClient } from '../../protocol/partition-client';
+import { RpcClient } from '../../protocol/rpc-client';
+import { ordinalOf, type ResolvedReplicaConfig } from '../config';
+import type { RaftDriver } from '../driver/raft-driver';
+import { checkTarget } from '../partition/service';
+
+/**
+ * Who belongs to the partition's Raft group, and who leads it:
+ *  - the admin methods of the client port (the operator's calls: transfer leadership, add a
+ *    learner, promote it, remove a member), checked and handed to the driver;
+ *  - founding a group, only when every configured replica's data directory is new;
+ *  - the leader's reconcile loop that makes the membership match the configured replicas
+ *    (a new incarnation joins as a learner, is promoted once caught up, then the old one goes),
+ *    one change at a time so the group never drops below quorum;
+ *  - a follower's poll of its leader's commit index, which readiness measures lag against.
+ * Peers are asked over their client ports (`status`), never trusted beyond their answers.
+ */
+
+export interface MembershipOptions {
+  rc: ResolvedReplicaConfig;
+  driver: RaftDriver;
+  logger: Logger;
+}
+
+export class Membership implements PartitionAdmin {
+  private readonly peerClients = new Map<number, { client: RemotePartitionClient; rpc: RpcClient }>();
+  private timer: NodeJS.Timeout | null = null;
+  private polling = false;
+  /** The leader (and term) whose commit index we last asked for: readiness needs a fresh answer. */
+  private polled: { leader: string; term: number } | null = null;
+  private readonly rc: ResolvedReplicaConfig;
+  private readonly driver: RaftDriver;
+  private readonly logger: Logger;
+
+  constructor(o: MembershipOptions) {
+    this.rc = o.rc;
+    this.driver = o.driver;
+    this.logger = o.logger;
+  }
+
+  /** The leader and term of the last commit index a follower learned from its leader. */
+  get leaderPolled(): { leader: string; term: number } | null {
+    return this.polled;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      void this.reconcile();
+      void this.pollLeaderCommit();
+    }, this.rc.cfg.membershipCheckMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const c of this.peerClients.values()) c.rpc.close();
+  }
+
+  // ---- the operator's calls ----
+
+  async transferLeadership(req: TransferLeadershipRequest): Promise<void> {
+    checkTarget(this.rc, req.topic, req.partition);
+    this.driver.transferLeadership(req.to);
+  }
+
+  async addLearner(req: AddLearnerRequest): Promise<void> {
+    checkTarget(this.rc, req.topic, req.partition);
+    this.driver.changeMembership('addLearner', req.id);
+  }
+
+  async promote(req: MemberRequest): Promise<void> {
+    checkTarget(this.rc, req.topic, req.partition);
+    const node = this.driver.requireLeader();
+    const pr = node.status().progress?.[req.id];
+    if (!pr || pr.match < node.commit)
+      throw new DaftkaError(
+        'CONFLICT',
+        `${req.id} is not caught up (match ${pr?.match ?? 'unknown'}, commit ${node.commit}); promote it once it is`,
+      );
+    this.driver.changeMembership('promote', req.id);
+  }
+
+  async removeMember(req: MemberRequest): Promise<void> {
+    checkTarget(this.rc, req.topic, req.partition);
+    this.driver.changeMembership('remove', req.id);
+  }
+
+  // ---- founding ----
+
+  /**
+   * Found a new group (conf = {self}) only when every other configured replica answers that its
+   * own data directory is new. A wiped ordinal 0 therefore never founds a second group next to
+   * an existing one: its peers have state and it waits to be added back as a new incarnation.
+   */
+  async foundWhenPeersAreEmpty(isStopping: () => boolean): Promise<void> {
+    const others = this.rc.endpoints.filter((e) => e.ordinal !== this.rc.self.ordinal);
+    for (;;) {
+      if (isStopping()) return;
+      const answers = await Promise.all(others.map((e) => this.askStatus(e.ordinal, `bootstrap-${this.driver.id}`)));
+      if (answers.every((a) => a !== null && a.voters.length === 0 && a.learners.length === 0 && a.lastIndex === 0))
+        break;
+      if (answers.some((a) => a !== null && (a.voters.length > 0 || a.learners.length > 0))) {
+        this.logger.warn('bootstrap_skipped_group_exists', { replica: this.driver.id });
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await this.driver.found();
+  }
+
+  // ---- the leader's reconcile loop ----
+
+  /**
+   * Leader: make the membership match the configured replicas. Each configured ordinal is asked
+   * for its id; a new id (a new replica, or a wiped one back as a new incarnation) is added as a
+   * learner, promoted once caught up, and then the old incarnation of that ordinal is removed —
+   * one change at a time, so the group never drops below quorum.
+   */
+  private async reconcile(): Promise<void> {
+    const node = this.driver.raft;
+    if (node === null || !this.driver.isLeader) return;
+    const conf = this.driver.membership;
+    const members = [...conf.voters, ...conf.learners];
+    try {
+      for (const ep of this.rc.endpoints) {
+        if (ep.ordinal === this.rc.self.ordinal) continue;
+        const st = await this.askStatus(ep.ordinal, `members-${this.driver.id}`);
+        if (st === null || node.role !== 'leader') continue;
+        const id = st.replicaId;
+        if (!members.includes(id)) {
+          this.driver.changeMembership('addLearner', id);
+          return;
+        }
+        if (conf.learners.includes(id)) {
+          const pr = node.status().progress?.[id];
+          if (pr && pr.match >= node.commit) {
+            this.driver.changeMembership('promote', id);
+            return;
+          }
+          continue;
+        }
+        const stale = members.filter((m) => m !== id && ordinalOf(m) === ep.ordinal);
+        if (stale.length > 0 && conf.voters.includes(id)) {
+          this.driver.changeMembership('remove', stale[0]);
+          return;
+        }
+      }
+    } catch (err) {
+      if (err instanceof DaftkaError && (err.code === 'CONFLICT' || err.code === 'NOT_LEADER')) return;
+      this.logger.warn('membership_reconcile_failed', { replica: this.driver.id, error: (err as Error).message });
+    }
+  }
+
+  /** Follower: ask the leader for its commit index (readiness measures our lag against it). */
+  private async pollLeaderCommit(): Promise<void> {
+    const n = this.driver.raft;
+    if (n === null || n.role === 'leader' || n.leader === null || this.polling || this.driver.isStopping) return;
+    const o = ordinalOf(n.leader);
+    if (o === undefined || o >= this.rc.endpoints.length) return;
+    const asked = { leader: n.leader, term: n.term };
+    this.polling = true;
+    try {
+      const st = await this.askStatus(o, `lag-${this.driver.id}`);
+      if (st === null || st.replicaId !== asked.leader || st.term !== asked.term || st.role !== 'leader') return;
+      this.driver.noteLeaderCommit(st.commitIndex);
+      this.polled = asked;
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private askStatus(ordinal: number, requestId: string) {
+    const { topic, partition } = this.rc.cfg;
+    return this.peerClient(ordinal)
+      .status({ topic, partition, requestId })
+      .catch(() => null);
+  }
+
+  private peerClient(ordinal: number): RemotePartitionClient {
+    let c = this.peerClients.get(ordinal);
+    if (!c) {
+      const ep = this.rc.endpoints[ordinal];
+      const rpc = new RpcClient({ host: ep.host, port: ep.clientPort, connectTimeoutMs: 500 });
+      c = { rpc, client: new RemotePartitionClient(rpc, { defaultTimeoutMs: 1000 }) };
+      this.peerClients.set(ordinal, c);
+    }
+    return c.client;
+  }
+}
