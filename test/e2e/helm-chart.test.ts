@@ -16,7 +16,7 @@ import { loadAll } from 'js-yaml';
 import { connect, StringCodec, type NatsConnection } from 'nats';
 import { natsServerOptions } from '../../common/nats-servers';
 import { gatewaySchema, loadGatewayConfig } from '../../gateway/config';
-import { REPLICA_INBOX_PREFIX } from '../../replica/announcer';
+import { REPLICA_INBOX_PREFIX } from '../../replica/control/announcer';
 import { KubeClient } from '../../common/kube';
 import { createLogger } from '../../common/log';
 import { ConfigMapCatalog } from '../../gateway/kube-catalog';
