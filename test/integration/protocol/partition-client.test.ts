@@ -21,7 +21,7 @@ import { RemotePartitionClient } from '../../../protocol/partition-client';
 import { RpcClient } from '../../../protocol/rpc-client';
 import { RpcServer } from '../../../protocol/rpc-server';
 import { servePartition } from '../../../protocol/serve';
-import { quietLogger, sleepMs, testRegistry } from '../transport/helpers';
+import { quietLogger, sleepMs, testRegistry } from '../../helpers/observe';
 
 /**
  * A test-only in-memory partition: one log, idempotency keys, group offsets, and switches to

@@ -5,7 +5,7 @@ import { RpcClient, deliveryOf, type RpcClientOptions } from '../../../protocol/
 import { RpcServer, type RpcServerOptions } from '../../../protocol/rpc-server';
 import { encodeRequestHeader } from '../../../protocol/wire';
 import { encodeFrame, FrameType } from '../../../protocol/frame';
-import { metricValue, quietLogger, sleepMs, testRegistry, waitFor } from '../transport/helpers';
+import { metricValue, quietLogger, sleepMs, testRegistry, waitFor } from '../../helpers/observe';
 
 // Real sockets on a shared CI machine: allow for a slow scheduler.
 jest.setTimeout(20_000);

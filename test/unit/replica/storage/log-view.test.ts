@@ -1,7 +1,7 @@
-import { ClassifiedError } from '../../../common/crash-policy';
-import { LogView } from '../../../replica/storage/log-view';
-import type { Recovered } from '../../../replica/storage/types';
-import { entries } from './helpers';
+import { ClassifiedError } from '../../../../common/crash-policy';
+import { LogView } from '../../../../replica/storage/log-view';
+import type { Recovered } from '../../../../replica/storage/types';
+import { entries } from '../../../helpers/storage';
 
 function view(over: Partial<Recovered> = {}, prevTerm = 0): LogView {
   const r: Recovered = {

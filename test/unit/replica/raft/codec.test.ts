@@ -9,7 +9,7 @@ import {
   encodeMessage,
   type Entry,
   type Message,
-} from '../../../replica/raft';
+} from '../../../../replica/raft';
 
 const id = fc.oneof(fc.constantFrom('n1.1', 'n2.7', 'n10.123456'), fc.string({ minLength: 1, maxLength: 20 }));
 const u = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });

@@ -12,8 +12,8 @@ import {
   type Message,
   type RaftConfig,
   type Ready,
-} from '../../../replica/raft';
-import { RaftLog } from '../../../replica/raft/log';
+} from '../../../../replica/raft';
+import { RaftLog } from '../../../../replica/raft/log';
 
 /**
  * Focused behaviours of the core, driven by hand (the simulator covers the interleavings).

@@ -4,8 +4,8 @@
  * every combination — and the storage must then match a plain in-memory model, both live and
  * after close + reopen. Seeds are fixed: a failure names its seed and replays exactly.
  */
-import type { StateOp } from '../../../replica/storage/storage';
-import { dec, enc, openStorage, payload, removeDir, tempDir } from './helpers';
+import type { StateOp } from '../../../../replica/storage/storage';
+import { dec, enc, openStorage, payload, removeDir, tempDir } from '../../../helpers/storage';
 
 jest.setTimeout(120_000);
 

@@ -1,4 +1,4 @@
-import { compactRuns, extendRuns, runTermAt, truncateRuns, type TermRun } from '../../../replica/storage/term-runs';
+import { compactRuns, extendRuns, runTermAt, truncateRuns, type TermRun } from '../../../../replica/storage/term-runs';
 
 describe('term runs', () => {
   const sample = (): TermRun[] => [

@@ -7,7 +7,7 @@ import {
   metaKey,
   META,
   stateKey,
-} from '../../../replica/storage/codec';
+} from '../../../../replica/storage/codec';
 
 describe('storage codec', () => {
   it('orders log keys by index (big-endian), across 32-bit boundaries', () => {

@@ -4,9 +4,9 @@
  * The parent SIGKILLs it at an arbitrary moment. Usage: node -r tsx/cjs crash-child.ts <dir>
  */
 import { PassThrough } from 'node:stream';
-import { createLogger } from '../../../common/log';
-import { ReplicaStorage } from '../../../replica/storage/storage';
-import { payload } from '../../unit/storage/helpers';
+import { createLogger } from '../../../../common/log';
+import { ReplicaStorage } from '../../../../replica/storage/storage';
+import { payload } from '../../../helpers/storage';
 
 async function main(): Promise<void> {
   const dir = process.argv[2];

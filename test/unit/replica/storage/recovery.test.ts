@@ -2,9 +2,9 @@
  * Start-up recovery against damage made directly in RocksDB (storage closed, then the database
  * edited through its own handle), as a torn write or bit rot would leave it.
  */
-import { logKey, META, metaKey, stateKey, termRunKey } from '../../../replica/storage/codec';
-import { createRocksDb, type RocksDb } from '../../../replica/storage/rocksdb';
-import { entries, openStorage, removeDir, tempDir } from './helpers';
+import { logKey, META, metaKey, stateKey, termRunKey } from '../../../../replica/storage/codec';
+import { createRocksDb, type RocksDb } from '../../../../replica/storage/rocksdb';
+import { entries, openStorage, removeDir, tempDir } from '../../../helpers/storage';
 
 jest.setTimeout(30_000);
 

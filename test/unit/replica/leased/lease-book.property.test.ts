@@ -6,7 +6,7 @@ import {
   type LeasePolicy,
   type LeaseSink,
   type LogBounds,
-} from '../../../replica/leased/leases';
+} from '../../../../replica/leased/leases';
 
 /**
  * Property tests of the lease state machine: random interleavings of produce, fetch (grant),

@@ -1,6 +1,10 @@
+/**
+ * For tests that run servers inside the test process (peer transport, RPC client and server): a
+ * quiet logger, a private metrics registry and its values, and polling until a condition holds.
+ */
 import { PassThrough } from 'node:stream';
-import { createLogger, type Logger } from '../../../common/log';
-import { createRegistry, type promClient } from '../../../common/metrics';
+import { createLogger, type Logger } from '../../common/log';
+import { createRegistry, type promClient } from '../../common/metrics';
 
 /** A logger whose lines go nowhere (set DAFTKA_TEST_LOGS=1 to see them on stdout). */
 export function quietLogger(component = 'test'): Logger {

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { createLogger, type Logger } from '../../../common/log';
-import { ReplicaStorage, type StorageOptions, type StoredEntry } from '../../../replica/storage/storage';
+import { createLogger, type Logger } from '../../common/log';
+import { ReplicaStorage, type StorageOptions, type StoredEntry } from '../../replica/storage/storage';
 
 export function tempDir(tag: string): string {
   return mkdtempSync(path.join(tmpdir(), `daftka-storage-${tag}-`));

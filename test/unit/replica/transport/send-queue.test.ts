@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { SendQueue } from '../../../replica/transport/send-queue';
+import { SendQueue } from '../../../../replica/transport/send-queue';
 
 describe('SendQueue (bounded, drop-oldest)', () => {
   it('keeps both bounds after every push and holds exactly the newest messages that fit', () => {

@@ -7,12 +7,12 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { dec, enc, openStorage, payload, removeDir, tempDir } from '../../unit/storage/helpers';
+import { dec, enc, openStorage, payload, removeDir, tempDir } from '../../../helpers/storage';
 
 jest.setTimeout(120_000);
 
 const CHILD = path.join(__dirname, 'crash-child.ts');
-const ROOT = path.join(__dirname, '..', '..', '..');
+const ROOT = path.join(__dirname, '..', '..', '..', '..');
 
 /** Run the child until it has acknowledged `acks` appends past its start, then SIGKILL it. */
 function runAndKill(dir: string, acks: number): Promise<{ start: number; maxAcked: number }> {

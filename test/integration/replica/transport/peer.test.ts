@@ -1,9 +1,9 @@
 import net from 'node:net';
-import { encodeFrame, FrameType } from '../../../protocol/frame';
-import { decodeAck, encodeHello } from '../../../replica/transport/handshake';
-import { PeerTransport, type PeerAddress, type PeerTransportOptions } from '../../../replica/transport/peer';
-import type { promClient } from '../../../common/metrics';
-import { metricValue, quietLogger, sleepMs, testRegistry, waitFor } from './helpers';
+import { encodeFrame, FrameType } from '../../../../protocol/frame';
+import { decodeAck, encodeHello } from '../../../../replica/transport/handshake';
+import { PeerTransport, type PeerAddress, type PeerTransportOptions } from '../../../../replica/transport/peer';
+import type { promClient } from '../../../../common/metrics';
+import { metricValue, quietLogger, sleepMs, testRegistry, waitFor } from '../../../helpers/observe';
 
 const CLUSTER = 'orders/0';
 const FAST_BACKOFF = { initialMs: 10, maxMs: 50, multiplier: 2, jitter: 0.5 };

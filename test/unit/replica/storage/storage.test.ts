@@ -1,8 +1,8 @@
 import type { Worker } from 'node:worker_threads';
-import { ClassifiedError } from '../../../common/crash-policy';
-import { DaftkaError } from '../../../common/errors';
-import { LogCompactedError, type FlushStats, type ReplicaStorage } from '../../../replica/storage/storage';
-import { dec, enc, entries, openStorage, payload, removeDir, tempDir } from './helpers';
+import { ClassifiedError } from '../../../../common/crash-policy';
+import { DaftkaError } from '../../../../common/errors';
+import { LogCompactedError, type FlushStats, type ReplicaStorage } from '../../../../replica/storage/storage';
+import { dec, enc, entries, openStorage, payload, removeDir, tempDir } from '../../../helpers/storage';
 
 jest.setTimeout(30_000);
 

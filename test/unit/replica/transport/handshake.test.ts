@@ -9,9 +9,9 @@ import {
   NonceCache,
   PEER_AUTH_SKEW_MS,
   signHello,
-} from '../../../replica/transport/handshake';
+} from '../../../../replica/transport/handshake';
 
-/** The peer hello: versions and authentication (pure codec and checks; sockets in test/integration/transport). */
+/** The peer hello: versions and authentication (pure codec and checks; sockets in test/integration/replica/transport). */
 
 const secret = randomBytes(32);
 const h = { from: '1.aa', to: '0.bb', clusterId: 'orders/0', versions: { min: 1, max: 2 } };

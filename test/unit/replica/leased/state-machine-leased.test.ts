@@ -1,9 +1,9 @@
-import { DEFAULT_LEASE_POLICY } from '../../../replica/leased/leases';
-import { CommandKind, decodeCommand, encodeCommand, type Command } from '../../../replica/state/commands';
-import { PartitionState, type ApplyResult } from '../../../replica/state/partition-state';
-import type { StateOp } from '../../../replica/storage/storage';
-import type { LeasedApplyOutput } from '../../../replica/leased/state';
-import type { RecordIn } from '../../../common/partition-api';
+import { DEFAULT_LEASE_POLICY } from '../../../../replica/leased/leases';
+import { CommandKind, decodeCommand, encodeCommand, type Command } from '../../../../replica/state/commands';
+import { PartitionState, type ApplyResult } from '../../../../replica/state/partition-state';
+import type { StateOp } from '../../../../replica/storage/storage';
+import type { LeasedApplyOutput } from '../../../../replica/leased/state';
+import type { RecordIn } from '../../../../common/partition-api';
 
 /**
  * The leased commands through the real partition state machine: encode → apply → persist ops →

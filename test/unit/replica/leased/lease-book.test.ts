@@ -5,7 +5,7 @@ import {
   errorClassOf,
   type LeasePolicy,
   type LeaseSink,
-} from '../../../replica/leased/leases';
+} from '../../../../replica/leased/leases';
 
 function setup(over: Partial<LeasePolicy> = {}) {
   const committed = new Map<string, number>();

@@ -4,8 +4,8 @@
  * the synced writes on it would cost.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { FlushStats } from '../../../replica/storage/storage';
-import { openStorage, payload, removeDir, tempDir } from '../../unit/storage/helpers';
+import type { FlushStats } from '../../../../replica/storage/storage';
+import { openStorage, payload, removeDir, tempDir } from '../../../helpers/storage';
 
 jest.setTimeout(60_000);
 
