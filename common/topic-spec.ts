@@ -1,3 +1,5 @@
+import { TOPIC_NAME_RE } from './names';
+
 /**
  * A Topic's spec (the `topics.daftka.io` custom resource's `spec`) and the desired state derived
  * from it: which replicas exist and how each is configured. Pure functions, shared by the
@@ -24,8 +26,6 @@ export const TOPIC_DEFAULTS = {
   retentionBytes: -1,
   maxRecordBytes: 1024 * 1024,
 } as const;
-
-export const TOPIC_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** Where one replica listens; the operator uses stable pod DNS names, local mode loopback ports. */
 export interface ReplicaAddress {

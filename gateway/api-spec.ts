@@ -1,12 +1,22 @@
 import { ERROR_CODES } from '../common/errors';
-import { TOPIC_NAME_PATTERN } from './catalog';
-import { LEASED_ROUTES, type LeasedRouteId } from './leased-spec';
+import { MAX_PARTITION_INDEX, MAX_WAIT_MS } from '../common/limits';
+import {
+  groupParam,
+  IDEMPOTENCY_KEY_PATTERN,
+  int,
+  partitionParam,
+  topicParam,
+  type CoreRouteId,
+  type RouteSpec,
+} from './route-spec';
 import type { JsonSchema } from './validation';
 
 /**
  * The HTTP API, described once: every route's parameters, body and answer as JSON Schema
  * (draft 2020-12). The same objects compile into the request validators (gateway/app.ts) and
- * render the OpenAPI 3.1 document (gateway/openapi.ts, docs/api/openapi.json).
+ * render the OpenAPI 3.1 document (gateway/openapi.ts, docs/api/openapi.json). This file holds
+ * the records, offsets, topics and operations routes; leased-spec.ts the leased-group and
+ * dead-letter routes; routes.ts puts them together.
  *
  * Nothing here depends on configuration, so the document is the same for every deployment;
  * configured limits are served at GET /v1/limits.
@@ -15,7 +25,6 @@ import type { JsonSchema } from './validation';
 export const API_VERSION = '1.0.0';
 
 /** Hard bounds of the API itself; deployments configure lower limits (see GET /v1/limits). */
-export const MAX_WAIT_MS = 30_000;
 export const MAX_FETCH_RECORDS = 10_000;
 export const MAX_FETCH_BYTES = 64 * 1_048_576;
 export const DEFAULT_FETCH_RECORDS = 500;
@@ -25,18 +34,8 @@ export const MAX_OFFSETS_PER_COMMIT = 1000;
 export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 export const MAX_TIMESTAMP_MS = 8_640_000_000_000_000;
 
-export const GROUP_NAME_PATTERN = '^[A-Za-z0-9._-]{1,249}$';
-/** Idempotency-Key: 1–128 printable ASCII characters without spaces. */
-export const IDEMPOTENCY_KEY_PATTERN = '^[\\x21-\\x7e]{1,128}$';
 export const PRODUCER_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$';
 
-const int = (min: number, max: number, description: string, extra: JsonSchema = {}): JsonSchema => ({
-  type: 'integer',
-  minimum: min,
-  maximum: max,
-  description,
-  ...extra,
-});
 const offsetSchema = (description: string): JsonSchema => int(0, MAX_SAFE, description);
 const b64 = (description: string): JsonSchema => ({ type: 'string', contentEncoding: 'base64', description });
 
@@ -78,7 +77,7 @@ export const RECORD_IN_SCHEMA: JsonSchema = {
     value: { type: 'string', description: 'Value as text (stored as its UTF-8 bytes).' },
     value_b64: b64('Value as base64 bytes.'),
     headers: headersIn,
-    partition: int(0, 9999, 'Explicit partition; overrides the key.'),
+    partition: int(0, MAX_PARTITION_INDEX, 'Explicit partition; overrides the key.'),
     timestamp: int(0, MAX_TIMESTAMP_MS, 'Milliseconds since the epoch; the gateway sets it when absent.'),
   },
   oneOf: [{ required: ['value'] }, { required: ['value_b64'] }],
@@ -171,7 +170,7 @@ const offsetCommitIn: JsonSchema = {
   additionalProperties: false,
   properties: {
     topic: { type: 'string' },
-    partition: int(0, 9999, 'Partition.'),
+    partition: int(0, MAX_PARTITION_INDEX, 'Partition.'),
     offset: offsetSchema('The next offset to consume (Kafka semantics).'),
     metadata: { type: 'string', maxLength: 4096 },
   },
@@ -217,7 +216,7 @@ export const RESET_BODY_SCHEMA: JsonSchema = {
     timestamp: int(0, MAX_TIMESTAMP_MS, 'Required with to=timestamp (ms since the epoch).'),
     partitions: {
       type: 'array',
-      items: int(0, 9999, 'Partition.'),
+      items: int(0, MAX_PARTITION_INDEX, 'Partition.'),
       uniqueItems: true,
       description: 'Partitions to reset; all when absent.',
     },
@@ -446,72 +445,10 @@ export const PROBLEM_SCHEMA: JsonSchema = {
 
 // ---- routes --------------------------------------------------------------------------------
 
-export interface ParamSpec {
-  name: string;
-  in: 'path' | 'query' | 'header';
-  required: boolean;
-  schema: JsonSchema;
-  description: string;
-}
-
-export type RouteId =
-  | 'produce'
-  | 'fetch'
-  | 'commit_offsets'
-  | 'get_offsets'
-  | 'reset_offsets'
-  | 'get_group'
-  | 'list_topics'
-  | 'get_topic'
-  | 'get_limits'
-  | 'openapi'
-  | 'healthz'
-  | 'readyz'
-  | 'metrics'
-  | LeasedRouteId;
-
-export interface RouteSpec {
-  /** Stable id: the OpenAPI operationId and the `route` metric label. */
-  id: RouteId;
-  method: 'get' | 'post' | 'put';
-  /** OpenAPI path template (`{name}` parameters). */
-  path: string;
-  summary: string;
-  description?: string;
-  tag: 'records' | 'groups' | 'topics' | 'operations';
-  /** Needs a bearer token when auth is on. */
-  auth: boolean;
-  params: ParamSpec[];
-  body?: JsonSchema;
-  ok: { status: number; description: string; schema: JsonSchema; contentType?: string };
-  /** Problem statuses this route may answer. */
-  errors: number[];
-}
-
-const topicParam: ParamSpec = {
-  name: 'topic',
-  in: 'path',
-  required: true,
-  schema: { type: 'string', pattern: TOPIC_NAME_PATTERN },
-  description: 'Topic name.',
-};
-const partitionParam: ParamSpec = {
-  name: 'partition',
-  in: 'path',
-  required: true,
-  schema: { type: 'integer', minimum: 0, maximum: 9999 },
-  description: 'Partition index.',
-};
-const groupParam: ParamSpec = {
-  name: 'group',
-  in: 'path',
-  required: true,
-  schema: { type: 'string', pattern: GROUP_NAME_PATTERN },
-  description: 'Consumer group name.',
-};
 const COMMON_ERRORS = [400, 401, 404, 429, 500, 503, 504];
 
-export const ROUTES: readonly RouteSpec[] = [
+/** In the order of the OpenAPI document; routes.ts appends the leased routes. */
+export const CORE_ROUTES: readonly (RouteSpec & { id: CoreRouteId })[] = [
   {
     id: 'produce',
     method: 'post',
@@ -738,6 +675,4 @@ export const ROUTES: readonly RouteSpec[] = [
     ok: { status: 200, description: 'Prometheus text format.', schema: { type: 'string' }, contentType: 'text/plain' },
     errors: [],
   },
-  // Leased groups and dead letters: gateway/leased-spec.ts.
-  ...LEASED_ROUTES,
 ];

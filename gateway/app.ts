@@ -5,11 +5,13 @@ import type client from 'prom-client';
 import { DaftkaError, isDaftkaError, problemHeaders, toProblem } from '../common/errors';
 import { REQUEST_ID_HEADER, requestIdFrom, type Logger } from '../common/log';
 
-import { MAX_FETCH_BYTES, MAX_FETCH_RECORDS, ROUTES, type RouteId, type RouteSpec } from './api-spec';
+import { MAX_FETCH_BYTES, MAX_FETCH_RECORDS } from './api-spec';
+import type { RouteId, RouteSpec } from './route-spec';
+import { ROUTES } from './routes';
 import { ANONYMOUS, type Authenticator } from './auth';
 import type { TopicCatalog } from './catalog';
 import { DEFAULT_LIMITS, type Call, type GatewayContext, type GatewayLimits, type Handler } from './handlers/context';
-import { createGatewayMetrics } from './metrics';
+import { createGatewayMetrics, leasedMetrics } from './metrics';
 import { gauge } from '../common/metrics';
 import { buildOpenApiDocument } from './openapi';
 import type { QuotaManager } from './quotas';
@@ -18,14 +20,13 @@ import { produceHandler } from './handlers/records';
 import { fetchHandler } from './handlers/fetch';
 import { commitOffsetsHandler, getGroupHandler, getOffsetsHandler, resetOffsetsHandler } from './handlers/groups';
 import { getTopicHandler, limitsHandler, listTopicsHandler } from './handlers/topics';
-import { leasedMetrics } from './handlers/leased';
 import { LEASED_HANDLERS } from './handlers/leased-routes';
 
 import type { LeaseTokens } from './lease-token';
 
 /**
  * The gateway's HTTP application: request id, authentication, validation against the route
- * specs (gateway/api-spec.ts), the handlers, and the one place where errors become problems.
+ * specs (gateway/routes.ts), the handlers, and the one place where errors become problems.
  * The hot path is one middleware (request id + the access log line) and the route's own handler:
  * no body parser runs before authentication, and only POST routes read a body.
  */

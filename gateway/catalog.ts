@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { ENDPOINT_PATTERN, TOPIC_NAME_PATTERN } from '../common/names';
 import { createAjv, pointerOf, type JsonSchema } from './validation';
 
 /**
@@ -40,9 +41,6 @@ export interface TopicCatalog {
   ready(): boolean;
 }
 
-/** Kubernetes object names (DNS-1123 label), which also keeps topics safe as NATS subject tokens. */
-export const TOPIC_NAME_PATTERN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
-export const ENDPOINT_PATTERN = '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
 export const DEFAULT_MAX_RECORD_BYTES = 1_048_576;
 
 const nameList: JsonSchema = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 253 } };

@@ -4,7 +4,9 @@ import { Backoff, sleep } from '../common/backoff';
 import type { Logger } from '../common/log';
 import { counter, gauge } from '../common/metrics';
 import { natsServerOptions } from '../common/nats-servers';
-import { ENDPOINT_PATTERN, TOPIC_NAME_PATTERN, type TopicCatalog } from './catalog';
+import { SUBJECTS } from '../common/control-subjects';
+import { ENDPOINT_PATTERN, TOPIC_NAME_PATTERN } from '../common/names';
+import type { TopicCatalog } from './catalog';
 import { mapPool } from './handlers/context';
 import type { LeaderAnnouncement, LeaderSource } from './router';
 import { createAjv, type JsonSchema } from './validation';
@@ -23,9 +25,6 @@ import { createAjv, type JsonSchema } from './validation';
  * the first connection with capped backoff here, later ones by the NATS client every
  * `reconnectTimeWaitMs`), rediscovering leaders once back.
  */
-
-export const LEADER_SUBJECT_PREFIX = 'daftka.v1.leader.';
-export const DISCOVER_SUBJECT_PREFIX = 'daftka.v1.discover.';
 
 const leaderFields: Record<string, JsonSchema> = {
   partition: { type: 'integer', minimum: 0 },
@@ -152,7 +151,7 @@ export class NatsLeaderFeed {
     this.nc = nc;
     this.up = true;
     this.o.logger.info('nats_connected', { server: nc.getServer() });
-    nc.subscribe(`${LEADER_SUBJECT_PREFIX}>`, { callback: (err, msg) => (err ? undefined : this.onAnnouncement(msg)) });
+    nc.subscribe(SUBJECTS.leaderAll, { callback: (err, msg) => (err ? undefined : this.onAnnouncement(msg)) });
     void this.watchStatus(nc);
     await this.discover();
   }
@@ -184,7 +183,7 @@ export class NatsLeaderFeed {
     const a = this.decode(msg.data) as
       { topic: string; partition: number; term: number; leaderId: string; endpoint: string } | undefined;
     // The payload must agree with the subject it came on.
-    if (!this.validateAnnouncement(a) || msg.subject !== `${LEADER_SUBJECT_PREFIX}${a!.topic}.${a!.partition}`) {
+    if (!this.validateAnnouncement(a) || msg.subject !== SUBJECTS.leader(a!.topic, a!.partition)) {
       this.m?.bad.inc({ kind: 'announcement' });
       this.o.logger.debug('nats_bad_announcement', { subject: msg.subject });
       return;
@@ -204,7 +203,7 @@ export class NatsLeaderFeed {
     const timeout = this.o.discoverTimeoutMs ?? 2000;
     await mapPool(this.o.catalog.list(), 8, async (t) => {
       try {
-        const reply = await nc.request(`${DISCOVER_SUBJECT_PREFIX}${t.name}`, new Uint8Array(0), { timeout });
+        const reply = await nc.request(SUBJECTS.discover(t.name), new Uint8Array(0), { timeout });
         const doc = this.decode(reply.data) as
           { partitions: Array<{ partition: number; leaderId: string; endpoint: string; term: number }> } | undefined;
         if (!this.validateDiscover(doc)) {

@@ -1,60 +1,31 @@
-import type { ParamSpec, RouteSpec } from './api-spec';
-import { TOPIC_NAME_PATTERN } from './catalog';
+import { MAX_WAIT_MS, LEASE_POLICY_BOUNDS as B, MAX_PARTITION_INDEX, MAX_RELEASE_DELAY_MS } from '../common/limits';
+import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../common/names';
+import { MAX_FETCH_RECORDS } from './api-spec';
+import {
+  groupParam,
+  IDEMPOTENCY_KEY_PATTERN,
+  int,
+  topicParam,
+  type LeasedRouteId,
+  type ParamSpec,
+  type RouteSpec,
+} from './route-spec';
 import type { JsonSchema } from './validation';
 
 /**
  * The leased-consumption and dead-letter routes (DESIGN §6), declared like every other route
- * (api-spec.ts appends them to ROUTES): one JSON Schema source for validation and OpenAPI.
- * This module imports only types from api-spec.ts (which imports it), so either may load first.
+ * (routes.ts appends them to the route table): one JSON Schema source for validation and OpenAPI.
  */
 
-export type LeasedRouteId =
-  | 'leased_fetch'
-  | 'leased_acks'
-  | 'put_group_policy'
-  | 'get_group_policy'
-  | 'list_deadletters'
-  | 'get_deadletter'
-  | 'replay_deadletters'
-  | 'archive_deadletters'
-  | 'purge_deadletters'
-  | 'get_job';
-
-/** Same as api-spec.ts GROUP_NAME_PATTERN (a unit test keeps them equal). */
-export const LEASED_GROUP_PATTERN = '^[A-Za-z0-9._-]{1,249}$';
 export const JOB_ID_PATTERN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.[A-Za-z0-9_-]{8,64}$';
 export const DEAD_LETTER_ID_PATTERN = '^(0|[1-9][0-9]{0,8})-(0|[1-9][0-9]{0,15})$';
 export const ERROR_CLASS_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
-export const MAX_LEASE_MS = 12 * 3600 * 1000;
-export const MIN_LEASE_MS = 100;
 export const MAX_ACKS_PER_REQUEST = 1000;
 export const DEFAULT_LEASED_RECORDS = 100;
-export const MAX_DELAY_MS = 24 * 3600 * 1000;
 
-const int = (min: number, max: number, description: string, extra: JsonSchema = {}): JsonSchema => ({
-  type: 'integer',
-  minimum: min,
-  maximum: max,
-  description,
-  ...extra,
-});
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const b64: JsonSchema = { type: 'string', contentEncoding: 'base64' };
 
-const groupParam: ParamSpec = {
-  name: 'group',
-  in: 'path',
-  required: true,
-  schema: { type: 'string', pattern: LEASED_GROUP_PATTERN },
-  description: 'Consumer group name.',
-};
-const topicParam: ParamSpec = {
-  name: 'topic',
-  in: 'path',
-  required: true,
-  schema: { type: 'string', pattern: TOPIC_NAME_PATTERN },
-  description: 'Topic name.',
-};
 const encodingParam: ParamSpec = {
   name: 'encoding',
   in: 'query',
@@ -65,16 +36,21 @@ const encodingParam: ParamSpec = {
 const COMMON_ERRORS = [400, 401, 403, 404, 429, 500, 503, 504];
 
 const policyFields: Record<string, JsonSchema> = {
-  max_attempts: int(1, 1000, 'Deliveries before the record is dead-lettered.'),
-  lease_ms: int(MIN_LEASE_MS, MAX_LEASE_MS, 'Lease length when a fetch names none.'),
+  max_attempts: int(B.maxAttempts.min, B.maxAttempts.max, 'Deliveries before the record is dead-lettered.'),
+  lease_ms: int(B.leaseMs.min, B.leaseMs.max, 'Lease length when a fetch names none.'),
   backoff: {
     type: 'object',
     additionalProperties: false,
     description: 'Redelivery delay after a release without delay_ms: min(max_ms, initial_ms × multiplier^(attempt−1)).',
     properties: {
-      initial_ms: int(0, MAX_DELAY_MS, 'Delay after the first failed attempt.'),
-      max_ms: int(0, MAX_DELAY_MS, 'Upper bound of the delay.'),
-      multiplier: { type: 'number', minimum: 1, maximum: 100, description: 'Growth per attempt.' },
+      initial_ms: int(B.backoffInitialMs.min, B.backoffInitialMs.max, 'Delay after the first failed attempt.'),
+      max_ms: int(B.backoffMaxMs.min, B.backoffMaxMs.max, 'Upper bound of the delay.'),
+      multiplier: {
+        type: 'number',
+        minimum: B.backoffMultiplier.min,
+        maximum: B.backoffMultiplier.max,
+        description: 'Growth per attempt.',
+      },
     },
   },
   dead_letter: { type: 'boolean', description: 'false: rejected and exhausted records are discarded.' },
@@ -152,11 +128,11 @@ export const LEASED_FETCH_BODY_SCHEMA: JsonSchema = {
       items: { type: 'string' },
       description: 'Topics to lease from (every partition of each).',
     },
-    max_records: int(1, 10_000, 'At most this many records in all (lowered to fetch_max_records).', {
+    max_records: int(1, MAX_FETCH_RECORDS, 'At most this many records in all (lowered to fetch_max_records).', {
       default: DEFAULT_LEASED_RECORDS,
     }),
-    wait_ms: int(0, 30_000, 'Long-poll: wait up to this long when nothing is available.', { default: 0 }),
-    lease_ms: int(MIN_LEASE_MS, MAX_LEASE_MS, "Lease length; default the group's policy."),
+    wait_ms: int(0, MAX_WAIT_MS, 'Long-poll: wait up to this long when nothing is available.', { default: 0 }),
+    lease_ms: int(B.leaseMs.min, B.leaseMs.max, "Lease length; default the group's policy."),
     encoding: { enum: ['base64', 'utf8'], default: 'base64' },
   },
 };
@@ -216,8 +192,8 @@ export const ACKS_BODY_SCHEMA: JsonSchema = {
               'accept: done. release: deliver again after delay_ms (default: the backoff). reject: to the ' +
               'dead-letter stream now. extend: keep the lease for lease_ms more (a new token is returned).',
           },
-          delay_ms: int(0, MAX_DELAY_MS, 'release only: redeliver after this long.'),
-          lease_ms: int(MIN_LEASE_MS, MAX_LEASE_MS, "extend only: new lease length from now (default the policy's)."),
+          delay_ms: int(0, MAX_RELEASE_DELAY_MS, 'release only: redeliver after this long.'),
+          lease_ms: int(B.leaseMs.min, B.leaseMs.max, "extend only: new lease length from now (default the policy's)."),
           error: {
             type: 'string',
             maxLength: 4096,
@@ -265,7 +241,7 @@ const filterIn: JsonSchema = {
   properties: {
     from: int(0, MAX_SAFE, 'Dead-lettered at or after (ms since the epoch).'),
     to: int(0, MAX_SAFE, 'Dead-lettered before.'),
-    group: { type: 'string', pattern: LEASED_GROUP_PATTERN },
+    group: { type: 'string', pattern: GROUP_NAME_PATTERN },
     error_class: { type: 'string', pattern: ERROR_CLASS_PATTERN },
     ids: {
       type: 'array',
@@ -384,7 +360,7 @@ const countOut = (k: string): JsonSchema => ({
   properties: { [k]: { type: 'integer' } },
 });
 
-export const LEASED_ROUTES: readonly RouteSpec[] = [
+export const LEASED_ROUTES: readonly (RouteSpec & { id: LeasedRouteId })[] = [
   {
     id: 'leased_fetch',
     method: 'post',
@@ -475,7 +451,7 @@ export const LEASED_ROUTES: readonly RouteSpec[] = [
         name: 'group',
         in: 'query',
         required: false,
-        schema: { type: 'string', pattern: LEASED_GROUP_PATTERN },
+        schema: { type: 'string', pattern: GROUP_NAME_PATTERN },
         description: 'Only this group’s.',
       },
       {
@@ -496,7 +472,7 @@ export const LEASED_ROUTES: readonly RouteSpec[] = [
         name: 'partition',
         in: 'query',
         required: false,
-        schema: int(0, 9999, ''),
+        schema: int(0, MAX_PARTITION_INDEX, ''),
         description: 'Only this partition.',
       },
       {
@@ -562,7 +538,7 @@ export const LEASED_ROUTES: readonly RouteSpec[] = [
         name: 'Idempotency-Key',
         in: 'header',
         required: false,
-        schema: { type: 'string', pattern: '^[\\x21-\\x7e]{1,128}$' },
+        schema: { type: 'string', pattern: IDEMPOTENCY_KEY_PATTERN },
         description: 'The same key gives the same job id (the second request resumes, never duplicates).',
       },
     ],

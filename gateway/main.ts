@@ -3,6 +3,7 @@ import { unwatchFile, watchFile } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../common/config';
+import { parseEndpoint, type Endpoint } from '../common/names';
 import { createLogger, type Logger } from '../common/log';
 import { createRegistry } from '../common/metrics';
 
@@ -53,9 +54,11 @@ function defaultKubeConfig(): KubeConfig {
   return kc;
 }
 
-function splitEndpoint(endpoint: string): { host: string; port: number } {
-  const i = endpoint.lastIndexOf(':');
-  return { host: endpoint.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(endpoint.slice(i + 1)) };
+/** The router connects only to endpoints it has checked (topics file, announcements, hints). */
+function splitEndpoint(endpoint: string): Endpoint {
+  const e = parseEndpoint(endpoint);
+  if (e === undefined) throw new Error(`not a host:port endpoint: ${JSON.stringify(endpoint)}`);
+  return e;
 }
 
 export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Promise<RunningGateway> {

@@ -80,3 +80,36 @@ export function createGatewayMetrics(reg: client.Registry): GatewayMetrics {
     shed: shedCounter(reg),
   };
 }
+
+/** The leased routes' counters (gateway/handlers/leased.ts, deadletters.ts). */
+export interface LeasedMetrics {
+  leased: client.Counter<'topic'>;
+  redelivered: client.Counter<'topic'>;
+  acks: client.Counter<'topic' | 'action' | 'result'>;
+  replayJobs: client.Counter<'topic'>;
+}
+
+export function leasedMetrics(reg: client.Registry): LeasedMetrics {
+  return {
+    leased: counter(reg, {
+      name: 'daftka_gateway_leased_records_total',
+      help: 'Records handed out by leased fetch',
+      labelNames: ['topic'],
+    }),
+    redelivered: counter(reg, {
+      name: 'daftka_gateway_redelivered_records_total',
+      help: 'Records handed out again (delivery_attempt > 1)',
+      labelNames: ['topic'],
+    }),
+    acks: counter(reg, {
+      name: 'daftka_gateway_lease_acks_total',
+      help: 'Acks by action and result (ok, lease_expired, stale_attempt, invalid_token)',
+      labelNames: ['topic', 'action', 'result'],
+    }),
+    replayJobs: counter(reg, {
+      name: 'daftka_gateway_replay_jobs_total',
+      help: 'Dead-letter replay jobs started (dry runs included)',
+      labelNames: ['topic'],
+    }),
+  };
+}

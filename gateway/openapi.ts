@@ -1,5 +1,7 @@
 import { ERROR_CODES } from '../common/errors';
-import { API_VERSION, PROBLEM_SCHEMA, ROUTES, type RouteSpec } from './api-spec';
+import { API_VERSION, PROBLEM_SCHEMA } from './api-spec';
+import type { RouteSpec } from './route-spec';
+import { ROUTES } from './routes';
 import type { JsonSchema } from './validation';
 
 /**

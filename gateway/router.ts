@@ -13,7 +13,8 @@ import {
   type RequestOf,
   type ResponseOf,
 } from '../protocol/methods';
-import { ENDPOINT_PATTERN, type TopicCatalog } from './catalog';
+import { ENDPOINT_RE } from '../common/names';
+import type { TopicCatalog } from './catalog';
 import { shedCounter } from './metrics';
 
 /**
@@ -62,8 +63,6 @@ export interface LeaderAnnouncement {
   endpoint: string;
   term: number;
 }
-
-const ENDPOINT_RE = new RegExp(ENDPOINT_PATTERN);
 
 export class LeaderTable {
   private readonly entries = new Map<string, LeaderEntry>();

@@ -7,6 +7,7 @@
  * saying why and what to do instead. CEL does not see deletes, so deletion protection is a
  * ValidatingAdmissionPolicy shipped next to the CRDs.
  */
+import { TOPIC_RESOURCE_NAME_MAX, TOPIC_RESOURCE_NAME_PATTERN } from '../common/names';
 import type { TopicSpec } from '../common/topic-spec';
 import {
   array,
@@ -27,13 +28,7 @@ export const GROUP = 'daftka.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
-/**
- * Topic names become StatefulSet, Service and pod names (`<topic>-<partition>-<ordinal>`): a DNS-1035
- * label (starts with a letter: Service names must), and short enough that `<topic>-<partition>` stays
- * within 52 characters, the StatefulSet limit (its controller-revision-hash label adds 11).
- */
-export const TOPIC_NAME_PATTERN = '^[a-z]([-a-z0-9]*[a-z0-9])?$';
-export const TOPIC_NAME_MAX = 48;
+/** Topic names: common/names.ts TOPIC_RESOURCE_NAME_PATTERN and TOPIC_RESOURCE_NAME_MAX. */
 export const MAX_PARTITIONS = 1000;
 
 export const TOPIC_CONDITIONS = ['Ready', 'QuorumHealthy', 'LeaderElected', 'Reconfiguring', 'Degraded'] as const;
@@ -203,7 +198,7 @@ export const partitionSpecSchema = object(
   {
     topic: string({
       description: 'The owning Topic.',
-      maxLength: TOPIC_NAME_MAX,
+      maxLength: TOPIC_RESOURCE_NAME_MAX,
       validations: [immutable('spec.topic', 'the operator owns Partition objects; edit the Topic instead')],
     }),
     index: int({
@@ -415,9 +410,9 @@ export function topicCrd() {
     status: topicStatusSchema,
     rootValidations: [
       {
-        rule: `self.metadata.name.matches('${TOPIC_NAME_PATTERN}') && size(self.metadata.name) <= ${TOPIC_NAME_MAX}`,
-        messageExpression: `'topic name ' + self.metadata.name + ' is not allowed: use lowercase letters, digits and -, start with a letter, end with a letter or digit, at most ${TOPIC_NAME_MAX} characters (it becomes part of StatefulSet, Service and pod names)'`,
-        message: `topic names use lowercase letters, digits and -, start with a letter, end with a letter or digit, at most ${TOPIC_NAME_MAX} characters`,
+        rule: `self.metadata.name.matches('${TOPIC_RESOURCE_NAME_PATTERN}') && size(self.metadata.name) <= ${TOPIC_RESOURCE_NAME_MAX}`,
+        messageExpression: `'topic name ' + self.metadata.name + ' is not allowed: use lowercase letters, digits and -, start with a letter, end with a letter or digit, at most ${TOPIC_RESOURCE_NAME_MAX} characters (it becomes part of StatefulSet, Service and pod names)'`,
+        message: `topic names use lowercase letters, digits and -, start with a letter, end with a letter or digit, at most ${TOPIC_RESOURCE_NAME_MAX} characters`,
         reason: 'FieldValueInvalid',
       },
     ],

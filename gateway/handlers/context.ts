@@ -1,13 +1,14 @@
-import type { PartitionClient } from '../../protocol/methods';
+import type { LeasedPartitionClient, PartitionClient } from '../../protocol/methods';
 import type { Request, Response } from 'express';
 import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 
-import { GROUP_NAME_PATTERN, IDEMPOTENCY_KEY_PATTERN } from '../api-spec';
+import { GROUP_NAME_MAX_CHARS, GROUP_NAME_RE, TOPIC_NAME_RE } from '../../common/names';
+import { IDEMPOTENCY_KEY_PATTERN } from '../route-spec';
 import { authorize, visibleTopic, type Principal } from '../auth';
-import { TOPIC_NAME_PATTERN, type TopicCatalog, type TopicInfo } from '../catalog';
-import type { GatewayMetrics } from '../metrics';
-import type { LeasedGateway } from './leased';
+import type { TopicCatalog, TopicInfo } from '../catalog';
+import type { LeaseTokens } from '../lease-token';
+import type { GatewayMetrics, LeasedMetrics } from '../metrics';
 import type { QuotaManager } from '../quotas';
 import { invalidParameter } from '../validation';
 
@@ -55,6 +56,14 @@ export interface Reply {
   body: unknown;
 }
 
+/** What the leased routes need; absent when the gateway runs without them (501). */
+export interface LeasedGateway {
+  client: LeasedPartitionClient;
+  /** null when no lease secret is configured: leased fetch and acks answer 501. */
+  tokens: LeaseTokens | null;
+  metrics?: LeasedMetrics;
+}
+
 /** Everything a handler may use, built once per app. */
 export interface GatewayContext {
   catalog: TopicCatalog;
@@ -70,8 +79,6 @@ export interface GatewayContext {
 
 export type Handler = (g: GatewayContext, c: Call) => Promise<Reply>;
 
-const TOPIC_RE = new RegExp(TOPIC_NAME_PATTERN);
-const GROUP_RE = new RegExp(GROUP_NAME_PATTERN);
 const PARTITION_RE = /^(0|[1-9][0-9]{0,8})$/;
 const IDEMPOTENCY_KEY_RE = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 
@@ -79,7 +86,7 @@ const IDEMPOTENCY_KEY_RE = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 export function topicFromPath(g: GatewayContext, c: Call, right: 'produce' | 'consume' | 'see'): TopicInfo {
   const name = c.req.params.topic as string;
   // A name no topic can have: answered like any unknown topic, without echoing the input.
-  if (!TOPIC_RE.test(name)) throw new DaftkaError('TOPIC_NOT_FOUND', 'topic does not exist');
+  if (!TOPIC_NAME_RE.test(name)) throw new DaftkaError('TOPIC_NOT_FOUND', 'topic does not exist');
   const t =
     right === 'see' ? visibleTopic(g.catalog, c.principal, name) : authorize(g.catalog, c.principal, name, right);
   c.noteTopic(t.name);
@@ -100,7 +107,8 @@ export function partitionFromPath(c: Call, t: TopicInfo): number {
 
 export function groupFromPath(c: Call): string {
   const g = c.req.params.group as string;
-  if (!GROUP_RE.test(g)) throw invalidParameter('group', 'must be 1–249 characters of [A-Za-z0-9._-]');
+  if (!GROUP_NAME_RE.test(g))
+    throw invalidParameter('group', `must be 1–${GROUP_NAME_MAX_CHARS} characters of [A-Za-z0-9._-]`);
   return g;
 }
 

@@ -5,7 +5,7 @@ import { authorize } from '../auth';
 import type { TopicInfo } from '../catalog';
 import { encodeRecord, type OutputEncoding } from '../codec';
 import { invalidParameter } from '../validation';
-import { withPartialResults } from './records';
+import { withPartialResults } from './partial';
 import {
   errorEntry,
   idempotencyKeyOf,

@@ -3,7 +3,7 @@ import type { FetchResult, GroupOffset } from '../../common/partition-api';
 import { authorize, can } from '../auth';
 import type { TopicInfo } from '../catalog';
 import { invalidField, invalidParameter } from '../validation';
-import { withPartialResults } from './records';
+import { withPartialResults } from './partial';
 import { errorEntry, groupFromPath, mapPool, type Call, type GatewayContext, type Reply } from './context';
 
 /**

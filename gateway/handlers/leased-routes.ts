@@ -1,4 +1,4 @@
-import type { LeasedRouteId } from '../leased-spec';
+import type { LeasedRouteId } from '../route-spec';
 import type { Handler } from './context';
 import {
   archiveDeadLettersHandler,

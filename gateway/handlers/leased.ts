@@ -1,5 +1,4 @@
 import type { LeasedPartitionClient } from '../../protocol/methods';
-import type client from 'prom-client';
 import { DaftkaError, isDaftkaError } from '../../common/errors';
 import type {
   GroupLeaseInfo,
@@ -9,14 +8,14 @@ import type {
   LeasePolicy,
   LeasePolicyOverride,
 } from '../../common/leased-api';
-import { counter } from '../../common/metrics';
 import { authorize } from '../auth';
 import type { TopicInfo } from '../catalog';
 import { encodeRecord, recordBytes, type OutputEncoding } from '../codec';
 import type { LeaseTokens } from '../lease-token';
+import type { LeasedMetrics } from '../metrics';
 import { DEFAULT_LEASED_RECORDS } from '../leased-spec';
 import { invalidField } from '../validation';
-import { withPartialResults } from './records';
+import { withPartialResults } from './partial';
 import { errorEntry, groupFromPath, mapPool, type Call, type GatewayContext, type Reply } from './context';
 
 /**
@@ -26,46 +25,6 @@ import { errorEntry, groupFromPath, mapPool, type Call, type GatewayContext, typ
  * (gateway/lease-token.ts) so that an ack can be routed to the right partition and cannot be
  * forged, and the partition refuses attempts that are not the record's current one.
  */
-
-export interface LeasedMetrics {
-  leased: client.Counter<'topic'>;
-  redelivered: client.Counter<'topic'>;
-  acks: client.Counter<'topic' | 'action' | 'result'>;
-  replayJobs: client.Counter<'topic'>;
-}
-
-/** What the leased routes need; absent when the gateway runs without them (501). */
-export interface LeasedGateway {
-  client: LeasedPartitionClient;
-  /** null when no lease secret is configured: leased fetch and acks answer 501. */
-  tokens: LeaseTokens | null;
-  metrics?: LeasedMetrics;
-}
-
-export function leasedMetrics(reg: client.Registry): LeasedMetrics {
-  return {
-    leased: counter(reg, {
-      name: 'daftka_gateway_leased_records_total',
-      help: 'Records handed out by leased fetch',
-      labelNames: ['topic'],
-    }),
-    redelivered: counter(reg, {
-      name: 'daftka_gateway_redelivered_records_total',
-      help: 'Records handed out again (delivery_attempt > 1)',
-      labelNames: ['topic'],
-    }),
-    acks: counter(reg, {
-      name: 'daftka_gateway_lease_acks_total',
-      help: 'Acks by action and result (ok, lease_expired, stale_attempt, invalid_token)',
-      labelNames: ['topic', 'action', 'result'],
-    }),
-    replayJobs: counter(reg, {
-      name: 'daftka_gateway_replay_jobs_total',
-      help: 'Dead-letter replay jobs started (dry runs included)',
-      labelNames: ['topic'],
-    }),
-  };
-}
 
 /** Partition calls one request may make at once. */
 const FANOUT = 32;

@@ -4,6 +4,7 @@ import { decodeRecord, type RecordJson } from '../codec';
 import { partitionForKey, StickyPartitioner } from '../../common/partitioner';
 import { invalidField } from '../validation';
 import { idempotencyKeyOf, topicFromPath, type Call, type GatewayContext, type Reply } from './context';
+import { withPartialResults } from './partial';
 
 /**
  * POST /v1/topics/{topic}/records.
@@ -169,17 +170,4 @@ function clientKeyed(err: unknown, key: string | undefined, partition: number): 
     `Idempotency-Key ${JSON.stringify(key)} was already used with a different payload (partition ${partition}); use a new key for new data`,
     { extra: { ...(err.extra ?? {}), partition }, cause: err },
   );
-}
-
-/** The first failure, re-raised with what happened on every partition of the request. */
-export function withPartialResults(err: unknown, partial: unknown[]): DaftkaError {
-  const e = isDaftkaError(err)
-    ? err
-    : new DaftkaError('INTERNAL', 'internal error; see server logs for the request id', { cause: err });
-  return new DaftkaError(e.code, e.message, {
-    ...(e.retryAfterMs !== undefined ? { retryAfterMs: e.retryAfterMs } : {}),
-    ...(e.leaderHint !== undefined ? { leaderHint: e.leaderHint } : {}),
-    extra: { ...(e.extra ?? {}), partial_results: partial },
-    cause: e.cause ?? err,
-  });
 }

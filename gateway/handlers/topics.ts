@@ -1,4 +1,5 @@
-import { MAX_OFFSETS_PER_COMMIT, MAX_WAIT_MS } from '../api-spec';
+import { MAX_WAIT_MS } from '../../common/limits';
+import { MAX_OFFSETS_PER_COMMIT } from '../api-spec';
 import { can, canSee } from '../auth';
 import type { TopicInfo, TopicQuotas } from '../catalog';
 import { errorEntry, mapPool, topicFromPath, type Call, type GatewayContext, type Reply } from './context';

@@ -1,5 +1,6 @@
 import { RequestStrategy, type NatsConnection } from 'nats';
 import { SUBJECTS } from '../../common/control-subjects';
+import { ENDPOINT_RE, parseEndpoint } from '../../common/names';
 import { DaftkaError, isDaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import type { ProduceRequest, ProduceResult } from '../../common/partition-api';
@@ -26,7 +27,6 @@ export interface TopicWriterOptions {
   idleMs?: number;
 }
 
-const ENDPOINT_RE = /^([A-Za-z0-9.-]{1,253}|\[[0-9a-fA-F:]+\]):(\d{1,5})$/;
 const MAX_HOPS = 3;
 
 export class TopicWriter {
@@ -95,8 +95,7 @@ export class TopicWriter {
       }
     let c = this.clients.get(endpoint);
     if (!c) {
-      const m = ENDPOINT_RE.exec(endpoint)!;
-      const rpc = new RpcClient({ host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) });
+      const rpc = new RpcClient(parseEndpoint(endpoint)!);
       c = { rpc, client: new RemotePartitionClient(rpc), usedMs: now };
       this.clients.set(endpoint, c);
     }

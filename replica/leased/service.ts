@@ -28,7 +28,8 @@ import type { DeadLetterRow } from '../../common/leased-api';
 import type { ReplayJobRow, ReplayWritten } from './dead-letters';
 import type { TopicWriter } from '../control/topic-writer';
 import { partitionForKey } from '../../common/partitioner';
-import { TOPIC_NAME_RE } from '../../common/topic-spec';
+import { LEASE_POLICY_BOUNDS, MAX_WAIT_MS } from '../../common/limits';
+import { GROUP_NAME_MAX_CHARS, TOPIC_NAME_RE } from '../../common/names';
 import { effectivePolicy } from './commands';
 import type { LeasedApplyOutput } from './state';
 import type { LogBounds } from './leases';
@@ -83,7 +84,6 @@ export interface LeasedHost {
 const PROPOSE_TIMEOUT_MS = 5000;
 const MAX_GRANT = 10_000;
 const MAX_ACKS = 10_000;
-const MAX_WAIT_MS = 30_000;
 const SWEEP_BATCH = 500;
 const REPLAY_BATCH = 100;
 const REPLAY_SCAN = 5000;
@@ -91,18 +91,10 @@ const RETENTION_CHECK_MS = 10_000;
 /** Groups that get their own metric label; the rest share `other` (labels stay bounded). */
 const MAX_GROUP_LABELS = 100;
 
-export const POLICY_BOUNDS = {
-  maxAttempts: { min: 1, max: 1000 },
-  leaseMs: { min: 100, max: 12 * 3600 * 1000 },
-  backoffInitialMs: { min: 0, max: 24 * 3600 * 1000 },
-  backoffMaxMs: { min: 0, max: 24 * 3600 * 1000 },
-  backoffMultiplier: { min: 1, max: 100 },
-} as const;
-
 /** Check a policy override (INVALID_REQUEST naming the field). Shared with the gateway's validation. */
 export function checkPolicyOverride(o: LeasePolicyOverride): void {
-  for (const [k, b] of Object.entries(POLICY_BOUNDS)) {
-    const v = o[k as keyof typeof POLICY_BOUNDS];
+  for (const [k, b] of Object.entries(LEASE_POLICY_BOUNDS)) {
+    const v = o[k as keyof typeof LEASE_POLICY_BOUNDS];
     if (v === undefined) continue;
     const integer = k !== 'backoffMultiplier';
     if (typeof v !== 'number' || (integer && !Number.isSafeInteger(v)) || v < b.min || v > b.max)
@@ -125,8 +117,8 @@ function badRequest(detail: string): DaftkaError {
 }
 
 function checkGroup(group: string): void {
-  if (typeof group !== 'string' || group.length === 0 || group.length > 249)
-    throw badRequest('group must be 1–249 characters');
+  if (typeof group !== 'string' || group.length === 0 || group.length > GROUP_NAME_MAX_CHARS)
+    throw badRequest(`group must be 1–${GROUP_NAME_MAX_CHARS} characters`);
 }
 
 export class LeasedService implements LeasedPartitionClient {
@@ -284,7 +276,7 @@ export class LeasedService implements LeasedPartitionClient {
       throw badRequest(`maxRecords must be 0–${MAX_GRANT}`);
     const policy = this.policyOf(req.group);
     const leaseMs = req.leaseMs ?? policy.leaseMs;
-    const lb = POLICY_BOUNDS.leaseMs;
+    const lb = LEASE_POLICY_BOUNDS.leaseMs;
     if (!Number.isSafeInteger(leaseMs) || leaseMs < lb.min || leaseMs > lb.max)
       throw badRequest(`leaseMs must be ${lb.min}–${lb.max}`);
     const deadline = Date.now() + Math.min(Math.max(0, req.waitMs), MAX_WAIT_MS);
@@ -343,7 +335,7 @@ export class LeasedService implements LeasedPartitionClient {
         throw badRequest('ack attempt must be ≥ 1');
       if (it.delayMs !== undefined && (!Number.isSafeInteger(it.delayMs) || it.delayMs < 0))
         throw badRequest('delayMs must be a non-negative integer');
-      const lb = POLICY_BOUNDS.leaseMs;
+      const lb = LEASE_POLICY_BOUNDS.leaseMs;
       if (it.leaseMs !== undefined && (!Number.isSafeInteger(it.leaseMs) || it.leaseMs < lb.min || it.leaseMs > lb.max))
         throw badRequest(`leaseMs must be ${lb.min}–${lb.max}`);
     }

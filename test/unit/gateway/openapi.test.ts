@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROUTES } from '../../../gateway/api-spec';
+import { ROUTES } from '../../../gateway/routes';
 import { buildOpenApiDocument } from '../../../gateway/openapi';
 import { OPENAPI_PATH } from '../../../gateway/openapi-export';
 import { createAjv } from '../../../gateway/validation';
