@@ -1,7 +1,6 @@
 import type { ConfState, Entry, NodeId, RaftNode, RaftStorage, Ready, Snapshot } from '../../replica/raft';
 import { chainStep, decodeChain } from './chain';
 import type { SimDisk } from './disk';
-import type { Oracle } from './oracle';
 import type { Prng } from './prng';
 
 /**
@@ -13,6 +12,15 @@ export type Lifecycle = 'member' | 'joining' | 'removing' | 'decommissioned';
 export interface Proposal {
   term: number;
   id: number;
+}
+
+/**
+ * The part of the Oracle a node reports its log chains to (test/sim/oracle.ts implements it).
+ * Declared here so that the oracle imports SimNode and SimNode does not import the oracle.
+ */
+export interface ChainRegistry {
+  registerEntry(n: SimNode, index: number, term: number, chain: number): void;
+  chainOf(index: number, term: number): number | undefined;
 }
 
 /**
@@ -69,7 +77,7 @@ export class SimNode {
   }
 
   /** Mirror a Ready written to the live disk. */
-  writeChains(rd: Ready, oracle: Oracle): void {
+  writeChains(rd: Ready, oracle: ChainRegistry): void {
     if (rd.snapshot !== undefined) this.resetChains(rd.snapshot);
     if (rd.entries.length === 0) return;
     let from = 0;
@@ -100,7 +108,7 @@ export class SimNode {
   }
 
   /** After a crash: recompute the chains and the state machine from what survived on disk. */
-  rebuildFromDisk(oracle: Oracle): void {
+  rebuildFromDisk(oracle: ChainRegistry): void {
     const live = this.disk.live;
     const snap = live.snapshot()!;
     const base = live.firstIndex() - 1;
