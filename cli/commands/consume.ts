@@ -286,17 +286,26 @@ async function consumeLeased(
     const waitMs = o.follow ? o.wait : 0;
     let records: ApiRecord[];
     try {
+      // A grant whose answer was lost is not lost work: its records come back when their leases end.
       records = (
-        await ctx.client.post<{ records: ApiRecord[] }>(
-          `/v1/groups/${group}/fetch`,
+        await withRetries(
+          () =>
+            ctx.client.post<{ records: ApiRecord[] }>(
+              `/v1/groups/${group}/fetch`,
+              {
+                topics: [t.name],
+                max_records: Math.max(1, Math.min(want, 10_000)),
+                wait_ms: waitMs,
+                encoding: 'utf8',
+                ...(o.leaseMs !== undefined ? { lease_ms: o.leaseMs } : {}),
+              },
+              { timeoutMs: waitMs + ctx.settings.timeoutMs, signal: stop.signal },
+            ),
           {
-            topics: [t.name],
-            max_records: Math.max(1, Math.min(want, 10_000)),
-            wait_ms: waitMs,
-            encoding: 'utf8',
-            ...(o.leaseMs !== undefined ? { lease_ms: o.leaseMs } : {}),
+            retries: o.follow ? 1_000_000 : 3,
+            signal: stop.signal,
+            onRetry: (err, n, ms) => ctx.err(`leased fetch: ${err.message.split(';')[0]}; retry ${n} in ${ms} ms\n`),
           },
-          { timeoutMs: waitMs + ctx.settings.timeoutMs, signal: stop.signal },
         )
       ).body.records;
     } catch (err) {
