@@ -5,31 +5,29 @@ import { ordinalOf, type ResolvedReplicaConfig } from '../config';
 import type { ReplicaMetrics } from '../metrics';
 import {
   ConfChangeRefusedError,
-  EntryType,
   MessageType,
   NotLeaderError,
   ProposalsPausedError,
   RaftNode,
   TooManyUncommittedError,
   TransferRefusedError,
-  applyConfChange,
   bootstrapSnapshot,
-  decodeConfChange,
   decodeMessage,
   encodeMessage,
-  MESSAGE_CODEC_VERSION,
   type ConfState,
   type Entry,
   type HardState,
   type Message,
   type Ready,
-  type Snapshot,
 } from '../raft';
 import type { ApplyResult, PartitionState } from '../state/partition-state';
-import type { ReplicaStorage, StateOp } from '../storage/storage';
-import { PeerTransport } from '../transport/peer';
+import type { ReplicaStorage } from '../storage/storage';
+import type { PeerTransport } from '../transport/peer';
+import { Applier } from './applier';
+import { Proposals } from './proposals';
+import { peerTransport } from './peers';
 import { ReplicaLog } from './raft-log';
-import { decodeSnapshotState, encodeSnapshotState, stateIndexOf } from './snapshots';
+import { encodeSnapshotState } from './snapshots';
 
 /**
  * The Raft driver of one replica: the core (replica/raft) fed by real storage (the RocksDB
@@ -40,20 +38,10 @@ import { decodeSnapshotState, encodeSnapshotState, stateIndexOf } from './snapsh
  *    promise nothing; the leader counts its own copy only at advance(), after the fsync;
  *  - responses (votes, append acks) go out only after the persist they promise.
  *
- * It also keeps the table of proposals waiting for their commit (`propose`), and builds and
- * installs snapshots. What the partition does with its state (produce, fetch, groups) lives in
+ * Proposals wait for their commit in proposals.ts; applying committed entries, snapshots and
+ * compaction are applier.ts. What the partition does with its state (produce, fetch, groups) lives in
  * replica/partition/, membership decisions in replica/membership/.
  */
-
-interface Pending {
-  term: number;
-  startedAt: bigint;
-  bytes: number;
-  records: number;
-  resolve: (r: ApplyResult) => void;
-  reject: (e: DaftkaError) => void;
-  timer: NodeJS.Timeout;
-}
 
 export type MembershipChange = 'addLearner' | 'promote' | 'remove';
 
@@ -84,11 +72,8 @@ export class RaftDriver {
   private transport!: PeerTransport;
   private processing = false;
   private tickTimer: NodeJS.Timeout | null = null;
-  private readonly pending = new Map<number, Pending>();
-  private conf: ConfState = { voters: [], learners: [] };
-  /** Entries ≤ this are already in the state (it came with a snapshot): their changes are skipped. */
-  private stateIndex = 0;
-  private applyChain: Promise<void> = Promise.resolve();
+  private readonly proposals = new Proposals();
+  private readonly applier: Applier;
   /** A commit-only hard state not written yet: it rides on the next durable write (see handleReady). */
   private deferredHardState: HardState | undefined;
   /**
@@ -119,6 +104,26 @@ export class RaftDriver {
     this.metrics = o.metrics;
     this.hooks = o.hooks;
     this.lbl = { topic: o.rc.cfg.topic, partition: String(o.rc.cfg.partition) };
+    this.applier = new Applier({
+      id: o.id,
+      storage: o.storage,
+      state: o.state,
+      proposals: this.proposals,
+      metrics: o.metrics,
+      lbl: this.lbl,
+      logger: o.logger,
+      leaderHint: () => this.leaderEndpoint(),
+      membershipChanged: () => {
+        this.transport.setPeers(this.peerIds());
+        this.metrics.voters.set(this.lbl, this.conf.voters.length);
+      },
+      applied: (hwMoved) => o.hooks.applied(hwMoved),
+      fatal: (err) => this.fatal(err),
+    });
+  }
+
+  private get conf(): ConfState {
+    return this.applier.conf;
   }
 
   // ---- what the rest of the replica reads ----
@@ -169,17 +174,14 @@ export class RaftDriver {
   /** Recover the state machine and the log view from storage: nothing is replayed. */
   async recover(): Promise<void> {
     const rec = this.storage.recovered;
-    const pairs = await this.storage.scan({ gte: new Uint8Array(0), lt: new Uint8Array([0xff]) });
-    this.state.load(pairs);
-    this.stateIndex = stateIndexOf(pairs);
-    this.conf = rec.conf ?? rec.snapshot?.conf ?? { voters: [], learners: [] };
+    await this.applier.recover();
     this.log = new ReplicaLog(this.storage, rec, {
       cacheBytes: this.rc.cfg.entryCacheBytes,
       onAvailable: () => {
         this.node?.logAvailable();
         this.kick();
       },
-      makeSnapshot: () => this.makeSnapshot(),
+      makeSnapshot: () => this.applier.makeSnapshot(),
       onError: (err) => this.fatal(err),
     });
     this.logger.info('replica_recovered', {
@@ -198,31 +200,7 @@ export class RaftDriver {
 
   /** Start the peer transport: peers are heard (and answered) only once the node starts. */
   async startTransport(): Promise<void> {
-    const { cfg, self, endpoints } = this.rc;
-    this.transport = new PeerTransport({
-      selfId: this.id,
-      clusterId: this.rc.clusterId,
-      listenHost: cfg.listenHost,
-      listenPort: self.peerPort,
-      resolve: (id) => {
-        const o = ordinalOf(id);
-        const ep = o === undefined ? undefined : endpoints[o];
-        return ep ? { host: ep.host, port: ep.peerPort } : undefined;
-      },
-      peers: this.peerIds(),
-      // Any configured ordinal may connect: a fresh learner must hear the leader that added it.
-      acceptPeer: (id) => {
-        const o = ordinalOf(id);
-        return o !== undefined && o < endpoints.length && o !== self.ordinal;
-      },
-      logger: this.logger,
-      registry: this.o.registry,
-      maxFrameBytes: Math.max(16 * 1024 * 1024, cfg.maxSizePerMsgBytes * 2),
-      // One Raft message codec today; a second one would widen this range and encode per
-      // connection with transport.versionFor(peer) (docs/wire-protocol.md, Versions).
-      versions: { min: MESSAGE_CODEC_VERSION, max: MESSAGE_CODEC_VERSION },
-      ...(cfg.peerSecret !== '' ? { secret: cfg.peerSecret } : {}),
-    });
+    this.transport = peerTransport(this.rc, this.id, this.peerIds(), this.logger, this.o.registry);
     this.transport.onMessage((from, payload) => this.onPeerMessage(from, payload));
     await this.transport.start();
   }
@@ -239,7 +217,7 @@ export class RaftDriver {
     await this.storage.append([], { term: snap.meta.term, vote: null, commit: snap.meta.index }, snap.meta.conf);
     this.log.installed(snap.meta);
     this.log.appended([], { term: snap.meta.term, vote: null, commit: snap.meta.index });
-    this.conf = snap.meta.conf;
+    this.applier.conf = snap.meta.conf;
     this.logger.info('group_bootstrapped', { replica: this.id, voters: this.conf.voters });
   }
 
@@ -309,7 +287,7 @@ export class RaftDriver {
     if (rd.snapshot) {
       // The install raises the stored commit to the snapshot: an older deferred one must not follow it.
       this.deferredHardState = undefined;
-      await this.installSnapshot(rd.snapshot);
+      await this.applier.install(rd.snapshot);
     }
     // A hard state whose only change is the commit index promises nothing (Raft needs term and
     // vote durable, never commit: a restarted node takes commit = max(persisted, applied) and
@@ -330,7 +308,7 @@ export class RaftDriver {
     }
     this.send(late);
     if (rd.softState) this.onSoftState(rd.softState.leader, rd.softState.role);
-    if (rd.committed.length > 0) await this.applyCommitted(rd.committed);
+    if (rd.committed.length > 0) await this.applier.apply(rd.committed);
   }
 
   private send(msgs: Message[]): void {
@@ -390,17 +368,15 @@ export class RaftDriver {
     this.metrics.leader.set(this.lbl, role === 'leader' ? 1 : 0);
     if (role !== 'leader') {
       // Proposals in flight may still commit under the next leader: the outcome is unknown.
-      for (const [index, p] of this.pending) {
-        this.pending.delete(index);
-        clearTimeout(p.timer);
-        p.reject(
+      const hint = this.leaderEndpoint() ?? undefined;
+      this.proposals.rejectAll(
+        (index) =>
           new DaftkaError(
             'COMMIT_UNKNOWN',
             `leadership lost while the write at log index ${index} was in flight; retry with the same idempotency key`,
-            { leaderHint: this.leaderEndpoint() ?? undefined },
+            { leaderHint: hint },
           ),
-        );
-      }
+      );
     }
     this.hooks.leadershipChanged(leader, this.node!.term);
   }
@@ -410,141 +386,6 @@ export class RaftDriver {
     this.metrics.term.set(this.lbl, n.term);
     this.metrics.commitIndex.set(this.lbl, n.commit);
     this.metrics.appliedIndex.set(this.lbl, n.applied);
-  }
-
-  // ---- apply ----
-
-  private async applyCommitted(entries: Entry[]): Promise<void> {
-    const ops: StateOp[] = [];
-    const before = this.state.nextOffset;
-    const startBefore = this.state.logStartOffset;
-    let confChanged = false;
-    for (const e of entries) {
-      if (e.type === EntryType.Config) {
-        this.conf = applyConfChange(this.conf, decodeConfChange(e.data));
-        confChanged = true;
-        continue;
-      }
-      if (e.type !== EntryType.Normal) continue;
-      // A snapshot's state already includes entries up to its state index (see makeSnapshot).
-      if (e.index <= this.stateIndex) continue;
-      const { ops: o, result } = this.state.apply(e.index, e.data);
-      for (const op of o) ops.push(op);
-      this.settle(e, result);
-    }
-    const last = entries[entries.length - 1].index;
-    if (confChanged) {
-      await this.storage.append([], undefined, this.conf);
-      this.log.setConf(this.conf);
-      this.transport.setPeers(this.peerIds());
-      this.metrics.voters.set(this.lbl, this.conf.voters.length);
-      this.logger.info('membership_applied', {
-        replica: this.id,
-        voters: this.conf.voters,
-        learners: this.conf.learners,
-      });
-      if (!this.conf.voters.includes(this.id) && !this.conf.learners.includes(this.id))
-        this.logger.warn('replica_removed_from_group', { replica: this.id });
-    }
-    // Applied index and state changes in one batch. It rides on the next group commit; the
-    // state in memory is already current, so nothing waits for it (order is kept by storage).
-    this.applyChain = this.storage.applyBatch(last, ops).catch((err) => this.fatal(err));
-    this.metrics.highWatermark.set(this.lbl, this.state.nextOffset);
-    this.metrics.logStartOffset.set(this.lbl, this.state.logStartOffset);
-    this.metrics.logBytes.set(this.lbl, this.storage.stats().logBytes);
-    this.hooks.applied(this.state.nextOffset !== before);
-    if (this.state.logStartOffset !== startBefore) await this.compactToRetention(last);
-  }
-
-  private settle(e: Entry, result: ApplyResult): void {
-    const p = this.pending.get(e.index);
-    if (p === undefined) return;
-    this.pending.delete(e.index);
-    clearTimeout(p.timer);
-    if (p.term !== e.term) {
-      p.reject(
-        new DaftkaError(
-          'NOT_LEADER',
-          'the write was superseded by a new leader before it committed; it was not written',
-          {
-            leaderHint: this.leaderEndpoint() ?? undefined,
-          },
-        ),
-      );
-      return;
-    }
-    if (result.kind === 'written' && p.records > 0) {
-      this.metrics.produceRecords.inc(this.lbl, p.records);
-      this.metrics.produceBytes.inc(this.lbl, p.bytes);
-      this.metrics.commitLatency.observe(this.lbl, Number(process.hrtime.bigint() - p.startedAt) / 1e9);
-    }
-    p.resolve(result);
-  }
-
-  /**
-   * Retention applied: drop the Raft log below the first entry that still holds records.
-   * `appliedTo` is the last entry of the batch just applied: the core's `applied` only moves at
-   * advance(), and bounding by it would leave a whole batch of dead entries behind each time.
-   */
-  private async compactToRetention(appliedTo: number): Promise<void> {
-    const applied = Math.max(appliedTo, this.stateIndex);
-    const target = Math.min(this.state.firstRetainedLogIndex() ?? applied + 1, applied + 1, this.log.lastIndex() + 1);
-    if (target <= this.log.firstIndex()) return;
-    await this.applyChain;
-    await this.storage.compactLog(target);
-    this.log.compacted(target);
-    this.metrics.retentionDeleted.inc(this.lbl);
-    this.logger.info('log_compacted', {
-      replica: this.id,
-      first_index: target,
-      log_start_offset: this.state.logStartOffset,
-    });
-  }
-
-  // ---- snapshots ----
-
-  /**
-   * The snapshot a far-behind follower gets: positioned at the compaction point (firstIndex-1,
-   * so every retained entry still reaches the follower by normal appends), carrying the state
-   * machine as of the current applied index X. The follower skips state changes of entries
-   * ≤ X when they arrive (the state already holds them) — the offset index in the state points
-   * at those entries, so fetch serves them once they are there.
-   *
-   * The membership handed with it is the current one. Config entries after that point reach the
-   * follower again and are re-applied on top of it; each change is an assignment (learner /
-   * voter / absent) and ids are never reused, so re-applying a suffix of them to the state they
-   * produced changes nothing (see applyConfChange).
-   */
-  private async makeSnapshot(): Promise<Snapshot> {
-    await this.applyChain;
-    const first = this.log.firstIndex();
-    const { meta, state } = await this.storage.exportState();
-    const index = first - 1;
-    const term = this.log.term(index);
-    if (term === undefined) throw new Error(`no term for snapshot index ${index}`);
-    const stateIndex = Math.max(meta.index, this.stateIndex);
-    this.metrics.snapshotsSent.inc({ ...this.lbl, action: 'built' });
-    return { meta: { index, term, conf: this.conf }, data: encodeSnapshotState(state, stateIndex) };
-  }
-
-  private async installSnapshot(s: Snapshot): Promise<void> {
-    const { pairs, stateIndex } = decodeSnapshotState(s.data);
-    await this.applyChain;
-    await this.storage.installSnapshot(s.meta, pairs);
-    this.log.installed(s.meta);
-    this.state.load(pairs);
-    this.stateIndex = stateIndex;
-    this.conf = s.meta.conf;
-    this.transport.setPeers(this.peerIds());
-    this.metrics.voters.set(this.lbl, this.conf.voters.length);
-    this.metrics.snapshotsSent.inc({ ...this.lbl, action: 'installed' });
-    this.logger.info('snapshot_installed', {
-      replica: this.id,
-      index: s.meta.index,
-      state_index: stateIndex,
-      high_watermark: this.state.nextOffset,
-    });
-    this.hooks.applied(true);
   }
 
   // ---- proposals ----
@@ -610,18 +451,7 @@ export class RaftDriver {
     }
     const term = node.term;
     this.kick();
-    return new Promise<ApplyResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.pending.delete(index))
-          reject(
-            new DaftkaError(
-              'COMMIT_UNKNOWN',
-              `not committed within ${timeoutMs} ms; retry with the same idempotency key`,
-            ),
-          );
-      }, timeoutMs);
-      this.pending.set(index, { term, startedAt: process.hrtime.bigint(), records, bytes, resolve, reject, timer });
-    });
+    return this.proposals.wait(index, term, timeoutMs, records, bytes);
   }
 
   /** Hand leadership to `to` (a voter); CONFLICT when the core refuses. */
@@ -661,13 +491,9 @@ export class RaftDriver {
   async close(): Promise<void> {
     this.stopping = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
-    for (const [, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new DaftkaError('COMMIT_UNKNOWN', 'replica stopped with the write in flight'));
-    }
-    this.pending.clear();
+    this.proposals.rejectAll(() => new DaftkaError('COMMIT_UNKNOWN', 'replica stopped with the write in flight'));
     await this.transport?.close();
-    await this.applyChain;
+    await this.applier.settled();
     // Not needed for safety (see handleReady), but a clean stop leaves the latest commit on disk.
     const hs = this.deferredHardState;
     this.deferredHardState = undefined;

@@ -1,0 +1,174 @@
+import type { Logger } from '../../common/log';
+import type { ReplicaMetrics } from '../metrics';
+import { EntryType, applyConfChange, decodeConfChange, type ConfState, type Entry, type Snapshot } from '../raft';
+import type { PartitionState } from '../state/partition-state';
+import type { ReplicaStorage, StateOp } from '../storage/storage';
+import type { Proposals } from './proposals';
+import type { ReplicaLog } from './raft-log';
+import { decodeSnapshotState, encodeSnapshotState, stateIndexOf } from './snapshots';
+
+/**
+ * The apply side of the driver: committed entries into the partition state (and its storage
+ * batch), configuration entries into the membership, snapshots built and installed, and the
+ * Raft log compacted behind retention. The loop (raft-driver.ts) hands it each Ready's
+ * committed entries and snapshot; it never decides anything Raft decides.
+ */
+
+export interface ApplierOptions {
+  id: string;
+  storage: ReplicaStorage;
+  state: PartitionState;
+  proposals: Proposals;
+  metrics: ReplicaMetrics;
+  lbl: { topic: string; partition: string };
+  logger: Logger;
+  /** Where a NOT_LEADER answer should send the caller (the current leader's client endpoint). */
+  leaderHint: () => string | null;
+  /** The membership changed (a configuration entry, or a snapshot): peers to talk to follow it. */
+  membershipChanged: (conf: ConfState) => void;
+  /** After each applied batch or installed snapshot; `hwMoved`: the high watermark changed. */
+  applied: (hwMoved: boolean) => void;
+  fatal: (err: unknown) => void;
+}
+
+export class Applier {
+  /** The membership as of the last applied configuration entry (or snapshot). */
+  conf: ConfState = { voters: [], learners: [] };
+  /** Entries ≤ this are already in the state (it came with a snapshot): their changes are skipped. */
+  private stateIndex = 0;
+  /** The last applied batch's storage write: snapshot export and install wait for it. */
+  private applyChain: Promise<void> = Promise.resolve();
+  private log!: ReplicaLog;
+
+  constructor(private readonly o: ApplierOptions) {}
+
+  /** Read the state keyspace into the partition state: start-up replays nothing. */
+  async recover(): Promise<void> {
+    const rec = this.o.storage.recovered;
+    const pairs = await this.o.storage.scan({ gte: new Uint8Array(0), lt: new Uint8Array([0xff]) });
+    this.o.state.load(pairs);
+    this.stateIndex = stateIndexOf(pairs);
+    this.conf = rec.conf ?? rec.snapshot?.conf ?? { voters: [], learners: [] };
+  }
+
+  /** The log view (created by the driver after recovery, with this applier's snapshot builder). */
+  attach(log: ReplicaLog): void {
+    this.log = log;
+  }
+
+  /** Every applied batch is on its way to storage (ordered behind earlier writes). */
+  settled(): Promise<void> {
+    return this.applyChain;
+  }
+
+  async apply(entries: Entry[]): Promise<void> {
+    const { state, storage, metrics, lbl } = this.o;
+    const ops: StateOp[] = [];
+    const before = state.nextOffset;
+    const startBefore = state.logStartOffset;
+    let confChanged = false;
+    for (const e of entries) {
+      if (e.type === EntryType.Config) {
+        this.conf = applyConfChange(this.conf, decodeConfChange(e.data));
+        confChanged = true;
+        continue;
+      }
+      if (e.type !== EntryType.Normal) continue;
+      // A snapshot's state already includes entries up to its state index (see makeSnapshot).
+      if (e.index <= this.stateIndex) continue;
+      const { ops: o, result } = state.apply(e.index, e.data);
+      for (const op of o) ops.push(op);
+      const produced = this.o.proposals.settle(e, result, this.o.leaderHint());
+      if (produced) {
+        metrics.produceRecords.inc(lbl, produced.records);
+        metrics.produceBytes.inc(lbl, produced.bytes);
+        metrics.commitLatency.observe(lbl, produced.seconds);
+      }
+    }
+    const last = entries[entries.length - 1].index;
+    if (confChanged) {
+      await storage.append([], undefined, this.conf);
+      this.log.setConf(this.conf);
+      this.o.membershipChanged(this.conf);
+      this.o.logger.info('membership_applied', {
+        replica: this.o.id,
+        voters: this.conf.voters,
+        learners: this.conf.learners,
+      });
+      if (!this.conf.voters.includes(this.o.id) && !this.conf.learners.includes(this.o.id))
+        this.o.logger.warn('replica_removed_from_group', { replica: this.o.id });
+    }
+    // Applied index and state changes in one batch. It rides on the next group commit; the
+    // state in memory is already current, so nothing waits for it (order is kept by storage).
+    this.applyChain = storage.applyBatch(last, ops).catch((err) => this.o.fatal(err));
+    metrics.highWatermark.set(lbl, state.nextOffset);
+    metrics.logStartOffset.set(lbl, state.logStartOffset);
+    metrics.logBytes.set(lbl, storage.stats().logBytes);
+    this.o.applied(state.nextOffset !== before);
+    if (state.logStartOffset !== startBefore) await this.compactToRetention(last);
+  }
+
+  /**
+   * Retention applied: drop the Raft log below the first entry that still holds records.
+   * `appliedTo` is the last entry of the batch just applied: the core's `applied` only moves at
+   * advance(), and bounding by it would leave a whole batch of dead entries behind each time.
+   */
+  private async compactToRetention(appliedTo: number): Promise<void> {
+    const applied = Math.max(appliedTo, this.stateIndex);
+    const first = this.o.state.firstRetainedLogIndex() ?? applied + 1;
+    const target = Math.min(first, applied + 1, this.log.lastIndex() + 1);
+    if (target <= this.log.firstIndex()) return;
+    await this.applyChain;
+    await this.o.storage.compactLog(target);
+    this.log.compacted(target);
+    this.o.metrics.retentionDeleted.inc(this.o.lbl);
+    this.o.logger.info('log_compacted', {
+      replica: this.o.id,
+      first_index: target,
+      log_start_offset: this.o.state.logStartOffset,
+    });
+  }
+
+  /**
+   * The snapshot a far-behind follower gets: positioned at the compaction point (firstIndex-1,
+   * so every retained entry still reaches the follower by normal appends), carrying the state
+   * machine as of the current applied index X. The follower skips state changes of entries
+   * ≤ X when they arrive (the state already holds them) — the offset index in the state points
+   * at those entries, so fetch serves them once they are there.
+   *
+   * The membership handed with it is the current one. Config entries after that point reach the
+   * follower again and are re-applied on top of it; each change is an assignment (learner /
+   * voter / absent) and ids are never reused, so re-applying a suffix of them to the state they
+   * produced changes nothing (see applyConfChange).
+   */
+  async makeSnapshot(): Promise<Snapshot> {
+    await this.applyChain;
+    const first = this.log.firstIndex();
+    const { meta, state } = await this.o.storage.exportState();
+    const index = first - 1;
+    const term = this.log.term(index);
+    if (term === undefined) throw new Error(`no term for snapshot index ${index}`);
+    const stateIndex = Math.max(meta.index, this.stateIndex);
+    this.o.metrics.snapshotsSent.inc({ ...this.o.lbl, action: 'built' });
+    return { meta: { index, term, conf: this.conf }, data: encodeSnapshotState(state, stateIndex) };
+  }
+
+  async install(s: Snapshot): Promise<void> {
+    const { pairs, stateIndex } = decodeSnapshotState(s.data);
+    await this.applyChain;
+    await this.o.storage.installSnapshot(s.meta, pairs);
+    this.log.installed(s.meta);
+    this.o.state.load(pairs);
+    this.stateIndex = stateIndex;
+    this.conf = s.meta.conf;
+    this.o.membershipChanged(this.conf);
+    this.o.metrics.snapshotsSent.inc({ ...this.o.lbl, action: 'installed' });
+    this.o.logger.info('snapshot_installed', {
+      replica: this.o.id,
+      index: s.meta.index,
+      state_index: stateIndex,
+      high_watermark: this.o.state.nextOffset,
+    });
+    this.o.applied(true);
+  }
+}
