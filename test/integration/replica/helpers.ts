@@ -2,7 +2,8 @@ import { connect, type NatsConnection, type Subscription } from 'nats';
 import { DaftkaError, isDaftkaError } from '../../../common/errors';
 import type { LeaderAnnouncement } from '../../../common/control-subjects';
 import { SUBJECTS } from '../../../common/control-subjects';
-import type { FetchResult, RecordIn, RecordOut } from '../../../common/partition-api';
+import type { FetchResult, RecordOut } from '../../../common/partition-api';
+import { record, text } from '../../helpers/records';
 import { sleep, type ReplicaCluster } from '../../helpers/replica-cluster';
 
 /** Env that keeps elections stable on a loaded 2-core CI machine and forms groups quickly. */
@@ -14,16 +15,8 @@ export const TEST_ENV = {
   DAFTKA_SHUTDOWN_TIMEOUT_MS: '5000',
 };
 
-export function record(value: string, key: string | null = null): RecordIn {
-  return {
-    key: key === null ? null : Buffer.from(key),
-    value: Buffer.from(value),
-    headers: [['h', Buffer.from('x')]],
-    timestampMs: Date.now(),
-  };
-}
-
-export const text = (b: Uint8Array | null) => (b === null ? null : Buffer.from(b).toString('utf8'));
+/** Re-exported for the tests of this folder (test/helpers/records.ts). */
+export { record, text };
 
 /**
  * Every record from `from` up to the high watermark of `ordinal` at the time of the last page
