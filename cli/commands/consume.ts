@@ -63,14 +63,12 @@ export function checkConsumeOpts(o: ConsumeOpts): void {
 }
 
 /** Write with backpressure: a slow pipe slows the fetching instead of filling memory. */
-function writer(ctx: Ctx): (s: string) => Promise<void> {
-  if (ctx.out !== undefined && process.stdout.writable)
-    return (s) =>
-      new Promise((resolve) => {
-        if (process.stdout.write(s)) resolve();
-        else process.stdout.once('drain', resolve);
-      });
-  return async (s) => ctx.out(s);
+function writer(): (s: string) => Promise<void> {
+  return (s) =>
+    new Promise((resolve) => {
+      if (process.stdout.write(s)) resolve();
+      else process.stdout.once('drain', resolve);
+    });
 }
 
 /** First offset whose record timestamp is ≥ ts, by binary search over [lo, hi) with single-record fetches. */
@@ -187,7 +185,7 @@ async function consumeByOffset(
     const { hwm, logStart } = info(p);
     return spec.kind === 'earliest' ? logStart : hwm;
   };
-  const out = writer(ctx);
+  const out = writer();
 
   const run = async (p: number) => {
     let offset = await startOf(p);
@@ -280,7 +278,7 @@ async function consumeLeased(
   stats: { records: number; acks: number },
 ): Promise<void> {
   const group = encodeURIComponent(o.group!);
-  const out = writer(ctx);
+  const out = writer();
   while (!stop.signal.aborted && !budget.exhausted) {
     const want = Math.min(o.fetchSize, o.count ?? o.fetchSize);
     const waitMs = o.follow ? o.wait : 0;
