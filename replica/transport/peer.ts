@@ -1,9 +1,7 @@
 import net from 'node:net';
 import { Backoff, type BackoffOptions } from '../../common/backoff';
-import { ClassifiedError } from '../../common/crash-policy';
 import type { Logger } from '../../common/log';
 import type { promClient } from '../../common/metrics';
-import { CodecError } from '../../protocol/bytes';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   TCP_KEEPALIVE_MS,
@@ -12,27 +10,21 @@ import {
   FrameType,
   FrameWriter,
   PEER_FRAME_TYPES,
-  type Frame,
   type FrameErrorReason,
 } from '../../protocol/frame';
 import { MIN_PEER_SECRET_CHARS } from '../../common/peer-secret';
 import {
   checkId,
   decodeAck,
-  decodeHello,
   decodeReject,
-  encodeAck,
   encodeHello,
-  encodeReject,
-  negotiateVersion,
-  checkHelloAuth,
   NonceCache,
   signHello,
   type Hello,
-  type RejectReason,
   type VersionRange,
 } from './handshake';
-import { sharedCounter, sharedGauge } from '../../common/metrics';
+import { errorCode, InboundConnections } from './inbound';
+import { makeMetrics, type PeerMetrics } from './peer-metrics';
 import { SendQueue } from './send-queue';
 
 /**
@@ -110,82 +102,6 @@ export const PEER_DEFAULTS = {
 
 export type DropReason = 'queue_full' | 'too_large' | 'unknown_peer' | 'peer_removed' | 'closed';
 
-function makeMetrics(reg: promClient.Registry) {
-  return {
-    framesSent: sharedCounter(reg, {
-      name: 'daftka_peer_frames_sent_total',
-      help: 'Raft message frames written to a peer connection.',
-      labelNames: ['peer'] as const,
-    }),
-    bytesSent: sharedCounter(reg, {
-      name: 'daftka_peer_sent_bytes_total',
-      help: 'Bytes written to peer connections, frame headers included.',
-      labelNames: ['peer'] as const,
-    }),
-    framesReceived: sharedCounter(reg, {
-      name: 'daftka_peer_frames_received_total',
-      help: 'Raft message frames received from a peer.',
-      labelNames: ['peer'] as const,
-    }),
-    bytesReceived: sharedCounter(reg, {
-      name: 'daftka_peer_received_bytes_total',
-      help: 'Bytes of Raft message frames received from a peer, frame headers included.',
-      labelNames: ['peer'] as const,
-    }),
-    dropped: sharedCounter(reg, {
-      name: 'daftka_peer_queue_dropped_messages_total',
-      help: 'Outbound Raft messages discarded: oldest shed from a full queue, too large, unknown or removed peer, closed.',
-      labelNames: ['peer', 'reason'] as const,
-    }),
-    reconnects: sharedCounter(reg, {
-      name: 'daftka_peer_reconnects_total',
-      help: 'Outbound connection attempts scheduled after a failure or disconnect.',
-      labelNames: ['peer'] as const,
-    }),
-    connectFailures: sharedCounter(reg, {
-      name: 'daftka_peer_connect_failures_total',
-      help: 'Outbound connections that failed or were lost, by reason (error, timeout, closed, bad_frame, rejected reasons).',
-      labelNames: ['peer', 'reason'] as const,
-    }),
-    connected: sharedGauge(reg, {
-      name: 'daftka_peer_connected_peers',
-      help: 'Peers with an outbound connection whose handshake completed.',
-    }),
-    queueMessages: sharedGauge(reg, {
-      name: 'daftka_peer_queue_messages',
-      help: 'Raft messages waiting in the send queue of a peer.',
-      labelNames: ['peer'] as const,
-    }),
-    queueBytes: sharedGauge(reg, {
-      name: 'daftka_peer_queue_bytes',
-      help: 'Payload bytes waiting in the send queue of a peer.',
-      labelNames: ['peer'] as const,
-    }),
-    badFrames: sharedCounter(reg, {
-      name: 'daftka_peer_bad_frames_total',
-      help: 'Peer connections closed because a frame did not decode, by reason.',
-      labelNames: ['reason'] as const,
-    }),
-    handshakeRejected: sharedCounter(reg, {
-      name: 'daftka_peer_handshake_rejected_total',
-      help: 'Inbound peer connections refused at the handshake, by reason.',
-      labelNames: ['reason'] as const,
-    }),
-  };
-}
-type PeerMetrics = ReturnType<typeof makeMetrics>;
-
-/** Fatal errors from the message handler escape (crash-only); anything else is poison input from that peer. */
-function isFatal(err: unknown): boolean {
-  if (err instanceof ClassifiedError) return err.failureClass === 'fatal';
-  return (err as { name?: unknown } | null)?.name === 'InvariantViolation';
-}
-
-function errorCode(err: unknown): string {
-  const e = err as { code?: unknown; message?: unknown } | null;
-  return typeof e?.code === 'string' ? e.code : String(e?.message ?? err);
-}
-
 /** One peer's outbound side: queue, connection, reconnect timer. */
 class Outbound {
   readonly queue: SendQueue;
@@ -226,13 +142,6 @@ class Outbound {
   }
 }
 
-interface Inbound {
-  socket: net.Socket;
-  readonly decoder: FrameDecoder;
-  peerId: string | null;
-  timer: NodeJS.Timeout | null;
-}
-
 export class PeerTransport {
   readonly selfId: string;
   readonly clusterId: string;
@@ -251,7 +160,7 @@ export class PeerTransport {
   private readonly maxPendingInbound: number;
 
   private readonly outbound = new Map<string, Outbound>();
-  private readonly inbound = new Set<Inbound>();
+  private readonly inbound: InboundConnections;
   private handler: PeerMessageHandler | null = null;
   private server: net.Server | null = null;
   private state: 'new' | 'started' | 'closed' = 'new';
@@ -284,6 +193,27 @@ export class PeerTransport {
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? PEER_DEFAULTS.handshakeTimeoutMs;
     this.maxPendingInbound = opts.maxPendingInbound ?? PEER_DEFAULTS.maxPendingInbound;
     new SendQueue({ maxQueueBytes: this.maxQueueBytes, maxQueueMsgs: this.maxQueueMsgs }); // validate bounds
+    this.inbound = new InboundConnections({
+      selfId: this.selfId,
+      clusterId: this.clusterId,
+      versions: this.versions,
+      secret: this.secret,
+      nonces: this.nonces,
+      log: this.log,
+      metrics: this.metrics,
+      maxPendingInbound: this.maxPendingInbound,
+      handshakeTimeoutMs: this.handshakeTimeoutMs,
+      maxFrameBytes: this.maxFrameBytes,
+      accepting: () => this.state === 'started',
+      admitPeer: (from) => {
+        if (this.outbound.has(from)) return true;
+        if (!this.opts.acceptPeer?.(from)) return false;
+        this.setPeers([...this.outbound.keys(), from]);
+        return true;
+      },
+      handler: () => this.handler,
+      badFrame: (reason, peer, detail) => this.badFrame(reason, peer, detail),
+    });
     if (opts.peers) this.setPeers(opts.peers);
   }
 
@@ -291,7 +221,7 @@ export class PeerTransport {
   async start(): Promise<PeerAddress> {
     if (this.state !== 'new') throw new Error(`PeerTransport.start() called in state ${this.state}`);
     const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS }, (s) =>
-      this.accept(s),
+      this.inbound.accept(s),
     );
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -315,7 +245,7 @@ export class PeerTransport {
     return { host: a.address, port: a.port };
   }
 
-  /** The one consumer of received messages (the Raft driver). See isFatal for what a throw does. */
+  /** The one consumer of received messages (the Raft driver). See isFatal (inbound.ts) for what a throw does. */
   onMessage(handler: PeerMessageHandler): void {
     this.handler = handler;
   }
@@ -360,7 +290,7 @@ export class PeerTransport {
       if (next.has(id)) continue;
       this.dispose(o, 'peer_removed');
       this.outbound.delete(id);
-      for (const c of this.inbound) if (c.peerId === id) c.socket.destroy();
+      this.inbound.drop(id);
       this.removePeerMetrics(id);
     }
     for (const id of next) {
@@ -386,11 +316,7 @@ export class PeerTransport {
     const wasStarted = this.state === 'started';
     this.state = 'closed';
     for (const o of this.outbound.values()) this.dispose(o, 'closed');
-    for (const c of this.inbound) {
-      if (c.timer) clearTimeout(c.timer);
-      c.socket.destroy();
-    }
-    this.inbound.clear();
+    this.inbound.closeAll();
     if (wasStarted && this.server) {
       const server = this.server;
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -584,155 +510,6 @@ export class PeerTransport {
         if (this.outbound.has(id)) return; // re-added meanwhile: keep its series
         for (const v of snap.values) if (v.labels.peer === id) c.remove(v.labels as Record<string, string>);
       });
-  }
-
-  // ---- inbound ----
-
-  private accept(socket: net.Socket): void {
-    if (this.state !== 'started') {
-      socket.destroy();
-      return;
-    }
-    let pending = 0;
-    for (const c of this.inbound) if (c.peerId === null) pending++;
-    if (pending >= this.maxPendingInbound) {
-      this.metrics.handshakeRejected.inc({ reason: 'too_many_pending' });
-      socket.destroy();
-      return;
-    }
-    const c: Inbound = {
-      socket,
-      // Until the handshake completes only a small hello is acceptable; a stranger cannot make us buffer 16 MiB.
-      decoder: new FrameDecoder({ allowedTypes: PEER_FRAME_TYPES, maxFrameBytes: 4096 }),
-      peerId: null,
-      timer: null,
-    };
-    this.inbound.add(c);
-    c.timer = setTimeout(() => {
-      this.metrics.handshakeRejected.inc({ reason: 'timeout' });
-      this.log.warn('peer_handshake_timeout', { remote: socket.remoteAddress });
-      socket.destroy();
-    }, this.handshakeTimeoutMs);
-    socket.on('data', (chunk: Buffer) => this.onInboundData(c, chunk));
-    socket.on('end', () => {
-      try {
-        c.decoder.end();
-      } catch (e) {
-        if (e instanceof FrameError) this.badFrame(e.reason, c.peerId, e.message);
-      }
-      socket.destroy();
-    });
-    socket.on('error', () => {
-      /* 'close' follows; nothing to add */
-    });
-    socket.on('close', () => {
-      if (c.timer) clearTimeout(c.timer);
-      this.inbound.delete(c);
-    });
-  }
-
-  private onInboundData(c: Inbound, chunk: Buffer): void {
-    c.decoder.push(chunk);
-    let f: Frame | undefined;
-    for (;;) {
-      try {
-        f = c.decoder.next();
-        if (f === undefined) return;
-        if (c.peerId === null) {
-          this.handshake(c, f);
-          if (c.peerId === null) return; // refused; socket is closing
-          continue;
-        }
-        if (f.type !== FrameType.PEER_MESSAGE)
-          throw new FrameError('unexpected_type', `type 0x${f.type.toString(16)} after handshake`);
-      } catch (e) {
-        if (!(e instanceof FrameError)) throw e;
-        this.badFrame(e.reason, c.peerId, e.message);
-        c.socket.destroy();
-        return;
-      }
-      if (!this.deliver(c, c.peerId, f)) return;
-    }
-  }
-
-  private handshake(c: Inbound, f: Frame): void {
-    if (f.type !== FrameType.PEER_HELLO)
-      throw new FrameError('unexpected_type', `type 0x${f.type.toString(16)} before hello`);
-    let hello;
-    try {
-      hello = decodeHello(f.payload);
-    } catch (e) {
-      if (!(e instanceof CodecError)) throw e;
-      this.refuse(c, 'malformed', { detail: e.message });
-      return;
-    }
-    const who = { from: hello.from, to: hello.to, cluster: hello.clusterId };
-    let reason: RejectReason | null = null;
-    if (hello.clusterId !== this.clusterId) reason = 'wrong_cluster';
-    else if (hello.to !== this.selfId) reason = 'wrong_target';
-    else if (hello.from === this.selfId) reason = 'self';
-    if (reason) {
-      this.refuse(c, reason, who);
-      return;
-    }
-    const version = negotiateVersion(hello.versions ?? { min: 1, max: 1 }, this.versions);
-    if (version === null) {
-      this.refuse(c, 'incompatible_version', {
-        ...who,
-        theirs: `${hello.versions?.min}..${hello.versions?.max}`,
-        ours: `${this.versions.min}..${this.versions.max}`,
-      });
-      return;
-    }
-    // Authenticated before anything changes: admitting a new peer joins it to the membership.
-    if (this.secret) {
-      const why = checkHelloAuth(hello, this.secret, Date.now(), this.nonces);
-      if (why !== null) {
-        this.refuse(c, 'unauthenticated', { ...who, detail: why });
-        return;
-      }
-    }
-    if (!this.outbound.has(hello.from)) {
-      if (this.opts.acceptPeer?.(hello.from)) this.setPeers([...this.outbound.keys(), hello.from]);
-      else {
-        this.refuse(c, 'unknown_peer', who);
-        return;
-      }
-    }
-    if (c.timer) clearTimeout(c.timer);
-    c.timer = null;
-    // A peer that restarted may leave a half-open connection behind: the newest one wins.
-    for (const other of this.inbound) if (other !== c && other.peerId === hello.from) other.socket.destroy();
-    c.peerId = hello.from;
-    c.decoder.setMaxFrameBytes(this.maxFrameBytes);
-    new FrameWriter(c.socket).write(FrameType.PEER_HELLO_ACK, [encodeAck(version)]);
-    this.log.info('peer_accepted', { peer: hello.from, remote: c.socket.remoteAddress, version });
-  }
-
-  private refuse(c: Inbound, reason: RejectReason, fields: Record<string, unknown>): void {
-    this.metrics.handshakeRejected.inc({ reason });
-    this.log.warn('peer_handshake_rejected', { reason, remote: c.socket.remoteAddress, ...fields });
-    if (c.timer) clearTimeout(c.timer);
-    c.timer = null;
-    new FrameWriter(c.socket).write(FrameType.PEER_HELLO_REJECT, [encodeReject(reason)]);
-    c.socket.end();
-    c.socket.destroySoon();
-  }
-
-  /** Hand one message to the handler; false when the connection was closed because of it. */
-  private deliver(c: Inbound, from: string, f: Frame): boolean {
-    this.metrics.framesReceived.inc({ peer: from });
-    this.metrics.bytesReceived.inc({ peer: from }, f.payload.byteLength + 12);
-    if (!this.handler) return true;
-    try {
-      this.handler(from, f.payload);
-      return true;
-    } catch (err) {
-      if (isFatal(err)) throw err; // crash-only: an invariant breach is not poison input
-      this.badFrame('bad_payload', from, errorCode(err));
-      c.socket.destroy();
-      return false;
-    }
   }
 
   private badFrame(reason: FrameErrorReason, peer: string | null, detail: string): void {
