@@ -184,6 +184,7 @@ export class RaftDriver {
       makeSnapshot: () => this.applier.makeSnapshot(),
       onError: (err) => this.fatal(err),
     });
+    this.applier.attach(this.log);
     this.logger.info('replica_recovered', {
       replica: this.id,
       fresh: rec.freshlyInitialised,
