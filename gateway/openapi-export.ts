@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { buildOpenApiDocument } from './openapi';
 
 /**
- * Writes the OpenAPI document generated from gateway/api-spec.ts to docs/api/openapi.json,
+ * Writes the OpenAPI document generated from the route table (gateway/routes.ts) to docs/api/openapi.json,
  * formatted by the repository's prettier settings (so `prettier --check .` stays clean).
  * Usage: `npx tsx gateway/openapi-export.ts [--check]`; --check exits 1 when the committed
  * file differs from the code (the unit test asserts the same).

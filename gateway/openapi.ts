@@ -5,7 +5,7 @@ import { ROUTES } from './routes';
 import type { JsonSchema } from './validation';
 
 /**
- * The OpenAPI 3.1 document, rendered from the route specs in gateway/api-spec.ts (the same
+ * The OpenAPI 3.1 document, rendered from the route table in gateway/routes.ts (the same
  * schemas the validators are compiled from). Served at GET /v1/openapi.json and committed as
  * docs/api/openapi.json (gateway/openapi-export.ts; a unit test keeps them equal).
  */

@@ -1,7 +1,6 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import ts from 'typescript';
 import { buildGraph, checkGraph, formatResult, type ImportGraph } from '../../../scripts/check-imports';
 
 /** A small tree on disk: repository-relative path → source. */
@@ -12,14 +11,9 @@ function graphOf(files: Record<string, string>): ImportGraph {
       mkdirSync(dirname(join(root, path)), { recursive: true });
       writeFileSync(join(root, path), text);
     }
-    const options: ts.CompilerOptions = {
-      module: ts.ModuleKind.NodeNext,
-      moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    };
     return buildGraph(
       root,
       Object.keys(files).map((p) => join(root, p)),
-      options,
     );
   } finally {
     rmSync(root, { recursive: true, force: true });
