@@ -66,7 +66,9 @@ async function startAuthGateway(): Promise<void> {
   const port = await freePort();
   const tokens = join(home, 'tokens.json');
   writeFileSync(tokens, JSON.stringify({ tokens: { [TOKEN]: 'alice' } }));
-  authGateway = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'gateway', 'main.ts')], {
+  // stdin is a pipe from this process: the watchdog kills the gateway if the test run dies without afterAll.
+  const watchdog = join(REPO, 'test', 'helpers', 'parent-watchdog.cjs');
+  authGateway = spawn(process.execPath, ['--require', watchdog, '--import', 'tsx', join(REPO, 'gateway', 'main.ts')], {
     cwd: REPO,
     env: {
       ...process.env,
@@ -78,7 +80,7 @@ async function startAuthGateway(): Promise<void> {
       DAFTKA_GATEWAY_TOKENS_FILE: tokens,
       DAFTKA_LOG_LEVEL: 'warn',
     },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['pipe', 'ignore', 'pipe'],
   });
   let err = '';
   authGateway.stderr?.on('data', (d: Buffer) => (err += d.toString()));
