@@ -5,6 +5,8 @@
 #   gateway   node dist/gateway/main.js
 #   operator  node dist/operator/main.js
 # Build: docker build -t daftka:dev .   (docs/operations/helm.md, "The image")
+# Without a registry: scripts/image/build.sh (podman, NODE_IMAGE made locally); CI builds it so and
+# runs each program from the image (test/e2e/image.test.ts).
 
 ARG NODE_IMAGE=node:20.19-bookworm-slim
 
@@ -25,11 +27,13 @@ RUN npm ci --omit=dev --no-audit --no-fund
 FROM deps AS build
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+# The three programs' folders and what they import, nothing else: tsconfig.build.json compiles
+# exactly these (drills, dev scripts, sre/ and test/ are not in the image).
 COPY common ./common
+COPY protocol ./protocol
 COPY replica ./replica
 COPY gateway ./gateway
 COPY operator ./operator
-COPY scripts ./scripts
 RUN npm run build
 
 # ---- runtime: production dependencies and dist/ only, as a non-root user ----

@@ -3,6 +3,7 @@
 #   npm dependencies (npm ci when node_modules is missing or older than package-lock.json)
 #   Debian: nats-server (the control channel and the JetStream benchmark peer)
 #   Debian: prometheus (only its promtool binary is used; the service is never started)
+#   Debian: podman and debootstrap (the image build of the e2e tier: scripts/image/build.sh)
 # Usage: scripts/ensure-deps.sh [--k8s]   (--k8s also builds/reuses the Kubernetes test tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,8 @@ apt_install nats-server nats-server
 
 if [ "${1:-}" = "--k8s" ]; then
   apt_install promtool prometheus
+  apt_install podman podman
+  apt_install debootstrap debootstrap
   pkill -x prometheus >/dev/null 2>&1 || true
   if [ -x scripts/k8s-tools/build.sh ]; then scripts/k8s-tools/build.sh; fi
 fi
