@@ -1,20 +1,23 @@
 /**
- * `npm run bench`: runs every `bench/*.bench.ts` in its own process, one after the other (so they
- * do not compete for the 2 cores), and prints their figures. `npm run bench -- storage rpc` runs
+ * `npm run bench`: runs every `bench/*.bench.ts` (side-by-side and whole-system benches) and
+ * `replica/bench/*.bench.ts` (micro-benchmarks of the replica's internals: the Raft core, the
+ * storage engine — they live in the program they measure, since nothing outside replica/ may
+ * import it) in its own process, one after the other (so they do not compete for the 2 cores),
+ * and prints their figures. `npm run bench -- storage rpc` runs
  * only the named ones; extra flags after `--` are passed to each bench (e.g. `--quick`).
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const dir = __dirname;
+const dirs = [__dirname, join(__dirname, '..', 'replica', 'bench')];
 const args = process.argv.slice(2);
 const names = args.filter((a) => !a.startsWith('--'));
 const flags = args.filter((a) => a.startsWith('--'));
-const all = readdirSync(dir)
-  .filter((f) => f.endsWith('.bench.ts'))
-  .map((f) => f.replace(/\.bench\.ts$/, ''))
-  .sort();
+const where = new Map<string, string>();
+for (const d of dirs)
+  for (const f of readdirSync(d)) if (f.endsWith('.bench.ts')) where.set(f.replace(/\.bench\.ts$/, ''), join(d, f));
+const all = [...where.keys()].sort();
 const unknown = names.filter((n) => !all.includes(n));
 if (unknown.length > 0) {
   console.error(`unknown bench ${unknown.join(', ')}; available: ${all.join(', ')}`);
@@ -23,7 +26,7 @@ if (unknown.length > 0) {
 let failed = 0;
 for (const name of names.length > 0 ? names : all) {
   console.log(`\n=== bench ${name} ===`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(dir, `${name}.bench.ts`), ...flags], {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', where.get(name)!, ...flags], {
     stdio: 'inherit',
   });
   if (r.status !== 0) {

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configDocs, type Schema } from '../common/config';
 import { gatewaySchema } from '../gateway/config';
-import { replicaSchema } from '../replica/config';
+import { replicaSchema } from '../common/replica-config';
 import { localSchema } from './local-config';
 
 export const CONFIG_DOC_PATH = join(__dirname, '..', 'docs', 'configuration.md');

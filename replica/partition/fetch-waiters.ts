@@ -1,10 +1,10 @@
+import { MAX_WAIT_MS } from '../../common/limits';
+
 /**
  * Long-polling fetches parked until records exist at their offset: woken when the high
- * watermark passes it, or at their own deadline (≤ 30 s). Bounded: past `maxWaiters` a fetch
+ * watermark passes it, or at their own deadline (≤ MAX_WAIT_MS). Bounded: past `maxWaiters` a fetch
  * does not park and answers at once with what there is (counted as shed by the caller).
  */
-
-const MAX_WAIT_MS = 30_000;
 
 interface Waiter {
   offset: number;

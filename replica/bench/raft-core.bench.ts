@@ -20,7 +20,7 @@ import {
   type Message,
   type RaftConfig,
   type Ready,
-} from '../replica/raft';
+} from '../raft';
 
 const QUICK = process.argv.includes('--quick');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 0.5 : 3));

@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
-import { createLogger } from '../common/log';
-import { ReplicaStorage, type StoredEntry } from '../replica/storage/storage';
+import { createLogger } from '../../common/log';
+import { ReplicaStorage, type StoredEntry } from '../storage/storage';
 
 const QUICK = process.argv.includes('--quick');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 0.5 : 3));
