@@ -8,7 +8,7 @@ import { SUBJECTS } from '../common/control-subjects';
 import { ENDPOINT_PATTERN, TOPIC_NAME_PATTERN } from '../common/names';
 import type { TopicCatalog } from './catalog';
 import { mapPool } from './handlers/context';
-import type { LeaderAnnouncement, LeaderSource } from './router';
+import type { LeaderAnnouncement, LeaderSource } from '../protocol/leader-router';
 import { createAjv, type JsonSchema } from './validation';
 
 /**

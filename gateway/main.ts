@@ -19,7 +19,8 @@ import { ConfigMapCatalog } from './kube-catalog';
 import { gatewayBounds, loadGatewayConfig, type GatewayConfig } from './config';
 import { NatsLeaderFeed } from './leader-feed';
 import { QuotaManager } from './quotas';
-import { PartitionRouter } from './router';
+import { PartitionRouter } from '../protocol/leader-router';
+import { routerMetrics } from './metrics';
 import { LeaseTokens, MIN_SECRET_CHARS } from './lease-token';
 
 /**
@@ -107,11 +108,11 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       rpcClients.push(rpc);
       return new RemotePartitionClient(rpc, { defaultTimeoutMs: cfg.requestTimeoutMs });
     });
-  const router = new PartitionRouter({
-    catalog,
+  const router: PartitionRouter = new PartitionRouter({
+    directory: catalog,
     connect,
     logger,
-    registry,
+    metrics: routerMetrics(registry, (): number => router.table.size),
     requestTimeoutMs: cfg.requestTimeoutMs,
     maxRedirects: cfg.maxRedirects,
     maxInflightPerEndpoint: cfg.maxInflightPerEndpoint,

@@ -1,9 +1,10 @@
 import type client from 'prom-client';
-import { counter, histogram } from '../common/metrics';
+import { counter, gauge, histogram } from '../common/metrics';
+import type { RouterMetrics } from '../protocol/leader-router';
 
 /**
- * The HTTP side's metrics (the router registers its own: redirects, shed requests, leader table;
- * the NATS feed its connection gauge). Labels are bounded: `route` is a RouteSpec id or
+ * The HTTP side's metrics (the router's — redirects, shed requests, leader table — are made by
+ * `routerMetrics` below; the NATS feed registers its connection gauge). Labels are bounded: `route` is a RouteSpec id or
  * `unmatched`, `topic` only ever a catalog topic, `code` an HTTP status or a problem code.
  */
 export interface GatewayMetrics {
@@ -111,5 +112,32 @@ export function leasedMetrics(reg: client.Registry): LeasedMetrics {
       help: 'Dead-letter replay jobs started (dry runs included)',
       labelNames: ['topic'],
     }),
+  };
+}
+
+/** The leader-following router's counters (protocol/leader-router.ts) and the leader table gauge. */
+export function routerMetrics(reg: client.Registry, tableSize: () => number): RouterMetrics {
+  const redirects = counter(reg, {
+    name: 'daftka_gateway_redirects_total',
+    help: 'Calls sent on to another replica: reason not_leader (redirect followed) or unreachable',
+    labelNames: ['reason'],
+  });
+  const shed = shedCounter(reg);
+  const updates = counter(reg, {
+    name: 'daftka_gateway_leader_updates_total',
+    help: 'Leader table changes by source (nats, discover, hint, status, answer)',
+    labelNames: ['kind'],
+  });
+  gauge(reg, {
+    name: 'daftka_gateway_leader_table_entries',
+    help: 'Partitions with an entry in the leader table',
+    collect() {
+      this.set(tableSize());
+    },
+  });
+  return {
+    redirected: (reason) => redirects.inc({ reason }),
+    shed: (kind) => shed.inc({ reason: 'inflight_limit', kind }),
+    leaderUpdated: (source) => updates.inc({ kind: source }),
   };
 }

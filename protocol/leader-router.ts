@@ -1,8 +1,6 @@
-import type client from 'prom-client';
 import { Backoff, sleep, type BackoffOptions } from '../common/backoff';
 import { DaftkaError, isDaftkaError } from '../common/errors';
 import type { Logger } from '../common/log';
-import { counter, gauge } from '../common/metrics';
 import type { PartitionStatus } from '../common/partition-api';
 import {
   CLIENT_METHOD_NAMES,
@@ -12,10 +10,8 @@ import {
   type ReplicaClient,
   type RequestOf,
   type ResponseOf,
-} from '../protocol/methods';
+} from './methods';
 import { ENDPOINT_RE } from '../common/names';
-import type { TopicCatalog } from './catalog';
-import { shedCounter } from './metrics';
 
 /**
  * Routes partition calls to the partition's leader.
@@ -24,7 +20,11 @@ import { shedCounter } from './metrics';
  * leader announcements and discovery replies (gateway/leader-feed.ts; an entry is replaced only
  * by a term ≥ its own, so a late announcement from a deposed leader cannot win), by NOT_LEADER
  * hints, and by successful answers. With no known leader the router asks the partition's
- * replicas from the catalog (seeds), which redirect to the leader.
+ * replicas from the directory (seeds), which redirect to the leader, or, where it has no seeds
+ * (a replica writing to another topic), discovers the leaders over NATS.
+ *
+ * One leader-following client for every caller: the gateway (its catalog and NATS feed) and the
+ * replica's writer to other topics (replica/control/topic-writer.ts: dead-letter replay).
  *
  * Per call, until the deadline:
  *  - NOT_LEADER with a hint → remember the hint and retry there at once (at most `maxRedirects`);
@@ -114,13 +114,37 @@ export class LeaderTable {
   }
 }
 
+/**
+ * Where a topic's partitions are: how many, and the client endpoints of each partition's
+ * replicas (seeds to ask when no leader is known). The gateway's topic catalog is one; the
+ * replica's writer to other topics knows no seeds and finds leaders by discovery instead.
+ */
+export interface PartitionDirectory {
+  get(topic: string): { partitions: number; replicaEndpoints: readonly (readonly string[])[] } | undefined;
+}
+
+/** What the router counts, when its owner wants it counted (the gateway: gateway/metrics.ts). */
+export interface RouterMetrics {
+  /** A call sent on to another replica: `not_leader` (a redirect followed) or `unreachable`. */
+  redirected(reason: 'not_leader' | 'unreachable'): void;
+  /** A call refused by the in-flight bound of an endpoint. */
+  shed(kind: string): void;
+  /** The leader table changed, by source. */
+  leaderUpdated(source: LeaderSource): void;
+}
+
 export interface PartitionRouterOptions {
-  catalog: TopicCatalog;
+  directory: PartitionDirectory;
+  /**
+   * Find the leaders of `topic` out of band (NATS discovery) when none is known and no seed
+   * answers; the answers come in through `acceptLeader`. None: seeds and hints only.
+   */
+  discover?: (topic: string, partition: number) => Promise<void>;
   /** The replica client for a `host:port` client endpoint (one per endpoint, cached here). */
   connect: (endpoint: string) => ReplicaClient;
   logger: Logger;
-  /** Metrics registry; none = no metrics. */
-  registry?: client.Registry;
+  /** None: nothing is counted. */
+  metrics?: RouterMetrics;
   /** Deadline of calls other than produce (which carries its own) and fetch (wait + this). Default 5000. */
   requestTimeoutMs?: number;
   /** NOT_LEADER redirects followed per call. Default 5. */
@@ -204,14 +228,11 @@ export class PartitionRouter {
   readonly table = new LeaderTable();
   private readonly clients = new Map<string, ReplicaClient>();
   private readonly inflight = new Map<string, Inflight>();
-  private readonly o: Required<Omit<PartitionRouterOptions, 'registry' | 'retryBackoff'>> & {
+  private readonly o: Required<Omit<PartitionRouterOptions, 'metrics' | 'retryBackoff' | 'discover'>> & {
     retryBackoff: Partial<BackoffOptions>;
   };
-  private readonly m?: {
-    redirects: client.Counter<'reason'>;
-    shed: client.Counter<'reason' | 'kind'>;
-    updates: client.Counter<'kind'>;
-  };
+  private readonly m?: RouterMetrics;
+  private readonly discover?: (topic: string, partition: number) => Promise<void>;
 
   constructor(opts: PartitionRouterOptions) {
     const self = this as unknown as Record<ClientMethodName, (req: never) => Promise<unknown>>;
@@ -226,40 +247,18 @@ export class PartitionRouter {
       ...opts,
       retryBackoff: { initialMs: 25, maxMs: 500, multiplier: 2, jitter: 0.5, ...(opts.retryBackoff ?? {}) },
     };
-    if (opts.registry) {
-      const reg = opts.registry;
-      const table = this.table;
-      this.m = {
-        redirects: counter(reg, {
-          name: 'daftka_gateway_redirects_total',
-          help: 'Calls sent on to another replica: reason not_leader (redirect followed) or unreachable',
-          labelNames: ['reason'],
-        }),
-        shed: shedCounter(reg),
-        updates: counter(reg, {
-          name: 'daftka_gateway_leader_updates_total',
-          help: 'Leader table changes by source (nats, discover, hint, status, answer)',
-          labelNames: ['kind'],
-        }),
-      };
-      gauge(reg, {
-        name: 'daftka_gateway_leader_table_entries',
-        help: 'Partitions with an entry in the leader table',
-        collect() {
-          this.set(table.size);
-        },
-      });
-    }
+    this.m = opts.metrics;
+    this.discover = opts.discover;
   }
 
   /** Take a leader announcement (NATS, discovery, status) for a partition in the catalog. */
   acceptLeader(topic: string, partition: number, a: LeaderAnnouncement, source: LeaderSource): boolean {
-    const t = this.o.catalog.get(topic);
+    const t = this.o.directory.get(topic);
     if (t === undefined || !Number.isInteger(partition) || partition < 0 || partition >= t.partitions) return false;
     if (!ENDPOINT_RE.test(a.endpoint) || !Number.isSafeInteger(a.term) || a.term < 0) return false;
     const changed = this.table.update(topic, partition, a);
     if (changed) {
-      this.m?.updates.inc({ kind: source });
+      this.m?.leaderUpdated(source);
       this.o.logger.debug('leader_updated', { topic, partition, term: a.term, leader_id: a.leaderId, source });
     }
     return changed;
@@ -267,7 +266,7 @@ export class PartitionRouter {
 
   /** Drop table entries and idle clients that the catalog no longer names (after a catalog change). */
   prune(): void {
-    const cat = this.o.catalog;
+    const cat = this.o.directory;
     this.table.retain((topic, p) => {
       const t = cat.get(topic);
       return t !== undefined && p < t.partitions;
@@ -344,7 +343,7 @@ export class PartitionRouter {
   }
 
   private shed(op: Op): DaftkaError {
-    this.m?.shed.inc({ reason: 'inflight_limit', kind: op });
+    this.m?.shed(op);
     return new DaftkaError('OVERLOADED', 'too many requests in flight to the partition leader; retry later', {
       retryAfterMs: this.o.overloadRetryAfterMs,
     });
@@ -376,7 +375,7 @@ export class PartitionRouter {
     deadlineMs: number,
     fn: (c: ReplicaClient, remainingMs: number) => Promise<T>,
   ): Promise<T> {
-    const info = this.o.catalog.get(topic);
+    const info = this.o.directory.get(topic);
     if (info === undefined) throw new DaftkaError('TOPIC_NOT_FOUND', `topic ${topic} does not exist`);
     if (!Number.isInteger(partition) || partition < 0 || partition >= info.partitions)
       throw new DaftkaError('PARTITION_NOT_FOUND', `topic ${topic} has no partition ${partition}`);
@@ -396,6 +395,15 @@ export class PartitionRouter {
     for (;;) {
       const remainingMs = deadlineMs - this.o.nowMs();
       if (remainingMs <= 0) throw this.gaveUp(topic, partition, requestId, op, lastErr);
+      if (target === null && this.discover) {
+        try {
+          await this.discover(topic, partition);
+        } catch (err) {
+          lastErr = err;
+        }
+        const found = this.table.get(topic, partition)?.endpoint ?? null;
+        if (found !== null && !unreachable.has(found)) target = found;
+      }
       if (target === null) {
         // Next seed that has not failed to connect during this call; after a full round, back off.
         let pick: string | null = null;
@@ -410,7 +418,7 @@ export class PartitionRouter {
         if (pick === null) {
           unreachable.clear();
           await wait();
-          if (seeds.length === 0) throw this.gaveUp(topic, partition, requestId, op, lastErr);
+          if (seeds.length === 0 && !this.discover) throw this.gaveUp(topic, partition, requestId, op, lastErr);
           continue;
         }
         target = pick;
@@ -445,7 +453,7 @@ export class PartitionRouter {
           this.table.get(topic, partition)?.endpoint !== endpoint &&
           this.table.hint(topic, partition, endpoint)
         )
-          this.m?.updates.inc({ kind: 'answer' });
+          this.m?.leaderUpdated('answer');
         return v;
       } catch (err) {
         lastErr = err;
@@ -456,9 +464,9 @@ export class PartitionRouter {
               retryAfterMs: 1000,
               ...(hint !== undefined ? { leaderHint: hint } : {}),
             });
-          this.m?.redirects.inc({ reason: 'not_leader' });
+          this.m?.redirected('not_leader');
           if (hint !== undefined && hint !== endpoint && ENDPOINT_RE.test(hint)) {
-            if (this.table.hint(topic, partition, hint)) this.m?.updates.inc({ kind: 'hint' });
+            if (this.table.hint(topic, partition, hint)) this.m?.leaderUpdated('hint');
             target = hint;
             // A hint at a replica that just failed us is stale news (its followers have not noticed
             // yet): give the election time rather than spending redirects on it.
@@ -476,7 +484,7 @@ export class PartitionRouter {
           continue;
         }
         if (isNotDelivered(err)) {
-          this.m?.redirects.inc({ reason: 'unreachable' });
+          this.m?.redirected('unreachable');
           this.table.invalidate(topic, partition, endpoint);
           unreachable.add(endpoint);
           target = null;
@@ -495,7 +503,7 @@ export class PartitionRouter {
               retryAfterMs: 1000,
             });
           // Reads and offset commits are idempotent: ask again, elsewhere if need be.
-          this.m?.redirects.inc({ reason: 'unreachable' });
+          this.m?.redirected('unreachable');
           this.table.invalidate(topic, partition, endpoint);
           unreachable.add(endpoint);
           target = null;

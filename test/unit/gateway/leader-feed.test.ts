@@ -4,7 +4,7 @@ import { createLogger } from '../../../common/log';
 import { createRegistry } from '../../../common/metrics';
 import { StaticCatalog } from '../../../gateway/catalog';
 import { NatsLeaderFeed } from '../../../gateway/leader-feed';
-import { PartitionRouter } from '../../../gateway/router';
+import { PartitionRouter } from '../../../protocol/leader-router';
 import { startNatsServer, type NatsServerHandle } from '../../helpers/nats-server';
 import { asReplicaClient, FakePartitions } from './fake-partition';
 import { topic } from './fixtures';
@@ -30,7 +30,7 @@ describe('NatsLeaderFeed against a real nats-server', () => {
   beforeEach(async () => {
     nats = await startNatsServer();
     pub = await connect({ servers: nats.url });
-    router = new PartitionRouter({ catalog, connect: () => asReplicaClient(new FakePartitions()), logger });
+    router = new PartitionRouter({ directory: catalog, connect: () => asReplicaClient(new FakePartitions()), logger });
   });
   afterEach(async () => {
     await feed?.close();

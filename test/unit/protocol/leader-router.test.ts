@@ -5,10 +5,16 @@ import { createLogger } from '../../../common/log';
 import { createRegistry } from '../../../common/metrics';
 import type { ProduceRequest } from '../../../common/partition-api';
 import { StaticCatalog } from '../../../gateway/catalog';
-import { isNotDelivered, LeaderTable, PartitionRouter, type PartitionRouterOptions } from '../../../gateway/router';
-import { asReplicaClient, FakePartitions } from './fake-partition';
-import { topic } from './fixtures';
-import { startGateway } from './harness';
+import { routerMetrics } from '../../../gateway/metrics';
+import {
+  isNotDelivered,
+  LeaderTable,
+  PartitionRouter,
+  type PartitionRouterOptions,
+} from '../../../protocol/leader-router';
+import { asReplicaClient, FakePartitions } from '../gateway/fake-partition';
+import { topic } from '../gateway/fixtures';
+import { startGateway } from '../gateway/harness';
 
 const logger = createLogger('gateway', { stream: new PassThrough().resume() });
 const SEEDS = ['a:1', 'b:1', 'c:1'];
@@ -44,10 +50,10 @@ class Cluster {
 
 function router(cluster: Cluster, o: Partial<PartitionRouterOptions> = {}) {
   return new PartitionRouter({
-    catalog: new StaticCatalog([t]),
+    directory: new StaticCatalog([t]),
     connect: (e) => asReplicaClient(cluster.client(e)),
     logger,
-    registry: createRegistry('gateway', { defaultMetrics: false }),
+    metrics: routerMetrics(createRegistry('gateway', { defaultMetrics: false }), () => 0),
     retryBackoff: { initialMs: 1, maxMs: 5 },
     ...o,
   });
