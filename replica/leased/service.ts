@@ -1,6 +1,5 @@
 import type { LeasedPartitionClient } from '../../protocol/methods';
-import { createHash } from 'node:crypto';
-import { DaftkaError, isDaftkaError } from '../../common/errors';
+import { DaftkaError } from '../../common/errors';
 import type {
   DeadLetter,
   DeadLetterAdminRequest,
@@ -15,26 +14,21 @@ import type {
   LeaseFetchRequest,
   LeaseFetchResult,
   LeasePolicy,
-  LeasePolicyOverride,
   ReplayJobQuery,
   ReplayJobRequest,
   ReplayJobStatus,
 } from '../../common/leased-api';
-import type { Logger } from '../../common/log';
-import { counter, gauge, type promClient } from '../../common/metrics';
 import type { RecordIn } from '../../common/partition-api';
 import { CommandKind, decodeCommand, encodeCommand } from '../state/commands';
 import type { DeadLetterRow } from '../../common/leased-api';
-import type { ReplayJobRow, ReplayWritten } from './dead-letters';
-import type { TopicWriter } from '../control/topic-writer';
-import { partitionForKey } from '../../common/partitioner';
+import type { ReplayJobRow } from './dead-letters';
 import { LEASE_POLICY_BOUNDS, MAX_WAIT_MS } from '../../common/limits';
-import { GROUP_NAME_MAX_CHARS, TOPIC_NAME_RE } from '../../common/names';
+import { TOPIC_NAME_RE } from '../../common/names';
 import { effectivePolicy } from './commands';
-import type { LeasedApplyOutput } from './state';
+import { badRequest, checkGroup, checkPolicyOverride, leasedOut, PROPOSE_TIMEOUT_MS, type LeasedHost } from './host';
+import { leasedMetrics, type LeasedMetrics } from './metrics';
+import { ReplayRunner } from './replay-runner';
 import type { LogBounds } from './leases';
-import type { Entry } from '../raft';
-import type { ApplyResult, PartitionState } from '../state/partition-state';
 
 /**
  * The leader's side of leased groups and dead letters: turns partition API calls into Raft
@@ -42,7 +36,7 @@ import type { ApplyResult, PartitionState } from '../state/partition-state';
  * the replicated state machine; this class keeps nothing that a new leader would need — only
  * waiters of long-polls, the rate buckets of replay jobs, and metrics.
  *
- * Three loops run on the leader:
+ * Three loops run on the leader (the replay runner in replay-runner.ts):
  *  - long-polls wait for a change (a record committed, an ack, a lease or backoff coming due)
  *    without proposing anything: an empty poll costs no Raft entry;
  *  - the sweep dead-letters records whose last lease expired (the command carries their bytes,
@@ -50,134 +44,27 @@ import type { ApplyResult, PartitionState } from '../state/partition-state';
  *  - the replay runner writes back the next batch of each running job at its rate.
  */
 
-export interface LeasedSettings {
-  /** The topic's defaults; a group's policy overrides them field by field. */
-  defaults: LeasePolicy;
-  /** Dead letters older than this are purged (ms; < 0 keeps them forever). */
-  deadLetterRetentionMs: number;
-  /** Period of the sweep (exhausted leases, retention) and of the replay runner. */
-  sweepIntervalMs: number;
-  /** Long-polls waiting at once; more are answered at once (empty). */
-  maxWaiters: number;
-}
-
-export interface LeasedHost {
-  topic: string;
-  partition: number;
-  state: PartitionState;
-  /** Throws PARTITION_NOT_FOUND. */
-  checkTarget(topic: string, partition: number): void;
-  /** Throws NOT_LEADER (with a hint). */
-  requireLeader(): void;
-  isLeader(): boolean;
-  /** Propose a command; resolves with what applying it returned. */
-  propose(data: Uint8Array, timeoutMs: number): Promise<ApplyResult>;
-  /** One log entry, if this replica has it. */
-  readEntry(logIndex: number): Promise<Entry | undefined>;
-  /** Writes to other topics (replay with a target topic); null without the NATS control channel. */
-  topicWriter(): TopicWriter | null;
-  logger: Logger;
-  registry: promClient.Registry;
-  settings: LeasedSettings;
-}
-
-const PROPOSE_TIMEOUT_MS = 5000;
 const MAX_GRANT = 10_000;
 const MAX_ACKS = 10_000;
 const SWEEP_BATCH = 500;
-const REPLAY_BATCH = 100;
-const REPLAY_SCAN = 5000;
 const RETENTION_CHECK_MS = 10_000;
 /** Groups that get their own metric label; the rest share `other` (labels stay bounded). */
 const MAX_GROUP_LABELS = 100;
 
-/** Check a policy override (INVALID_REQUEST naming the field). Shared with the gateway's validation. */
-export function checkPolicyOverride(o: LeasePolicyOverride): void {
-  for (const [k, b] of Object.entries(LEASE_POLICY_BOUNDS)) {
-    const v = o[k as keyof typeof LEASE_POLICY_BOUNDS];
-    if (v === undefined) continue;
-    const integer = k !== 'backoffMultiplier';
-    if (typeof v !== 'number' || (integer && !Number.isSafeInteger(v)) || v < b.min || v > b.max)
-      throw new DaftkaError(
-        'INVALID_REQUEST',
-        `policy ${k} must be ${integer ? 'an integer' : 'a number'} from ${b.min} to ${b.max}`,
-      );
-  }
-}
-
-function leasedOut<K extends LeasedApplyOutput['op']>(r: ApplyResult, op: K): Extract<LeasedApplyOutput, { op: K }> {
-  if (r.kind === 'refused') throw r.error;
-  if (r.kind !== 'leased' || r.out.op !== op)
-    throw new DaftkaError('INTERNAL', `unexpected apply result ${r.kind} for a ${op} command`);
-  return r.out as Extract<LeasedApplyOutput, { op: K }>;
-}
-
-function badRequest(detail: string): DaftkaError {
-  return new DaftkaError('INVALID_REQUEST', detail);
-}
-
-function checkGroup(group: string): void {
-  if (typeof group !== 'string' || group.length === 0 || group.length > GROUP_NAME_MAX_CHARS)
-    throw badRequest(`group must be 1–${GROUP_NAME_MAX_CHARS} characters`);
-}
+export { checkPolicyOverride, type LeasedHost, type LeasedSettings } from './host';
 
 export class LeasedService implements LeasedPartitionClient {
   private waiters = new Set<() => void>();
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
-  private replaying = false;
   private lastRetentionCheckMs = 0;
-  private readonly buckets = new Map<string, { tokens: number; lastMs: number }>();
-  /** Last failure writing a target job's batch (leader-local; shown in the job's status). */
-  private readonly jobErrors = new Map<string, string>();
   private readonly groupLabels = new Set<string>();
-  private readonly m;
+  private readonly m: LeasedMetrics;
+  private readonly replays: ReplayRunner;
 
   constructor(private readonly h: LeasedHost) {
-    const reg = h.registry;
-    const tpg = ['topic', 'partition', 'group'] as const;
-    const store = () => h.state.leased.deadLetters;
-    const lbl = { topic: h.topic, partition: String(h.partition) };
-    this.m = {
-      redeliveries: counter(reg, {
-        name: 'daftka_lease_redeliveries_total',
-        help: 'Records delivered again (attempt > 1) by this replica as leader',
-        labelNames: tpg,
-      }),
-      expiries: counter(reg, {
-        name: 'daftka_lease_expiries_total',
-        help: 'Leases that ended without an ack (redelivered or dead-lettered)',
-        labelNames: tpg,
-      }),
-      acks: counter(reg, {
-        name: 'daftka_lease_acks_total',
-        help: 'Acks by action and result (ok, lease_expired, stale_attempt)',
-        labelNames: ['topic', 'partition', 'group', 'action', 'result'] as const,
-      }),
-      deadLetterWrites: counter(reg, {
-        name: 'daftka_dead_letter_writes_total',
-        help: 'Records written to the dead-letter stream, by reason (reject, max_attempts)',
-        labelNames: ['topic', 'partition', 'group', 'reason'] as const,
-      }),
-      discarded: counter(reg, {
-        name: 'daftka_lease_discarded_total',
-        help: 'Records that ended without a dead letter (dead-lettering off, or removed by retention)',
-        labelNames: tpg,
-      }),
-      replays: counter(reg, {
-        name: 'daftka_dead_letter_replays_total',
-        help: 'Dead letters in replay batches by outcome (attempted, written, skipped)',
-        labelNames: ['topic', 'partition', 'outcome'] as const,
-      }),
-    };
-    gauge(reg, {
-      name: 'daftka_dead_letter_entries',
-      help: 'Entries in the dead-letter stream by state',
-      labelNames: ['topic', 'partition', 'state'] as const,
-      collect() {
-        for (const [state, n] of Object.entries(store().countByState())) this.set({ ...lbl, state }, n);
-      },
-    });
+    this.m = leasedMetrics(h);
+    this.replays = new ReplayRunner(h, this.m.replays);
   }
 
   // ---- lifecycle ----
@@ -504,7 +391,7 @@ export class LeasedService implements LeasedPartitionClient {
       createdMs: j.createdMs,
       finishedMs: j.finishedMs,
       target: j.target ? { ...j.target } : null,
-      ...(this.jobErrors.has(j.jobId) ? { lastError: this.jobErrors.get(j.jobId) } : {}),
+      ...(this.replays.lastError(j.jobId) !== undefined ? { lastError: this.replays.lastError(j.jobId) } : {}),
     };
   }
 
@@ -560,6 +447,11 @@ export class LeasedService implements LeasedPartitionClient {
   }
 
   // ---- the leader's loops ----
+
+  /** Write back the next batch of every running replay job, at its rate (replay-runner.ts). */
+  runReplays(): Promise<void> {
+    return this.replays.run();
+  }
 
   /** Dead-letter exhausted leases; purge dead letters past retention. */
   async sweep(): Promise<void> {
@@ -620,196 +512,5 @@ export class LeasedService implements LeasedPartitionClient {
     } finally {
       this.sweeping = false;
     }
-  }
-
-  /** Write back the next batch of every running replay job, at its rate. */
-  async runReplays(): Promise<void> {
-    if (this.replaying || !this.h.isLeader()) return;
-    this.replaying = true;
-    try {
-      const store = this.h.state.leased.deadLetters;
-      for (const job of [...store.jobs.values()]) {
-        if (job.state !== 'running') {
-          this.buckets.delete(job.jobId);
-          this.jobErrors.delete(job.jobId);
-          continue;
-        }
-        const now = Date.now();
-        const b = this.buckets.get(job.jobId) ?? { tokens: 1, lastMs: now };
-        b.tokens = Math.min(Math.max(1, job.ratePerSec), b.tokens + (job.ratePerSec * (now - b.lastMs)) / 1000);
-        b.lastMs = now;
-        this.buckets.set(job.jobId, b);
-        if (job.target) {
-          await this.runTargetBatch(job, b, now);
-          continue;
-        }
-        const n = Math.min(REPLAY_BATCH, Math.floor(b.tokens));
-        if (n < 1) continue;
-        const plan = store.planReplay(job.jobId, n, REPLAY_SCAN);
-        if (!plan) continue;
-        if (plan.seqs.length === 0) {
-          leasedOut(
-            await this.h.propose(
-              encodeCommand({
-                kind: CommandKind.ReplayJob,
-                leaderTimeMs: now,
-                op: 'advance',
-                jobId: job.jobId,
-                cursorTo: plan.cursorTo,
-                done: plan.done,
-              }),
-              PROPOSE_TIMEOUT_MS,
-            ),
-            'job',
-          );
-          if (plan.done) this.h.logger.info('replay_job_done', { job_id: job.jobId });
-          continue;
-        }
-        const rows = plan.seqs.map((s) => store.entries.get(s)!);
-        const records = rows.map((row) => this.replayRecord(row, job.jobId, now));
-        const lbl = { topic: this.h.topic, partition: String(this.h.partition) };
-        this.m.replays.inc({ ...lbl, outcome: 'attempted' }, rows.length);
-        const r = await this.h.propose(
-          encodeCommand({
-            kind: CommandKind.Produce,
-            leaderTimeMs: now,
-            idempotencyKey: this.replayKey(job.jobId, rows),
-            records,
-            replay: { jobId: job.jobId, seqs: plan.seqs, cursorTo: plan.cursorTo },
-          }),
-          PROPOSE_TIMEOUT_MS,
-        );
-        if (r.kind === 'written') {
-          b.tokens -= r.count;
-          this.m.replays.inc({ ...lbl, outcome: 'written' }, r.count);
-        } else {
-          // duplicate (same batch already written) or refused (no longer eligible): nothing written.
-          this.m.replays.inc({ ...lbl, outcome: 'skipped' }, rows.length);
-        }
-      }
-    } catch (err) {
-      if (!(err instanceof DaftkaError && (err.code === 'NOT_LEADER' || err.code === 'COMMIT_UNKNOWN')))
-        this.h.logger.warn('replay_batch_failed', { error: (err as Error).message });
-    } finally {
-      this.replaying = false;
-    }
-  }
-
-  /**
-   * One step of a job that writes to another topic: prepare the next batch (replicated), write it
-   * to the target's partitions under idempotency keys derived from the job and the records'
-   * origin coordinates, commit where each record went (replicated). A batch left pending by a
-   * failure or a lost leadership is sent again as it is, under the same keys: never twice.
-   */
-  private async runTargetBatch(job: ReplayJobRow, b: { tokens: number }, now: number): Promise<void> {
-    const store = this.h.state.leased.deadLetters;
-    const lbl = { topic: this.h.topic, partition: String(this.h.partition) };
-    const target = job.target!;
-    if (!job.pending) {
-      const n = Math.min(REPLAY_BATCH, Math.floor(b.tokens));
-      if (n < 1) return;
-      const plan = store.planReplay(job.jobId, n, REPLAY_SCAN);
-      if (!plan) return;
-      const cmd =
-        plan.seqs.length === 0
-          ? { op: 'advance' as const, cursorTo: plan.cursorTo, done: plan.done }
-          : { op: 'prepare' as const, seqs: plan.seqs, cursorTo: plan.cursorTo };
-      const out = leasedOut(
-        await this.h.propose(
-          encodeCommand({ kind: CommandKind.ReplayJob, leaderTimeMs: now, jobId: job.jobId, ...cmd }),
-          PROPOSE_TIMEOUT_MS,
-        ),
-        'job',
-      );
-      if (plan.seqs.length === 0) {
-        if (plan.done) this.h.logger.info('replay_job_done', { job_id: job.jobId, target: target.topic });
-        return;
-      }
-      if (out.refused !== undefined || !out.job?.pending) return; // planned again on the next pass
-      job = out.job;
-    }
-    const pending = job.pending!;
-    const writer = this.h.topicWriter();
-    if (writer === null) {
-      this.jobErrors.set(job.jobId, "no NATS control channel: cannot find the target topic's leaders");
-      return;
-    }
-    const rows = pending.seqs.flatMap((s) => store.entries.get(s) ?? []);
-    // Keyed records go where Kafka's partitioner puts their key; keyless ones keep the origin's
-    // partition (mod the target's count), so their relative order is kept.
-    const byPartition = new Map<number, DeadLetterRow[]>();
-    for (const row of rows) {
-      const p =
-        row.record.key !== null
-          ? partitionForKey(row.record.key, target.partitions)
-          : this.h.partition % target.partitions;
-      byPartition.set(p, [...(byPartition.get(p) ?? []), row]);
-    }
-    const written: ReplayWritten[] = [];
-    let duplicates = 0;
-    this.m.replays.inc({ ...lbl, outcome: 'attempted' }, rows.length);
-    try {
-      for (const [partition, part] of [...byPartition].sort(([a], [b]) => a - b)) {
-        const r = await writer.produce({
-          topic: target.topic,
-          partition,
-          records: part.map((row) => this.replayRecord(row, job.jobId, now)),
-          idempotencyKey: `${this.replayKey(job.jobId, part)}:${partition}`,
-          requestId: `replay-${job.jobId}`,
-          timeoutMs: PROPOSE_TIMEOUT_MS,
-        });
-        if (r.duplicate) duplicates += part.length;
-        part.forEach((row, i) => written.push({ seq: row.seq, partition, offset: r.baseOffset + i }));
-      }
-    } catch (err) {
-      const e = err as Error;
-      const why = `writing to ${target.topic}: ${isDaftkaError(e) ? `${e.code} ` : ''}${e.message}`;
-      if (this.jobErrors.get(job.jobId) !== why)
-        this.h.logger.warn('replay_target_write_failed', { job_id: job.jobId, target: target.topic, error: why });
-      this.jobErrors.set(job.jobId, why);
-      return;
-    }
-    this.jobErrors.delete(job.jobId);
-    const out = leasedOut(
-      await this.h.propose(
-        encodeCommand({ kind: CommandKind.ReplayJob, leaderTimeMs: now, op: 'commit', jobId: job.jobId, written }),
-        PROPOSE_TIMEOUT_MS,
-      ),
-      'job',
-    );
-    if (out.refused !== undefined) {
-      this.h.logger.warn('replay_commit_refused', { job_id: job.jobId, reason: out.refused });
-      return;
-    }
-    b.tokens -= written.length;
-    // Records the target already had (a batch sent again after a failover) were not written twice.
-    this.m.replays.inc({ ...lbl, outcome: 'written' }, written.length - duplicates);
-    if (duplicates) this.m.replays.inc({ ...lbl, outcome: 'skipped' }, duplicates);
-  }
-
-  /**
-   * The write's idempotency key, derived from the job and the origin coordinates of its records:
-   * a retried batch is answered as a duplicate by the dedup table, on top of the replayed marks.
-   */
-  private replayKey(jobId: string, rows: DeadLetterRow[]): string {
-    const h = createHash('sha256');
-    for (const r of rows) h.update(`${this.h.topic}/${this.h.partition}/${r.originOffset}/${r.group}/${r.seq};`);
-    return `replay:${jobId}:${h.digest('base64url').slice(0, 32)}`;
-  }
-
-  /** The original record, stamped now, with headers naming where it came from. */
-  private replayRecord(row: DeadLetterRow, jobId: string, nowMs: number): RecordIn {
-    return {
-      key: row.record.key,
-      value: row.record.value,
-      headers: [
-        ...row.record.headers,
-        ['daftka-replay-of', Buffer.from(`${this.h.topic}/${this.h.partition}/${row.originOffset}`)],
-        ['daftka-replay-job', Buffer.from(jobId)],
-        ['daftka-dead-letter-group', Buffer.from(row.group)],
-        ['daftka-original-timestamp', Buffer.from(String(row.record.timestampMs))],
-      ],
-      timestampMs: nowMs,
-    };
   }
 }

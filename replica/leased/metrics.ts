@@ -1,0 +1,56 @@
+import { counter, gauge } from '../../common/metrics';
+import type { LeasedHost } from './host';
+
+/**
+ * The leased stack's metrics (docs/metrics.md). `group` labels are capped by the service (the
+ * first 100 groups, then `other`); the dead-letter gauge is read from the state at scrape time.
+ */
+export function leasedMetrics(h: Pick<LeasedHost, 'registry' | 'state' | 'topic' | 'partition'>) {
+  const reg = h.registry;
+  const tpg = ['topic', 'partition', 'group'] as const;
+  const store = () => h.state.leased.deadLetters;
+  const lbl = { topic: h.topic, partition: String(h.partition) };
+  const m = {
+    redeliveries: counter(reg, {
+      name: 'daftka_lease_redeliveries_total',
+      help: 'Records delivered again (attempt > 1) by this replica as leader',
+      labelNames: tpg,
+    }),
+    expiries: counter(reg, {
+      name: 'daftka_lease_expiries_total',
+      help: 'Leases that ended without an ack (redelivered or dead-lettered)',
+      labelNames: tpg,
+    }),
+    acks: counter(reg, {
+      name: 'daftka_lease_acks_total',
+      help: 'Acks by action and result (ok, lease_expired, stale_attempt)',
+      labelNames: ['topic', 'partition', 'group', 'action', 'result'] as const,
+    }),
+    deadLetterWrites: counter(reg, {
+      name: 'daftka_dead_letter_writes_total',
+      help: 'Records written to the dead-letter stream, by reason (reject, max_attempts)',
+      labelNames: ['topic', 'partition', 'group', 'reason'] as const,
+    }),
+    discarded: counter(reg, {
+      name: 'daftka_lease_discarded_total',
+      help: 'Records that ended without a dead letter (dead-lettering off, or removed by retention)',
+      labelNames: tpg,
+    }),
+    replays: counter(reg, {
+      name: 'daftka_dead_letter_replays_total',
+      help: 'Dead letters in replay batches by outcome (attempted, written, skipped)',
+      labelNames: ['topic', 'partition', 'outcome'] as const,
+    }),
+  };
+  gauge(reg, {
+    name: 'daftka_dead_letter_entries',
+    help: 'Entries in the dead-letter stream by state',
+    labelNames: ['topic', 'partition', 'state'] as const,
+    collect() {
+      for (const [state, n] of Object.entries(store().countByState())) this.set({ ...lbl, state }, n);
+    },
+  });
+  return m;
+}
+
+export type LeasedMetrics = ReturnType<typeof leasedMetrics>;
