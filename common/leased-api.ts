@@ -3,7 +3,7 @@ import type { RecordIn, RecordOut } from './partition-api';
 /**
  * The partition API of leased consumption and dead letters (DESIGN §6): what the gateway asks
  * of a partition's leader, transport-neutral. Lease state and dead letters live in the
- * partition's replicated state machine (replica/leases.ts, replica/deadletters.ts), so any
+ * partition's replicated state machine (replica/leased/), so any
  * gateway pod can serve any call. Lease tokens are the gateway's business (gateway/lease-token.ts):
  * the replica sees (offset, attempt) and refuses attempts that are not the current one.
  */

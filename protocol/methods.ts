@@ -36,7 +36,7 @@ import * as pc from './codecs/partition';
  * service definition. Everything else is derived from this table:
  *  - the client stub (protocol/partition-client.ts: one method per entry),
  *  - the server dispatch (protocol/serve.ts: one handler per entry, bodies decoded here),
- *  - the gateway's routing (gateway/router.ts: deadline, retry rule and in-flight bound by `kind`),
+ *  - the gateway's routing (protocol/leader-router.ts: deadline, retry rule and in-flight bound by `kind`),
  *  - the types the replica implements (`PartitionService` below).
  * Adding a method is one entry here plus its handler in the replica.
  *

@@ -37,9 +37,10 @@ const CATEGORIES: Array<[RegExp, string]> = [
   [/\/gateway\//, 'gateway code'],
   [/\/replica\/raft\//, 'replica: raft core'],
   [/\/replica\/storage\//, 'replica: storage'],
-  [/\/replica\/transport\//, 'replica: peer transport + codec bytes'],
-  [/\/replica\/client-protocol\//, 'replica: client protocol (RPC)'],
-  [/\/replica\//, 'replica: driver / state machine'],
+  [/\/replica\/transport\//, 'replica: peer transport'],
+  [/\/replica\/driver\//, 'replica: raft driver'],
+  [/\/replica\//, 'replica: partition / state machine'],
+  [/\/protocol\//, 'protocol: client RPC and codecs'],
   [/\/common\/log/, 'logging (common/log)'],
   [/\/common\//, 'common'],
   [

@@ -19,7 +19,7 @@ import { leasedOf } from './leased';
 
 /**
  * Dead letters (DESIGN §6). Each partition keeps its own dead-letter stream in its replicated
- * state (replica/deadletters.ts), so the API fans out over partitions: ids are
+ * state (replica/leased/dead-letters.ts), so the API fans out over partitions: ids are
  * `<partition>-<seq>`, pages walk partitions in order, and a replay job is one job record per
  * partition, run by that partition's leader. Job ids are `<topic>.<suffix>`: the suffix comes
  * from the Idempotency-Key when given (the same request is the same job), else it is random.

@@ -28,7 +28,7 @@ import { readRecord, writeRecord } from '../records';
  * Client-port bodies of the leased-group and dead-letter calls (common/leased-api.ts). Leased
  * fetch, acks and dead-letter pages carry records and are binary; the small control calls
  * (policy, group info, archive/purge, replay jobs) are JSON, checked field by field on decode.
- * Like partition-api-codec.ts, the request id travels in the RPC header only.
+ * Like codecs/partition.ts, the request id travels in the RPC header only.
  *
  *   fetch     := str16 group · str16 topic · u32 partition · u32 maxRecords · u32 waitMs
  *                · u8 hasLeaseMs · [i53 leaseMs]
@@ -41,7 +41,7 @@ import { readRecord, writeRecord } from '../records';
  *                · [i53 leaseUntilMs] · [str16 detail])*
  *   dlList    := JSON {topic, partition, filter, afterSeq?, limit}
  *   dlPage    := u8 hasNext · [i53 nextAfterSeq] · u32 n · (str16 topic · u32 partition · i53 seq
- *                · bytes32 deadLetterRow)*   (row layout: replica/deadletters.ts)
+ *                · bytes32 deadLetterRow)*   (row layout: codecs/dead-letters.ts)
  */
 
 const ACTIONS: readonly AckAction[] = ['accept', 'release', 'reject', 'extend'];

@@ -7,7 +7,7 @@ import type { ReplayTarget, ReplayWritten } from './dead-letters';
 import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
 
 /**
- * State-machine commands of leased groups and dead letters (the kinds 4–9 of replica/commands.ts;
+ * State-machine commands of leased groups and dead letters (the kinds 4–9 of replica/state/commands.ts;
  * the common prefix `u8 kind · i53 leaderTimeMs` is written and read there). Every command that
  * depends on a group's policy carries the effective policy, resolved by the leader: replicas
  * never consult their own configuration while applying, so they cannot disagree.

@@ -32,7 +32,7 @@ import type { LogBounds } from './leases';
 
 /**
  * The leader's side of leased groups and dead letters: turns partition API calls into Raft
- * commands (replica/leased-commands.ts) and answers from what they applied. Lease state is in
+ * commands (replica/leased/commands.ts) and answers from what they applied. Lease state is in
  * the replicated state machine; this class keeps nothing that a new leader would need — only
  * waiters of long-polls, the rate buckets of replay jobs, and metrics.
  *

@@ -19,7 +19,7 @@ import type { StateOp } from '../storage/storage';
 import { BufReader, BufWriter } from '../../protocol/bytes';
 
 /**
- * The leased-groups and dead-letter part of the partition state machine (replica/state-machine.ts
+ * The leased-groups and dead-letter part of the partition state machine (replica/state/partition-state.ts
  * delegates the command kinds 4–9 and the replay section of produce commands here): the lease
  * book, group policies, the dead-letter stream and replay jobs, with their keys in the state
  * keyspace. Deterministic: everything comes from the command (leader time, effective policy,

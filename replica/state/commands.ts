@@ -21,11 +21,11 @@ import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
  *                   · [str16 producerId · u32 epoch · i53 seq] · u32 count · record*
  *   groupCommit  := u8 2 · i53 leaderTimeMs · str16 group · i53 offset · str16 metadata
  *   logStart     := u8 3 · i53 leaderTimeMs · i53 newLogStartOffset
- *   kinds 4–9    := leased groups and dead letters, see replica/leased-commands.ts
+ *   kinds 4–9    := leased groups and dead letters, see replica/leased/commands.ts
  *
  * A produce with flag 4 carries a replay section (str16 jobId · u32 n · i53 seq* · i53 cursorTo,
  * after the producer section): its records are dead letters written back by a replay job, and
- * applying it marks them replayed in the same step (replica/deadletters.ts).
+ * applying it marks them replayed in the same step (replica/leased/dead-letters.ts).
  */
 export const enum CommandKind {
   Produce = 1,

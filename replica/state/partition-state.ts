@@ -83,7 +83,7 @@ export class PartitionState {
   private readonly dedup = new Map<string, DedupRow>();
   private readonly producers = new Map<string, ProducerRow>();
   readonly groups = new Map<string, GroupRow>();
-  /** Leased groups, dead letters and replay jobs (replica/leased-state.ts). */
+  /** Leased groups, dead letters and replay jobs (replica/leased/state.ts). */
   readonly leased = new LeasedState({
     committed: (group) => this.groups.get(group)?.offset,
     setCommitted: (group, offset, ops) => this.setGroupOffset(group, offset, ops),

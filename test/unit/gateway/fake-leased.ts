@@ -27,7 +27,7 @@ import { PassThrough } from 'node:stream';
 
 /**
  * Leased partitions for gateway unit tests: the real state machine and the real leader service
- * (replica/leased-service.ts) per partition, with a "Raft" that applies each proposal at once.
+ * (replica/leased/service.ts) per partition, with a "Raft" that applies each proposal at once.
  * So the gateway is tested against the actual lease rules, not a re-implementation of them.
  */
 interface Part {
