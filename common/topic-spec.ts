@@ -13,10 +13,35 @@ export interface TopicSpec {
   maxRecordBytes?: number;
   quotas?: { produceBytesPerSecond?: number; fetchBytesPerSecond?: number; recordsPerSecond?: number };
   storage?: { size?: string; storageClassName?: string };
-  access?: { producers?: string[]; consumers?: string[]; admins?: string[] };
+  access?: TopicAccessSpec;
   deadLetter?: { maxAttempts?: number; retentionMs?: number };
   deletionPolicy?: 'Retain' | 'Delete';
   deletionProtection?: boolean;
+}
+
+/**
+ * A group grant: the principals that may use the consumer groups matched by `name` (exact;
+ * `*` = every group) or `prefix` (Kafka's prefixed group ACL). Using a group = committing,
+ * reading and resetting its offsets, leased fetch and acks, reading its leased policy; changing
+ * the policy needs the topic's admin right. A topic's admins hold every group of the topic.
+ */
+export interface GroupGrant {
+  principals: string[];
+  name?: string;
+  prefix?: string;
+}
+
+/**
+ * Who may do what on a topic. Closed by default: a list that is absent is empty, and a right
+ * not granted is held by nobody (only the anonymous principal of a gateway without auth, which
+ * local mode runs by default, holds every right). `*` in a principal list = every authenticated
+ * principal.
+ */
+export interface TopicAccessSpec {
+  producers?: string[];
+  consumers?: string[];
+  admins?: string[];
+  groups?: GroupGrant[];
 }
 
 export const TOPIC_DEFAULTS = {
@@ -123,7 +148,13 @@ export function catalogEntry(topic: string, spec: TopicSpec, replicas: readonly 
     partitions: spec.partitions,
     maxRecordBytes: spec.maxRecordBytes ?? TOPIC_DEFAULTS.maxRecordBytes,
     quotas: spec.quotas ?? {},
-    access: { producers: ['*'], consumers: ['*'], admins: ['*'], ...(spec.access ?? {}) },
+    // Closed by default: what the spec does not grant, nobody holds.
+    access: {
+      producers: [...(spec.access?.producers ?? [])],
+      consumers: [...(spec.access?.consumers ?? [])],
+      admins: [...(spec.access?.admins ?? [])],
+      groups: (spec.access?.groups ?? []).map((g) => ({ ...g, principals: [...g.principals] })),
+    },
     replicaEndpoints: endpoints,
   };
 }

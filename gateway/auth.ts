@@ -12,6 +12,11 @@ import { createAjv, pointerOf, type JsonSchema } from './validation';
  * A principal that holds no right on a topic cannot see it at all: it is answered 404 like a
  * topic that does not exist, and `GET /v1/topics` leaves it out (tenants never learn each
  * other's topic names). A principal that sees a topic but lacks the right asked for gets 403.
+ *
+ * Closed by default: an absent list grants nothing. Consumer groups have owners: using a group on
+ * a topic (offsets, leased fetch and acks, reading its policy) needs the consume right and a
+ * group grant of the topic (`access.groups`, by name or prefix, as Kafka's prefixed group ACLs);
+ * changing a group's leased policy needs the topic's admin right. Admins hold every group.
  */
 
 export interface Principal {
@@ -159,6 +164,32 @@ export function authorize(catalog: TopicCatalog, p: Principal, name: string, rig
   if (!can(p, t, right))
     throw new DaftkaError('FORBIDDEN', `principal ${p.name} may not ${right} on topic ${name}`, {
       extra: { right },
+    });
+  return t;
+}
+
+/** Whether `grantName` / `grantPrefix` matches `group` (`*` as a name = every group). */
+function groupMatches(grant: { name?: string; prefix?: string }, group: string): boolean {
+  if (grant.name !== undefined) return grant.name === '*' || grant.name === group;
+  return grant.prefix !== undefined && group.startsWith(grant.prefix);
+}
+
+/** Whether `p` may use consumer group `group` on topic `t` (beyond the consume right itself). */
+export function canUseGroup(p: Principal, t: TopicInfo, group: string): boolean {
+  if (p.superuser || listed(t.access.admins, p.name)) return true;
+  for (const g of t.access.groups ?? []) if (listed(g.principals, p.name) && groupMatches(g, group)) return true;
+  return false;
+}
+
+/**
+ * The topic if `p` may use `group` on it: the consume right (404 / 403 as `authorize`) and a group
+ * grant (403 FORBIDDEN naming the group, which the caller chose, never another tenant's name).
+ */
+export function authorizeGroup(catalog: TopicCatalog, p: Principal, name: string, group: string): TopicInfo {
+  const t = authorize(catalog, p, name, 'consume');
+  if (!canUseGroup(p, t, group))
+    throw new DaftkaError('FORBIDDEN', `principal ${p.name} may not use group ${group} on topic ${name}`, {
+      extra: { right: 'group' },
     });
   return t;
 }

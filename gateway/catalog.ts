@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ENDPOINT_PATTERN, TOPIC_NAME_PATTERN } from '../common/names';
+import { ENDPOINT_PATTERN, GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../common/names';
+import type { GroupGrant } from '../common/topic-spec';
 import { createAjv, pointerOf, type JsonSchema } from './validation';
 
 /**
@@ -20,6 +21,8 @@ export interface TopicAccess {
   producers: string[];
   consumers: string[];
   admins: string[];
+  /** Which principals may use which consumer groups (by name or prefix); absent = none but the admins. */
+  groups?: GroupGrant[];
 }
 
 export interface TopicInfo {
@@ -44,6 +47,19 @@ export interface TopicCatalog {
 export const DEFAULT_MAX_RECORD_BYTES = 1_048_576;
 
 const nameList: JsonSchema = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 253 } };
+const GROUP_OR_STAR = `(${GROUP_NAME_PATTERN})|^[*]$`;
+/** A group grant: principals and exactly one of `name` (`*` = every group) or `prefix`. */
+export const GROUP_GRANT_SCHEMA: JsonSchema = {
+  type: 'object',
+  required: ['principals'],
+  additionalProperties: false,
+  properties: {
+    principals: { ...nameList, minItems: 1, maxItems: 256 },
+    name: { type: 'string', pattern: GROUP_OR_STAR },
+    prefix: { type: 'string', pattern: GROUP_NAME_PATTERN },
+  },
+  oneOf: [{ required: ['name'] }, { required: ['prefix'] }],
+};
 
 /** The topics file: `{"topics":[{name, partitions, replicaEndpoints, maxRecordBytes?, quotas?, access?}]}`. */
 export const TOPICS_FILE_SCHEMA: JsonSchema = {
@@ -73,7 +89,12 @@ export const TOPICS_FILE_SCHEMA: JsonSchema = {
           access: {
             type: 'object',
             additionalProperties: false,
-            properties: { producers: nameList, consumers: nameList, admins: nameList },
+            properties: {
+              producers: nameList,
+              consumers: nameList,
+              admins: nameList,
+              groups: { type: 'array', maxItems: 256, items: GROUP_GRANT_SCHEMA },
+            },
           },
           replicaEndpoints: {
             type: 'array',
@@ -133,6 +154,7 @@ export function parseTopics(doc: unknown, source = 'topics'): TopicInfo[] {
         producers: t.access?.producers ?? [],
         consumers: t.access?.consumers ?? [],
         admins: t.access?.admins ?? [],
+        groups: t.access?.groups ?? [],
       },
       replicaEndpoints: t.replicaEndpoints.map((r) => [...r]),
     };

@@ -4,11 +4,12 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
  * Lease tokens: what a leased fetch hands out with each record and what an ack brings back.
  *
  *   token   := base64url(payload) "." base64url(HMAC-SHA256(secret, "daftka-lease-v1" ‖ payload))
- *   payload := u8 version(1) · u16 len · group · u16 len · topic · u32 partition
- *              · f64 offset · u32 attempt · f64 leaseUntilMs
+ *   payload := u8 version(2) · u16 len · principal · u16 len · group · u16 len · topic
+ *              · u32 partition · f64 offset · u32 attempt · f64 leaseUntilMs
  *
- * The MAC binds the token to (group, topic, partition, offset, attempt, expiry): a client cannot
- * ack a record it was not handed, nor turn an old delivery into the current one. Every gateway
+ * The MAC binds the token to (principal, group, topic, partition, offset, attempt, expiry): a
+ * client cannot ack a record it was not handed, nor turn an old delivery into the current one,
+ * and a token that leaks to another principal is refused for them. Every gateway
  * pod must hold the same secret (DAFTKA_GATEWAY_LEASE_SECRET, from a Kubernetes Secret; local
  * mode generates one and passes it to every gateway it starts), so a token from one pod verifies
  * on any other. Verification says only "this gateway fleet issued it": whether the lease is still
@@ -17,6 +18,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
  */
 
 export interface LeaseClaims {
+  /** The principal that fetched (the gateway refuses an ack by anyone else). */
+  principal: string;
   group: string;
   topic: string;
   partition: number;
@@ -28,6 +31,8 @@ export interface LeaseClaims {
 export type TokenProblem = 'garbled' | 'forged';
 
 const DOMAIN = Buffer.from('daftka-lease-v1');
+/** Version 2 added the principal; a version-1 token (no principal) is refused as garbled. */
+const VERSION = 2;
 /** Secrets shorter than this are refused at start (32 characters ≈ 190 bits when random). */
 export const MIN_SECRET_CHARS = 32;
 /** Longest token accepted before any decoding work. */
@@ -48,10 +53,13 @@ export class LeaseTokens {
   }
 
   sign(c: LeaseClaims): string {
+    const who = Buffer.from(c.principal, 'utf8');
     const g = Buffer.from(c.group, 'utf8');
     const t = Buffer.from(c.topic, 'utf8');
-    const p = Buffer.alloc(1 + 2 + g.length + 2 + t.length + 4 + 8 + 4 + 8);
-    let at = p.writeUInt8(1, 0);
+    const p = Buffer.alloc(1 + 2 + who.length + 2 + g.length + 2 + t.length + 4 + 8 + 4 + 8);
+    let at = p.writeUInt8(VERSION, 0);
+    at = p.writeUInt16BE(who.length, at);
+    at += who.copy(p, at);
     at = p.writeUInt16BE(g.length, at);
     at += g.copy(p, at);
     at = p.writeUInt16BE(t.length, at);
@@ -75,7 +83,11 @@ export class LeaseTokens {
     // The MAC is ours, so the layout is too; still, decode defensively.
     try {
       let at = 0;
-      if (payload.readUInt8(at++) !== 1) return 'garbled';
+      if (payload.readUInt8(at++) !== VERSION) return 'garbled';
+      const wl = payload.readUInt16BE(at);
+      at += 2;
+      const principal = payload.subarray(at, at + wl).toString('utf8');
+      at += wl;
       const gl = payload.readUInt16BE(at);
       at += 2;
       const group = payload.subarray(at, at + gl).toString('utf8');
@@ -90,7 +102,7 @@ export class LeaseTokens {
       const leaseUntilMs = payload.readDoubleBE(at + 16);
       if (at + 24 !== payload.length || !Number.isSafeInteger(offset) || !Number.isSafeInteger(leaseUntilMs))
         return 'garbled';
-      return { group, topic, partition, offset, attempt, leaseUntilMs };
+      return { principal, group, topic, partition, offset, attempt, leaseUntilMs };
     } catch {
       return 'garbled';
     }

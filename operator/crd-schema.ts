@@ -119,8 +119,43 @@ export const topicSpecSchema = object(
         producers: array(string({ maxLength: 253 }), { maxItems: 256, listType: 'set' }),
         consumers: array(string({ maxLength: 253 }), { maxItems: 256, listType: 'set' }),
         admins: array(string({ maxLength: 253 }), { maxItems: 256, listType: 'set' }),
+        groups: array(
+          object(
+            {
+              principals: array(string({ maxLength: 253 }), { maxItems: 256, listType: 'set' }),
+              name: string({
+                description: 'An exact group name, or "*" for every group.',
+                maxLength: 249,
+                pattern: '^([A-Za-z0-9._-]{1,249}|[*])$',
+              }),
+              prefix: string({
+                description: 'Every group whose name starts with this (a prefixed group ACL, as in Kafka).',
+                maxLength: 249,
+                pattern: '^[A-Za-z0-9._-]{1,249}$',
+              }),
+            },
+            {
+              required: ['principals'],
+              description: 'Principals that may use the consumer groups matched by name or prefix.',
+              validations: [
+                {
+                  rule: 'has(self.name) != has(self.prefix)',
+                  message: 'a group grant names exactly one of name or prefix',
+                },
+              ],
+            },
+          ),
+          {
+            maxItems: 256,
+            description:
+              "Who may use which consumer groups (commit, reset, lease fetch and ack, read the policy); changing a group's policy needs admin. Admins hold every group.",
+          },
+        ),
       },
-      { description: 'Principals allowed to produce, consume and administer ("*" = any authenticated principal).' },
+      {
+        description:
+          'Principals allowed to produce, consume and administer ("*" = any authenticated principal). Closed by default: an absent list grants nothing.',
+      },
     ),
     deadLetter: object(
       {

@@ -46,6 +46,13 @@ export const localSchema = defineSchema({
     default: 'always',
     doc: 'replica fsync policy',
   },
+  auth: {
+    type: 'enum',
+    env: 'DAFTKA_LOCAL_AUTH',
+    values: ['none', 'tokens'] as const,
+    default: 'none',
+    doc: 'none: every request is the anonymous principal with every right; tokens: the gateway asks for bearer tokens, and local mode makes one for the principal local-admin (admin of every topic) and prints it',
+  },
   exitAfterReady: {
     type: 'bool',
     env: 'DAFTKA_LOCAL_EXIT_AFTER_READY',

@@ -99,7 +99,12 @@ export interface LocalPlan {
   natsUrl: string;
   gatewayPort: number;
   gatewayUrl: string;
+  /** `tokens`: the gateway authenticates (local-admin's token is kept in the data dir). */
+  auth: 'none' | 'tokens';
 }
+
+/** The principal local mode makes a token for when auth is on: an admin of every topic. */
+export const LOCAL_ADMIN = 'local-admin';
 
 /** Ports laid out from basePort (3 per replica: peer, client, http, in topic/partition/ordinal order). */
 export function planLocal(cfg: LocalConfig): LocalPlan {
@@ -142,6 +147,7 @@ export function planLocal(cfg: LocalConfig): LocalPlan {
     natsUrl,
     gatewayPort: cfg.gatewayPort,
     gatewayUrl: `http://127.0.0.1:${cfg.gatewayPort}`,
+    auth: cfg.auth,
   };
 }
 
@@ -181,6 +187,8 @@ export interface StartOptions {
   /** Extra environment for every replica. */
   replicaEnv?: Record<string, string>;
   driver?: Partial<ProcessDriverOptions>;
+  /** With auth `tokens`: more bearer tokens (token → principal) next to local-admin's. */
+  tokens?: Record<string, string>;
 }
 
 export interface LocalRun {
@@ -229,13 +237,37 @@ export function localPeerSecret(dataDir: string, topic: string): string {
   return keptSecret(dataDir, `peer-secret-${topic}`);
 }
 
+/** local-admin's bearer token (auth `tokens`): made once, kept in the data dir (0600). */
+export function localAdminToken(dataDir: string): string {
+  return keptSecret(dataDir, 'admin-token');
+}
+
+/**
+ * The gateway's auth environment: none (the anonymous principal holds every right), or a tokens
+ * file with local-admin's token and `extra`, written next to the topics file.
+ */
+function gatewayAuthEnv(plan: LocalPlan, extra: Record<string, string>): Record<string, string> {
+  if (plan.auth === 'none') return {};
+  const file = join(plan.dataDir, 'tokens.json');
+  writeFileSync(file, JSON.stringify({ tokens: { ...extra, [localAdminToken(plan.dataDir)]: LOCAL_ADMIN } }), {
+    mode: 0o600,
+  });
+  return { DAFTKA_GATEWAY_AUTH: 'tokens', DAFTKA_GATEWAY_TOKENS_FILE: file };
+}
+
 /** Write the topics file and start nats-server, the replicas and the gateway. */
 export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
   mkdirSync(plan.logDir, { recursive: true });
-  writeFileSync(
-    plan.topicsFile,
-    JSON.stringify({ topics: plan.topics.map((t) => catalogEntry(t.name, t.spec, plan.replicas)) }, null, 2),
-  );
+  const entries = plan.topics.map((t) => {
+    const e = catalogEntry(t.name, t.spec, plan.replicas);
+    // With auth on, local-admin administers every topic (closed by default leaves the rest as the spec says).
+    if (plan.auth === 'tokens' && !e.access.admins.includes(LOCAL_ADMIN)) e.access.admins.push(LOCAL_ADMIN);
+    return e;
+  });
+  writeFileSync(plan.topicsFile, JSON.stringify({ topics: entries }, null, 2));
+  const authEnv = gatewayAuthEnv(plan, opts.tokens ?? {});
+  const authHeaders: Record<string, string> =
+    plan.auth === 'tokens' ? { authorization: `Bearer ${localAdminToken(plan.dataDir)}` } : {};
   const driver = new ProcessDriver(plan.logDir, opts.logger, opts.driver);
   const tsx = ['--import', 'tsx'];
   driver.start({ name: NATS, command: opts.natsBin, args: ['-a', '127.0.0.1', '-p', String(plan.natsPort)], env: {} });
@@ -256,6 +288,7 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
       DAFTKA_GATEWAY_TOPICS_FILE: plan.topicsFile,
       DAFTKA_NATS_URL: plan.natsUrl,
       DAFTKA_GATEWAY_LEASE_SECRET: localLeaseSecret(plan.dataDir),
+      ...authEnv,
       ...(opts.gatewayEnv ?? {}),
     },
   });
@@ -294,7 +327,7 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
       await waitFor(
         `topic ${t.name}`,
         async () => {
-          const res = await fetch(`${base}/v1/topics/${t.name}`);
+          const res = await fetch(`${base}/v1/topics/${t.name}`, { headers: authHeaders });
           if (!res.ok) return false;
           const body = (await res.json()) as { partitions?: Array<{ leader?: unknown }> };
           return (

@@ -9,7 +9,15 @@
 import { ConfigError, configDocs, loadConfig } from '../common/config';
 import { createLogger } from '../common/log';
 import { localSchema } from './local-config';
-import { firstBusyPort, natsServerPath, planLocal, startLocal, type LocalPlan } from './local-mode';
+import {
+  firstBusyPort,
+  LOCAL_ADMIN,
+  localAdminToken,
+  natsServerPath,
+  planLocal,
+  startLocal,
+  type LocalPlan,
+} from './local-mode';
 
 async function main(): Promise<void> {
   let plan: LocalPlan;
@@ -63,17 +71,23 @@ async function main(): Promise<void> {
   }
   const base = plan.gatewayUrl;
   const t0 = plan.topics[0].name;
+  const token = plan.auth === 'tokens' ? localAdminToken(plan.dataDir) : undefined;
+  const h = token !== undefined ? ` -H 'authorization: Bearer ${token}'` : '';
+  const authLine =
+    token !== undefined
+      ? `  auth      bearer tokens; ${LOCAL_ADMIN} (admin of every topic): ${token}\n`
+      : '  auth      off: every request is the anonymous principal with every right (DAFTKA_LOCAL_AUTH=tokens turns it on)\n';
   console.log(`
 Daftka is running (local mode).
   gateway   ${base}        (OpenAPI: ${base}/v1/openapi.json)
   nats      ${plan.natsUrl}
   topics    ${plan.topics.map((t) => `${t.name} (${t.spec.partitions} partitions × RF ${t.spec.replicationFactor})`).join(', ')}
   data      ${plan.dataDir}   logs: ${plan.logDir}
-
+${authLine}
 Try:
-  curl -s -X POST ${base}/v1/topics/${t0}/records -H 'content-type: application/json' \\
+  curl -s -X POST ${base}/v1/topics/${t0}/records${h} -H 'content-type: application/json' \\
        -d '{"records":[{"key":"user-1","value":"hello"}]}'
-  curl -s '${base}/v1/topics/${t0}/partitions/0/records?offset=0'
+  curl -s${h} '${base}/v1/topics/${t0}/partitions/0/records?offset=0'
 
 Ctrl-C stops everything; running it again resumes from the data.
 READY`);

@@ -1,6 +1,6 @@
 import { DaftkaError, isDaftkaError } from '../../common/errors';
 import type { FetchResult, GroupOffset } from '../../common/partition-api';
-import { authorize, can } from '../auth';
+import { authorizeGroup, can, canUseGroup } from '../auth';
 import type { TopicInfo } from '../catalog';
 import { invalidField, invalidParameter } from '../validation';
 import { withPartialResults } from './partial';
@@ -58,7 +58,7 @@ export async function commitOffsetsHandler(g: GatewayContext, c: Call): Promise<
   const body = await c.body<CommitBody>();
   const seen = new Set<string>();
   body.offsets.forEach((o, i) => {
-    const t = atPointer(`/offsets/${i}/topic`, () => authorize(g.catalog, c.principal, o.topic, 'consume'));
+    const t = atPointer(`/offsets/${i}/topic`, () => authorizeGroup(g.catalog, c.principal, o.topic, group));
     checkPartition(t, o.partition, `/offsets/${i}/partition`);
     const k = `${o.topic}/${o.partition}`;
     if (seen.has(k)) throw invalidField(`/offsets/${i}`, `repeats ${o.topic} partition ${o.partition}`);
@@ -108,7 +108,7 @@ function allPartitions(t: TopicInfo): number[] {
 export async function getOffsetsHandler(g: GatewayContext, c: Call): Promise<Reply> {
   const group = groupFromPath(c);
   const topic = c.query.topic as string;
-  const t = authorize(g.catalog, c.principal, topic, 'consume');
+  const t = authorizeGroup(g.catalog, c.principal, topic, group);
   c.noteTopic(t.name);
   const offsets = await readOffsets(g, c, group, t, allPartitions(t));
   return {
@@ -182,7 +182,7 @@ async function offsetForTimestamp(
 export async function resetOffsetsHandler(g: GatewayContext, c: Call): Promise<Reply> {
   const group = groupFromPath(c);
   const body = await c.body<ResetBody>();
-  const t = atPointer('/topic', () => authorize(g.catalog, c.principal, body.topic, 'consume'));
+  const t = atPointer('/topic', () => authorizeGroup(g.catalog, c.principal, body.topic, group));
   c.noteTopic(t.name);
   if (body.to === 'offset' && body.offset === undefined) throw invalidField('/offset', 'is required with to=offset');
   if (body.to === 'timestamp' && body.timestamp === undefined)
@@ -260,8 +260,8 @@ export async function getGroupHandler(g: GatewayContext, c: Call): Promise<Reply
   const group = groupFromPath(c);
   const named = topicsParam(c);
   const topics = named
-    ? named.map((n) => authorize(g.catalog, c.principal, n, 'consume'))
-    : g.catalog.list().filter((t) => can(c.principal, t, 'consume'));
+    ? named.map((n) => authorizeGroup(g.catalog, c.principal, n, group))
+    : g.catalog.list().filter((t) => can(c.principal, t, 'consume') && canUseGroup(c.principal, t, group));
   if (topics.length === 1) c.noteTopic(topics[0].name);
   const work = topics.flatMap((t) => allPartitions(t).map((p) => ({ t, p })));
   if (work.length > MAX_SCAN_PARTITIONS)

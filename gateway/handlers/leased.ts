@@ -8,7 +8,7 @@ import type {
   LeasePolicy,
   LeasePolicyOverride,
 } from '../../common/leased-api';
-import { authorize } from '../auth';
+import { authorize, authorizeGroup } from '../auth';
 import type { TopicInfo } from '../catalog';
 import { encodeRecord, recordBytes, type OutputEncoding } from '../codec';
 import type { LeaseTokens } from '../lease-token';
@@ -89,7 +89,7 @@ export async function leasedFetchHandler(g: GatewayContext, c: Call): Promise<Re
   const { client: leased, tokens } = leasedOf(g, true);
   const body = await c.body<FetchBody>();
   const topics = body.topics.map((name, i) =>
-    atPointer(`/topics/${i}`, () => authorize(g.catalog, c.principal, name, 'consume')),
+    atPointer(`/topics/${i}`, () => authorizeGroup(g.catalog, c.principal, name, group)),
   );
   if (topics.length === 1) c.noteTopic(topics[0].name);
   for (const t of topics) g.quotas.admitFetch(t, c.principal.name);
@@ -165,6 +165,7 @@ export async function leasedFetchHandler(g: GatewayContext, c: Call): Promise<Re
       ...encodeRecord(r, enc),
       delivery_attempt: r.attempt,
       lease_token: tokens.sign({
+        principal: c.principal.name,
         group,
         topic: s.t.name,
         partition: s.p,
@@ -235,7 +236,12 @@ export async function leasedAcksHandler(g: GatewayContext, c: Call): Promise<Rep
       results[i] = { status: 'invalid_token', detail: 'the token was issued to another group' };
       return;
     }
-    const t = atPointer(`/acks/${i}/token`, () => authorize(g.catalog, c.principal, claims.topic, 'consume'));
+    // Bound to the principal that fetched: a token seen by someone else (logs, a shared queue) is useless to them.
+    if (claims.principal !== c.principal.name) {
+      results[i] = { status: 'invalid_token', detail: 'the token was issued to another principal' };
+      return;
+    }
+    const t = atPointer(`/acks/${i}/token`, () => authorizeGroup(g.catalog, c.principal, claims.topic, group));
     if (claims.partition >= t.partitions) {
       results[i] = { status: 'invalid_token', detail: 'the token names a partition the topic does not have' };
       return;
@@ -290,6 +296,7 @@ export async function leasedAcksHandler(g: GatewayContext, c: Call): Promise<Rep
       if (r.leaseUntilMs !== undefined) {
         o.lease_expires_at = r.leaseUntilMs;
         o.lease_token = tokens.sign({
+          principal: c.principal.name,
           group,
           topic: s.b.t.name,
           partition: s.b.p,
@@ -385,7 +392,8 @@ export async function putPolicyHandler(g: GatewayContext, c: Call): Promise<Repl
   const group = groupFromPath(c);
   const { client: leased } = leasedOf(g, false);
   const body = await c.body<PolicyBody>();
-  const t = atPointer('/topic', () => authorize(g.catalog, c.principal, body.topic, 'consume'));
+  // A policy decides what happens to records (max_attempts, dead_letter: false discards): admin only.
+  const t = atPointer('/topic', () => authorize(g.catalog, c.principal, body.topic, 'admin'));
   c.noteTopic(t.name);
   const o = overrideOf(body);
   const policy = Object.keys(o).length === 0 ? null : o;
@@ -417,7 +425,7 @@ export async function putPolicyHandler(g: GatewayContext, c: Call): Promise<Repl
 export async function getPolicyHandler(g: GatewayContext, c: Call): Promise<Reply> {
   const group = groupFromPath(c);
   const { client: leased } = leasedOf(g, false);
-  const t = authorize(g.catalog, c.principal, c.query.topic as string, 'consume');
+  const t = authorizeGroup(g.catalog, c.principal, c.query.topic as string, group);
   c.noteTopic(t.name);
   const partitions = Array.from({ length: t.partitions }, (_, p) => p);
   const infos = await mapPool(partitions, FANOUT, async (p) => {

@@ -9,6 +9,7 @@ import { localSchema } from '../../scripts/local-config';
 import {
   firstBusyPort,
   GATEWAY,
+  localAdminToken,
   NATS,
   natsServerPath,
   planLocal,
@@ -44,6 +45,11 @@ export interface LocalStackOptions {
   fsync?: 'always' | 'interval';
   /** Until every partition has a leader. Default 120 s (a loaded 2-core machine). */
   readyTimeoutMs?: number;
+  /**
+   * Gateway auth on: bearer tokens (token → principal) next to local-admin's (an admin of every
+   * topic; `adminToken`). Absent: auth off, every request is the anonymous principal.
+   */
+  tokens?: Record<string, string>;
   /** Keep the data dir (and logs) after stop. Default: DAFTKA_KEEP_LOGS=1. */
   keepData?: boolean;
   /** SIGTERM → SIGKILL grace per process on stop. Default 8 s. */
@@ -161,6 +167,7 @@ export class LocalStack {
           DAFTKA_LOCAL_NATS_PORT: String(nats),
           DAFTKA_LOCAL_GATEWAY_PORT: String(gw),
           DAFTKA_FSYNC: opts.fsync ?? 'always',
+          DAFTKA_LOCAL_AUTH: opts.tokens ? 'tokens' : 'none',
         }),
       ),
     );
@@ -172,6 +179,7 @@ export class LocalStack {
       natsBin,
       gatewayEnv: { DAFTKA_LOG_LEVEL: 'warn', ...(opts.gatewayEnv ?? {}) },
       replicaEnv: opts.replicaEnv,
+      tokens: opts.tokens,
       driver: { graceMs: opts.graceMs ?? 8000, maxRestarts: 20 },
     });
     const stack = new LocalStack(plan, run, opts.keepData ?? process.env.DAFTKA_KEEP_LOGS === '1');
@@ -196,6 +204,10 @@ export class LocalStack {
 
   get dataDir(): string {
     return this.plan.dataDir;
+  }
+  /** local-admin's bearer token when the stack runs with `tokens` (auth on). */
+  get adminToken(): string {
+    return localAdminToken(this.plan.dataDir);
   }
   get natsPort(): number {
     return this.plan.natsPort;

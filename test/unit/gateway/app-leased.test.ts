@@ -83,6 +83,7 @@ describe('gateway leased groups', () => {
     forgedPayload[forgedPayload.length - 13] ^= 1; // attempt
     const forged = `${forgedPayload.toString('base64url')}.${mac}`;
     const otherKey = new LeaseTokens('another-secret-another-secret-another-0').sign({
+      principal: 'anonymous',
       group: 'billing',
       topic: 'orders',
       partition: 0,
@@ -385,7 +386,15 @@ describe('gateway leased groups', () => {
 
 describe('lease tokens', () => {
   const t = new LeaseTokens(SECRET);
-  const claims = { group: 'g', topic: 't', partition: 3, offset: 2 ** 40, attempt: 7, leaseUntilMs: 1_800_000_000_000 };
+  const claims = {
+    principal: 'alice',
+    group: 'g',
+    topic: 't',
+    partition: 3,
+    offset: 2 ** 40,
+    attempt: 7,
+    leaseUntilMs: 1_800_000_000_000,
+  };
 
   test('round-trip; any changed byte is forged or garbled', () => {
     const tok = t.sign(claims);

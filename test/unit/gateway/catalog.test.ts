@@ -27,7 +27,7 @@ describe('StaticCatalog', () => {
     expect(c.ready()).toBe(true);
     expect(c.list().map((t) => t.name)).toEqual(['alpha', 'zeta']);
     expect(c.get('zeta')).toMatchObject({ maxRecordBytes: DEFAULT_MAX_RECORD_BYTES, quotas: {} });
-    expect(c.get('alpha')!.access).toEqual({ producers: ['a'], consumers: [], admins: [] });
+    expect(c.get('alpha')!.access).toEqual({ producers: ['a'], consumers: [], admins: [], groups: [] });
     expect(c.get('nope')).toBeUndefined();
   });
 

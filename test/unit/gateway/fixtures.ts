@@ -8,7 +8,7 @@ export function topic(name: string, over: Partial<TopicInfo> = {}): TopicInfo {
     partitions,
     maxRecordBytes: 1024,
     quotas: {},
-    access: { producers: ['*'], consumers: ['*'], admins: [] },
+    access: { producers: ['*'], consumers: ['*'], admins: [], groups: [{ principals: ['*'], name: '*' }] },
     replicaEndpoints: Array.from({ length: partitions }, (_, p) => [
       `r0-${name}-${p}:9000`,
       `r1-${name}-${p}:9000`,
