@@ -43,6 +43,14 @@ export class RebalanceDriver {
   private readonly lastBlocked = new Map<string, string>();
   /** Operations written but maybe not yet in the informer cache (so a quick next pass never double-starts). */
   private readonly written = new Map<string, { op: PartitionOperation | null; atMs: number }>();
+  /**
+   * Pods this driver deleted (UID → when), until the pod cache shows them deleting or gone. The
+   * cache lags the DELETE: a pass in between would see the pod as it was and delete again — and the
+   * second PVC delete of a move would hit the claim the StatefulSet just made for the successor,
+   * wiping the rebuilt replica and leaving its pod Pending without a claim (the StatefulSet
+   * controller does not watch claims, so nothing may recreate it for minutes).
+   */
+  private readonly deletedPods = new Map<string, number>();
   private readonly enc = new TextEncoder();
   private readonly dec = new TextDecoder();
 
@@ -76,6 +84,7 @@ export class RebalanceDriver {
       }
     }
     const nowMs = this.now();
+    this.applyDeletedPods(views, nowMs);
     for (const m of [this.recentTransfers, this.recentOperations])
       for (const [k, t] of m) if (nowMs - t > 3_600_000) m.delete(k);
     const plan = planRebalance({
@@ -176,14 +185,21 @@ export class RebalanceDriver {
         return;
       }
       case 'deletePod': {
-        if (d.wipe)
-          await this.ctx.kube.delete(resourcePath(RESOURCES.pvcs, { namespace: ns, name: `${VOLUME_NAME}-${d.pod}` }));
-        const uid = this.ctx.caches.pods.get(`${ns}/${d.pod}`)?.metadata.uid;
+        const pod = this.ctx.caches.pods.get(`${ns}/${d.pod}`);
+        const uid = pod?.metadata.uid;
+        const volume = d.wipe ? await this.deleteClaimOf(ns, d.pod, pod?.metadata.creationTimestamp) : 'kept';
         await this.ctx.kube.delete(resourcePath(RESOURCES.pods, { namespace: ns, name: d.pod }), {
           ...(uid ? { preconditions: { uid } } : {}),
         });
+        if (uid) this.deletedPods.set(uid, this.now());
         m.rebalanceActions.inc({ action: 'deletePod', reason: d.reason, outcome: 'ok' });
-        log.info('rebalance_pod_deleted', { partition: d.key, pod: d.pod, volume_deleted: d.wipe, reason: d.reason });
+        log.info('rebalance_pod_deleted', {
+          partition: d.key,
+          pod: d.pod,
+          volume_deleted: d.wipe,
+          ...(d.wipe ? { volume } : {}),
+          reason: d.reason,
+        });
         this.ctx.recorder.emit(
           partition,
           'Normal',
@@ -205,6 +221,57 @@ export class RebalanceDriver {
         return;
       }
     }
+  }
+
+  /**
+   * Pods deleted by an earlier pass count as deleting until the cache says so (or drops them):
+   * the plan then waits for the successor instead of acting on the old pod again.
+   */
+  private applyDeletedPods(views: PartitionView[], nowMs: number): void {
+    if (this.deletedPods.size === 0) return;
+    const seen = new Set<string>();
+    for (const v of views)
+      v.replicaViews = v.replicaViews.map((r) => {
+        const uid = r.podInfo?.uid;
+        if (uid === undefined || !this.deletedPods.has(uid)) return r;
+        seen.add(uid);
+        if (r.podInfo!.deleting) {
+          this.deletedPods.delete(uid); // the cache caught up
+          return r;
+        }
+        return {
+          ...r,
+          podInfo: { ...r.podInfo!, deleting: true },
+          healthy: false,
+          problem: `pod ${r.pod} is being deleted`,
+        };
+      });
+    // Gone from the cache (deleted), or kept past any plausible watch lag: forget.
+    for (const [uid, atMs] of this.deletedPods)
+      if (!seen.has(uid) || nowMs - atMs > 60_000) this.deletedPods.delete(uid);
+  }
+
+  /**
+   * Deletes the claim of the pod being moved, and only that one: a claim that is already being
+   * deleted is left alone, and one made after the pod (the successor's, were this decision stale)
+   * is never deleted. The DELETE carries the claim's UID as a precondition.
+   */
+  private async deleteClaimOf(ns: string, pod: string, podCreated: string | undefined): Promise<string> {
+    const path = resourcePath(RESOURCES.pvcs, { namespace: ns, name: `${VOLUME_NAME}-${pod}` });
+    const claim = await this.ctx.kube.get<KObject>(path);
+    if (!claim) return 'absent';
+    if (claim.metadata.deletionTimestamp) return 'already-deleting';
+    const created = claim.metadata.creationTimestamp;
+    if (podCreated && created && Date.parse(created) > Date.parse(podCreated)) {
+      this.ctx.logger.warn('rebalance_claim_kept', {
+        pod,
+        claim: claim.metadata.name,
+        detail: `claim created ${created}, after the pod (${podCreated}): it belongs to a successor`,
+      });
+      return 'newer-than-pod';
+    }
+    await this.ctx.kube.delete(path, claim.metadata.uid ? { preconditions: { uid: claim.metadata.uid } } : {});
+    return 'deleted';
   }
 
   private async control(topic: string, index: number, req: ControlRequest): Promise<ControlReply> {
