@@ -72,6 +72,9 @@ fi
 
 echo "image/build.sh: podman build -t $tag (NODE_IMAGE=$base)"
 podman build --isolation=chroot --build-arg "NODE_IMAGE=$base" -t "$tag" .
+# Each source change leaves the previous build's layers behind, untagged: drop those older than a day
+# (younger ones are the layer cache of the next build).
+podman image prune --force --filter until=24h >/dev/null || true
 
 if [ -n "$export_dir" ]; then
   echo "image/build.sh: exporting $tag to $export_dir"
