@@ -87,6 +87,31 @@ export function replicaMetrics(reg: promClient.Registry) {
       help: 'Records between a group committed offset and the high watermark',
       labelNames: ['topic', 'partition', 'group'] as const,
     }),
+    groupLagDropped: counter(reg, {
+      name: 'daftka_group_lag_series_dropped_total',
+      help: 'Group lag queries not exported as a daftka_group_lag_records series: groupLagMaxGroups series exist already',
+      labelNames: tp,
+    }),
+    stateCache: gauge(reg, {
+      name: 'daftka_state_cache_bytes',
+      help: 'Bytes held by the partition state per kind of row: the offset-index tail (bound indexCacheBytes) and the dedup table (bound dedupMaxBytes)',
+      labelNames: ['topic', 'partition', 'kind'] as const,
+    }),
+    stateEntries: gauge(reg, {
+      name: 'daftka_state_entries',
+      help: 'Rows held in memory by the partition state per kind of row (index tail, dedup keys, producers, groups)',
+      labelNames: ['topic', 'partition', 'kind'] as const,
+    }),
+    stateDropped: counter(reg, {
+      name: 'daftka_state_dropped_total',
+      help: 'Rows the partition state dropped since start, by kind and reason (expired on the state clock, or evicted because the table was full)',
+      labelNames: ['topic', 'partition', 'kind', 'reason'] as const,
+    }),
+    indexReads: counter(reg, {
+      name: 'daftka_index_reads_total',
+      help: 'Offset-index reads since start, by where they were answered (result: cache: the in-memory tail; disk: RocksDB)',
+      labelNames: ['topic', 'partition', 'result'] as const,
+    }),
     retentionDeleted: counter(reg, {
       name: 'daftka_retention_advances_total',
       help: 'Log start advances by retention',

@@ -43,7 +43,17 @@ export class PartitionReplica {
   ) {
     const c = rc.cfg;
     this.id = replicaId(rc.self.ordinal, storage.recovered.incarnation);
-    this.state = new PartitionState({ dedupWindowMs: c.dedupWindowMs });
+    this.state = new PartitionState(
+      {
+        dedupWindowMs: c.dedupWindowMs,
+        dedupMaxEntries: c.dedupMaxEntries,
+        dedupMaxBytes: c.dedupMaxBytes,
+        producerExpiryMs: c.producerExpiryMs,
+        groupExpiryMs: c.groupOffsetsRetentionMs,
+        indexCacheBytes: c.indexCacheBytes,
+      },
+      storage,
+    );
     this.metrics = replicaMetrics(registry);
     this.metrics.restarts.set({ topic: c.topic, partition: String(c.partition) }, Date.now() / 1000);
     this.driver = new RaftDriver({

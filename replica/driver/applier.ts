@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log';
 import type { ReplicaMetrics } from '../metrics';
 import { EntryType, applyConfChange, decodeConfChange, type ConfState, type Entry, type Snapshot } from '../raft';
-import type { PartitionState } from '../state/partition-state';
+import { RECOVERY_RANGES, type PartitionState, type StateStats } from '../state/partition-state';
 import type { ReplicaStorage, StateOp } from '../storage/storage';
 import type { Proposals } from './proposals';
 import type { ReplicaLog } from './raft-log';
@@ -42,13 +42,18 @@ export class Applier {
 
   constructor(private readonly o: ApplierOptions) {}
 
-  /** Read the state keyspace into the partition state: start-up replays nothing. */
+  /**
+   * Read the partition state's bounded tables and meta keys (not the offset and time indexes,
+   * which stay on disk): start-up replays nothing and reads the same amount whatever the log's length.
+   */
   async recover(): Promise<void> {
     const rec = this.o.storage.recovered;
-    const pairs = await this.o.storage.scan({ gte: new Uint8Array(0), lt: new Uint8Array([0xff]) });
-    this.o.state.load(pairs);
+    const pairs: Array<[Uint8Array, Uint8Array]> = [];
+    for (const range of RECOVERY_RANGES) for (const kv of await this.o.storage.scan(range)) pairs.push(kv);
     this.stateIndex = stateIndexOf(pairs);
+    this.o.state.load(pairs, Math.max(rec.appliedIndex, this.stateIndex));
     this.conf = rec.conf ?? rec.snapshot?.conf ?? { voters: [], learners: [] };
+    this.publishStateStats();
   }
 
   /** The log view (created by the driver after recovery, with this applier's snapshot builder). */
@@ -100,12 +105,45 @@ export class Applier {
     }
     // Applied index and state changes in one batch. It rides on the next group commit; the
     // state in memory is already current, so nothing waits for it (order is kept by storage).
-    this.applyChain = storage.applyBatch(last, ops).catch((err) => this.o.fatal(err));
+    // Once written, the batch's index rows are readable from storage: the state may drop them
+    // from memory (until then they are the only copy a fetch can see).
+    this.applyChain = storage
+      .applyBatch(last, ops)
+      .then(() => state.markWritten(last))
+      .catch((err) => this.o.fatal(err));
+    this.publishStateStats();
     metrics.highWatermark.set(lbl, state.nextOffset);
     metrics.logStartOffset.set(lbl, state.logStartOffset);
     metrics.logBytes.set(lbl, storage.stats().logBytes);
     this.o.applied(state.nextOffset !== before);
     if (state.logStartOffset !== startBefore) await this.compactToRetention(last);
+  }
+
+  private lastStats: StateStats | null = null;
+  /** The partition state's tables: sizes (gauges) and what they dropped (counters, by delta). */
+  private publishStateStats(): void {
+    const { metrics, lbl } = this.o;
+    const st = this.o.state.stats();
+    const t = (kind: string) => ({ ...lbl, kind });
+    metrics.stateCache.set(t('index'), st.cachedBytes);
+    metrics.stateCache.set(t('dedup'), st.dedupBytes);
+    metrics.stateEntries.set(t('index'), st.cachedRows);
+    metrics.stateEntries.set(t('dedup'), st.dedupEntries);
+    metrics.stateEntries.set(t('producers'), st.producers);
+    metrics.stateEntries.set(t('groups'), st.groups);
+    const p = this.lastStats;
+    const inc = (labels: Record<string, string>, now: number, before: number | undefined) => {
+      if (now > (before ?? 0)) metrics.stateDropped.inc({ ...lbl, ...labels } as never, now - (before ?? 0));
+    };
+    inc({ kind: 'dedup', reason: 'expired' }, st.dedupExpired, p?.dedupExpired);
+    inc({ kind: 'dedup', reason: 'full' }, st.dedupEvicted, p?.dedupEvicted);
+    inc({ kind: 'producers', reason: 'expired' }, st.producersExpired, p?.producersExpired);
+    inc({ kind: 'groups', reason: 'expired' }, st.groupsExpired, p?.groupsExpired);
+    if (st.cacheReads > (p?.cacheReads ?? 0))
+      metrics.indexReads.inc({ ...lbl, result: 'cache' }, st.cacheReads - (p?.cacheReads ?? 0));
+    if (st.diskReads > (p?.diskReads ?? 0))
+      metrics.indexReads.inc({ ...lbl, result: 'disk' }, st.diskReads - (p?.diskReads ?? 0));
+    this.lastStats = st;
   }
 
   /**
@@ -115,7 +153,7 @@ export class Applier {
    */
   private async compactToRetention(appliedTo: number): Promise<void> {
     const applied = Math.max(appliedTo, this.stateIndex);
-    const first = this.o.state.firstRetainedLogIndex() ?? applied + 1;
+    const first = (await this.o.state.firstRetainedLogIndex()) ?? applied + 1;
     const target = Math.min(first, applied + 1, this.log.lastIndex() + 1);
     if (target <= this.log.firstIndex()) return;
     await this.applyChain;
@@ -158,7 +196,7 @@ export class Applier {
     await this.applyChain;
     await this.o.storage.installSnapshot(s.meta, pairs);
     this.log.installed(s.meta);
-    this.o.state.load(pairs);
+    this.o.state.load(pairs, Math.max(s.meta.index, stateIndex));
     this.stateIndex = stateIndex;
     this.conf = s.meta.conf;
     this.o.membershipChanged(this.conf);

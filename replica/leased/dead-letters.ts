@@ -57,6 +57,8 @@ export interface ReplayWritten {
 export interface DeadLetterSink {
   entry(seq: number, row: DeadLetterRow | null): void;
   job(row: ReplayJobRow): void;
+  /** A finished job was garbage-collected. */
+  jobGone(jobId: string): void;
   nextSeq(next: number): void;
 }
 
@@ -67,6 +69,15 @@ export interface ReplayPlan {
   /** Nothing at or after cursorTo exists (yet). */
   done: boolean;
 }
+
+/**
+ * Replay-job garbage collection (issue 15 item 8): finished jobs are kept this long after they
+ * finished (so a client can read the outcome), and at most this many; the oldest finished go
+ * first. Running jobs are never collected. A create re-sent after its job was collected starts a
+ * new run, which writes nothing twice: entries the first run replayed are no longer active.
+ */
+export const FINISHED_JOB_RETENTION_MS = 7 * 24 * 3600 * 1000;
+export const MAX_FINISHED_JOBS = 1000;
 
 export function matchesFilter(row: DeadLetterRow, f: DeadLetterFilter): boolean {
   if (f.fromMs !== undefined && row.deadLetteredMs < f.fromMs) return false;
@@ -172,6 +183,7 @@ export class DeadLetterStore {
   ): ReplayJobRow {
     const existing = this.jobs.get(jobId);
     if (existing) return existing;
+    this.collectJobs(nowMs, sink);
     let matched = 0;
     let skipped = 0;
     for (const row of this.entries.values()) {
@@ -197,6 +209,28 @@ export class DeadLetterStore {
     this.jobs.set(jobId, job);
     sink.job(job);
     return job;
+  }
+
+  /**
+   * Drop finished jobs past FINISHED_JOB_RETENTION_MS (by the creating command's time), then the
+   * oldest finished ones beyond MAX_FINISHED_JOBS - 1 (room for the job being created). Ordered by
+   * finish time then id, so every replica drops the same ones.
+   */
+  collectJobs(nowMs: number, sink: DeadLetterSink): number {
+    const done = [...this.jobs.values()]
+      .filter((j) => j.state === 'done')
+      .sort(
+        (a, b) => (a.finishedMs ?? 0) - (b.finishedMs ?? 0) || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0),
+      );
+    let n = 0;
+    for (const j of done) {
+      const expired = (j.finishedMs ?? 0) < nowMs - FINISHED_JOB_RETENTION_MS;
+      if (!expired && done.length - n < MAX_FINISHED_JOBS) break;
+      this.jobs.delete(j.jobId);
+      sink.jobGone(j.jobId);
+      n++;
+    }
+    return n;
   }
 
   /** Leader: the next batch of a running job (active matching entries from its cursor). */

@@ -135,7 +135,7 @@ export class LeasedService implements LeasedPartitionClient {
     const cache = new Map<number, RecordIn[] | null>();
     for (const o of offsets) {
       if (o < this.h.state.logStartOffset || o >= this.h.state.nextOffset) continue;
-      const row = this.h.state.rowsFrom(o).next().value;
+      const row = await this.h.state.rowAt(o);
       if (!row || o < row.base || o >= row.base + row.count) continue;
       let recs = cache.get(row.logIndex);
       if (recs === undefined) {

@@ -158,6 +158,7 @@ export class LeasedState {
             : { op: 'put', key: seqKey(seq), value: encodeDeadLetter(row) },
         ),
       job: (row) => this.ops.push({ op: 'put', key: strKey(P_JOB, row.jobId), value: encodeJob(row) }),
+      jobGone: (jobId) => this.ops.push({ op: 'del', key: strKey(P_JOB, jobId) }),
       nextSeq: (next) => this.ops.push({ op: 'put', key: K_DLSEQ, value: new BufWriter(8).i53(next).finish() }),
     };
   }

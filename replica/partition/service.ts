@@ -46,6 +46,9 @@ export class PartitionService implements PartitionClient {
   private readonly waiters: FetchWaiters;
   private readonly lbl: { topic: string; partition: string };
   private retentionTimer: NodeJS.Timeout | null = null;
+  private retentionRunning = false;
+  /** Groups with a daftka_group_lag_records series. */
+  private readonly lagGroups = new Set<string>();
   private readonly rc: ResolvedReplicaConfig;
   private readonly driver: RaftDriver;
   private readonly state: PartitionState;
@@ -169,12 +172,17 @@ export class PartitionService implements PartitionClient {
     const rows: Array<{ base: number; count: number; logIndex: number; bytes: number }> = [];
     let planned = 0;
     let plannedBytes = 0;
-    for (const row of s.rowsFrom(req.offset)) {
-      if (row.base + row.count <= req.offset) continue;
-      rows.push(row);
-      planned += row.base + row.count - Math.max(row.base, req.offset);
-      plannedBytes += row.bytes;
-      if (planned >= want || plannedBytes >= req.maxBytes) break;
+    // The offset index: the tail in memory, older rows one seek and a page away on disk.
+    plan: for (let cursor = req.offset; ;) {
+      const page = await s.rowsFrom(cursor, Math.min(1024, want - planned + 1));
+      if (page.length === 0) break;
+      for (const row of page) {
+        rows.push(row);
+        planned += row.base + row.count - Math.max(row.base, req.offset);
+        plannedBytes += row.bytes;
+        cursor = row.base + row.count;
+        if (planned >= want || plannedBytes >= req.maxBytes) break plan;
+      }
     }
     const byIndex = new Map<number, Entry>();
     if (rows.length > 0) {
@@ -239,7 +247,7 @@ export class PartitionService implements PartitionClient {
     const hw = this.state.nextOffset;
     const ls = this.state.logStartOffset;
     const lag = hw - Math.max(g?.offset ?? ls, ls);
-    if (g) this.metrics.groupLag.set({ ...this.lbl, group: req.group }, lag);
+    if (g) this.exportLag(req.group, lag);
     return {
       group: req.group,
       topic: req.topic,
@@ -250,6 +258,27 @@ export class PartitionService implements PartitionClient {
       logStartOffset: ls,
       lag,
     };
+  }
+
+  /**
+   * daftka_group_lag_records has a series per group: at most groupLagMaxGroups of them (labels
+   * bounded, DESIGN §9). A full set first forgets groups the state no longer has (expired);
+   * past the bound a group is counted in daftka_group_lag_series_dropped_total instead.
+   */
+  private exportLag(group: string, lag: number): void {
+    const max = this.rc.cfg.groupLagMaxGroups;
+    if (!this.lagGroups.has(group) && this.lagGroups.size >= max)
+      for (const g of this.lagGroups)
+        if (!this.state.groups.has(g)) {
+          this.lagGroups.delete(g);
+          this.metrics.groupLag.remove({ ...this.lbl, group: g });
+        }
+    if (!this.lagGroups.has(group) && this.lagGroups.size >= max) {
+      this.metrics.groupLagDropped.inc(this.lbl);
+      return;
+    }
+    this.lagGroups.add(group);
+    this.metrics.groupLag.set({ ...this.lbl, group }, lag);
   }
 
   // ---- status ----
@@ -292,16 +321,27 @@ export class PartitionService implements PartitionClient {
 
   /** Leader: propose moving the log start when records fell out of the time or size retention. */
   checkRetention(): void {
-    if (!this.driver.isLeader) return;
-    const cut = this.state.retentionCut(Date.now(), this.rc.cfg.retentionMs, this.rc.cfg.retentionBytes);
-    if (cut === undefined) return;
+    if (!this.driver.isLeader || this.retentionRunning) return;
+    // The decision walks the index on disk: one walk at a time.
+    this.retentionRunning = true;
     const log = this.o.logger;
-    log.info('retention_advance_proposed', { replica: this.driver.id, log_start_offset: cut });
-    const data = encodeCommand({ kind: CommandKind.AdvanceLogStart, leaderTimeMs: Date.now(), logStartOffset: cut });
-    // propose() throws synchronously (NOT_LEADER, NO_QUORUM): inside the promise chain, a timer never sees it.
-    Promise.resolve()
-      .then(() => this.driver.propose(data, 5000))
-      .catch((err) => log.warn('retention_advance_failed', { replica: this.driver.id, error: (err as Error).message }));
+    this.state
+      .retentionCut(Date.now(), this.rc.cfg.retentionMs, this.rc.cfg.retentionBytes)
+      .then((cut) => {
+        if (cut === undefined || !this.driver.isLeader) return;
+        log.info('retention_advance_proposed', { replica: this.driver.id, log_start_offset: cut });
+        const data = encodeCommand({
+          kind: CommandKind.AdvanceLogStart,
+          leaderTimeMs: Date.now(),
+          logStartOffset: cut,
+        });
+        // propose() throws synchronously (NOT_LEADER, NO_QUORUM): inside the promise chain, a timer never sees it.
+        return this.driver.propose(data, 5000);
+      })
+      .catch((err) => log.warn('retention_advance_failed', { replica: this.driver.id, error: (err as Error).message }))
+      .finally(() => {
+        this.retentionRunning = false;
+      });
   }
 }
 

@@ -3,13 +3,34 @@ import type { StateOp } from '../storage/storage';
 import { CommandKind, decodeCommand, recordBytes, type Command, type ProduceCommand } from './commands';
 import { LeasedState, type LeasedApplyOutput } from '../leased/state';
 import { BufReader, BufWriter } from '../../protocol/bytes';
+import { DedupTable, P_DEDUP } from './dedup-table';
+import {
+  DEFAULT_INDEX_CACHE_BYTES,
+  OffsetIndex,
+  P_OFFSET_INDEX,
+  P_TIME_INDEX,
+  type IndexRow,
+  type IndexStats,
+  type StateReader,
+} from './offset-index';
+
+export type { IndexRow, StateReader } from './offset-index';
 
 /**
- * The partition's replicated state machine: offsets, the offset index (base offset → log index),
- * the idempotency dedup table, the producer registry and group offsets. Applying an entry is a
- * pure function of the current state and the entry: every replica computes the same offsets and
- * the same outcomes. `apply` returns the storage ops that persist the change; the driver writes
- * them with the applied index in one batch (recovery = open the database, nothing replayed).
+ * The partition's replicated state machine: offsets, the offset and time indexes (on disk,
+ * offset-index.ts), the idempotency dedup table (bounded, dedup-table.ts), the producer registry
+ * and group offsets. Applying an entry is a pure function of the current state and the entry:
+ * every replica computes the same offsets and the same outcomes. `apply` returns the storage ops
+ * that persist the change; the driver writes them with the applied index in one batch (recovery
+ * = open the database, read a bounded amount of state, nothing replayed).
+ *
+ * In memory: next offset, log start, the state clock, the index tail cache (bounded in bytes),
+ * the dedup table (bounded in entries and bytes), the producer registry and group offsets
+ * (bounded by their expiry). Nothing here grows with the log.
+ *
+ * Time inside the state machine is the **state clock**: the largest leaderTimeMs applied so far.
+ * It never goes back, so expiry (dedup keys, producers, groups) is the same on every replica,
+ * restarted or not, whatever the proposing leader's wall clock did.
  */
 
 export type ApplyResult =
@@ -20,24 +41,13 @@ export type ApplyResult =
   | { kind: 'none' }
   | { kind: 'leased'; out: LeasedApplyOutput };
 
-interface IndexRow {
-  base: number;
-  count: number;
-  logIndex: number;
-  maxTimestampMs: number;
-  bytes: number;
-}
-interface DedupRow {
-  baseOffset: number;
-  count: number;
-  timeMs: number;
-  hash: Uint8Array;
-}
 interface ProducerRow {
   epoch: number;
   lastSeq: number;
   lastCount: number;
   lastBase: number;
+  /** State clock of its last batch (expiry). */
+  lastMs: number;
 }
 export interface GroupRow {
   offset: number;
@@ -47,18 +57,28 @@ export interface GroupRow {
 const enc = new TextEncoder();
 const K_META_NEXT = enc.encode('m/next');
 const K_META_START = enc.encode('m/start');
-const P_INDEX = 0x6f; // 'o'
-const P_DEDUP = 0x69; // 'i'
+/** Cumulative record bytes since offset 0 (retained bytes = this − the first retained row's start). */
+const K_META_CUM = enc.encode('m/cum');
+/** The state clock (largest leaderTimeMs applied). */
+const K_META_CLOCK = enc.encode('m/clock');
+/** The time index's running max timestamp and the cumulative bytes at its last key. */
+const K_META_TIME = enc.encode('m/time');
 const P_PRODUCER = 0x70; // 'p'
 const P_GROUP = 0x67; // 'g'
+/** The offset index of the format before issue 20 (keyed by base offset): ignored, dropped on start. */
+const P_OLD_INDEX = 0x6f; // 'o'
 
-function offsetKey(prefix: number, offset: number): Uint8Array {
-  const b = Buffer.alloc(9);
-  b[0] = prefix;
-  b.writeUInt32BE(Math.floor(offset / 2 ** 32), 1);
-  b.writeUInt32BE(offset % 2 ** 32, 5);
-  return b;
-}
+/**
+ * The key ranges of the state keyspace recovery reads (everything but the offset and time
+ * indexes, which stay on disk): each bounded by its own table's bound, none by the log.
+ */
+export const RECOVERY_RANGES: ReadonlyArray<{ gte: Uint8Array; lt: Uint8Array }> = [
+  { gte: new Uint8Array(0), lt: Uint8Array.of(P_OLD_INDEX) },
+  { gte: Uint8Array.of(P_OLD_INDEX + 1), lt: Uint8Array.of(P_TIME_INDEX) },
+  { gte: Uint8Array.of(P_TIME_INDEX + 1), lt: Uint8Array.of(P_OFFSET_INDEX) },
+  { gte: Uint8Array.of(P_OFFSET_INDEX + 1), lt: Uint8Array.of(0xff) },
+];
+
 function strKey(prefix: number, s: string): Uint8Array {
   return Buffer.concat([Buffer.of(prefix), Buffer.from(s, 'utf8')]);
 }
@@ -68,21 +88,68 @@ function num(v: number): Uint8Array {
 function readNum(v: Uint8Array): number {
   return new BufReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength)).i53('num', Number.MIN_SAFE_INTEGER);
 }
+function sameKey(k: Uint8Array, name: Uint8Array): boolean {
+  return k.byteLength === name.byteLength && Buffer.compare(k, name) === 0;
+}
 
 export interface StateSettings {
+  /** How long an idempotency key is remembered (state clock). */
   dedupWindowMs: number;
+  /** Dedup table bounds (oldest evicted past either). */
+  dedupMaxEntries?: number;
+  dedupMaxBytes?: number;
+  /** A producer with no batch for this long is forgotten (Kafka producer.id.expiration.ms). */
+  producerExpiryMs?: number;
+  /** A group with no commit for this long is forgotten (Kafka offsets.retention.minutes). */
+  groupExpiryMs?: number;
+  /** Bytes of offset-index rows kept in memory (the tail). */
+  indexCacheBytes?: number;
+}
+
+export const STATE_DEFAULTS = {
+  dedupMaxEntries: 1_000_000,
+  dedupMaxBytes: 64 * 1024 * 1024,
+  producerExpiryMs: 24 * 3600 * 1000,
+  groupExpiryMs: 7 * 24 * 3600 * 1000,
+  indexCacheBytes: DEFAULT_INDEX_CACHE_BYTES,
+};
+
+/** Reads the persisted keyspace nowhere (a state built only by apply, never restarted). */
+const NO_READER: StateReader = {
+  get: async () => undefined,
+  scan: async () => [],
+};
+
+export interface StateStats extends IndexStats {
+  dedupEntries: number;
+  dedupBytes: number;
+  dedupExpired: number;
+  dedupEvicted: number;
+  producers: number;
+  producersExpired: number;
+  groups: number;
+  groupsExpired: number;
 }
 
 export class PartitionState {
   /** Offset the next record will get = high watermark of applied (committed) records. */
   nextOffset = 0;
   logStartOffset = 0;
-  private index: IndexRow[] = [];
-  /** First live row of `index` (rows before it were retained away; compacted lazily). */
-  private indexStart = 0;
-  private readonly dedup = new Map<string, DedupRow>();
+  /** The state clock: the largest leaderTimeMs applied so far. */
+  clockMs = 0;
+  /** Record bytes of every batch since offset 0. */
+  private cumBytes = 0;
+  private readonly index: OffsetIndex;
+  private readonly dedup: DedupTable;
+  /** In order of last use (= state clock order): expiry looks at the front only. */
   private readonly producers = new Map<string, ProducerRow>();
   readonly groups = new Map<string, GroupRow>();
+  /** Group → state clock of its last commit, in that order (expiry looks at the front only). */
+  private readonly groupLastMs = new Map<string, number>();
+  private producersExpired = 0;
+  private groupsExpired = 0;
+  private readonly producerExpiryMs: number;
+  private readonly groupExpiryMs: number;
   /** Leased groups, dead letters and replay jobs (replica/leased/state.ts). */
   readonly leased = new LeasedState({
     committed: (group) => this.groups.get(group)?.offset,
@@ -90,60 +157,92 @@ export class PartitionState {
     bounds: () => ({ start: this.logStartOffset, end: this.nextOffset }),
   });
 
-  constructor(private readonly settings: StateSettings) {}
+  constructor(settings: StateSettings, reader: StateReader = NO_READER) {
+    this.dedup = new DedupTable({
+      windowMs: settings.dedupWindowMs,
+      maxEntries: settings.dedupMaxEntries ?? STATE_DEFAULTS.dedupMaxEntries,
+      maxBytes: settings.dedupMaxBytes ?? STATE_DEFAULTS.dedupMaxBytes,
+    });
+    this.producerExpiryMs = settings.producerExpiryMs ?? STATE_DEFAULTS.producerExpiryMs;
+    this.groupExpiryMs = settings.groupExpiryMs ?? STATE_DEFAULTS.groupExpiryMs;
+    this.index = new OffsetIndex(reader, settings.indexCacheBytes ?? STATE_DEFAULTS.indexCacheBytes);
+  }
 
   // ---- recovery and snapshots ----
 
-  /** Rebuild from the persisted state keyspace (sorted [key, value] pairs). */
-  load(pairs: Iterable<[Uint8Array, Uint8Array]>): void {
-    this.index = [];
-    this.indexStart = 0;
+  /**
+   * Rebuild from the persisted state keyspace: `pairs` are the RECOVERY_RANGES (sorted; rows of
+   * the offset and time indexes, if given, are skipped — they stay on disk). The same work
+   * whatever the log's length. `appliedIndex`: every index row up to it is in storage.
+   */
+  load(pairs: Iterable<[Uint8Array, Uint8Array]>, appliedIndex = 0): void {
+    this.index.reset();
     this.dedup.clear();
     this.producers.clear();
     this.groups.clear();
+    this.groupLastMs.clear();
     this.leased.clear();
     this.nextOffset = 0;
     this.logStartOffset = 0;
-    const dedupRows: Array<[string, DedupRow]> = [];
+    this.clockMs = 0;
+    this.cumBytes = 0;
+    const producers: Array<[string, ProducerRow]> = [];
+    const groups: Array<[string, GroupRow, number]> = [];
     for (const [k, v] of pairs) {
+      const p = k[0];
+      if (p === P_OFFSET_INDEX || p === P_TIME_INDEX || p === P_OLD_INDEX) continue;
       if (this.leased.load(k, v)) continue;
       const rd = new BufReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
       const name = Buffer.from(k.buffer, k.byteOffset, k.byteLength);
-      switch (k[0]) {
-        case P_INDEX:
-          this.index.push({
-            base: rd.i53('base'),
-            count: rd.u32('count'),
-            logIndex: rd.i53('logIndex'),
-            maxTimestampMs: rd.i53('ts', Number.MIN_SAFE_INTEGER),
-            bytes: rd.u32('bytes'),
-          });
-          break;
+      switch (p) {
         case P_DEDUP:
-          dedupRows.push([
-            name.subarray(1).toString('utf8'),
-            { baseOffset: rd.i53('b'), count: rd.u32('c'), timeMs: rd.i53('t'), hash: rd.view32('h') },
-          ]);
+          this.dedup.load(k, v);
           break;
         case P_PRODUCER:
-          this.producers.set(name.subarray(1).toString('utf8'), {
-            epoch: rd.u32('e'),
-            lastSeq: rd.i53('s', -1),
-            lastCount: rd.u32('c'),
-            lastBase: rd.i53('b'),
-          });
+          producers.push([
+            name.subarray(1).toString('utf8'),
+            {
+              epoch: rd.u32('e'),
+              lastSeq: rd.i53('s', -1),
+              lastCount: rd.u32('c'),
+              lastBase: rd.i53('b'),
+              lastMs: rd.remaining >= 8 ? rd.i53('t') : 0,
+            },
+          ]);
           break;
         case P_GROUP:
-          this.groups.set(name.subarray(1).toString('utf8'), { offset: rd.i53('o'), metadata: rd.str16('m') });
+          groups.push([
+            name.subarray(1).toString('utf8'),
+            { offset: rd.i53('o'), metadata: rd.str16('m') },
+            rd.remaining >= 8 ? rd.i53('t') : 0,
+          ]);
           break;
         default:
-          if (Buffer.compare(name, K_META_NEXT) === 0) this.nextOffset = readNum(v);
-          else if (Buffer.compare(name, K_META_START) === 0) this.logStartOffset = readNum(v);
+          if (sameKey(name, K_META_NEXT)) this.nextOffset = readNum(v);
+          else if (sameKey(name, K_META_START)) this.logStartOffset = readNum(v);
+          else if (sameKey(name, K_META_CUM)) this.cumBytes = readNum(v);
+          else if (sameKey(name, K_META_CLOCK)) this.clockMs = readNum(v);
+          else if (sameKey(name, K_META_TIME)) {
+            this.index.runningMaxTs = rd.i53('max', Number.MIN_SAFE_INTEGER);
+            this.index.lastTimeKeyCum = rd.i53('cum', Number.MIN_SAFE_INTEGER);
+          }
       }
     }
-    // The dedup table expires oldest-first: keep it in time order.
-    dedupRows.sort((a, b) => a[1].timeMs - b[1].timeMs);
-    for (const [key, row] of dedupRows) this.dedup.set(key, row);
+    this.dedup.finishLoad();
+    // Expiry looks at the front: restore last-use order (ties keep key order, as on every replica).
+    producers.sort((a, b) => a[1].lastMs - b[1].lastMs);
+    for (const [id, row] of producers) this.producers.set(id, row);
+    groups.sort((a, b) => a[2] - b[2]);
+    for (const [g, row, lastMs] of groups) {
+      this.groups.set(g, row);
+      this.groupLastMs.set(g, lastMs);
+    }
+    this.index.markAllWritten(appliedIndex);
+  }
+
+  /** The apply batches up to `logIndex` are written to storage (index rows may leave memory). */
+  markWritten(logIndex: number): void {
+    this.index.markWritten(logIndex);
   }
 
   // ---- apply ----
@@ -152,19 +251,18 @@ export class PartitionState {
   apply(logIndex: number, data: Uint8Array): { ops: StateOp[]; result: ApplyResult; command: Command } {
     const command = decodeCommand(data);
     const ops: StateOp[] = [];
+    // The state clock never goes back (a new leader's wall clock may be behind the old one's).
+    if (command.leaderTimeMs > this.clockMs) {
+      this.clockMs = command.leaderTimeMs;
+      ops.push({ op: 'put', key: K_META_CLOCK, value: num(this.clockMs) });
+    }
     let result: ApplyResult;
     switch (command.kind) {
       case CommandKind.Produce:
         result = this.applyProduce(logIndex, command, ops);
         break;
       case CommandKind.GroupCommit: {
-        const row = { offset: command.offset, metadata: command.metadata };
-        this.groups.set(command.group, row);
-        ops.push({
-          op: 'put',
-          key: strKey(P_GROUP, command.group),
-          value: new BufWriter(32).i53(row.offset).str16(row.metadata).finish(),
-        });
+        this.putGroup(command.group, { offset: command.offset, metadata: command.metadata }, ops);
         result = { kind: 'ok' };
         break;
       }
@@ -174,7 +272,7 @@ export class PartitionState {
       default:
         result = { kind: 'leased', out: this.leased.apply(command, ops) };
     }
-    this.expireDedup(command.leaderTimeMs, ops);
+    this.expire(ops);
     return { ops, result, command };
   }
 
@@ -200,36 +298,45 @@ export class PartitionState {
     this.nextOffset += n;
     let maxTs = Number.MIN_SAFE_INTEGER;
     for (const r of c.records) if (r.timestampMs > maxTs) maxTs = r.timestampMs;
-    const row: IndexRow = { base, count: n, logIndex, maxTimestampMs: maxTs, bytes: recordBytes(c.records) };
-    this.index.push(row);
-    ops.push({
-      op: 'put',
-      key: offsetKey(P_INDEX, base),
-      value: new BufWriter(32)
-        .i53(base)
-        .u32(n)
-        .i53(logIndex)
-        .i53(maxTs, Number.MIN_SAFE_INTEGER)
-        .u32(row.bytes)
-        .finish(),
-    });
-    ops.push({ op: 'put', key: K_META_NEXT, value: num(this.nextOffset) });
-    if (c.idempotencyKey !== undefined && c.payloadHash) {
-      const d: DedupRow = { baseOffset: base, count: n, timeMs: c.leaderTimeMs, hash: c.payloadHash };
-      this.dedup.set(c.idempotencyKey, d);
+    const bytes = recordBytes(c.records);
+    this.cumBytes += bytes;
+    const timeBefore = this.index.lastTimeKeyCum;
+    const maxBefore = this.index.runningMaxTs;
+    this.index.add({ base, count: n, logIndex, maxTimestampMs: maxTs, bytes, cumBytes: this.cumBytes }, ops);
+    if (this.index.runningMaxTs !== maxBefore || this.index.lastTimeKeyCum !== timeBefore)
       ops.push({
         op: 'put',
-        key: strKey(P_DEDUP, c.idempotencyKey),
-        value: new BufWriter(64).i53(base).u32(n).i53(d.timeMs).bytes32(d.hash).finish(),
+        key: K_META_TIME,
+        value: new BufWriter(16)
+          .i53(this.index.runningMaxTs, Number.MIN_SAFE_INTEGER)
+          .i53(Math.max(Number.MIN_SAFE_INTEGER, this.index.lastTimeKeyCum), Number.MIN_SAFE_INTEGER)
+          .finish(),
       });
-    }
+    ops.push({ op: 'put', key: K_META_NEXT, value: num(this.nextOffset) });
+    ops.push({ op: 'put', key: K_META_CUM, value: num(this.cumBytes) });
+    if (c.idempotencyKey !== undefined && c.payloadHash)
+      this.dedup.insert(c.idempotencyKey, base, n, c.payloadHash, this.clockMs, logIndex, ops);
     if (c.producer) {
-      const p: ProducerRow = { epoch: c.producer.epoch, lastSeq: c.producer.seq, lastCount: n, lastBase: base };
+      const p: ProducerRow = {
+        epoch: c.producer.epoch,
+        lastSeq: c.producer.seq,
+        lastCount: n,
+        lastBase: base,
+        lastMs: this.clockMs,
+      };
+      // Re-inserted: the map stays in last-use order.
+      this.producers.delete(c.producer.producerId);
       this.producers.set(c.producer.producerId, p);
       ops.push({
         op: 'put',
         key: strKey(P_PRODUCER, c.producer.producerId),
-        value: new BufWriter(32).u32(p.epoch).i53(p.lastSeq, -1).u32(p.lastCount).i53(p.lastBase).finish(),
+        value: new BufWriter(40)
+          .u32(p.epoch)
+          .i53(p.lastSeq, -1)
+          .u32(p.lastCount)
+          .i53(p.lastBase)
+          .i53(p.lastMs)
+          .finish(),
       });
     }
     if (c.replay) this.leased.markReplayed(c.replay, base, c.leaderTimeMs, ops);
@@ -279,81 +386,117 @@ export class PartitionState {
     const start = Math.min(newStart, this.nextOffset);
     this.logStartOffset = start;
     ops.push({ op: 'put', key: K_META_START, value: num(start) });
-    // Drop index rows wholly below the new start.
-    while (this.indexStart < this.index.length) {
-      const r = this.index[this.indexStart];
-      if (r.base + r.count > start) break;
-      ops.push({ op: 'del', key: offsetKey(P_INDEX, r.base) });
-      this.indexStart++;
-    }
-    if (this.indexStart > 1024 && this.indexStart * 2 > this.index.length) {
-      this.index = this.index.slice(this.indexStart);
-      this.indexStart = 0;
-    }
+    // Index rows wholly below the new start: one range delete, nothing read.
+    this.index.dropBelow(start, ops);
     return { kind: 'ok' };
   }
 
-  private expireDedup(nowMs: number, ops: StateOp[]): void {
-    const cutoff = nowMs - this.settings.dedupWindowMs;
-    for (const [key, row] of this.dedup) {
-      if (row.timeMs >= cutoff) break;
-      this.dedup.delete(key);
-      ops.push({ op: 'del', key: strKey(P_DEDUP, key) });
+  /** Dedup keys, producers and groups past their time on the state clock, oldest first. */
+  private expire(ops: StateOp[]): void {
+    this.dedup.expire(this.clockMs, ops);
+    const pCut = this.clockMs - this.producerExpiryMs;
+    for (const [id, p] of this.producers) {
+      if (p.lastMs >= pCut) break;
+      this.producers.delete(id);
+      this.producersExpired++;
+      ops.push({ op: 'del', key: strKey(P_PRODUCER, id) });
+    }
+    const gCut = this.clockMs - this.groupExpiryMs;
+    for (const [g, lastMs] of this.groupLastMs) {
+      if (lastMs >= gCut) break;
+      this.groups.delete(g);
+      this.groupLastMs.delete(g);
+      this.groupsExpired++;
+      ops.push({ op: 'del', key: strKey(P_GROUP, g) });
     }
   }
 
   /** Set a group's committed offset, keeping its metadata (leased mode advances it). */
   setGroupOffset(group: string, offset: number, ops: StateOp[]): void {
-    const row = { offset, metadata: this.groups.get(group)?.metadata ?? '' };
+    this.putGroup(group, { offset, metadata: this.groups.get(group)?.metadata ?? '' }, ops);
+  }
+
+  private putGroup(group: string, row: GroupRow, ops: StateOp[]): void {
     this.groups.set(group, row);
+    // Re-inserted: the map stays in last-commit order.
+    this.groupLastMs.delete(group);
+    this.groupLastMs.set(group, this.clockMs);
     ops.push({
       op: 'put',
       key: strKey(P_GROUP, group),
-      value: new BufWriter(32).i53(row.offset).str16(row.metadata).finish(),
+      value: new BufWriter(48).i53(row.offset).str16(row.metadata).i53(this.clockMs).finish(),
     });
   }
 
   // ---- queries ----
 
-  /** Index rows (log entries holding records) from the one containing `offset`, in order. */
-  *rowsFrom(offset: number): Generator<Readonly<IndexRow>> {
-    let lo = this.indexStart;
-    let hi = this.index.length - 1;
-    let at = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.index[mid].base <= offset) {
-        at = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    if (at === -1) at = this.indexStart;
-    for (let i = at; i < this.index.length; i++) yield this.index[i];
+  /**
+   * Index rows (log entries holding records) from the one containing `offset`, in order, at most
+   * `limit` of them: the tail in memory, older rows from disk (one seek, then a page).
+   */
+  rowsFrom(offset: number, limit = 1024): Promise<IndexRow[]> {
+    return this.index.rowsFrom(offset, limit, this.logStartOffset, this.nextOffset);
+  }
+
+  /** The row holding `offset`, or undefined. */
+  rowAt(offset: number): Promise<IndexRow | undefined> {
+    if (offset < this.logStartOffset || offset >= this.nextOffset) return Promise.resolve(undefined);
+    return this.index.rowAt(offset, this.logStartOffset, this.nextOffset);
+  }
+
+  /** The first retained offset whose batch has a timestamp ≥ `ts` (the high watermark when none). */
+  async offsetForTimestamp(ts: number): Promise<number> {
+    const r = await this.index.firstRowAtOrAfter(ts, this.logStartOffset, this.nextOffset);
+    return r === undefined ? this.nextOffset : Math.max(r.base, this.logStartOffset);
   }
 
   /** Log index of the first entry that still holds retained records (compaction bound), or undefined. */
-  firstRetainedLogIndex(): number | undefined {
-    return this.index[this.indexStart]?.logIndex;
+  async firstRetainedLogIndex(): Promise<number | undefined> {
+    if (this.logStartOffset >= this.nextOffset) return undefined;
+    return (await this.index.rowAt(this.logStartOffset, this.logStartOffset, this.nextOffset))?.logIndex;
   }
 
-  /** Retention decision (leader): the new log start offset (a batch boundary), or undefined when nothing is due. */
-  retentionCut(nowMs: number, retentionMs: number, retentionBytes: number): number | undefined {
-    let total = 0;
-    for (let i = this.indexStart; i < this.index.length; i++) total += this.index[i].bytes;
+  /**
+   * Retention decision (leader): the new log start offset (a batch boundary), or undefined when
+   * nothing is due. Walks the index on disk from the log start, at most `maxRows` rows per call
+   * (a cut that needs more is finished by the next checks).
+   */
+  async retentionCut(
+    nowMs: number,
+    retentionMs: number,
+    retentionBytes: number,
+    maxRows = 100_000,
+  ): Promise<number | undefined> {
+    if (retentionMs < 0 && retentionBytes < 0) return undefined;
+    const end = this.cumBytes;
     let cut: number | undefined;
-    for (let i = this.indexStart; i < this.index.length; i++) {
-      const r = this.index[i];
+    await this.index.walk(this.logStartOffset, this.logStartOffset, this.nextOffset, maxRows, (r) => {
       const byTime = retentionMs >= 0 && r.maxTimestampMs < nowMs - retentionMs;
-      const byBytes = retentionBytes >= 0 && total > retentionBytes;
-      if (!byTime && !byBytes) break;
-      total -= r.bytes;
+      // Bytes from this batch to the end of the log.
+      const byBytes = retentionBytes >= 0 && end - (r.cumBytes - r.bytes) > retentionBytes;
+      if (!byTime && !byBytes) return false;
       cut = r.base + r.count;
-    }
+      return true;
+    });
     return cut !== undefined && cut > this.logStartOffset ? cut : undefined;
   }
 
   dedupSize(): number {
     return this.dedup.size;
+  }
+
+  stats(): StateStats {
+    return {
+      ...this.index.stats(),
+      dedupEntries: this.dedup.size,
+      dedupBytes: this.dedup.sizeBytes,
+      dedupExpired: this.dedup.expired,
+      dedupEvicted: this.dedup.evicted,
+      producers: this.producers.size,
+      producersExpired: this.producersExpired,
+      groups: this.groups.size,
+      groupsExpired: this.groupsExpired,
+    };
   }
 }
 
