@@ -137,6 +137,18 @@ export class FakeReplicas {
     return out;
   }
 
+  /** Elections won on `node`: each partition of `topics` with a live voter there gets it as leader, in a new term. */
+  leadOn(node: string, topics: string[]): void {
+    for (const p of this.parts.values()) {
+      if (!topics.includes(p.topic)) continue;
+      for (const o of p.voters.keys())
+        if (this.podsUp.get(`${p.topic}-${p.index}-${o}`)?.node === node && p.leader !== o) {
+          p.leader = o;
+          p.term++;
+        }
+    }
+  }
+
   private control(topic: string, partition: number, req: { op: string; to?: string }): ControlReply | null {
     const p = this.parts.get(`${topic}/${partition}`);
     if (!p || p.leader === null) return null; // no leader: nobody answers (the operator times out)
