@@ -356,6 +356,15 @@ export const TOPIC_RESPONSE_SCHEMA: JsonSchema = {
           term: { type: 'integer' },
           high_watermark: { type: 'integer' },
           log_start_offset: { type: 'integer' },
+          voters: {
+            type: 'integer',
+            description: 'Voters in the Raft configuration, as the answering replica knows it.',
+          },
+          replicas: { type: 'integer', description: 'Replicas the catalog lists for the partition.' },
+          under_replicated: {
+            type: 'boolean',
+            description: 'Fewer voters than replicas, or a learner still catching up.',
+          },
           error: partitionError,
         },
       },

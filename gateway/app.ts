@@ -1,5 +1,6 @@
 import type { LeasedPartitionClient, PartitionClient } from '../protocol/methods';
 import { randomUUID } from 'node:crypto';
+import { join as pathJoin } from 'node:path';
 import express, { type Request, type Response } from 'express';
 import type client from 'prom-client';
 import { DaftkaError, isDaftkaError, problemHeaders, toProblem } from '../common/errors';
@@ -21,6 +22,9 @@ import { fetchHandler } from './handlers/fetch';
 import { commitOffsetsHandler, getGroupHandler, getOffsetsHandler, resetOffsetsHandler } from './handlers/groups';
 import { getTopicHandler, limitsHandler, listTopicsHandler } from './handlers/topics';
 import { LEASED_HANDLERS } from './handlers/leased-routes';
+import { getReadinessHandler, getReadinessHistoryHandler } from './handlers/readiness';
+import { ReadinessService } from './readiness-service';
+import type { ReadinessSource } from './readiness';
 
 import type { LeaseTokens } from './lease-token';
 
@@ -49,12 +53,16 @@ export interface GatewayDeps {
   newRequestId?: () => string;
   /** Leased groups and dead letters: where those calls go, and the lease-token signer (null: no secret). */
   leased?: { client: LeasedPartitionClient; tokens: LeaseTokens | null };
+  /** The launch-readiness report; default: one built from these deps, without periodic snapshots. */
+  readiness?: ReadinessSource;
+  /** Serve the web console's static files (gateway/console/) at /console. Default true. */
+  console?: boolean;
 }
 
 /** Per request, in res.locals: what the access log line and the metrics need. */
 interface RequestState {
   requestId: string;
-  route: RouteId | 'unmatched';
+  route: RouteId | 'unmatched' | 'console';
   startMs: number;
   principal?: string;
   topic?: string;
@@ -72,7 +80,15 @@ const HANDLERS: Record<Exclude<RouteId, 'openapi' | 'healthz' | 'readyz' | 'metr
   get_topic: getTopicHandler,
   get_limits: limitsHandler,
   ...LEASED_HANDLERS,
+  get_readiness: getReadinessHandler,
+  get_readiness_history: getReadinessHistoryHandler,
 };
+
+/** The console's static files (HTML, CSS, JS; nothing is fetched from elsewhere). */
+const CONSOLE_DIR = pathJoin(__dirname, 'console');
+const CONSOLE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** `/v1/groups/{group}/offsets:reset` → `/v1/groups/:group/offsets\:reset` (path-to-regexp v8). */
 function expressPath(openApiPath: string): string {
@@ -169,6 +185,16 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
     metrics,
     nowMs: deps.nowMs ?? Date.now,
     ...(deps.leased ? { leased: { ...deps.leased, metrics: leasedMetrics(deps.registry) } } : {}),
+    readiness:
+      deps.readiness ??
+      new ReadinessService({
+        catalog: deps.catalog,
+        router: deps.router,
+        ...(deps.leased ? { leased: deps.leased.client } : {}),
+        registry: deps.registry,
+        logger: deps.logger,
+        ...(deps.nats ? { nats: deps.nats } : {}),
+      }),
   };
   const newRequestId = deps.newRequestId ?? randomUUID;
   const log = deps.logger;
@@ -309,6 +335,26 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
       throw new DaftkaError('MALFORMED_JSON', `request body is not valid JSON: ${(err as Error).message}`);
     }
   };
+
+  // The web console (docs/console.md): static files only; it calls the API above with the
+  // signed-in principal's token, so it shows only what that principal may see.
+  if (deps.console !== false) {
+    const serveConsole = express.static(CONSOLE_DIR, {
+      index: 'index.html',
+      etag: false,
+      setHeaders: (res) => {
+        res.setHeader('Cache-Control', 'no-cache');
+        res.setHeader('Content-Security-Policy', CONSOLE_CSP);
+        res.setHeader('X-Content-Type-Options', 'nosniff');
+        res.setHeader('Referrer-Policy', 'no-referrer');
+      },
+    });
+    app.use('/console', (req, res, next) => {
+      (res.locals.state as RequestState).route = 'console';
+      if (req.method !== 'GET' && req.method !== 'HEAD') return next();
+      serveConsole(req, res, next);
+    });
+  }
 
   for (const spec of ROUTES) {
     const path = expressPath(spec.path);

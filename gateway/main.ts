@@ -22,6 +22,8 @@ import { QuotaManager } from './quotas';
 import { PartitionRouter } from '../protocol/leader-router';
 import { routerMetrics } from './metrics';
 import { LeaseTokens, MIN_SECRET_CHARS } from './lease-token';
+import { StatusReportFeed } from './readiness-feed';
+import { ReadinessService } from './readiness-service';
 
 /**
  * The gateway process: config → catalog, auth, quotas, router (+ NATS leader feed) → HTTP.
@@ -132,6 +134,44 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
         });
   // Not awaited: the gateway serves without NATS (from seeds and redirects) and reports degraded.
   void feed?.start();
+  // The launch-readiness report (docs/readiness.md): replica status reports from NATS, periodic snapshots.
+  const statusReports =
+    cfg.natsUrl === 'off'
+      ? undefined
+      : new StatusReportFeed({
+          servers: cfg.natsUrl.split(','),
+          catalog,
+          logger,
+          reconnectTimeWaitMs: cfg.natsReconnectWaitMs,
+        });
+  statusReports?.start();
+  const readiness = new ReadinessService({
+    catalog,
+    router,
+    leased: router,
+    registry,
+    logger,
+    ...(feed ? { nats: feed } : {}),
+    ...(statusReports ? { reports: statusReports } : {}),
+    intervalMs: cfg.readinessIntervalMs,
+    historySize: cfg.readinessHistorySize,
+    windowMs: cfg.readinessWindowMs,
+    growthWindowMs: cfg.readinessDeadLetterGrowthWindowMs,
+    thresholds: {
+      lagWarnEntries: cfg.readinessLagWarnEntries,
+      lagNotReadyEntries: cfg.readinessLagNotReadyEntries,
+      produceErrorWarnRatio: cfg.readinessProduceErrorWarnRatio,
+      produceErrorNotReadyRatio: cfg.readinessProduceErrorNotReadyRatio,
+      produceSlowWarnRatio: cfg.readinessProduceSlowWarnRatio,
+      produceSlowNotReadyRatio: cfg.readinessProduceSlowNotReadyRatio,
+      shedWarnRatio: cfg.readinessShedWarnRatio,
+      shedNotReadyRatio: cfg.readinessShedNotReadyRatio,
+      throttleWarnRatio: cfg.readinessThrottleWarnRatio,
+      deadLetterWarnEntries: cfg.readinessDeadLetterWarnEntries,
+      deadLetterGrowthWarnPerHour: cfg.readinessDeadLetterGrowthWarnPerHour,
+      minRequests: cfg.readinessMinRequests,
+    },
+  });
 
   const app = createGatewayApp({
     catalog,
@@ -153,6 +193,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       client: router,
       tokens: cfg.leaseSecret === '' ? null : new LeaseTokens(cfg.leaseSecret),
     },
+    readiness,
   });
 
   onCatalogChange = () => {
@@ -184,6 +225,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     });
   });
   const port = (server.address() as AddressInfo).port;
+  readiness.start();
   logger.info('gateway_started', {
     host: cfg.host,
     port,
@@ -204,6 +246,8 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       const grace = new Promise<void>((resolve) => setTimeout(resolve, cfg.shutdownGraceMs).unref());
       await Promise.race([stopped, grace]);
       server.closeAllConnections();
+      readiness.stop();
+      await statusReports?.close();
       await feed?.close();
       await router.close();
       for (const rpc of rpcClients) rpc.close();

@@ -46,7 +46,10 @@ export type LeasedRouteId =
   | 'purge_deadletters'
   | 'get_job';
 
-export type RouteId = CoreRouteId | LeasedRouteId;
+/** The launch-readiness report and its history (readiness-spec.ts). */
+export type ReadinessRouteId = 'get_readiness' | 'get_readiness_history';
+
+export type RouteId = CoreRouteId | LeasedRouteId | ReadinessRouteId;
 
 export interface RouteSpec {
   /** Stable id: the OpenAPI operationId and the `route` metric label. */

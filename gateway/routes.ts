@@ -1,5 +1,6 @@
 import { CORE_ROUTES } from './api-spec';
 import { LEASED_ROUTES } from './leased-spec';
+import { READINESS_ROUTES } from './readiness-spec';
 import type { RouteSpec } from './route-spec';
 
 /**
@@ -7,4 +8,4 @@ import type { RouteSpec } from './route-spec';
  * OpenAPI document. app.ts builds a validator and a dispatch entry per route from it, openapi.ts
  * the document.
  */
-export const ROUTES: readonly RouteSpec[] = [...CORE_ROUTES, ...LEASED_ROUTES];
+export const ROUTES: readonly RouteSpec[] = [...CORE_ROUTES, ...LEASED_ROUTES, ...READINESS_ROUTES];

@@ -2,6 +2,7 @@
 # Installs what a fresh machine lacks for the tests and local mode. Idempotent; fast when all is there.
 #   npm dependencies (npm ci when node_modules is missing or older than package-lock.json)
 #   Debian: nats-server (the control channel and the JetStream benchmark peer)
+#   Debian: chromium (the console's browser tests, driven by puppeteer-core; nothing downloads a browser)
 #   Debian: prometheus (only its promtool binary is used; the service is never started)
 #   Debian: podman and debootstrap (the image build of the e2e tier: scripts/image/build.sh)
 # Usage: scripts/ensure-deps.sh [--k8s]   (--k8s also builds/reuses the Kubernetes test tools)
@@ -28,6 +29,7 @@ apt_install() { # apt_install <command-to-check> <debian-package>
   fi
 }
 apt_install nats-server nats-server
+apt_install chromium chromium
 
 if [ "${1:-}" = "--k8s" ]; then
   apt_install promtool prometheus

@@ -10,6 +10,7 @@ import type { TopicCatalog, TopicInfo } from '../catalog';
 import type { LeaseTokens } from '../lease-token';
 import type { GatewayMetrics, LeasedMetrics } from '../metrics';
 import type { QuotaManager } from '../quotas';
+import type { ReadinessSource } from '../readiness';
 import { invalidParameter } from '../validation';
 
 /** What route handlers share: their context, their input, and the path/header parsing. */
@@ -75,6 +76,8 @@ export interface GatewayContext {
   nowMs: () => number;
   /** Leased groups and dead letters (handlers/leased.ts); absent: those routes answer 501. */
   leased?: LeasedGateway;
+  /** The launch-readiness report (handlers/readiness.ts); absent: those routes answer 501. */
+  readiness?: ReadinessSource;
 }
 
 export type Handler = (g: GatewayContext, c: Call) => Promise<Reply>;

@@ -36,6 +36,10 @@ export async function getTopicHandler(g: GatewayContext, c: Call): Promise<Reply
           term: s.term,
           high_watermark: s.highWatermark,
           log_start_offset: s.logStartOffset,
+          voters: s.voters.length,
+          replicas: t.replicaEndpoints[p]?.length ?? 0,
+          // Fewer voters than the catalog's replicas, or a learner still catching up.
+          under_replicated: s.voters.length < (t.replicaEndpoints[p]?.length ?? 0) || s.learners.length > 0,
         };
       } catch (err) {
         return { partition: p, leader: null, error: errorEntry(err) };

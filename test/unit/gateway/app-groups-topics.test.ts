@@ -179,7 +179,16 @@ describe('gateway introspection and health', () => {
         quotas: { records_per_second: 10 },
         rights: ['produce', 'consume', 'admin'],
         partitions: [
-          { partition: 0, leader: 'r0', term: 7, high_watermark: 0, log_start_offset: 0 },
+          {
+            partition: 0,
+            leader: 'r0',
+            term: 7,
+            high_watermark: 0,
+            log_start_offset: 0,
+            voters: 3,
+            replicas: 3,
+            under_replicated: false,
+          },
           { partition: 1, leader: null, error: { code: 'UNAVAILABLE', detail: 'down' } },
         ],
       });

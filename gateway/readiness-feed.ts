@@ -1,0 +1,151 @@
+import { connect, type NatsConnection } from 'nats';
+import type { Logger } from '../common/log';
+import { natsServerOptions } from '../common/nats-servers';
+import { SUBJECTS } from '../common/control-subjects';
+import { TOPIC_NAME_PATTERN } from '../common/names';
+import type { TopicCatalog } from './catalog';
+import type { ReportSignals } from './readiness';
+import { createAjv, type JsonSchema } from './validation';
+
+/**
+ * The replicas' periodic status reports (`daftka.v1.status.<topic>.<partition>.<replica>`, every
+ * announce interval) as the readiness report reads them: follower lag (leaders only), readiness
+ * and log size per replica. Its own NATS connection, so the leader feed stays what it is; NATS
+ * down only makes these signals stale (the checks then say `unknown`).
+ *
+ * Bounded: only reports for catalog partitions are kept, at most `maxReplicasPerPartition` per
+ * partition and `maxReports` in all, and a report older than `maxAgeMs` (receive time) is dropped.
+ */
+
+const REPORT_SCHEMA: JsonSchema = {
+  type: 'object',
+  required: ['v', 'topic', 'partition', 'replicaId', 'role', 'ready', 'logBytes'],
+  properties: {
+    v: { const: 1 },
+    topic: { type: 'string', pattern: TOPIC_NAME_PATTERN },
+    partition: { type: 'integer', minimum: 0 },
+    replicaId: { type: 'string', minLength: 1, maxLength: 256 },
+    role: { type: 'string', maxLength: 32 },
+    ready: { type: 'boolean' },
+    logBytes: { type: 'integer', minimum: 0 },
+    lag: { type: 'object', maxProperties: 64, additionalProperties: { type: 'integer', minimum: 0 } },
+  },
+};
+
+interface Report {
+  topic: string;
+  partition: number;
+  replicaId: string;
+  ready: boolean;
+  logBytes: number;
+  lag?: Record<string, number>;
+  receivedMs: number;
+}
+
+export interface StatusReportFeedOptions {
+  servers: string[];
+  catalog: TopicCatalog;
+  logger: Logger;
+  /** Reports older than this are ignored. Default 15000 (15 announce intervals). */
+  maxAgeMs?: number;
+  maxReports?: number;
+  reconnectTimeWaitMs?: number;
+  nowMs?: () => number;
+}
+
+export class StatusReportFeed {
+  private nc?: NatsConnection;
+  private closed = false;
+  private readonly reports = new Map<string, Report>();
+  private readonly validate = createAjv().compile(REPORT_SCHEMA);
+  private readonly now: () => number;
+
+  constructor(private readonly o: StatusReportFeedOptions) {
+    this.now = o.nowMs ?? Date.now;
+  }
+
+  /** Connect in the background (never throws); the NATS client reconnects by itself. */
+  start(): void {
+    void (async () => {
+      while (!this.closed) {
+        try {
+          const nc = await connect({
+            ...natsServerOptions(this.o.servers),
+            name: 'daftka-gateway-status',
+            reconnect: true,
+            maxReconnectAttempts: -1,
+            reconnectTimeWait: this.o.reconnectTimeWaitMs ?? 1000,
+          });
+          if (this.closed) {
+            await nc.close();
+            return;
+          }
+          this.nc = nc;
+          nc.subscribe(SUBJECTS.statusAll, { callback: (err, msg) => (err ? undefined : this.accept(msg.data)) });
+          return;
+        } catch (err) {
+          this.o.logger.debug('status_feed_connect_failed', { error: (err as Error).message });
+          await new Promise((r) => setTimeout(r, 2000).unref());
+        }
+      }
+    })();
+  }
+
+  /** Take one report (exported for tests): invalid or non-catalog reports are ignored. */
+  accept(data: Uint8Array): void {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(Buffer.from(data).toString('utf8'));
+    } catch {
+      return;
+    }
+    if (!this.validate(doc)) return;
+    const r = doc as Omit<Report, 'receivedMs'>;
+    const t = this.o.catalog.get(r.topic);
+    if (t === undefined || r.partition >= t.partitions) return;
+    const key = `${r.topic}/${r.partition}/${r.replicaId}`;
+    if (!this.reports.has(key) && this.reports.size >= (this.o.maxReports ?? 10_000)) this.prune();
+    if (!this.reports.has(key) && this.reports.size >= (this.o.maxReports ?? 10_000)) return;
+    this.reports.set(key, {
+      topic: r.topic,
+      partition: r.partition,
+      replicaId: r.replicaId,
+      ready: r.ready,
+      logBytes: r.logBytes,
+      ...(r.lag ? { lag: r.lag } : {}),
+      receivedMs: this.now(),
+    });
+  }
+
+  private prune(): void {
+    const oldest = this.now() - (this.o.maxAgeMs ?? 15_000);
+    for (const [k, r] of this.reports)
+      if (r.receivedMs < oldest || this.o.catalog.get(r.topic) === undefined) this.reports.delete(k);
+  }
+
+  /** What the fresh reports say; null when there is none. */
+  signals(): ReportSignals | null {
+    this.prune();
+    if (this.reports.size === 0) return null;
+    const out: ReportSignals = { replicas: 0, notReady: [], maxLagEntries: 0, maxLagAt: null, maxLogBytes: 0 };
+    for (const r of this.reports.values()) {
+      out.replicas++;
+      if (!r.ready) out.notReady.push(`${r.topic}/${r.partition}/${r.replicaId}`);
+      out.maxLogBytes = Math.max(out.maxLogBytes, r.logBytes);
+      for (const lag of Object.values(r.lag ?? {}))
+        if (lag > out.maxLagEntries) {
+          out.maxLagEntries = lag;
+          out.maxLagAt = `${r.topic}/${r.partition}`;
+        }
+    }
+    out.notReady.sort();
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const nc = this.nc;
+    this.nc = undefined;
+    if (nc !== undefined && !nc.isClosed()) await nc.close();
+  }
+}
