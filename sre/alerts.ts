@@ -902,6 +902,145 @@ export const ALERTS: readonly AlertRule[] = [
       },
     ],
   },
+  // ---- crash loops, dead letters, launch readiness ----
+  {
+    alert: 'DaftkaCrashLooping',
+    group: 'daftka-processes',
+    expr:
+      `max by (namespace, pod) (increase(kube_pod_container_status_restarts_total{container=~"replica|gateway|operator"}[15m])) > 2\n` +
+      `or\n` +
+      `max by (namespace, pod) (changes(daftka_process_start_time_seconds{job=~"daftka-.+"}[15m])) > 2`,
+    for: '5m',
+    severity: 'page',
+    summary: '{{ $labels.pod }} keeps restarting',
+    description:
+      '{{ $labels.pod }} in {{ $labels.namespace }} restarted {{ $value }} times in 15 minutes (from kube-state-metrics, ' +
+      'or from its process start time changing between scrapes). Crash-only processes exit on storage corruption, ' +
+      'invariant breaches and bad configuration: a loop means the cause survives a restart.',
+    fires: {
+      series: [
+        {
+          series: sel('kube_pod_container_status_restarts_total', {
+            namespace: NS,
+            pod: 'events-0-1',
+            container: 'replica',
+            job: 'kube-state-metrics',
+          }),
+          values: '0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20',
+        },
+      ],
+      pendingAt: '4m',
+      at: '12m',
+      alerts: [{ labels: { namespace: NS, pod: 'events-0-1' }, value: '12' }],
+    },
+    silent: [
+      {
+        why: 'one restart (a roll or an OOM) is not a loop',
+        series: [
+          {
+            series: sel('kube_pod_container_status_restarts_total', {
+              namespace: NS,
+              pod: 'events-0-1',
+              container: 'replica',
+              job: 'kube-state-metrics',
+            }),
+            values: '0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1',
+          },
+          { series: sel('daftka_process_start_time_seconds', replica(0, 1)), values: '1000x10 1300x10' },
+        ],
+        at: '12m',
+      },
+      {
+        why: 'a process that started once and keeps running',
+        series: [{ series: sel('daftka_process_start_time_seconds', gatewayPod(0)), values: '1000x20' }],
+        at: '12m',
+      },
+    ],
+  },
+  {
+    alert: 'DaftkaDeadLetterGrowth',
+    group: 'daftka-consumers',
+    expr:
+      `sum by (namespace, topic) (\n` +
+      `  increase(daftka_dead_letter_writes_total{job="${JOBS.replica}"}[30m])\n` +
+      `  ${onlyLeaders}\n` +
+      `) > 50`,
+    for: '15m',
+    severity: 'ticket',
+    summary: 'Dead letters of {{ $labels.topic }} are piling up',
+    description:
+      '{{ $value | humanize }} records of {{ $labels.topic }} ({{ $labels.namespace }}) were dead-lettered in the last ' +
+      '30 minutes and it has kept up for 15 minutes: consumers reject them or run out of attempts. They wait in ' +
+      'the dead-letter stream until someone replays, archives or purges them.',
+    fires: {
+      series: [
+        { series: sel('daftka_raft_leader', replica(0, 0)), values: '1x60' },
+        {
+          series: sel('daftka_dead_letter_writes_total', { ...replica(0, 0), group: 'billing', reason: 'reject' }),
+          values: '0+5x60',
+        },
+      ],
+      pendingAt: '20m',
+      at: '45m',
+      alerts: [{ labels: { namespace: NS, topic: 'events' }, value: '150' }],
+    },
+    silent: [
+      {
+        why: 'a handful of poison records',
+        series: [
+          { series: sel('daftka_raft_leader', replica(0, 0)), values: '1x60' },
+          {
+            series: sel('daftka_dead_letter_writes_total', { ...replica(0, 0), group: 'billing', reason: 'reject' }),
+            values: '0x20 10x40',
+          },
+        ],
+        at: '45m',
+      },
+      {
+        why: 'a stale counter on a former leader does not count',
+        series: [
+          { series: sel('daftka_raft_leader', replica(0, 0)), values: '0x60' },
+          {
+            series: sel('daftka_dead_letter_writes_total', { ...replica(0, 0), group: 'billing', reason: 'reject' }),
+            values: '0+5x60',
+          },
+        ],
+        at: '45m',
+      },
+    ],
+  },
+  {
+    alert: 'DaftkaNotLaunchReady',
+    group: 'daftka-processes',
+    expr: `max by (namespace) (daftka_gateway_readiness_status{job="${JOBS.gateway}"}) == 2`,
+    for: '10m',
+    severity: 'ticket',
+    summary: 'The launch-readiness report of {{ $labels.namespace }} says not_ready',
+    description:
+      'A gateway in {{ $labels.namespace }} has reported not_ready in its launch-readiness report for 10 minutes ' +
+      '(GET /v1/readiness, `daftka readiness`): some check is past its not_ready threshold. The report names it, ' +
+      'with its value, threshold and reason.',
+    fires: {
+      series: [{ series: sel('daftka_gateway_readiness_status', gatewayPod(0)), values: '2x20' }],
+      pendingAt: '5m',
+      at: '15m',
+      alerts: [{ labels: { namespace: NS } }],
+    },
+    silent: [
+      {
+        why: 'warning is not not_ready',
+        series: [{ series: sel('daftka_gateway_readiness_status', gatewayPod(0)), values: '1x20' }],
+        at: '15m',
+      },
+      {
+        why: 'a blip shorter than 10 minutes',
+        series: [
+          { series: sel('daftka_gateway_readiness_status', gatewayPod(0)), values: '0 0 2 2 2 0 0 0 0 0 0 0 0 0 0 0' },
+        ],
+        at: '15m',
+      },
+    ],
+  },
 ];
 
 /** The alert names, for docs and the chart's `prometheusRule.disabledAlerts` check. */

@@ -31,4 +31,6 @@ export const EXTERNAL_METRICS = new Set([
   'kubelet_volume_stats_available_bytes',
   'kubelet_volume_stats_capacity_bytes',
   'kubelet_volume_stats_used_bytes',
+  // kube-state-metrics: container restarts (DaftkaCrashLooping), when it is installed.
+  'kube_pod_container_status_restarts_total',
 ]);
