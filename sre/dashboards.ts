@@ -606,6 +606,47 @@ function partitions(): Dashboard {
         ],
       },
       {
+        row: 'Dead letters',
+        panels: [
+          ts(
+            'Dead letters by state',
+            'Entries in the dead-letter streams (active: waiting for replay, archive or purge), per topic.',
+            [
+              q(
+                `sum by (topic, state) (max by (${tp}, state) (daftka_dead_letter_entries{${RT}}))`,
+                '{{state}} on {{topic}}',
+              ),
+            ],
+            'short',
+            { w: 8 },
+          ),
+          ts(
+            'Dead-letter writes',
+            'Records dead-lettered per second, by group and reason (reject, max_attempts), counted by leaders. DaftkaDeadLetterGrowth fires on a sustained rate.',
+            [
+              q(
+                `sum by (topic, group, reason) (rate(daftka_dead_letter_writes_total{${RT}}[${RATE}]) and on (namespace, instance, topic, partition) (daftka_raft_leader{${RT}} == 1))`,
+                '{{group}} {{reason}} on {{topic}}',
+              ),
+            ],
+            'short',
+            { w: 8 },
+          ),
+          ts(
+            'Dead-letter replays',
+            'Dead letters in replay batches by outcome (attempted, written, skipped).',
+            [
+              q(
+                `sum by (topic, outcome) (rate(daftka_dead_letter_replays_total{${RT}}[${RATE}]))`,
+                '{{outcome}} on {{topic}}',
+              ),
+            ],
+            'short',
+            { w: 8 },
+          ),
+        ],
+      },
+      {
         row: 'Replication transport',
         panels: [
           ts(
