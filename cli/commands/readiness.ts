@@ -54,10 +54,42 @@ export async function readiness(ctx: Ctx): Promise<number> {
   return body.status === 'not_ready' ? EXIT.UNHEALTHY : EXIT.OK;
 }
 
+interface HistoryAnswer {
+  interval_ms: number;
+  capacity: number;
+  snapshots: Array<{ at: number; status: string; checks: Record<string, { status: string; value: unknown }> }>;
+}
+
+/** `daftka readiness --history [n]`: the periodic snapshots, oldest first (GET /v1/readiness/history). */
+export async function readinessHistory(ctx: Ctx, limit: number | undefined): Promise<number> {
+  const path = `/v1/readiness/history${limit !== undefined ? `?limit=${limit}` : ''}`;
+  const body = (await ctx.client.get<HistoryAnswer>(path)).body;
+  if (ctx.output !== 'table') ctx.out(renderData(ctx.output, body));
+  else {
+    const notOk = (s: HistoryAnswer['snapshots'][number]) =>
+      Object.entries(s.checks)
+        .filter(([, c]) => c.status === 'warning' || c.status === 'not_ready')
+        .map(([id, c]) => `${id}=${c.status}`)
+        .join(' ');
+    ctx.out(
+      renderTable(
+        ['time', 'status', 'checks not ok'],
+        body.snapshots.map((s) => [new Date(s.at).toISOString(), s.status, notOk(s)]),
+      ) + '\n',
+    );
+    ctx.out(
+      `${body.snapshots.length} snapshots, one every ${body.interval_ms / 1000} s (at most ${body.capacity} kept)\n`,
+    );
+  }
+  const last = body.snapshots[body.snapshots.length - 1];
+  return last?.status === 'not_ready' ? EXIT.UNHEALTHY : EXIT.OK;
+}
+
 export function registerReadiness(program: Command): void {
   program
     .command('readiness')
     .description('the launch-readiness report: ready, warning or not_ready, with every check')
+    .option('--history [n]', 'the periodic snapshots instead (the newest n; default all kept), oldest first')
     .addHelpText(
       'after',
       `
@@ -65,9 +97,17 @@ Exit status: 0 ready or warning; 7 not_ready; 2 when the gateway has no readines
 
 Examples:
   $ daftka readiness
-  $ daftka readiness -o json | jq '.checks[] | select(.status != "ok")'`,
+  $ daftka readiness -o json | jq '.checks[] | select(.status != "ok")'
+  $ daftka readiness --history 20`,
     )
-    .action(async (_o, cmd: Command) => {
+    .action(async (o: { history?: string | boolean }, cmd: Command) => {
+      if (o.history !== undefined) {
+        const n = typeof o.history === 'string' ? Number(o.history) : undefined;
+        if (n !== undefined && !(Number.isInteger(n) && n >= 1))
+          throw new CliError(`--history takes a positive integer, got ${String(o.history)}`, EXIT.USAGE);
+        process.exitCode = await readinessHistory(contextFor(cmd), n);
+        return;
+      }
       process.exitCode = await readiness(contextFor(cmd));
     });
 }
