@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log';
 import type { ReplicaMetrics } from '../metrics';
 import { EntryType, applyConfChange, decodeConfChange, type ConfState, type Entry, type Snapshot } from '../raft';
-import { RECOVERY_RANGES, type PartitionState, type StateStats } from '../state/partition-state';
+import { OLD_FORMAT_RANGE, RECOVERY_RANGES, type PartitionState, type StateStats } from '../state/partition-state';
 import type { ReplicaStorage, StateOp } from '../storage/storage';
 import type { Proposals } from './proposals';
 import type { ReplicaLog } from './raft-log';
@@ -48,6 +48,13 @@ export class Applier {
    */
   async recover(): Promise<void> {
     const rec = this.o.storage.recovered;
+    // A directory of the state format before the on-disk offset index: this build would serve
+    // it without an index (every fetch below the tail empty). Refuse it, loudly (crash-only).
+    if ((await this.o.storage.scan(OLD_FORMAT_RANGE)).length > 0)
+      throw new Error(
+        'this data directory holds the old partition-state format (offset index keyed by base offset); ' +
+          'this build does not convert it: wipe the volume and the replica rejoins as a new incarnation',
+      );
     const pairs: Array<[Uint8Array, Uint8Array]> = [];
     for (const range of RECOVERY_RANGES) for (const kv of await this.o.storage.scan(range)) pairs.push(kv);
     this.stateIndex = stateIndexOf(pairs);

@@ -65,8 +65,15 @@ const K_META_CLOCK = enc.encode('m/clock');
 const K_META_TIME = enc.encode('m/time');
 const P_PRODUCER = 0x70; // 'p'
 const P_GROUP = 0x67; // 'g'
-/** The offset index of the format before issue 20 (keyed by base offset): ignored, dropped on start. */
+/**
+ * The offset index of the format before issue 20 (keyed by base offset, read whole into memory).
+ * No release wrote it; a data directory that holds it is refused at start (see
+ * `checkStateFormat`), never silently served without its index.
+ */
 const P_OLD_INDEX = 0x6f; // 'o'
+
+/** The key range of the old offset index: one row there means the directory is of the old format. */
+export const OLD_FORMAT_RANGE = { gte: Uint8Array.of(P_OLD_INDEX), lt: Uint8Array.of(P_OLD_INDEX + 1), limit: 1 };
 
 /**
  * The key ranges of the state keyspace recovery reads (everything but the offset and time
