@@ -84,7 +84,15 @@ async function main(): Promise<void> {
   const stack = await startMetricsStack();
   try {
     const { catalog } = await collectLiveCatalog(stack);
-    const doc = replaceTable(fs.readFileSync(METRICS_DOC, 'utf8'), catalog);
+    const before = fs.readFileSync(METRICS_DOC, 'utf8');
+    // A label shows in a scrape only once a series with it exists, and some exist only by chance
+    // in this small run (a redirect happens when the first request meets a follower): labels the
+    // doc already lists for a metric that is still exported are kept, so one run does not drop them.
+    for (const [name, documented] of parseTable(before)) {
+      const live = catalog.get(name);
+      if (live) for (const l of documented.labels) live.labels.add(l);
+    }
+    const doc = replaceTable(before, catalog);
     const prettier = await import('prettier');
     const config = (await prettier.resolveConfig(METRICS_DOC)) ?? {};
     fs.writeFileSync(METRICS_DOC, await prettier.format(doc, { ...config, filepath: METRICS_DOC }));
