@@ -150,6 +150,22 @@ export const replicaSchema = defineSchema({
     unit: 'bytes',
     doc: 'recent log entries kept in memory for replication and fetch',
   },
+  rocksdbBlockCacheBytes: {
+    type: 'int',
+    env: 'DAFTKA_ROCKSDB_BLOCK_CACHE_BYTES',
+    default: 16 * 1024 * 1024,
+    min: 1024 * 1024,
+    unit: 'bytes',
+    doc: 'RocksDB block cache: data, index and filter blocks of the log and state (daftka_storage_rocksdb_memory_bytes{kind="block_cache"})',
+  },
+  rocksdbMemtableBytes: {
+    type: 'int',
+    env: 'DAFTKA_ROCKSDB_MEMTABLE_BYTES',
+    default: 32 * 1024 * 1024,
+    min: 4 * 1024 * 1024,
+    unit: 'bytes',
+    doc: 'RocksDB memtable budget: a quarter per memtable, up to six (daftka_storage_rocksdb_memory_bytes{kind="memtables"})',
+  },
   maxRecordBytes: {
     type: 'int',
     env: 'DAFTKA_MAX_RECORD_BYTES',
@@ -267,6 +283,25 @@ export const replicaSchema = defineSchema({
     env: 'DAFTKA_PEER_SECRET',
     default: '',
     doc: 'shared by the replicas of a partition group (the operator gives each Topic its own; local mode makes one): peer hellos are signed with it and unsigned peers refused; at least 32 characters; empty: peers are not authenticated',
+  },
+  adminSecret: {
+    type: 'string',
+    env: 'DAFTKA_ADMIN_SECRET',
+    default: '',
+    doc: "the operator's credential on the client port: membership and leadership methods (addLearner, promote, removeMember, transferLeadership) need a connection that proved it; at least 32 characters; empty: those methods are refused whenever peerSecret is set",
+  },
+  clientAuth: {
+    type: 'enum',
+    env: 'DAFTKA_CLIENT_AUTH',
+    values: ['required', 'off'] as const,
+    default: 'required',
+    doc: "required: the client port admits a connection only after it proves the topic's client key (derived from peerSecret) or the admin key; off: any connection is admitted for the topic's methods (admin methods still need adminSecret when it is set). Only with a peerSecret",
+  },
+  clientKeysDir: {
+    type: 'string',
+    env: 'DAFTKA_CLIENT_KEYS_DIR',
+    default: '',
+    doc: "folder of other topics' client keys (a file per topic name, hex), for dead-letter replay into another topic; empty: such a replay reaches only topics that need no credential",
   },
   membershipCheckMs: {
     type: 'int',

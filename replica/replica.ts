@@ -1,5 +1,5 @@
 import type { Logger } from '../common/log';
-import type { promClient } from '../common/metrics';
+import { gauge, type promClient } from '../common/metrics';
 import { replicaId, type ResolvedReplicaConfig } from './config';
 import type { TopicWriter } from './control/topic-writer';
 import { RaftDriver } from './driver/raft-driver';
@@ -128,6 +128,8 @@ export class PartitionReplica {
       fsync: rc.cfg.fsync,
       fsyncIntervalMs: rc.cfg.fsyncIntervalMs,
       maxPendingBytes: rc.cfg.storageMaxPendingBytes,
+      blockCacheBytes: rc.cfg.rocksdbBlockCacheBytes,
+      memtableBytes: rc.cfg.rocksdbMemtableBytes,
       logger,
       onFlush: (s) => {
         if (s.synced && holder.replica) holder.replica.metrics.fsync.observe(lbl, s.fsyncSeconds);
@@ -135,6 +137,18 @@ export class PartitionReplica {
     });
     const replica = new PartitionReplica(rc, storage, logger, registry, onFatal);
     holder.replica = replica;
+    gauge(registry, {
+      name: 'daftka_storage_rocksdb_memory_bytes',
+      help: 'RocksDB memory by kind: memtables and block_cache (bounded by config), table_readers (index and filter blocks outside the cache)',
+      labelNames: ['topic', 'partition', 'kind'] as const,
+      async collect() {
+        const m = await storage.memory().catch(() => null);
+        if (m === null) return; // closing, or the worker is gone: no sample
+        this.set({ ...lbl, kind: 'memtables' }, m.memtableBytes);
+        this.set({ ...lbl, kind: 'block_cache' }, m.blockCacheBytes);
+        this.set({ ...lbl, kind: 'table_readers' }, m.tableReaderBytes);
+      },
+    });
     await replica.driver.recover();
     return replica;
   }

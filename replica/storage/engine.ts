@@ -22,7 +22,15 @@ import {
   type DecodedEntry,
 } from './codec';
 import { classifyRocksError, corruption, invariant, LogCompactedError } from './errors';
-import type { LogPosition, OpenParams, OpenResult, WireEntries, WriteGroup, WriteResult } from './protocol';
+import type {
+  LogPosition,
+  OpenParams,
+  OpenResult,
+  RocksMemory,
+  WireEntries,
+  WriteGroup,
+  WriteResult,
+} from './protocol';
 import { readDecoded, recover, type EngineInit, type LogStart } from './recovery';
 import { createRocksDb, forEachRow, type RocksBatch, type RocksDb } from './rocksdb';
 import { compactRuns, extendRuns, runTermAt, truncateRuns, type TermRun } from './term-runs';
@@ -76,7 +84,18 @@ export class Engine {
     const db = createRocksDb(params.path);
     try {
       // WAL compression costs latency on the synced path for little gain on record payloads.
-      await db.open({ createIfMissing: true, walCompression: false });
+      // Memory is bounded up front (DESIGN §4: nothing grows with the log): memtables by a budget
+      // (level compaction: a quarter of it per memtable, up to six), index and filter blocks
+      // inside the block cache instead of beside it (where they grow with the SST files), and
+      // compression only from level 2 (L0/L1 are rewritten soon; zstd there is CPU for nothing).
+      await db.open({
+        createIfMissing: true,
+        walCompression: false,
+        compaction: 'level',
+        memtableMemoryBudget: params.memtableBytes,
+        cacheSize: params.blockCacheBytes,
+        cacheIndexAndFilterBlocks: true,
+      });
     } catch (err) {
       throw classifyRocksError(err, 'rocksdb open');
     }
@@ -247,6 +266,17 @@ export class Engine {
     return {
       value: { firstIndex: lo, count: found.length, headerBytes: 0, meta, arena },
       transfer: [meta.buffer, arena.buffer],
+    };
+  }
+
+  /** RocksDB's memory now (memtables, block cache, table readers outside the cache). */
+  memory(): RocksMemory {
+    this.assertUsable();
+    const prop = (name: string) => Number(this.db.getProperty(name)) || 0;
+    return {
+      memtableBytes: prop('rocksdb.cur-size-all-mem-tables'),
+      blockCacheBytes: prop('rocksdb.block-cache-usage'),
+      tableReaderBytes: prop('rocksdb.estimate-table-readers-mem'),
     };
   }
 

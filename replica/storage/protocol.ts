@@ -41,6 +41,17 @@ export interface WriteGroup {
 export interface OpenParams {
   path: string;
   verifyTailEntries: number;
+  /** RocksDB block cache (data, index and filter blocks), bytes. */
+  blockCacheBytes: number;
+  /** RocksDB memtables, bytes (a quarter per memtable, at most six). */
+  memtableBytes: number;
+}
+
+/** RocksDB's own memory, from its properties. */
+export interface RocksMemory {
+  memtableBytes: number;
+  blockCacheBytes: number;
+  tableReaderBytes: number;
 }
 
 export type Request =
@@ -52,6 +63,7 @@ export type Request =
   | { id: number; op: 'compact'; firstIndex: number }
   | { id: number; op: 'export' }
   | { id: number; op: 'install'; meta: StoredSnapshotMeta; state: Array<[Uint8Array, Uint8Array]> }
+  | { id: number; op: 'memory' }
   | { id: number; op: 'close' };
 
 /** The log position after a mutation; the facade mirrors it for stats(). */

@@ -31,7 +31,17 @@ export interface RocksBatch {
 }
 
 export interface RocksDb {
-  open(options: { createIfMissing?: boolean; walCompression?: boolean; errorIfExists?: boolean }): Promise<void>;
+  open(options: {
+    createIfMissing?: boolean;
+    walCompression?: boolean;
+    errorIfExists?: boolean;
+    compaction?: 'level' | 'universal';
+    memtableMemoryBudget?: number;
+    cacheSize?: number;
+    cacheIndexAndFilterBlocks?: boolean;
+  }): Promise<void>;
+  /** A RocksDB property (`rocksdb.cur-size-all-mem-tables`, …) as text; synchronous. */
+  getProperty(name: string): string;
   close(): Promise<void>;
   batch(): RocksBatch;
   getMany(keys: Uint8Array[]): Promise<Array<Buffer | undefined>>;

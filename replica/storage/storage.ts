@@ -21,7 +21,7 @@ import { ENTRY_HEADER_BYTES } from './codec';
 import { WorkerChannel, type RequestBody } from './channel';
 import { invariant, overloadedError, storageClosedError } from './errors';
 import { LogView } from './log-view';
-import type { LogPosition, OpenResult, WireEntries, WriteGroup, WriteResult } from './protocol';
+import type { LogPosition, OpenResult, RocksMemory, WireEntries, WriteGroup, WriteResult } from './protocol';
 import type {
   FlushStats,
   Recovered,
@@ -48,6 +48,8 @@ export { LogCompactedError } from './errors';
 export const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_VERIFY_TAIL_ENTRIES = 4096;
+export const DEFAULT_BLOCK_CACHE_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MEMTABLE_BYTES = 32 * 1024 * 1024;
 
 interface Waiter {
   resolve: () => void;
@@ -163,6 +165,8 @@ export class ReplicaStorage {
         params: {
           path: `${opts.dir}/rocksdb`,
           verifyTailEntries: opts.verifyTailEntries ?? DEFAULT_VERIFY_TAIL_ENTRIES,
+          blockCacheBytes: opts.blockCacheBytes ?? DEFAULT_BLOCK_CACHE_BYTES,
+          memtableBytes: opts.memtableBytes ?? DEFAULT_MEMTABLE_BYTES,
         },
       });
     } catch (err) {
@@ -358,6 +362,11 @@ export class ReplicaStorage {
       limit: opts.limit ?? -1,
       reverse: opts.reverse ?? false,
     });
+  }
+
+  /** RocksDB's memory (memtables, block cache, table readers): for the storage memory gauge. */
+  memory(): Promise<RocksMemory> {
+    return this.read<RocksMemory>({ op: 'memory' });
   }
 
   /** The state keyspace at the current (written) applied index, with its term and conf. */

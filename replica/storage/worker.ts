@@ -46,6 +46,8 @@ async function handle(req: Request): Promise<{ result: unknown; transfer: ArrayB
     }
     case 'install':
       return { result: await engine.install(req.meta, req.state), transfer: [] };
+    case 'memory':
+      return { result: engine.memory(), transfer: [] };
     case 'close':
       await engine.close();
       engine = null;
