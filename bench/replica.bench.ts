@@ -99,7 +99,7 @@ function bucketP50(a: Scrape, b: Scrape): number {
 async function runCell(cluster: ReplicaCluster, cell: Cell): Promise<Result> {
   const { ordinal: leader } = await cluster.waitForLeader(30_000);
   const ep = cluster.slots[leader];
-  const rpc = new RpcClient({ host: '127.0.0.1', port: ep.clientPort, maxInflight: 1024 });
+  const rpc = new RpcClient({ host: '127.0.0.1', port: ep.clientPort, maxInflight: 1024, auth: cluster.clientAuth });
   const client = new RemotePartitionClient(rpc);
   const hist = build({
     lowestDiscernibleValue: 1,

@@ -119,7 +119,12 @@ async function main(): Promise<void> {
   const load0 = loadavg();
   try {
     await cluster.waitFormed(120_000);
-    const rpc = new RpcClient({ host: '127.0.0.1', port: slot.clientPort, maxInflight: 1024 });
+    const rpc = new RpcClient({
+      host: '127.0.0.1',
+      port: slot.clientPort,
+      maxInflight: 1024,
+      auth: cluster.clientAuth,
+    });
     const client = new RemotePartitionClient(rpc);
     const value = Buffer.alloc(VALUE_BYTES, 0x61);
     const rec = (seq: number): RecordIn[] => {
@@ -199,7 +204,12 @@ async function main(): Promise<void> {
     await cluster.restart(0);
     await waitReady(slot.httpPort, 120_000);
     const readyMs = performance.now() - t0;
-    const rpc2 = new RpcClient({ host: '127.0.0.1', port: slot.clientPort, maxInflight: 1024 });
+    const rpc2 = new RpcClient({
+      host: '127.0.0.1',
+      port: slot.clientPort,
+      maxInflight: 1024,
+      auth: cluster.clientAuth,
+    });
     const client2 = new RemotePartitionClient(rpc2);
     let firstProduceMs = NaN;
     for (;;) {

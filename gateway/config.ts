@@ -61,6 +61,13 @@ export const gatewaySchema = defineSchema({
     default: '',
     doc: 'JSON file {"tokens": {"<token>": "<principal>"}} (a mounted Secret); required with auth=tokens',
   },
+  clientKeysDir: {
+    type: 'string',
+    env: 'DAFTKA_GATEWAY_CLIENT_KEYS_DIR',
+    flag: 'client-keys-dir',
+    default: '',
+    doc: "folder with each topic's client key (a file per topic name, hex; a mounted Secret, or local mode's data dir): the gateway proves it to the topic's replicas; read at each new connection, so a rotated key needs no restart",
+  },
   requestTimeoutMs: {
     type: 'int',
     env: 'DAFTKA_GATEWAY_REQUEST_TIMEOUT_MS',

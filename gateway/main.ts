@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../common/log';
 import { createRegistry } from '../common/metrics';
 
 import { RemotePartitionClient } from '../protocol/partition-client';
+import { dirKeyring } from '../protocol/rpc-auth';
 import { RpcClient } from '../protocol/rpc-client';
 import { createGatewayApp } from './app';
 import { AuthConfigError, NoAuthenticator, TokenAuthenticator, type Authenticator } from './auth';
@@ -97,6 +98,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     cfg.auth === 'tokens' ? TokenAuthenticator.fromFile(cfg.tokensFile) : new NoAuthenticator();
 
   const rpcClients: RpcClient[] = [];
+  const keyFor = cfg.clientKeysDir !== '' ? dirKeyring(cfg.clientKeysDir) : undefined;
   const connect =
     opts.connect ??
     ((endpoint: string) => {
@@ -106,6 +108,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
         logger,
         registry,
         maxInflight: cfg.maxInflightPerEndpoint + cfg.maxInflightFetchesPerEndpoint,
+        ...(keyFor ? { auth: { keyFor } } : {}),
       });
       rpcClients.push(rpc);
       return new RemotePartitionClient(rpc, { defaultTimeoutMs: cfg.requestTimeoutMs });

@@ -188,6 +188,9 @@ function podEnv(topic: string, replicas: readonly DesiredReplica[], s: ReplicaSe
       env.push({ name: k, valueFrom: { secretKeyRef: { name: s.natsUrlSecret.name, key: s.natsUrlSecret.key } } });
     else env.push({ name: k, value: v });
   }
+  // Client-port admission needs the gateway to hold each topic's client key; until the operator
+  // publishes those keys to the gateway (docs/security.md, "Kubernetes gap"), it stays off here.
+  env.push({ name: 'DAFTKA_CLIENT_AUTH', value: 'off' });
   // SIGTERM handling must finish inside the grace period, with a margin for the kubelet.
   const shutdownMs = Math.max(1000, (s.terminationGracePeriodSeconds - 5) * 1000);
   env.push({ name: 'DAFTKA_SHUTDOWN_TIMEOUT_MS', value: String(shutdownMs) });

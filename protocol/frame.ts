@@ -46,6 +46,14 @@ export const FrameType = {
   RPC_ERROR: 0x12,
   /** Client port: the caller gave up on a call (correlation id); the server aborts it. */
   RPC_CANCEL: 0x13,
+  /** Client port, first frame from the server: nonce, topic, whether a credential is required (rpc-auth.ts). */
+  RPC_CHALLENGE: 0x14,
+  /** Client port, first frame from the client: role, nonce, HMAC tag. */
+  RPC_HELLO: 0x15,
+  /** Client port: the server admitted the connection (role, its own proof of the key). */
+  RPC_WELCOME: 0x16,
+  /** Client port: the server refused the hello (reason), then closes. */
+  RPC_REFUSED: 0x17,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -60,6 +68,10 @@ export const RPC_FRAME_TYPES: ReadonlySet<number> = new Set([
   FrameType.RPC_RESPONSE,
   FrameType.RPC_ERROR,
   FrameType.RPC_CANCEL,
+  FrameType.RPC_CHALLENGE,
+  FrameType.RPC_HELLO,
+  FrameType.RPC_WELCOME,
+  FrameType.RPC_REFUSED,
 ]);
 
 export type FrameErrorReason =

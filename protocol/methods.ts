@@ -60,10 +60,18 @@ import * as pc from './codecs/partition';
  */
 export type MethodKind = 'produce' | 'poll' | 'write' | 'read' | 'admin';
 
+/**
+ * The credential a connection must have proven (protocol/rpc-auth.ts) for the server to run the
+ * method: `topic` = the topic's client key (the gateway, peers, tools), `admin` = the operator's
+ * admin key. Checked from the RPC header alone, before the body is decoded.
+ */
+export type MethodAccess = 'topic' | 'admin';
+
 export interface MethodSpec<Req extends { requestId: string }, Res> {
   /** Name on the wire (printable ASCII; a bounded metric label on the server). */
   readonly wire: string;
   readonly kind: MethodKind;
+  readonly access: MethodAccess;
   /**
    * Only the partition's leader answers it (a follower says NOT_LEADER with a hint); an answer
    * therefore tells the caller where the leader is. `status` and `fetch` are answered by any replica.
@@ -75,8 +83,11 @@ export interface MethodSpec<Req extends { requestId: string }, Res> {
   decodeResponse(body: Buffer): Res;
 }
 
-function method<Req extends { requestId: string }, Res>(spec: MethodSpec<Req, Res>): MethodSpec<Req, Res> {
-  return spec;
+/** An entry; `access` follows from `kind` (membership and leadership need the admin key). */
+function method<Req extends { requestId: string }, Res>(
+  spec: Omit<MethodSpec<Req, Res>, 'access'>,
+): MethodSpec<Req, Res> {
+  return { ...spec, access: spec.kind === 'admin' ? 'admin' : 'topic' };
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -88,7 +99,7 @@ function noAnswer<Req extends { requestId: string }>(
   encodeRequest: (req: Req) => Buffer,
   decodeRequest: (body: Buffer, requestId: string) => Req,
 ): MethodSpec<Req, void> {
-  return {
+  return method({
     wire,
     kind,
     needsLeader: true,
@@ -96,7 +107,7 @@ function noAnswer<Req extends { requestId: string }>(
     decodeRequest,
     encodeResponse: () => EMPTY,
     decodeResponse: (b) => pc.decodeEmpty(b, wire),
-  };
+  });
 }
 
 export const METHODS = {

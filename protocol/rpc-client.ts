@@ -14,6 +14,18 @@ import {
 } from './frame';
 import { sharedCounter } from '../common/metrics';
 import { decodeCorrelated, decodeError, encodeCorrelationId, encodeRequestHeader } from './wire';
+import {
+  answerChallenge,
+  checkWelcome,
+  decodeChallenge,
+  decodeRefused,
+  decodeWelcome,
+  encodeHello,
+  MAX_HANDSHAKE_FRAME_BYTES,
+  type Challenge,
+  type Hello,
+  type RpcClientAuth,
+} from './rpc-auth';
 
 /**
  * Client side of the client port: one TCP connection to one endpoint, opened lazily on the
@@ -26,7 +38,12 @@ import { decodeCorrelated, decodeError, encodeCorrelationId, encodeRequestHeader
  *   UNAVAILABLE  could not connect (`extra.delivery: 'not_sent'`), or the connection was lost
  *                with the call in flight (`extra.delivery: 'maybe_sent'`; a produce maps this
  *                to COMMIT_UNKNOWN);
+ *   UNAUTHENTICATED  the server refused this client's credential, or could not prove it holds
+ *                the key itself (an endpoint that is not a replica of the topic); nothing was sent;
  *   anything else: the server's own DaftkaError, rethrown as raised there.
+ *
+ * A connection is usable only after the admission handshake (protocol/rpc-auth.ts): the server's
+ * challenge, this client's hello, the server's welcome with its proof. Calls wait for it.
  */
 
 export type Delivery = 'not_sent' | 'maybe_sent';
@@ -45,6 +62,8 @@ export interface RpcClientOptions {
   logger?: Logger;
   /** When given, bad frames and connection events are counted here. */
   registry?: promClient.Registry;
+  /** The credential this client proves (a topic's client key, or the admin key). */
+  auth?: RpcClientAuth;
 }
 
 export const RPC_CLIENT_DEFAULTS = {
@@ -87,6 +106,8 @@ export class RpcClient {
   private socket: net.Socket | null = null;
   private writer: FrameWriter | null = null;
   private state: 'idle' | 'connecting' | 'open' | 'closed' = 'idle';
+  /** The topic the server named in its challenge (after a handshake). */
+  serverTopic: string | undefined;
   private readonly metrics: {
     badFrames?: promClient.Counter<'reason'>;
     connects?: promClient.Counter<'outcome'>;
@@ -219,9 +240,12 @@ export class RpcClient {
       keepAlive: true,
       keepAliveInitialDelay: TCP_KEEPALIVE_MS,
     });
-    const decoder = new FrameDecoder({ allowedTypes: RPC_FRAME_TYPES, maxFrameBytes: this.maxFrameBytes });
+    const decoder = new FrameDecoder({ allowedTypes: RPC_FRAME_TYPES, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES });
     this.socket = socket;
     let failure: string | null = null;
+    let refused = false;
+    let challenge: Challenge | null = null;
+    let hello: Hello | null = null;
     const timer = setTimeout(() => {
       failure = `connect timeout after ${this.connectTimeoutMs} ms`;
       this.metrics.connects?.inc({ outcome: 'timeout' });
@@ -229,16 +253,43 @@ export class RpcClient {
     }, this.connectTimeoutMs);
 
     socket.on('connect', () => {
-      clearTimeout(timer);
-      this.metrics.connects?.inc({ outcome: 'ok' });
-      this.state = 'open';
       this.writer = new FrameWriter(socket);
-      for (const p of this.pending.values()) if (p.unsent) this.writeCall(p);
     });
+    const refuse = (why: string) => {
+      failure = why;
+      refused = true;
+      this.metrics.connects?.inc({ outcome: 'refused' });
+      socket.destroy();
+    };
     socket.on('data', (chunk: Buffer) => {
       decoder.push(chunk);
       try {
         for (const f of decoder.frames()) {
+          if (this.state === 'connecting' && this.socket === socket) {
+            // The handshake: nothing else is accepted before the welcome.
+            if (f.type === FrameType.RPC_CHALLENGE && challenge === null) {
+              challenge = decodeChallenge(f.payload);
+              const h = answerChallenge(challenge, this.opts.auth);
+              if (typeof h === 'string') return refuse(h);
+              hello = h;
+              this.writer!.write(FrameType.RPC_HELLO, [encodeHello(h)]);
+            } else if (f.type === FrameType.RPC_WELCOME && hello !== null) {
+              const w = decodeWelcome(f.payload);
+              if (!checkWelcome(challenge!, hello, this.opts.auth, w))
+                return refuse(
+                  `the server at ${this.endpoint} did not prove the credential of topic ${challenge!.topic}`,
+                );
+              clearTimeout(timer);
+              this.metrics.connects?.inc({ outcome: 'ok' });
+              this.serverTopic = challenge!.topic;
+              decoder.setMaxFrameBytes(this.maxFrameBytes);
+              this.state = 'open';
+              for (const p of this.pending.values()) if (p.unsent) this.writeCall(p);
+            } else if (f.type === FrameType.RPC_REFUSED) {
+              return refuse(`refused by ${this.endpoint}: ${decodeRefused(f.payload)}`);
+            } else throw new FrameError('unexpected_type', `type 0x${f.type.toString(16)} during the handshake`);
+            continue;
+          }
           if (f.type === FrameType.RPC_RESPONSE) {
             const { correlationId, body } = decodeCorrelated(f.payload);
             this.settle(correlationId)?.resolve(body);
@@ -268,7 +319,7 @@ export class RpcClient {
       this.socket = null;
       this.writer = null;
       if (this.state !== 'closed') this.state = 'idle';
-      this.failAll(failure ?? 'connection closed by the server');
+      this.failAll(failure ?? 'connection closed by the server', refused ? 'UNAUTHENTICATED' : 'UNAVAILABLE');
     });
   }
 
@@ -283,7 +334,7 @@ export class RpcClient {
     return p;
   }
 
-  private failAll(why: string): void {
+  private failAll(why: string, code: 'UNAVAILABLE' | 'UNAUTHENTICATED' = 'UNAVAILABLE'): void {
     if (this.pending.size === 0) return;
     const calls = [...this.pending.values()];
     this.pending.clear();
@@ -291,7 +342,11 @@ export class RpcClient {
     for (const p of calls) {
       clearTimeout(p.timer);
       const delivery: Delivery = p.unsent === null ? 'maybe_sent' : 'not_sent';
-      p.reject(unavailable(`${this.endpoint}: ${why}`, delivery));
+      p.reject(
+        code === 'UNAUTHENTICATED'
+          ? new DaftkaError('UNAUTHENTICATED', `${this.endpoint}: ${why}`, { extra: { delivery } })
+          : unavailable(`${this.endpoint}: ${why}`, delivery),
+      );
     }
   }
 }

@@ -15,12 +15,29 @@ import {
 } from './frame';
 import { sharedCounter, sharedGauge, sharedHistogram } from '../common/metrics';
 import { decodeCorrelated, decodeRequest, encodeCorrelationId, encodeError } from './wire';
+import {
+  admit,
+  decodeHello,
+  encodeChallenge,
+  encodeRefused,
+  encodeWelcome,
+  makeChallenge,
+  MAX_HANDSHAKE_FRAME_BYTES,
+  type Challenge,
+  type RpcRole,
+  type RpcServerAuth,
+} from './rpc-auth';
 
 /**
  * The replica's client port: request/response over TCP with correlation ids, so one
  * connection carries many calls at once and answers go out as they finish, in any order.
  * Errors travel as DaftkaError (code, detail, leaderHint, retryAfterMs). Input that does not
  * decode closes that connection and is counted; nothing a client sends can crash the process.
+ *
+ * Admission (protocol/rpc-auth.ts): the server speaks first with a challenge; until the client's
+ * hello proves a credential, only a small hello frame is read and nothing else is decoded. A
+ * method of access `admin` on a connection that proved only the topic key is answered FORBIDDEN
+ * from its header alone.
  */
 
 export interface RpcContext {
@@ -55,6 +72,10 @@ export interface RpcServerOptions {
   maxFrameBytes?: number;
   /** retryAfterMs sent with OVERLOADED. Default 50 ms. */
   overloadRetryAfterMs?: number;
+  /** Credentials a connection must prove (rpc-auth.ts); absent: every connection is admitted. */
+  auth?: RpcServerAuth;
+  /** Time a new connection has to complete the handshake before it is closed. Default 5000 ms. */
+  handshakeTimeoutMs?: number;
   logger: Logger;
   registry: promClient.Registry;
 }
@@ -64,6 +85,7 @@ export const RPC_SERVER_DEFAULTS = {
   maxConnections: 1024,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   overloadRetryAfterMs: 50,
+  handshakeTimeoutMs: 5000,
 } as const;
 
 function makeMetrics(reg: promClient.Registry) {
@@ -91,6 +113,11 @@ function makeMetrics(reg: promClient.Registry) {
       help: 'Calls or connections refused by a bound (reason: inflight, connections).',
       labelNames: ['reason'] as const,
     }),
+    admissions: sharedCounter(reg, {
+      name: 'daftka_rpc_server_admissions_total',
+      help: 'Client-port handshakes, by outcome (topic, admin: admitted with that role; refused; timeout).',
+      labelNames: ['outcome'] as const,
+    }),
     badFrames: sharedCounter(reg, {
       name: 'daftka_rpc_server_bad_frames_total',
       help: 'Client-port connections closed because a frame did not decode, by reason.',
@@ -111,6 +138,10 @@ interface Conn {
   writer: FrameWriter;
   calls: Map<number, Call>;
   closed: boolean;
+  /** null until the hello is accepted. */
+  role: RpcRole | null;
+  challenge: Challenge;
+  handshakeTimer: NodeJS.Timeout | null;
 }
 
 const NOW_NS = () => process.hrtime.bigint();
@@ -120,6 +151,7 @@ export class RpcServer {
   private readonly log: Logger;
   private readonly metrics: ReturnType<typeof makeMetrics>;
   private readonly methods = new Map<string, RpcMethodHandler>();
+  private readonly adminMethods = new Set<string>();
   private readonly conns = new Set<Conn>();
   private readonly maxInflightPerConn: number;
   private readonly maxConnections: number;
@@ -143,10 +175,11 @@ export class RpcServer {
   }
 
   /** Serve `method` with `fn`. Method names are printable ASCII; a name is a bounded metric label. */
-  register(method: string, fn: RpcMethodHandler): void {
+  register(method: string, fn: RpcMethodHandler, access: 'topic' | 'admin' = 'topic'): void {
     if (!/^[\x21-\x7e]{1,255}$/.test(method)) throw new RangeError(`bad RPC method name ${JSON.stringify(method)}`);
     if (this.methods.has(method)) throw new Error(`RPC method ${method} registered twice`);
     this.methods.set(method, fn);
+    if (access === 'admin') this.adminMethods.add(method);
   }
 
   async start(): Promise<{ host: string; port: number }> {
@@ -212,11 +245,21 @@ export class RpcServer {
     }
     const c: Conn = {
       socket,
-      decoder: new FrameDecoder({ allowedTypes: RPC_FRAME_TYPES, maxFrameBytes: this.maxFrameBytes }),
+      // Until admitted, only a hello fits: nothing larger is buffered for an unknown client.
+      decoder: new FrameDecoder({ allowedTypes: RPC_FRAME_TYPES, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES }),
       writer: new FrameWriter(socket),
       calls: new Map(),
       closed: false,
+      role: null,
+      challenge: makeChallenge(this.opts.auth),
+      handshakeTimer: null,
     };
+    c.handshakeTimer = setTimeout(() => {
+      this.metrics.admissions.inc({ outcome: 'timeout' });
+      socket.destroy();
+    }, this.opts.handshakeTimeoutMs ?? RPC_SERVER_DEFAULTS.handshakeTimeoutMs);
+    c.handshakeTimer.unref();
+    c.writer.write(FrameType.RPC_CHALLENGE, [encodeChallenge(c.challenge)]);
     this.conns.add(c);
     this.metrics.connections.set(this.conns.size);
     socket.on('data', (chunk: Buffer) => this.onData(c, chunk));
@@ -232,6 +275,7 @@ export class RpcServer {
       /* 'close' follows */
     });
     socket.on('close', () => {
+      if (c.handshakeTimer) clearTimeout(c.handshakeTimer);
       c.closed = true;
       this.conns.delete(c);
       this.metrics.connections.set(this.conns.size);
@@ -243,7 +287,10 @@ export class RpcServer {
     c.decoder.push(chunk);
     try {
       for (const f of c.decoder.frames()) {
-        if (f.type === FrameType.RPC_REQUEST) this.onRequest(c, f.payload);
+        if (c.role === null) {
+          if (f.type !== FrameType.RPC_HELLO) throw new FrameError('unexpected_type', 'a call before the hello');
+          this.onHello(c, f.payload);
+        } else if (f.type === FrameType.RPC_REQUEST) this.onRequest(c, f.payload);
         else if (f.type === FrameType.RPC_CANCEL) {
           const call = c.calls.get(decodeCorrelated(f.payload).correlationId);
           if (call) {
@@ -260,6 +307,29 @@ export class RpcServer {
     }
   }
 
+  private onHello(c: Conn, payload: Buffer): void {
+    const a = admit(this.opts.auth, c.challenge, decodeHello(payload)); // CodecError → closed by onData
+    if (c.handshakeTimer) clearTimeout(c.handshakeTimer);
+    c.handshakeTimer = null;
+    if ('refused' in a) {
+      this.metrics.admissions.inc({ outcome: 'refused' });
+      this.log.warn('rpc_connection_refused', {
+        reason: 'unauthenticated',
+        detail: a.refused,
+        remote: c.socket.remoteAddress,
+      });
+      c.writer.write(FrameType.RPC_REFUSED, [encodeRefused(a.refused)]);
+      c.closed = true;
+      c.socket.end();
+      setTimeout(() => c.socket.destroy(), 1000).unref();
+      return;
+    }
+    this.metrics.admissions.inc({ outcome: a.role });
+    c.role = a.role;
+    c.decoder.setMaxFrameBytes(this.maxFrameBytes);
+    c.writer.write(FrameType.RPC_WELCOME, [encodeWelcome(a.role, a.proof)]);
+  }
+
   private badFrame(c: Conn, reason: FrameErrorReason, detail: string): void {
     this.metrics.badFrames.inc({ reason });
     this.log.warn('rpc_bad_frame', { reason, detail, remote: c.socket.remoteAddress });
@@ -272,6 +342,13 @@ export class RpcServer {
     if (c.calls.has(id)) throw new CodecError('bad_value', `correlation id ${id} already in flight`);
     const fn = this.methods.get(method);
     const label = fn ? method : 'other';
+    if (c.role !== 'admin' && this.adminMethods.has(method)) {
+      // Refused from the header alone: the body of a membership change is never decoded.
+      this.metrics.requests.inc({ method: label, code: 'FORBIDDEN' });
+      const err = new DaftkaError('FORBIDDEN', `${method} needs the admin credential`);
+      c.writer.write(FrameType.RPC_ERROR, [encodeError(id, err)]);
+      return;
+    }
     if (c.calls.size >= this.maxInflightPerConn) {
       this.metrics.rejected.inc({ reason: 'inflight' });
       this.metrics.requests.inc({ method: label, code: 'OVERLOADED' });

@@ -19,10 +19,13 @@ export function servePartition(server: RpcServer, impl: Partial<PartitionService
 function register(server: RpcServer, name: MethodName, fn: (req: unknown) => Promise<unknown>): void {
   const spec = METHODS[name] as unknown as {
     wire: string;
+    access: 'topic' | 'admin';
     decodeRequest(body: Buffer, requestId: string): unknown;
     encodeResponse(res: unknown): Buffer;
   };
-  server.register(spec.wire, async (body, ctx) =>
-    spec.encodeResponse(await fn(spec.decodeRequest(body, ctx.requestId))),
+  server.register(
+    spec.wire,
+    async (body, ctx) => spec.encodeResponse(await fn(spec.decodeRequest(body, ctx.requestId))),
+    spec.access,
   );
 }

@@ -9,6 +9,7 @@ import { classify } from '../common/crash-policy';
 import { createLogger } from '../common/log';
 import { createRegistry } from '../common/metrics';
 import { startHealthServer } from '../common/health-server';
+import { adminKeyOf, clientKeyOf, dirKeyring } from '../protocol/rpc-auth';
 import { RpcServer } from '../protocol/rpc-server';
 import { servePartition } from '../protocol/serve';
 import { Announcer } from './control/announcer';
@@ -53,6 +54,8 @@ async function main(): Promise<void> {
     });
   logger.info('replica_starting', {
     peer_auth: cfg.peerSecret !== '',
+    client_auth: cfg.peerSecret !== '' && cfg.clientAuth === 'required',
+    admin_auth: cfg.adminSecret !== '',
     bounds: boundsSummary(cfg, [
       'fsync',
       'electionTimeoutMs',
@@ -69,7 +72,18 @@ async function main(): Promise<void> {
   });
 
   const replica = await PartitionReplica.open(rc, logger, registry, die);
-  const rpc = new RpcServer({ host: cfg.listenHost, port: self.clientPort, logger, registry });
+  // Admission on the client port: the topic's client key (derived from the peer secret) for every
+  // method but membership and leadership, which need the operator's admin key.
+  const peerKey = cfg.peerSecret !== '' ? clientKeyOf(cfg.peerSecret, cfg.topic) : null;
+  const topicKey = cfg.clientAuth === 'required' ? peerKey : null;
+  const adminKey = cfg.adminSecret !== '' ? adminKeyOf(cfg.adminSecret) : null;
+  const rpc = new RpcServer({
+    host: cfg.listenHost,
+    port: self.clientPort,
+    logger,
+    registry,
+    auth: { topic: cfg.topic, topicKey, adminKey },
+  });
   // One port, three services; each method of the table is served by exactly one of them.
   servePartition(rpc, replica.partition);
   servePartition(rpc, replica.membership);
@@ -93,7 +107,14 @@ async function main(): Promise<void> {
       })
     : null;
   await announcer?.start();
-  const topicWriter = announcer ? new TopicWriter({ nats: () => announcer.connection(), logger }) : null;
+  const keyring = cfg.clientKeysDir !== '' ? dirKeyring(cfg.clientKeysDir) : () => undefined;
+  const topicWriter = announcer
+    ? new TopicWriter({
+        nats: () => announcer.connection(),
+        logger,
+        auth: { keyFor: (t) => (t === cfg.topic && peerKey ? peerKey : keyring(t)) },
+      })
+    : null;
   replica.topicWriter = topicWriter;
   logger.info('replica_started', {
     replica: replica.id,

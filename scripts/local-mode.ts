@@ -21,6 +21,7 @@ import {
 import type { PartitionStatus } from '../common/partition-api';
 import { RemotePartitionClient } from '../protocol/partition-client';
 import { RpcClient } from '../protocol/rpc-client';
+import { adminKeyOf, clientKeyOf, dirKeyring, type RpcClientAuth } from '../protocol/rpc-auth';
 import type { localSchema } from './local-config';
 import { ProcessDriver, type ProcessDriverOptions } from './process-driver';
 
@@ -201,8 +202,19 @@ export interface LocalRun {
 }
 
 /** A replica's own status over its client port (role, term, voters, learners, watermarks). */
-export async function replicaStatus(clientPort: number, topic: string, partition: number): Promise<PartitionStatus> {
-  const rpc = new RpcClient({ host: '127.0.0.1', port: clientPort, connectTimeoutMs: 1000, defaultTimeoutMs: 2000 });
+export async function replicaStatus(
+  clientPort: number,
+  topic: string,
+  partition: number,
+  auth?: RpcClientAuth,
+): Promise<PartitionStatus> {
+  const rpc = new RpcClient({
+    host: '127.0.0.1',
+    port: clientPort,
+    connectTimeoutMs: 1000,
+    defaultTimeoutMs: 2000,
+    ...(auth ? { auth } : {}),
+  });
   try {
     return await new RemotePartitionClient(rpc, { defaultTimeoutMs: 2000 }).status({
       topic,
@@ -237,6 +249,36 @@ export function localPeerSecret(dataDir: string, topic: string): string {
   return keptSecret(dataDir, `peer-secret-${topic}`);
 }
 
+/** The admin secret of this installation (the operator's credential on the client ports). */
+export function localAdminSecret(dataDir: string): string {
+  return keptSecret(dataDir, 'admin-secret');
+}
+
+/** Where local mode keeps each topic's client key (a file per topic): the gateway's and the replicas' keyring. */
+export function localClientKeysDir(dataDir: string): string {
+  return join(dataDir, 'client-keys');
+}
+
+/** A client credential of this installation: every topic's client key (tools, tests). */
+export function localClientAuth(dataDir: string): RpcClientAuth {
+  return { keyFor: dirKeyring(localClientKeysDir(dataDir)) };
+}
+
+/** The operator's credential of this installation (admin methods: membership, leadership). */
+export function localAdminAuth(dataDir: string): RpcClientAuth {
+  return { adminKey: adminKeyOf(localAdminSecret(dataDir)) };
+}
+
+/** Write each topic's client key, derived from its peer secret (what the operator's Secret holds). */
+function writeClientKeys(plan: LocalPlan): void {
+  const dir = localClientKeysDir(plan.dataDir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  for (const t of plan.topics)
+    writeFileSync(join(dir, t.name), clientKeyOf(localPeerSecret(plan.dataDir, t.name), t.name).toString('hex'), {
+      mode: 0o600,
+    });
+}
+
 /** local-admin's bearer token (auth `tokens`): made once, kept in the data dir (0600). */
 export function localAdminToken(dataDir: string): string {
   return keptSecret(dataDir, 'admin-token');
@@ -266,6 +308,8 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
   });
   writeFileSync(plan.topicsFile, JSON.stringify({ topics: entries }, null, 2));
   const authEnv = gatewayAuthEnv(plan, opts.tokens ?? {});
+  writeClientKeys(plan);
+  const clientAuth = localClientAuth(plan.dataDir);
   const authHeaders: Record<string, string> =
     plan.auth === 'tokens' ? { authorization: `Bearer ${localAdminToken(plan.dataDir)}` } : {};
   const driver = new ProcessDriver(plan.logDir, opts.logger, opts.driver);
@@ -276,7 +320,13 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
       name: r.name,
       command: process.execPath,
       args: [...tsx, join(REPO_ROOT, 'replica/main.ts')],
-      env: { ...r.env, DAFTKA_PEER_SECRET: localPeerSecret(plan.dataDir, r.topic), ...(opts.replicaEnv ?? {}) },
+      env: {
+        ...r.env,
+        DAFTKA_PEER_SECRET: localPeerSecret(plan.dataDir, r.topic),
+        DAFTKA_ADMIN_SECRET: localAdminSecret(plan.dataDir),
+        DAFTKA_CLIENT_KEYS_DIR: localClientKeysDir(plan.dataDir),
+        ...(opts.replicaEnv ?? {}),
+      },
     });
   driver.start({
     name: GATEWAY,
@@ -288,6 +338,7 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
       DAFTKA_GATEWAY_TOPICS_FILE: plan.topicsFile,
       DAFTKA_NATS_URL: plan.natsUrl,
       DAFTKA_GATEWAY_LEASE_SECRET: localLeaseSecret(plan.dataDir),
+      DAFTKA_GATEWAY_CLIENT_KEYS_DIR: localClientKeysDir(plan.dataDir),
       ...authEnv,
       ...(opts.gatewayEnv ?? {}),
     },
@@ -314,7 +365,7 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
           `partition ${t.name}/${p} (all ${t.spec.replicationFactor} replicas voters)`,
           async () => {
             for (const r of members) {
-              const s = await replicaStatus(r.address.clientPort, t.name, p).catch(() => null);
+              const s = await replicaStatus(r.address.clientPort, t.name, p, clientAuth).catch(() => null);
               if (s?.role === 'leader' && s.voters.length === t.spec.replicationFactor) return true;
             }
             return false;

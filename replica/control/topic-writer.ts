@@ -6,6 +6,7 @@ import type { Logger } from '../../common/log';
 import type { ProduceRequest, ProduceResult } from '../../common/partition-api';
 import { RemotePartitionClient } from '../../protocol/partition-client';
 import { RpcClient } from '../../protocol/rpc-client';
+import type { RpcClientAuth } from '../../protocol/rpc-auth';
 import { PartitionRouter } from '../../protocol/leader-router';
 import { MAX_PARTITION_INDEX } from '../../common/limits';
 
@@ -26,6 +27,8 @@ export interface TopicWriterOptions {
   logger: Logger;
   /** Longest wait for discovery replies. Default 1000 ms. */
   discoverWaitMs?: number;
+  /** Client keys of the target topics (client-port admission). */
+  auth?: RpcClientAuth;
 }
 
 export class TopicWriter {
@@ -40,7 +43,7 @@ export class TopicWriter {
       directory: { get: () => ({ partitions: MAX_PARTITION_INDEX + 1, replicaEndpoints: [] }) },
       discover: (topic, partition) => this.discover(topic, partition),
       connect: (endpoint) => {
-        const rpc = new RpcClient(parseEndpoint(endpoint)!);
+        const rpc = new RpcClient({ ...parseEndpoint(endpoint)!, ...(o.auth ? { auth: o.auth } : {}) });
         this.rpcs.push(rpc);
         return new RemotePartitionClient(rpc);
       },

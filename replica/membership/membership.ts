@@ -4,6 +4,7 @@ import type { AddLearnerRequest, MemberRequest, TransferLeadershipRequest } from
 import type { PartitionAdmin } from '../../protocol/methods';
 import { RemotePartitionClient } from '../../protocol/partition-client';
 import { RpcClient } from '../../protocol/rpc-client';
+import { clientKeyOf } from '../../protocol/rpc-auth';
 import { ordinalOf, type ResolvedReplicaConfig } from '../config';
 import type { RaftDriver } from '../driver/raft-driver';
 import { checkTarget } from '../partition/service';
@@ -183,7 +184,13 @@ export class Membership implements PartitionAdmin {
     let c = this.peerClients.get(ordinal);
     if (!c) {
       const ep = this.rc.endpoints[ordinal];
-      const rpc = new RpcClient({ host: ep.host, port: ep.clientPort, connectTimeoutMs: 500 });
+      const { peerSecret, topic } = this.rc.cfg;
+      // A replica asks its peers with the topic's client key (status only; never admin methods).
+      const auth =
+        peerSecret !== ''
+          ? { auth: { keyFor: (t: string) => (t === topic ? clientKeyOf(peerSecret, t) : undefined) } }
+          : {};
+      const rpc = new RpcClient({ host: ep.host, port: ep.clientPort, connectTimeoutMs: 500, ...auth });
       c = { rpc, client: new RemotePartitionClient(rpc, { defaultTimeoutMs: 1000 }) };
       this.peerClients.set(ordinal, c);
     }

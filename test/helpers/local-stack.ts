@@ -5,11 +5,14 @@ import { join } from 'node:path';
 import { loadConfig } from '../../common/config';
 import { createLogger } from '../../common/log';
 import type { TopicSpec } from '../../common/topic-spec';
+import type { RpcClientAuth } from '../../protocol/rpc-auth';
 import { localSchema } from '../../scripts/local-config';
 import {
   firstBusyPort,
   GATEWAY,
+  localAdminAuth,
   localAdminToken,
+  localClientAuth,
   NATS,
   natsServerPath,
   planLocal,
@@ -205,6 +208,14 @@ export class LocalStack {
   get dataDir(): string {
     return this.plan.dataDir;
   }
+  /** Every topic's client key (client-port admission): what the gateway proves. */
+  get clientAuth(): RpcClientAuth {
+    return localClientAuth(this.plan.dataDir);
+  }
+  /** The operator's admin credential on the client ports. */
+  get adminAuth(): RpcClientAuth {
+    return localAdminAuth(this.plan.dataDir);
+  }
   /** local-admin's bearer token when the stack runs with `tokens` (auth on). */
   get adminToken(): string {
     return localAdminToken(this.plan.dataDir);
@@ -277,7 +288,7 @@ export class LocalStack {
     let best: LeaderInfo | null = null;
     await Promise.all(
       this.replicas(topic, partition).map(async (r) => {
-        const s = await replicaStatus(r.clientPort, topic, partition).catch(() => null);
+        const s = await replicaStatus(r.clientPort, topic, partition, this.clientAuth).catch(() => null);
         if (s === null || s.role !== 'leader') return;
         if (best === null || s.term > best.term) best = { ...r, term: s.term, pid: this.pid(r.name) };
       }),
@@ -311,7 +322,9 @@ export class LocalStack {
     const deadline = Date.now() + timeoutMs;
     let last = 'no answer yet';
     while (Date.now() < deadline) {
-      const st = await Promise.all(members.map((r) => replicaStatus(r.clientPort, topic, partition).catch(() => null)));
+      const st = await Promise.all(
+        members.map((r) => replicaStatus(r.clientPort, topic, partition, this.clientAuth).catch(() => null)),
+      );
       const leaderIdx = st.findIndex((x) => x?.role === 'leader');
       const leader = leaderIdx >= 0 ? st[leaderIdx] : null;
       if (st.some((x) => x === null)) last = `${st.filter((x) => x === null).length} replica(s) not answering`;

@@ -8,6 +8,7 @@ import { DaftkaError } from '../../common/errors';
 import type { PartitionStatus } from '../../common/partition-api';
 import { RemotePartitionClient } from '../../protocol/partition-client';
 import { RpcClient } from '../../protocol/rpc-client';
+import { adminKeyOf, clientKeyOf, type RpcClientAuth } from '../../protocol/rpc-auth';
 import { freePort } from './free-port';
 
 /**
@@ -122,6 +123,8 @@ export class ReplicaSlot {
   starts = 0;
   private rpc: RpcClient | null = null;
   private clientCache: RemotePartitionClient | null = null;
+  /** The credential `client()` proves (set by the cluster: its admin key, which admits every method). */
+  auth: RpcClientAuth | undefined;
 
   constructor(
     readonly ordinal: number,
@@ -147,7 +150,12 @@ export class ReplicaSlot {
   /** A client for this replica's client port (one connection, reused; reconnects by itself). */
   client(): RemotePartitionClient {
     if (this.clientCache === null) {
-      this.rpc = new RpcClient({ host: '127.0.0.1', port: this.clientPort, connectTimeoutMs: 1000 });
+      this.rpc = new RpcClient({
+        host: '127.0.0.1',
+        port: this.clientPort,
+        connectTimeoutMs: 1000,
+        ...(this.auth ? { auth: this.auth } : {}),
+      });
       this.clientCache = new RemotePartitionClient(this.rpc, { defaultTimeoutMs: 2000 });
     }
     return this.clientCache;
@@ -232,12 +240,24 @@ export class ReplicaCluster {
         ),
       );
     const cluster = new ReplicaCluster(opts, slots, baseDir, logDir);
+    for (const s of slots) s.auth = cluster.adminAuth;
     for (const o of opts.startOrdinals ?? slots.map((s) => s.ordinal)) cluster.spawn(o);
     return cluster;
   }
 
   /** The group's peer secret (DAFTKA_PEER_SECRET of every replica, unless `env` overrides it). */
   readonly peerSecret = randomBytes(32).toString('base64');
+  /** The operator's secret (DAFTKA_ADMIN_SECRET of every replica): admin methods on the client port. */
+  readonly adminSecret = randomBytes(32).toString('base64');
+
+  /** The topic's client credential: what the gateway proves (every method but admin ones). */
+  get clientAuth(): RpcClientAuth {
+    return { keyFor: (t) => (t === this.topic ? clientKeyOf(this.peerSecret, t) : undefined) };
+  }
+  /** The operator's credential: every method. */
+  get adminAuth(): RpcClientAuth {
+    return { adminKey: adminKeyOf(this.adminSecret) };
+  }
 
   /** The environment a replica of `ordinal` is started with. */
   envOf(ordinal: number): Record<string, string> {
@@ -254,6 +274,7 @@ export class ReplicaCluster {
       DAFTKA_LOG_LEVEL: 'info',
       // Peers authenticate as they do under the operator (a secret per group).
       DAFTKA_PEER_SECRET: this.peerSecret,
+      DAFTKA_ADMIN_SECRET: this.adminSecret,
       ...(this.opts.env ?? {}),
       ...(this.opts.envFor?.(ordinal) ?? {}),
     };

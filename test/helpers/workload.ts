@@ -23,7 +23,12 @@ export class Clients {
   private readonly clients: Array<{ rpc: RpcClient; client: RemotePartitionClient }>;
   constructor(readonly cluster: ReplicaCluster) {
     this.clients = cluster.slots.map((s) => {
-      const rpc = new RpcClient({ host: '127.0.0.1', port: s.clientPort, connectTimeoutMs: 500 });
+      const rpc = new RpcClient({
+        host: '127.0.0.1',
+        port: s.clientPort,
+        connectTimeoutMs: 500,
+        auth: cluster.adminAuth,
+      });
       return { rpc, client: new RemotePartitionClient(rpc, { defaultTimeoutMs: 1500, produceGraceMs: 500 }) };
     });
   }

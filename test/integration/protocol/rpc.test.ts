@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { DaftkaError } from '../../../common/errors';
 import type { promClient } from '../../../common/metrics';
+import { encodeHello } from '../../../protocol/rpc-auth';
 import { RpcClient, deliveryOf, type RpcClientOptions } from '../../../protocol/rpc-client';
 import { RpcServer, type RpcServerOptions } from '../../../protocol/rpc-server';
 import { encodeRequestHeader } from '../../../protocol/wire';
@@ -223,6 +224,15 @@ describe('RPC over the client port', () => {
     expect(e.message).toContain('ECONNREFUSED');
   });
 
+  /** Read the server's challenge, answer with a hello of role none (no secrets), read the welcome. */
+  async function handshake(s: net.Socket): Promise<void> {
+    await new Promise((r) => s.once('data', r));
+    s.write(
+      encodeFrame(FrameType.RPC_HELLO, encodeHello({ role: 'none', nonce: Buffer.alloc(32), tag: Buffer.alloc(0) })),
+    );
+    await new Promise((r) => s.once('data', r));
+  }
+
   it('closes a connection that sends garbage, counts it, and keeps serving others', async () => {
     await startServer();
     const good = client();
@@ -230,13 +240,23 @@ describe('RPC over the client port', () => {
 
     const junk = net.connect(port, '127.0.0.1');
     junk.on('error', () => {});
+    junk.resume(); // read (and drop) the server's challenge, so the close is seen
     junk.write('\x16\x03\x01 this is a TLS hello, or something like it .........');
     await new Promise((r) => junk.on('close', r));
     expect(await metricValue(reg, 'daftka_rpc_server_bad_frames_total', { reason: 'bad_version' })).toBe(1);
 
+    // A call before the hello: refused unread.
+    const early = net.connect(port, '127.0.0.1');
+    early.on('error', () => {});
+    early.resume();
+    early.write(encodeFrame(FrameType.RPC_REQUEST, Buffer.from([0, 0, 0, 1, 0])));
+    await new Promise((r) => early.on('close', r));
+    expect(await metricValue(reg, 'daftka_rpc_server_bad_frames_total', { reason: 'unexpected_type' })).toBe(1);
+
     // A valid frame whose RPC header is cut short.
     const short = net.connect(port, '127.0.0.1');
     short.on('error', () => {});
+    await handshake(short);
     short.write(encodeFrame(FrameType.RPC_REQUEST, Buffer.from([0, 0, 0, 1, 0])));
     await new Promise((r) => short.on('close', r));
     expect(await metricValue(reg, 'daftka_rpc_server_bad_frames_total', { reason: 'bad_payload' })).toBe(1);
@@ -244,13 +264,15 @@ describe('RPC over the client port', () => {
     // A response frame sent to the server.
     const wrong = net.connect(port, '127.0.0.1');
     wrong.on('error', () => {});
+    await handshake(wrong);
     wrong.write(encodeFrame(FrameType.RPC_RESPONSE, Buffer.from([0, 0, 0, 1])));
     await new Promise((r) => wrong.on('close', r));
-    expect(await metricValue(reg, 'daftka_rpc_server_bad_frames_total', { reason: 'unexpected_type' })).toBe(1);
+    expect(await metricValue(reg, 'daftka_rpc_server_bad_frames_total', { reason: 'unexpected_type' })).toBe(2);
 
     // Truncated: a request header that promises more than arrives before the stream ends.
     const cut = net.connect(port, '127.0.0.1');
     cut.on('error', () => {});
+    await handshake(cut);
     const req = encodeFrame(
       FrameType.RPC_REQUEST,
       Buffer.concat([encodeRequestHeader({ correlationId: 1, timeoutMs: 100, method: 'echo', requestId: '' }), u32(5)]),
@@ -266,7 +288,7 @@ describe('RPC over the client port', () => {
   it('client closes a connection whose server answers garbage, failing its calls UNAVAILABLE', async () => {
     const garbage = net.createServer((s) => {
       s.on('error', () => {});
-      s.once('data', () => s.write(Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n')));
+      s.write(Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n'));
     });
     await new Promise<void>((r) => garbage.listen(0, '127.0.0.1', r));
     const creg = testRegistry();

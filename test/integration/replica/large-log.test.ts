@@ -40,7 +40,7 @@ function rssMb(pid: number): number {
 
 test(`a replica restarted with ${RECORDS} one-record batches is ready fast, with bounded memory, and serves every offset`, async () => {
   const slot = cluster.slots[0];
-  const rpc = new RpcClient({ host: '127.0.0.1', port: slot.clientPort, maxInflight: 1024 });
+  const rpc = new RpcClient({ host: '127.0.0.1', port: slot.clientPort, maxInflight: 1024, auth: cluster.clientAuth });
   const client = new RemotePartitionClient(rpc);
   const value = Buffer.alloc(100, 0x61);
   const rec = (i: number): RecordIn[] => [

@@ -237,6 +237,7 @@ describe('desired state: Partition → StatefulSet', () => {
   it('passes the replica contract from desiredReplicas, the ordinal from the pod-index label', () => {
     const host = (o: number) => `orders-1-${o}.orders-1.daftka.svc.cluster.local`;
     expect(container.env).toEqual([
+      { name: 'DAFTKA_CLIENT_AUTH', value: 'off' },
       { name: 'DAFTKA_DATA_DIR', value: '/var/lib/daftka/data' },
       { name: 'DAFTKA_HTTP_PORT', value: '9100' },
       { name: 'DAFTKA_LISTEN_HOST', value: '0.0.0.0' },
