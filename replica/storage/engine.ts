@@ -205,7 +205,8 @@ export class Engine {
   /**
    * State ops into the batch, in order. RocksDB batches have no range delete, so delRange is
    * expanded into deletes of the keys on disk plus the keys put earlier in this same batch
-   * (which are not on disk yet). The state keyspace is small, so this stays cheap.
+   * (which are not on disk yet). The cost is the keys removed: the one large range, retention's
+   * cut of the offset index, starts where the previous cut ended and is bounded per check.
    */
   private async addStateOps(batch: RocksBatch, ops: StateOp[]): Promise<void> {
     const putKeys: Buffer[] = [];
