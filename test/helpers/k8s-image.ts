@@ -67,20 +67,28 @@ export function buildAndExportImage(dir: string, tag = 'localhost/daftka:e2e'): 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
- * Starts a container process from an exported image: `args` replace the image's Cmd (as a pod's
- * `args` do), `env` is added to the image's Env. Returns the process (its own process group: kill
+ * Starts a container process from an exported image: as in a pod, `command` replaces the image's
+ * Entrypoint (and drops its Cmd) and `args` replace the Cmd; `env` is added to the image's Env. Returns the process (its own process group: kill
  * it with `process.kill(-child.pid)`). The root filesystem is read-only; /tmp is a fresh tmpfs.
  */
 export function runFromImage(
   image: ExportedImage,
-  opts: { args?: string[]; env?: Record<string, string>; mounts?: Mount[]; stdio?: 'pipe' | 'ignore' } = {},
+  opts: {
+    command?: string[];
+    args?: string[];
+    env?: Record<string, string>;
+    mounts?: Mount[];
+    stdio?: 'pipe' | 'ignore';
+  } = {},
 ): ChildProcess {
   const c = image.config;
   const root = image.rootfs;
   const user = c.User && c.User !== '' ? c.User : '0:0';
   if (!/^\d+(:\d+)?$/.test(user)) throw new Error(`image user ${user} is not numeric (uid:gid)`);
   const userspec = user.includes(':') ? user : `${user}:${user}`;
-  const argv = [...(c.Entrypoint ?? []), ...(opts.args ?? c.Cmd ?? [])];
+  const argv = opts.command
+    ? [...opts.command, ...(opts.args ?? [])]
+    : [...(c.Entrypoint ?? []), ...(opts.args ?? c.Cmd ?? [])];
   if (argv.length === 0) throw new Error('image has neither entrypoint nor command');
   const env = [...(c.Env ?? []), ...Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`)];
   const target = (p: string) => shellQuote(path.join(root, p));
@@ -91,7 +99,8 @@ export function runFromImage(
     `mount --rbind /dev ${target('/dev')}`,
     `mount -t tmpfs -o mode=1777,size=256m tmpfs ${target('/tmp')}`,
     ...(opts.mounts ?? []).flatMap((m) => [
-      `mkdir -p ${target(m.containerPath)} 2>/dev/null || test -d ${target(m.containerPath)}`,
+      // A file (e.g. /etc/hosts) is mounted over the image's file; a directory is made if missing.
+      `[ -e ${target(m.containerPath)} ] || ${fs.statSync(m.hostPath).isDirectory() ? 'mkdir -p' : 'touch'} ${target(m.containerPath)}`,
       `mount --bind ${shellQuote(m.hostPath)} ${target(m.containerPath)}`,
       ...(m.readOnly ? [`mount -o remount,bind,ro ${target(m.containerPath)}`] : []),
     ]),
