@@ -128,6 +128,11 @@ export function routerMetrics(reg: client.Registry, tableSize: () => number): Ro
     help: 'Leader table changes by source (nats, discover, hint, status, answer)',
     labelNames: ['kind'],
   });
+  const refused = counter(reg, {
+    name: 'daftka_gateway_leader_refused_total',
+    help: 'Leader announcements and hints not believed: endpoint (not in the catalog for the partition) or term_jump (asked the replica first)',
+    labelNames: ['reason'],
+  });
   gauge(reg, {
     name: 'daftka_gateway_leader_table_entries',
     help: 'Partitions with an entry in the leader table',
@@ -139,5 +144,6 @@ export function routerMetrics(reg: client.Registry, tableSize: () => number): Ro
     redirected: (reason) => redirects.inc({ reason }),
     shed: (kind) => shed.inc({ reason: 'inflight_limit', kind }),
     leaderUpdated: (source) => updates.inc({ kind: source }),
+    leaderRefused: (reason) => refused.inc({ reason }),
   };
 }

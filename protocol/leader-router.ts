@@ -68,6 +68,11 @@ export interface RouterMetrics {
   shed(kind: string): void;
   /** The leader table changed, by source. */
   leaderUpdated(source: LeaderSource): void;
+  /**
+   * A leader announcement or hint not believed: `endpoint` (not a replica the catalog lists for
+   * that partition) or `term_jump` (a term too far ahead: the replica is asked first).
+   */
+  leaderRefused?(reason: 'endpoint' | 'term_jump'): void;
 }
 
 export interface PartitionRouterOptions {
@@ -86,6 +91,12 @@ export interface PartitionRouterOptions {
   requestTimeoutMs?: number;
   /** NOT_LEADER redirects followed per call. Default 5. */
   maxRedirects?: number;
+  /**
+   * An announcement (NATS, discovery) whose term is more than this ahead of the known one (0 when
+   * none is known) is not believed until the replica at its endpoint confirms, over the
+   * authenticated client port, that it leads at that term. Default 16.
+   */
+  maxTermJump?: number;
   /** In-flight produce/commit/status calls per endpoint. Default 512. */
   maxInflightPerEndpoint?: number;
   /** In-flight (long-polling) fetches per endpoint. Default 1024. */
@@ -177,6 +188,7 @@ export class PartitionRouter {
     this.o = {
       requestTimeoutMs: 5000,
       maxRedirects: 5,
+      maxTermJump: 16,
       maxInflightPerEndpoint: 512,
       maxInflightFetchesPerEndpoint: 1024,
       overloadRetryAfterMs: 1000,
@@ -188,17 +200,75 @@ export class PartitionRouter {
     this.discover = opts.discover;
   }
 
-  /** Take a leader announcement (NATS, discovery, status) for a partition in the catalog. */
+  /**
+   * Take a leader announcement (NATS, discovery, status) for a partition in the catalog. Routing
+   * cannot be hijacked: an endpoint the catalog does not list for that partition is never taken
+   * (when the catalog lists any), and a term far ahead of the known one from NATS or discovery
+   * is only believed once the replica itself confirms it (`maxTermJump`) — otherwise one forged
+   * message with term 2^53−1 would pin the table for good.
+   */
   acceptLeader(topic: string, partition: number, a: LeaderAnnouncement, source: LeaderSource): boolean {
     const t = this.o.directory.get(topic);
     if (t === undefined || !Number.isInteger(partition) || partition < 0 || partition >= t.partitions) return false;
     if (!ENDPOINT_RE.test(a.endpoint) || !Number.isSafeInteger(a.term) || a.term < 0) return false;
+    if (!this.listed(t, partition, a.endpoint)) {
+      this.m?.leaderRefused?.('endpoint');
+      this.o.logger.warn('leader_refused', { topic, partition, reason: 'endpoint_not_in_catalog', source });
+      return false;
+    }
+    if (
+      (source === 'nats' || source === 'discover') &&
+      a.term > (this.table.get(topic, partition)?.term ?? 0) + this.o.maxTermJump
+    ) {
+      this.m?.leaderRefused?.('term_jump');
+      this.o.logger.warn('leader_refused', { topic, partition, reason: 'term_jump', term: a.term, source });
+      this.confirm(topic, partition, a.endpoint);
+      return false;
+    }
     const changed = this.table.update(topic, partition, a);
     if (changed) {
       this.m?.leaderUpdated(source);
       this.o.logger.debug('leader_updated', { topic, partition, term: a.term, leader_id: a.leaderId, source });
     }
     return changed;
+  }
+
+  /** Whether `endpoint` is one the catalog lists for the partition (any, when it lists none: the replay writer). */
+  private listed(
+    t: { replicaEndpoints: readonly (readonly string[])[] },
+    partition: number,
+    endpoint: string,
+  ): boolean {
+    const seeds = t.replicaEndpoints[partition] ?? [];
+    return seeds.length === 0 || seeds.includes(endpoint);
+  }
+
+  private readonly confirming = new Set<string>();
+
+  /** Ask the replica at `endpoint` who leads (one question per partition at a time); its answer is believed. */
+  private confirm(topic: string, partition: number, endpoint: string): void {
+    const k = `${topic}/${partition}`;
+    if (this.confirming.has(k)) return;
+    this.confirming.add(k);
+    let c: ReplicaClient;
+    try {
+      c = this.client(endpoint);
+    } catch {
+      this.confirming.delete(k);
+      return;
+    }
+    c.status({ topic, partition, requestId: 'confirm-leader' })
+      .then((s) => {
+        if (s.role === 'leader' && s.leaderEndpoint !== null && s.leaderId !== null)
+          this.acceptLeader(
+            topic,
+            partition,
+            { leaderId: s.leaderId, endpoint: s.leaderEndpoint, term: s.term },
+            'status',
+          );
+      })
+      .catch(() => undefined)
+      .finally(() => this.confirming.delete(k));
   }
 
   /** Drop table entries and idle clients that the catalog no longer names (after a catalog change). */
@@ -402,7 +472,7 @@ export class PartitionRouter {
               ...(hint !== undefined ? { leaderHint: hint } : {}),
             });
           this.m?.redirected('not_leader');
-          if (hint !== undefined && hint !== endpoint && ENDPOINT_RE.test(hint)) {
+          if (hint !== undefined && hint !== endpoint && ENDPOINT_RE.test(hint) && this.listed(info, partition, hint)) {
             if (this.table.hint(topic, partition, hint)) this.m?.leaderUpdated('hint');
             target = hint;
             // A hint at a replica that just failed us is stale news (its followers have not noticed

@@ -25,7 +25,17 @@ describe('NatsLeaderFeed against a real nats-server', () => {
   let pub: NatsConnection;
   let feed: NatsLeaderFeed;
   let router: PartitionRouter;
-  const catalog = new StaticCatalog([topic('orders', { partitions: 3 })]);
+  // The catalog lists the endpoints announced below: the router believes no other.
+  const catalog = new StaticCatalog([
+    topic('orders', {
+      partitions: 3,
+      replicaEndpoints: [
+        ['h0:7000', 'h1:7000', 'h2:7000'],
+        ['h0:7000', 'h1:7000', 'h2:7000'],
+        ['h0:7000', 'h1:7000', 'h2:7000'],
+      ],
+    }),
+  ]);
 
   beforeEach(async () => {
     nats = await startNatsServer();

@@ -100,7 +100,10 @@ describe('gateway process wiring', () => {
     writeFileSync(
       topicsFile,
       JSON.stringify({
-        topics: [{ name: 'orders', partitions: 1, replicaEndpoints: [[`127.0.0.1:${followerAddr.port}`]] }],
+        // Both replicas, the follower first: the catalog is what a NOT_LEADER hint may name.
+        topics: [
+          { name: 'orders', partitions: 1, replicaEndpoints: [[`127.0.0.1:${followerAddr.port}`, leaderEndpoint]] },
+        ],
       }),
     );
     const lines: string[] = [];
