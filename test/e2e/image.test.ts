@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { clientKeyOf } from '../../protocol/rpc-auth';
 import { freePort } from '../helpers/free-port';
 import {
   buildAndExportImage,
@@ -178,6 +179,8 @@ describe('the three programs, started from the image', () => {
         topics: [{ name: 'imgtest', partitions: 1, replicaEndpoints: [[`127.0.0.1:${replicaClientPort}`]] }],
       }),
     });
+    // The topic's client key, as a mounted Secret: the replica admits only connections that prove it.
+    const keys = volume('gateway-client-keys', { imgtest: clientKeyOf(peerSecret, 'imgtest').toString('hex') });
     const port = await freePort();
     const gateway = start(
       'gateway',
@@ -186,9 +189,13 @@ describe('the three programs, started from the image', () => {
         DAFTKA_GATEWAY_HOST: '127.0.0.1',
         DAFTKA_GATEWAY_PORT: String(port),
         DAFTKA_GATEWAY_TOPICS_FILE: '/etc/daftka/topics.json',
+        DAFTKA_GATEWAY_CLIENT_KEYS_DIR: '/etc/daftka-keys',
         DAFTKA_NATS_URL: 'off',
       },
-      [{ hostPath: topics, containerPath: '/etc/daftka', readOnly: true }],
+      [
+        { hostPath: topics, containerPath: '/etc/daftka', readOnly: true },
+        { hostPath: keys, containerPath: '/etc/daftka-keys', readOnly: true },
+      ],
     );
     const base = `http://127.0.0.1:${port}`;
     await waitHttp(`${base}/healthz`, 'the gateway', gateway.log);
