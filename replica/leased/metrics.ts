@@ -36,6 +36,11 @@ export function leasedMetrics(h: Pick<LeasedHost, 'registry' | 'state' | 'topic'
       help: 'Records that ended without a dead letter (dead-lettering off, or removed by retention)',
       labelNames: tpg,
     }),
+    waitersFull: counter(reg, {
+      name: 'daftka_lease_waiters_full_total',
+      help: 'Leased long-polls refused OVERLOADED because maxFetchWaiters were already waiting',
+      labelNames: ['topic', 'partition'] as const,
+    }),
     replays: counter(reg, {
       name: 'daftka_dead_letter_replays_total',
       help: 'Dead letters in replay batches by outcome (attempted, written, skipped)',

@@ -44,6 +44,8 @@ import type { LogBounds } from './leases';
  *  - the replay runner writes back the next batch of each running job at its rate.
  */
 
+/** Retry-After of a leased long-poll refused because maxFetchWaiters are already waiting. */
+const WAITERS_FULL_RETRY_AFTER_MS = 1000;
 const MAX_GRANT = 10_000;
 const MAX_ACKS = 10_000;
 const SWEEP_BATCH = 500;
@@ -93,8 +95,19 @@ export class LeasedService implements LeasedPartitionClient {
     for (const f of w) f();
   }
 
+  /**
+   * Park until the state changes or `ms` passes. Over the bound (maxWaiters, shared with the
+   * partition's fetch long-polls' setting) the call is refused OVERLOADED with a retry hint:
+   * returning at once would make leaseFetch's loop spin on microtasks until its deadline, with
+   * no timers or I/O running (heartbeats stop, elections follow).
+   */
   private waitChange(ms: number): Promise<void> {
-    if (this.waiters.size >= this.h.settings.maxWaiters) return Promise.resolve();
+    if (this.waiters.size >= this.h.settings.maxWaiters) {
+      this.m.waitersFull.inc({ topic: this.h.topic, partition: String(this.h.partition) });
+      throw new DaftkaError('OVERLOADED', `more than ${this.h.settings.maxWaiters} leased long-polls are waiting`, {
+        retryAfterMs: WAITERS_FULL_RETRY_AFTER_MS,
+      });
+    }
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(t);

@@ -1,0 +1,52 @@
+import { LocalStack, metricValue } from '../../helpers/local-stack';
+
+/**
+ * Issue 15, the bounds (items 5, 7, 9, 11), against the real stack: each bound refuses with a
+ * precise status and code, and nothing is written or spins past it.
+ *
+ *   t  1 partition × RF 1, replicas with DAFTKA_MAX_FETCH_WAITERS=0 (every long-poll is over the bound)
+ */
+
+jest.setTimeout(120_000);
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
+let stack: LocalStack;
+
+beforeAll(async () => {
+  stack = await LocalStack.start({
+    topics: [{ name: 't', partitions: 1, replicationFactor: 1 }],
+    replicaEnv: { DAFTKA_MAX_FETCH_WAITERS: '0' },
+  });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+async function replicaMetric(name: string, labels: Record<string, string> = {}): Promise<number> {
+  const r = stack.replicas('t', 0)[0];
+  const text = await (await fetch(`http://127.0.0.1:${r.httpPort}/metrics`)).text();
+  return metricValue(text, name, labels) ?? 0;
+}
+
+test('a leased long-poll over the waiters bound answers 503 OVERLOADED with Retry-After at once, and the replica keeps running', async () => {
+  const before = await replicaMetric('daftka_lease_waiters_full_total');
+  const t0 = Date.now();
+  const r = await stack.http<Json>('POST', '/v1/groups/g/fetch', {
+    body: { topics: ['t'], max_records: 1, wait_ms: 3000 },
+  });
+  const ms = Date.now() - t0;
+  expect(r.status).toBe(503);
+  expect(r.body.code).toBe('OVERLOADED');
+  expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+  // Refused at once: not a 3 s spin on microtasks (which froze timers and I/O until the deadline).
+  expect(ms).toBeLessThan(1500);
+  expect(await replicaMetric('daftka_lease_waiters_full_total')).toBe(before + 1);
+  // Nothing leased, and the replica still answers.
+  const p = await stack.http<Json>('GET', '/v1/groups/g/policy?topic=t');
+  expect([200, 404]).toContain(p.status);
+  if (p.status === 200) expect(p.body.partitions[0].leased).toBe(0);
+  expect((await stack.http('POST', '/v1/topics/t/records', { body: { records: [{ value: 'x' }] } })).status).toBe(200);
+});
