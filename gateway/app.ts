@@ -17,7 +17,7 @@ import { gauge } from '../common/metrics';
 import { buildOpenApiDocument } from './openapi';
 import type { QuotaManager } from './quotas';
 import { bodyError, createAjv, paramError, type JsonSchema } from './validation';
-import { produceHandler } from './handlers/records';
+import { checkRecordCount, produceHandler } from './handlers/records';
 import { fetchHandler } from './handlers/fetch';
 import { commitOffsetsHandler, getGroupHandler, getOffsetsHandler, resetOffsetsHandler } from './handlers/groups';
 import { getTopicHandler, limitsHandler, listTopicsHandler } from './handlers/topics';
@@ -421,6 +421,7 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
           query,
           body: async <T>() => {
             const doc = await readBody(req, res, state);
+            if (spec.id === 'produce') checkRecordCount(doc, g.limits.maxRecordsPerRequest);
             if (validateBody && !validateBody(doc)) throw bodyError(validateBody.errors);
             return doc as T;
           },

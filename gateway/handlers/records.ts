@@ -38,6 +38,23 @@ interface Group {
 
 const sticky = new StickyPartitioner();
 
+/**
+ * The record count of a produce body, checked on the parsed document before the schema walks
+ * every record: ~600k tiny records fit in an 8 MiB body, and validating each before refusing
+ * the request is the work the bound exists to avoid. 413 with the limit, as after validation.
+ */
+export function checkRecordCount(doc: unknown, limit: number): void {
+  const records = (doc as { records?: unknown } | null)?.records;
+  if (Array.isArray(records) && records.length > limit)
+    throw new DaftkaError(
+      'PAYLOAD_TOO_LARGE',
+      `${records.length} records in one request; at most ${limit} are allowed`,
+      {
+        extra: { limit, pointer: '/records' },
+      },
+    );
+}
+
 export async function produceHandler(g: GatewayContext, c: Call): Promise<Reply> {
   const t = topicFromPath(g, c, 'produce');
   const idempotencyKey = idempotencyKeyOf(c);

@@ -50,3 +50,20 @@ test('a leased long-poll over the waiters bound answers 503 OVERLOADED with Retr
   if (p.status === 200) expect(p.body.partitions[0].leased).toBe(0);
   expect((await stack.http('POST', '/v1/topics/t/records', { body: { records: [{ value: 'x' }] } })).status).toBe(200);
 });
+
+test('a produce with more records than the limit is refused 413 on its count, before any record is validated', async () => {
+  // 600 000 tiny records (about 7 MB, under the 8 MiB body limit), the last one invalid: a
+  // 400 pointing at /records/599999 would mean every record was validated first.
+  const n = 600_000;
+  const body = `{"records":[${'{"value":1},'.repeat(n - 1)}{"nope":1}]}`;
+  expect(body.length).toBeLessThan(8 * 1_048_576);
+  const hwBefore = (await stack.http<Json>('GET', '/v1/topics/t')).body.partitions[0].high_watermark;
+  const r = await stack.http<Json>('POST', '/v1/topics/t/records', {
+    rawBody: body,
+    headers: { 'content-type': 'application/json' },
+  });
+  expect(r.status).toBe(413);
+  expect(r.body.code).toBe('PAYLOAD_TOO_LARGE');
+  expect(r.body.pointer).toBe('/records');
+  expect((await stack.http<Json>('GET', '/v1/topics/t')).body.partitions[0].high_watermark).toBe(hwBefore);
+});
