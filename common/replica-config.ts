@@ -174,6 +174,15 @@ export const replicaSchema = defineSchema({
     unit: 'bytes',
     doc: 'largest record value+key+headers',
   },
+  maxTimestampSkewMs: {
+    type: 'int',
+    env: 'DAFTKA_MAX_TIMESTAMP_SKEW_MS',
+    default: 3_600_000,
+    min: 0,
+    max: 365 * 24 * 3_600_000,
+    unit: 'ms',
+    doc: "a produced record's timestamp may be at most this far ahead of the leader's clock (Kafka's message.timestamp.after.max.ms); later ones are refused 400 INVALID_REQUEST, since one far-future timestamp would stop time-based retention for every record after it",
+  },
   maxBatchRecords: {
     type: 'int',
     env: 'DAFTKA_MAX_BATCH_RECORDS',

@@ -92,7 +92,15 @@ export class PartitionService implements PartitionClient {
           `${req.records.length} records in one batch; the limit is ${cfg.maxBatchRecords}`,
           { extra: { limit: cfg.maxBatchRecords } },
         );
+      // Far-future timestamps would hold time-based retention back for every record after them.
+      const latestMs = Date.now() + cfg.maxTimestampSkewMs;
       for (let i = 0; i < req.records.length; i++) {
+        if (req.records[i].timestampMs > latestMs)
+          throw new DaftkaError(
+            'INVALID_REQUEST',
+            `record ${i} has timestamp ${req.records[i].timestampMs}, more than ${cfg.maxTimestampSkewMs} ms ahead of the leader's clock`,
+            { extra: { reason: 'timestamp_in_future', limit: cfg.maxTimestampSkewMs, index: i } },
+          );
         const size = recordBytes([req.records[i]]);
         if (size > cfg.maxRecordBytes)
           throw new DaftkaError(

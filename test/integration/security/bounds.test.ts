@@ -67,3 +67,21 @@ test('a produce with more records than the limit is refused 413 on its count, be
   expect(r.body.pointer).toBe('/records');
   expect((await stack.http<Json>('GET', '/v1/topics/t')).body.partitions[0].high_watermark).toBe(hwBefore);
 });
+
+test('a record timestamped far in the future is refused 400 and nothing is written; within the skew it is taken', async () => {
+  const hw = async () => (await stack.http<Json>('GET', '/v1/topics/t')).body.partitions[0].high_watermark as number;
+  const before = await hw();
+  const far = await stack.http<Json>('POST', '/v1/topics/t/records', {
+    body: { records: [{ value: 'ok' }, { value: 'year 275760', timestamp: 8_640_000_000_000_000 }] },
+  });
+  expect(far.status).toBe(400);
+  expect(far.body.code).toBe('INVALID_REQUEST');
+  expect(far.body.detail).toMatch(/ahead of the leader's clock/);
+  expect(await hw()).toBe(before);
+
+  const soon = await stack.http<Json>('POST', '/v1/topics/t/records', {
+    body: { records: [{ value: 'in ten minutes', timestamp: Date.now() + 600_000 }] },
+  });
+  expect(soon.status).toBe(200);
+  expect(await hw()).toBe(before + 1);
+});
