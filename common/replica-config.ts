@@ -174,6 +174,15 @@ export const replicaSchema = defineSchema({
     unit: 'bytes',
     doc: 'largest record value+key+headers',
   },
+  maxBatchBytes: {
+    type: 'int',
+    env: 'DAFTKA_MAX_BATCH_BYTES',
+    default: 8 * 1024 * 1024,
+    min: 1024,
+    max: 12 * 1024 * 1024,
+    unit: 'bytes',
+    doc: "largest produce batch (records' key+value+headers); larger is refused 413 PAYLOAD_TOO_LARGE. Kept well below the 16 MiB frame cap, so the Raft entry that carries it (a little larger) always fits a peer frame; fetch replies are kept under the cap too",
+  },
   maxTimestampSkewMs: {
     type: 'int',
     env: 'DAFTKA_MAX_TIMESTAMP_SKEW_MS',

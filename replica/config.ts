@@ -40,6 +40,11 @@ export function resolveReplicaConfig(
       'ordinal',
       `invalid config ordinal (DAFTKA_ORDINAL): ${ordinal} has no entry in DAFTKA_REPLICAS (${endpoints.length} given)`,
     );
+  if (cfg.maxRecordBytes > cfg.maxBatchBytes)
+    throw new ConfigError(
+      'maxRecordBytes',
+      `invalid config maxRecordBytes (DAFTKA_MAX_RECORD_BYTES): ${cfg.maxRecordBytes} must not exceed maxBatchBytes (${cfg.maxBatchBytes})`,
+    );
   if (cfg.heartbeatMs >= cfg.electionTimeoutMs)
     throw new ConfigError(
       'heartbeatMs',

@@ -20,6 +20,7 @@ import type { Entry } from '../raft';
 import { CommandKind, decodeCommand, encodeCommand, payloadHash, recordBytes } from '../state/commands';
 import type { ApplyResult, PartitionState } from '../state/partition-state';
 import { FetchWaiters } from './fetch-waiters';
+import { DEFAULT_MAX_FRAME_BYTES } from '../../protocol/frame';
 
 /**
  * The partition API of one replica (protocol/methods.ts: produce, fetch, offsets, status): checks
@@ -27,6 +28,14 @@ import { FetchWaiters } from './fetch-waiters';
  * proposed through the Raft driver, and serves reads from the applied state and the log.
  * Time-based and size-based retention is proposed from here too (the leader's timer).
  */
+
+/**
+ * Largest fetch reply, whatever max_bytes asks: the default frame cap less 1 MiB of margin. The
+ * first record is always served (it is at most maxRecordBytes ≤ maxBatchBytes ≤ 12 MiB).
+ */
+const FETCH_REPLY_MAX_BYTES = DEFAULT_MAX_FRAME_BYTES - 1024 * 1024;
+/** A record's framing in a fetch reply beyond its key, value and headers (upper bound). */
+const RECORD_WIRE_OVERHEAD_BYTES = 64;
 
 export interface PartitionServiceOptions {
   rc: ResolvedReplicaConfig;
@@ -91,6 +100,15 @@ export class PartitionService implements PartitionClient {
           'PAYLOAD_TOO_LARGE',
           `${req.records.length} records in one batch; the limit is ${cfg.maxBatchRecords}`,
           { extra: { limit: cfg.maxBatchRecords } },
+        );
+      // A batch is bounded well below the frame cap: its Raft entry (a little larger) must fit a
+      // follower's peer frame, or the leader holds an entry no follower accepts and never commits again.
+      const batchBytes = recordBytes(req.records);
+      if (batchBytes > cfg.maxBatchBytes)
+        throw new DaftkaError(
+          'PAYLOAD_TOO_LARGE',
+          `a batch of ${batchBytes} bytes; the limit is ${cfg.maxBatchBytes}`,
+          { extra: { limit: cfg.maxBatchBytes } },
         );
       // Far-future timestamps would hold time-based retention back for every record after them.
       const latestMs = Date.now() + cfg.maxTimestampSkewMs;
@@ -173,7 +191,12 @@ export class PartitionService implements PartitionClient {
     }
     const records: RecordOut[] = [];
     let bytes = 0;
+    let wireBytes = 0;
     const want = Math.max(1, req.maxRecords);
+    // The reply always fits the client's frame cap, whatever max_bytes asked for (a gateway may
+    // be configured with a larger fetchMaxBytes): an oversized reply closes the connection that
+    // every call to this replica shares.
+    const maxBytes = Math.min(req.maxBytes, FETCH_REPLY_MAX_BYTES);
     // The index rows this answer can use (bounded by the records and bytes they hold), then their
     // entries in as few reads as possible: one storage round trip per entry made a fetch below
     // the entry cache (a restarted replica, a consumer far behind) take seconds for 1000s of rows.
@@ -189,7 +212,7 @@ export class PartitionService implements PartitionClient {
         planned += row.base + row.count - Math.max(row.base, req.offset);
         plannedBytes += row.bytes;
         cursor = row.base + row.count;
-        if (planned >= want || plannedBytes >= req.maxBytes) break plan;
+        if (planned >= want || plannedBytes >= maxBytes) break plan;
       }
     }
     const byIndex = new Map<number, Entry>();
@@ -212,7 +235,14 @@ export class PartitionService implements PartitionClient {
         if (offset < req.offset) continue;
         const r = cmd.records[i];
         const size = recordBytes([r]);
-        if (records.length > 0 && (records.length >= want || bytes + size > req.maxBytes)) break outer;
+        // The reply's size on the wire (with each record's framing) stays under the frame cap.
+        const wire = size + RECORD_WIRE_OVERHEAD_BYTES + 8 * r.headers.length;
+        if (
+          records.length > 0 &&
+          (records.length >= want || bytes + size > req.maxBytes || wireBytes + wire > FETCH_REPLY_MAX_BYTES)
+        )
+          break outer;
+        wireBytes += wire;
         records.push({ ...r, offset });
         bytes += size;
       }
