@@ -73,9 +73,10 @@ export const topicSpecSchema = object(
       { description: 'Retention per partition; the defaults are 7 days and unbounded bytes.' },
     ),
     maxRecordBytes: int({
-      description: 'Largest record (key + value + headers), bytes.',
+      description:
+        'Largest record (key + value + headers), bytes. At most 8 MiB: a produce batch is bounded by 8 MiB so its Raft entry fits the 16 MiB frame.',
       min: 1,
-      max: 64 * 1024 * 1024,
+      max: 8 * 1024 * 1024,
     }),
     quotas: object(
       {
