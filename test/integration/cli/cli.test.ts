@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePort } from '../../helpers/free-port';
 import { LocalStack } from '../../helpers/local-stack';
+import { localClientKeysDir } from '../../../scripts/local-mode';
 
 /**
  * The `daftka` CLI end to end: bin/daftka as a child process (exactly what `npx daftka` runs)
@@ -62,6 +63,8 @@ const oneErrorLine = (r: Run) => {
   expect(r.stderr).toMatch(/^daftka: /);
 };
 
+const ALICE = { producers: ['alice'], consumers: ['alice'], admins: ['alice'] };
+
 async function startAuthGateway(): Promise<void> {
   const port = await freePort();
   const tokens = join(home, 'tokens.json');
@@ -78,6 +81,8 @@ async function startAuthGateway(): Promise<void> {
       DAFTKA_NATS_URL: stack.natsUrl,
       DAFTKA_GATEWAY_AUTH: 'tokens',
       DAFTKA_GATEWAY_TOKENS_FILE: tokens,
+      // The replicas admit a client only with the topic's client key (docs/security.md).
+      DAFTKA_GATEWAY_CLIENT_KEYS_DIR: localClientKeysDir(stack.dataDir),
       DAFTKA_LOG_LEVEL: 'warn',
     },
     stdio: ['pipe', 'ignore', 'pipe'],
@@ -100,9 +105,10 @@ async function startAuthGateway(): Promise<void> {
 
 beforeAll(async () => {
   stack = await LocalStack.start({
+    // Closed by default: the token gateway's principal alice holds every right on both topics.
     topics: [
-      { name: 't', partitions: 2, replicationFactor: 1 },
-      { name: 'dl', partitions: 1, replicationFactor: 1 },
+      { name: 't', partitions: 2, replicationFactor: 1, access: ALICE },
+      { name: 'dl', partitions: 1, replicationFactor: 1, access: ALICE },
     ],
   });
   await startAuthGateway();
@@ -325,11 +331,15 @@ describe('status and readiness', () => {
     });
   });
 
-  it('readiness: a gateway without the report is one clear line (exit 2)', async () => {
+  it('readiness: the report with every check (exit 0 ready or warning, 7 not_ready); --history answers', async () => {
     const r = await daftka(['readiness']);
-    expect(r.code).toBe(2);
-    oneErrorLine(r);
-    expect(r.stderr).toContain('no readiness report');
+    expect([0, 7]).toContain(r.code);
+    expect(r.stdout).toMatch(/^readiness: (ready|warning|not_ready)/m);
+    const j = json(await daftka(['readiness', '-o', 'json'])) as { status: string; checks: unknown[] };
+    expect(['ready', 'warning', 'not_ready']).toContain(j.status);
+    expect(j.checks.length).toBeGreaterThan(5);
+    expect(r.code).toBe(j.status === 'not_ready' ? 7 : 0);
+    expect((await daftka(['readiness', '--history', '5'])).code).toBe(0);
   });
 });
 

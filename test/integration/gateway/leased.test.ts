@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { partitionForKey } from '../../../common/partitioner';
-import { localLeaseSecret } from '../../../scripts/local-mode';
+import { localClientKeysDir, localLeaseSecret } from '../../../scripts/local-mode';
 import { freePort } from '../../helpers/free-port';
 import { LocalStack } from '../../helpers/local-stack';
 
@@ -37,6 +37,8 @@ async function startSecondGateway(): Promise<{ url: string; proc: ChildProcess }
     DAFTKA_GATEWAY_TOPICS_FILE: stack.plan.topicsFile,
     DAFTKA_NATS_URL: stack.natsUrl,
     DAFTKA_GATEWAY_LEASE_SECRET: localLeaseSecret(stack.dataDir),
+    // The replicas admit a client only with the topic's client key (docs/security.md).
+    DAFTKA_GATEWAY_CLIENT_KEYS_DIR: localClientKeysDir(stack.dataDir),
     DAFTKA_LOG_LEVEL: 'warn',
   });
   const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'gateway/main.ts')], {
