@@ -288,6 +288,7 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
   // (about 5× that in memory: buffer, text, parsed records, record bytes, replica frame) before
   // any in-flight bound is reached. One body is always admitted when none is held, so nothing starves.
   let bodyBytesHeld = 0;
+  const heldBySocket = new WeakMap<object, number>();
   gauge(deps.registry, {
     name: 'daftka_gateway_body_bytes_in_flight',
     help: 'Request body bytes reserved by requests being read or served (bounded by maxBodyBytesInFlight)',
@@ -309,9 +310,40 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
         retryAfterMs: 1000,
       });
     }
+    // One body at a time per connection: pipelined requests cannot multiply the reservation.
+    const socket = req.socket;
+    if ((heldBySocket.get(socket) ?? 0) > 0) {
+      metrics.shed.inc({ reason: 'body_per_connection', kind: state.route });
+      throw new DaftkaError('OVERLOADED', 'one request body at a time per connection; retry later', {
+        retryAfterMs: 1000,
+      });
+    }
     bodyBytesHeld += cost;
+    heldBySocket.set(socket, cost);
+    // Minimum upload rate: a body trickling in would hold its reservation (maxBodyBytes when
+    // chunked) for as long as the client likes; past the grace, too slow on average = cut.
+    const minRate = limits.minUploadBytesPerSecond ?? 0;
+    let watchdog: NodeJS.Timeout | undefined;
+    if (minRate > 0) {
+      const started = Date.now();
+      const readAtStart = socket.bytesRead;
+      const grace = limits.uploadGraceMs ?? 5000;
+      watchdog = setInterval(() => {
+        if (req.complete) return clearInterval(watchdog);
+        const elapsedMs = Date.now() - started;
+        if (elapsedMs < grace) return;
+        if (socket.bytesRead - readAtStart < (minRate * elapsedMs) / 1000) {
+          clearInterval(watchdog);
+          metrics.shed.inc({ reason: 'slow_upload', kind: state.route });
+          socket.destroy();
+        }
+      }, 250);
+      watchdog.unref();
+    }
     res.once('close', () => {
+      if (watchdog) clearInterval(watchdog);
       bodyBytesHeld -= cost;
+      heldBySocket.delete(socket);
     });
   };
 

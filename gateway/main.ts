@@ -190,6 +190,8 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       fetchMaxRecords: cfg.fetchMaxRecords,
       fetchMaxBytes: cfg.fetchMaxBytes,
       requestTimeoutMs: cfg.requestTimeoutMs,
+      minUploadBytesPerSecond: cfg.minUploadBytesPerSecond,
+      uploadGraceMs: cfg.uploadGraceMs,
     },
     ...(feed ? { nats: feed } : {}),
     leased: {
@@ -219,7 +221,12 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       }
     });
 
-  const server: Server = createServer(app);
+  // Slow clients cannot hold a connection and its body budget: headers and the whole request
+  // have deadlines (408, connection closed), checked every second rather than Node's 30 s.
+  const server: Server = createServer(
+    { headersTimeout: cfg.headersTimeoutMs, requestTimeout: cfg.uploadTimeoutMs, connectionsCheckingInterval: 1000 },
+    app,
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(cfg.port, cfg.host, () => {

@@ -28,6 +28,9 @@ export interface GatewayLimits {
   fetchMaxBytes: number;
   /** Produce commit deadline, and the deadline of every other replica call (fetch: wait + this). */
   requestTimeoutMs: number;
+  /** A body slower than this on average after `uploadGraceMs` is cut (0 or absent: no minimum). */
+  minUploadBytesPerSecond?: number;
+  uploadGraceMs?: number;
 }
 
 export const DEFAULT_LIMITS: GatewayLimits = {

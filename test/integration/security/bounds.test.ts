@@ -1,10 +1,12 @@
+import net from 'node:net';
 import { LocalStack, metricValue } from '../../helpers/local-stack';
 
 /**
  * Issue 15, the bounds (items 5, 7, 9, 11), against the real stack: each bound refuses with a
  * precise status and code, and nothing is written or spins past it.
  *
- *   t  1 partition × RF 1, replicas with DAFTKA_MAX_FETCH_WAITERS=0 (every long-poll is over the bound)
+ *   t  1 partition × RF 1, replicas with DAFTKA_MAX_FETCH_WAITERS=0 (every long-poll is over the
+ *      bound); the gateway's upload grace lowered to 1 s
  */
 
 jest.setTimeout(120_000);
@@ -18,6 +20,7 @@ beforeAll(async () => {
   stack = await LocalStack.start({
     topics: [{ name: 't', partitions: 1, replicationFactor: 1 }],
     replicaEnv: { DAFTKA_MAX_FETCH_WAITERS: '0' },
+    gatewayEnv: { DAFTKA_GATEWAY_UPLOAD_GRACE_MS: '1000' },
   });
 });
 
@@ -84,4 +87,31 @@ test('a record timestamped far in the future is refused 400 and nothing is writt
   });
   expect(soon.status).toBe(200);
   expect(await hw()).toBe(before + 1);
+});
+
+test('stalled uploads are cut after the grace: four slow chunked POSTs do not keep every POST at 503', async () => {
+  // Four chunked bodies reserve maxBodyBytes (8 MiB) each: the 32 MiB body budget is full.
+  const socks: net.Socket[] = [];
+  const closed: Array<Promise<unknown>> = [];
+  for (let i = 0; i < 4; i++) {
+    const s = net.connect(stack.gatewayPort, '127.0.0.1');
+    s.on('error', () => {});
+    s.resume();
+    closed.push(new Promise((r) => s.on('close', r)));
+    s.write(
+      'POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+        'Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n',
+    );
+    socks.push(s);
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  const produce = () => stack.http<Json>('POST', '/v1/topics/t/records', { body: { records: [{ value: 'v' }] } });
+  const blocked = await produce();
+  expect(blocked.status).toBe(503);
+  expect(blocked.body.code).toBe('OVERLOADED');
+
+  // Past the grace, each is slower than the minimum upload rate: cut, and its reservation released.
+  await Promise.all(closed);
+  expect((await produce()).status).toBe(200);
+  for (const s of socks) s.destroy();
 });
