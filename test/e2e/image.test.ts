@@ -218,6 +218,10 @@ describe('the three programs, started from the image', () => {
     expect(body.records.map((r) => [r.offset, Buffer.from(r.value_b64, 'base64').toString()])).toEqual([
       [0, 'from the image'],
     ]);
+    // The web console's static files are in the image (they are not TypeScript: the build copies them).
+    const consolePage = await fetch(`${base}/console/`);
+    expect(consolePage.status).toBe(200);
+    expect(await consolePage.text()).toContain('<html');
   });
 
   it('operator: a bad setting exits 2 naming the key; a good one serves /healthz while it looks for the apiserver', async () => {
