@@ -76,6 +76,12 @@ export interface RpcServerOptions {
   auth?: RpcServerAuth;
   /** Time a new connection has to complete the handshake before it is closed. Default 5000 ms. */
   handshakeTimeoutMs?: number;
+  /** A connection with no call running and nothing received for this long is closed. Default 300 000 ms. */
+  idleTimeoutMs?: number;
+  /** A frame begun but not completed within this is a stalled client: closed. Default 10 000 ms. */
+  partialFrameTimeoutMs?: number;
+  /** Bytes of unfinished frames held across all connections; the one that passes it is closed. Default 64 MiB. */
+  maxBufferedBytes?: number;
   logger: Logger;
   registry: promClient.Registry;
 }
@@ -86,6 +92,9 @@ export const RPC_SERVER_DEFAULTS = {
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   overloadRetryAfterMs: 50,
   handshakeTimeoutMs: 5000,
+  idleTimeoutMs: 300_000,
+  partialFrameTimeoutMs: 10_000,
+  maxBufferedBytes: 64 * 1024 * 1024,
 } as const;
 
 function makeMetrics(reg: promClient.Registry) {
@@ -110,7 +119,7 @@ function makeMetrics(reg: promClient.Registry) {
     }),
     rejected: sharedCounter(reg, {
       name: 'daftka_rpc_server_rejected_total',
-      help: 'Calls or connections refused by a bound (reason: inflight, connections).',
+      help: 'Calls or connections refused by a bound (reason: inflight, connections, idle, partial_frame, memory).',
       labelNames: ['reason'] as const,
     }),
     admissions: sharedCounter(reg, {
@@ -142,6 +151,9 @@ interface Conn {
   role: RpcRole | null;
   challenge: Challenge;
   handshakeTimer: NodeJS.Timeout | null;
+  /** Bytes of unfinished frames this connection holds (counted in the server's total). */
+  buffered: number;
+  partialTimer: NodeJS.Timeout | null;
 }
 
 const NOW_NS = () => process.hrtime.bigint();
@@ -160,6 +172,8 @@ export class RpcServer {
   private server: net.Server | null = null;
   private inflight = 0;
   private closing = false;
+  /** Bytes of unfinished frames across every connection. */
+  private bufferedBytes = 0;
 
   constructor(opts: RpcServerOptions) {
     this.opts = opts;
@@ -253,7 +267,14 @@ export class RpcServer {
       role: null,
       challenge: makeChallenge(this.opts.auth),
       handshakeTimer: null,
+      buffered: 0,
+      partialTimer: null,
     };
+    // Idle: nothing received and no call running (a long-poll in flight keeps it open).
+    socket.setTimeout(this.opts.idleTimeoutMs ?? RPC_SERVER_DEFAULTS.idleTimeoutMs, () => {
+      if (c.calls.size > 0) return;
+      this.limit(c, 'idle');
+    });
     c.handshakeTimer = setTimeout(() => {
       this.metrics.admissions.inc({ outcome: 'timeout' });
       socket.destroy();
@@ -276,6 +297,9 @@ export class RpcServer {
     });
     socket.on('close', () => {
       if (c.handshakeTimer) clearTimeout(c.handshakeTimer);
+      if (c.partialTimer) clearTimeout(c.partialTimer);
+      this.bufferedBytes -= c.buffered;
+      c.buffered = 0;
       c.closed = true;
       this.conns.delete(c);
       this.metrics.connections.set(this.conns.size);
@@ -283,7 +307,37 @@ export class RpcServer {
     });
   }
 
+  /** Close a connection over one of the bounds, and count it. */
+  private limit(c: Conn, reason: 'idle' | 'partial_frame' | 'memory'): void {
+    this.metrics.rejected.inc({ reason });
+    if (reason !== 'idle') this.log.warn('rpc_connection_closed', { reason, remote: c.socket.remoteAddress });
+    c.socket.destroy();
+  }
+
+  /** Account the connection's unfinished bytes; start or stop its partial-frame clock. */
+  private account(c: Conn): void {
+    const now = c.closed ? 0 : c.decoder.bufferedBytes;
+    this.bufferedBytes += now - c.buffered;
+    c.buffered = now;
+    if (now === 0) {
+      if (c.partialTimer) clearTimeout(c.partialTimer);
+      c.partialTimer = null;
+    } else if (c.partialTimer === null) {
+      c.partialTimer = setTimeout(
+        () => this.limit(c, 'partial_frame'),
+        this.opts.partialFrameTimeoutMs ?? RPC_SERVER_DEFAULTS.partialFrameTimeoutMs,
+      );
+      c.partialTimer.unref();
+    }
+  }
+
   private onData(c: Conn, chunk: Buffer): void {
+    // A memory budget across connections: half-frames parked on many connections cannot add up
+    // to connections × maxFrameBytes.
+    if (this.bufferedBytes + chunk.length > (this.opts.maxBufferedBytes ?? RPC_SERVER_DEFAULTS.maxBufferedBytes)) {
+      this.limit(c, 'memory');
+      return;
+    }
     c.decoder.push(chunk);
     try {
       for (const f of c.decoder.frames()) {
@@ -304,6 +358,8 @@ export class RpcServer {
       if (e instanceof CodecError) this.badFrame(c, 'bad_payload', e.message);
       else if (e instanceof FrameError) this.badFrame(c, e.reason, e.message);
       else throw e;
+    } finally {
+      this.account(c);
     }
   }
 

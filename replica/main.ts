@@ -83,6 +83,9 @@ async function main(): Promise<void> {
     logger,
     registry,
     auth: { topic: cfg.topic, topicKey, adminKey },
+    idleTimeoutMs: cfg.rpcIdleTimeoutMs,
+    partialFrameTimeoutMs: cfg.rpcPartialFrameTimeoutMs,
+    maxBufferedBytes: cfg.rpcMaxBufferedBytes,
   });
   // One port, three services; each method of the table is served by exactly one of them.
   servePartition(rpc, replica.partition);
