@@ -308,6 +308,13 @@ export const replicaSchema = defineSchema({
     default: '',
     doc: "the operator's credential on the client port: membership and leadership methods (addLearner, promote, removeMember, transferLeadership) need a connection that proved it; at least 32 characters; empty: those methods are refused whenever peerSecret is set",
   },
+  corruptDataPolicy: {
+    type: 'enum',
+    env: 'DAFTKA_CORRUPT_DATA_POLICY',
+    values: ['quarantine', 'stop'] as const,
+    default: 'quarantine',
+    doc: 'storage corruption found at start (a CRC failure at or below the persisted commit index, RocksDB corruption): quarantine = move the data dir aside (<dataDir>.corrupt-<time>) and exit, so the restart comes back as a new incarnation that joins as a learner and catches up; stop = exit and keep failing until a person acts. Either way the damaged replica never votes',
+  },
   rpcIdleTimeoutMs: {
     type: 'int',
     env: 'DAFTKA_RPC_IDLE_TIMEOUT_MS',

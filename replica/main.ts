@@ -4,6 +4,7 @@
  * a dead storage worker) logs and exits non-zero for the supervisor to restart; SIGTERM hands
  * leadership over, flushes and exits 0 within the shutdown timeout.
  */
+import { renameSync } from 'node:fs';
 import { boundsSummary, ConfigError } from '../common/config';
 import { classify } from '../common/crash-policy';
 import { createLogger } from '../common/log';
@@ -71,7 +72,23 @@ async function main(): Promise<void> {
     ]),
   });
 
-  const replica = await PartitionReplica.open(rc, logger, registry, die);
+  let replica: PartitionReplica;
+  try {
+    replica = await PartitionReplica.open(rc, logger, registry, die);
+  } catch (err) {
+    // Damaged acknowledged data: this replica must not vote with it. Move it aside so the
+    // restart is a new incarnation (learner, catch-up from the leader); keep it for a post-mortem.
+    if (classify(err).kind === 'storage_corruption' && cfg.corruptDataPolicy === 'quarantine') {
+      const aside = `${cfg.dataDir}.corrupt-${Date.now()}`;
+      try {
+        renameSync(cfg.dataDir, aside);
+        logger.error('data_quarantined', { error: (err as Error).message, moved_to: aside });
+      } catch (e) {
+        logger.error('data_quarantine_failed', { error: (e as Error).message });
+      }
+    }
+    throw err;
+  }
   // Admission on the client port: the topic's client key (derived from the peer secret) for every
   // method but membership and leadership, which need the operator's admin key.
   const peerKey = cfg.peerSecret !== '' ? clientKeyOf(cfg.peerSecret, cfg.topic) : null;

@@ -116,7 +116,7 @@ export async function recover(db: RocksDb, params: OpenParams): Promise<{ init: 
   const start = read<LogStart>(META.logStart);
   const applied = read<number>(META.applied);
   if (start === null || applied === null) throw corruption('log start or applied index missing');
-  let hardState = read<StoredHardState>(META.hardState);
+  const hardState = read<StoredHardState>(META.hardState);
   const conf = read<StoredConf>(META.conf);
   const snapshot = read<StoredSnapshotMeta>(META.snapshot);
 
@@ -146,14 +146,17 @@ export async function recover(db: RocksDb, params: OpenParams): Promise<{ init: 
     // Cutting applied entries would leave a state machine ahead of its own log.
     if (last.index < applied)
       throw corruption(`torn tail reaches below the applied index (last good ${last.index}, applied ${applied})`);
+    // Entries up to the persisted commit index were synced before that index was: one of them
+    // failing its CRC is damage to acknowledged data, not a torn write. Lowering the commit index
+    // (as this once did) would silently drop acknowledged entries and let this replica vote with
+    // a log that lacks them. Fatal; the replica comes back as a new incarnation (replica/main.ts).
+    if (hardState !== null && hardState.commit > last.index)
+      throw corruption(
+        `log entries up to the persisted commit index ${hardState.commit} fail their CRC (last good ${last.index})`,
+      );
     const b = db.batch();
     for (const k of tail.cut) b.del(k);
     for (const r of staleRuns) b.del(termRunKey(r));
-    if (hardState !== null && hardState.commit > last.index) {
-      // The commit index is re-learned from the leader; it must not point past our log.
-      hardState = { ...hardState, commit: last.index };
-      b.put(metaKey(META.hardState), encodeMeta(hardState));
-    }
     await b.write({ sync: true });
   }
 

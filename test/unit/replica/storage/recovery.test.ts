@@ -34,9 +34,9 @@ async function damage(dir: string, index: number, how: 'flip' | 'truncate' | 'de
   });
 }
 
-async function seed(dir: string, last: number, applied = 0): Promise<void> {
+async function seed(dir: string, last: number, applied = 0, commit = last): Promise<void> {
   const s = await openStorage(dir);
-  await s.append([...entries(1, Math.min(last, 10), 1), ...entries(11, last, 2)], { term: 2, vote: 'a', commit: last });
+  await s.append([...entries(1, Math.min(last, 10), 1), ...entries(11, last, 2)], { term: 2, vote: 'a', commit });
   if (applied > 0) await s.applyBatch(applied, []);
   await s.close();
 }
@@ -49,7 +49,8 @@ describe('storage recovery', () => {
   afterEach(() => removeDir(dir));
 
   it('cuts a torn tail (bad CRC and short values at the end) back to the last whole entry', async () => {
-    await seed(dir, 20);
+    // A torn tail lies above the persisted commit index (entries not yet known committed).
+    await seed(dir, 20, 0, 17);
     await damage(dir, 20, 'flip');
     await damage(dir, 19, 'truncate');
     await damage(dir, 18, 'flip');
@@ -64,7 +65,6 @@ describe('storage recovery', () => {
           [11, 2],
         ],
       });
-      // The commit index must not point past the repaired log.
       expect(s.recovered.hardState).toEqual({ term: 2, vote: 'a', commit: 17 });
       expect((await s.readEntries(1, 100, 1 << 20)).map((e) => e.index)).toEqual(entries(1, 17, 1).map((e) => e.index));
       await s.append(entries(18, 18, 3));
@@ -74,6 +74,15 @@ describe('storage recovery', () => {
     const again = await openStorage(dir);
     expect(again.recovered).toMatchObject({ tailRepaired: 0, lastIndex: 18, lastTerm: 3 });
     await again.close();
+  });
+
+  it('treats a CRC failure at or below the persisted commit index as corruption (fatal), never lowering commit', async () => {
+    // Issue 15 item 12: entries 19 and 20 were committed (acknowledged); a damaged tail there is
+    // lost acknowledged data, not a torn write.
+    await seed(dir, 20, 0, 20);
+    await damage(dir, 20, 'flip');
+    await damage(dir, 19, 'truncate');
+    await expect(openStorage(dir)).rejects.toMatchObject({ name: 'ClassifiedError', kind: 'storage_corruption' });
   });
 
   it('treats a bad CRC followed by good entries as corruption (fatal), not as a torn tail', async () => {
