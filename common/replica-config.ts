@@ -302,6 +302,12 @@ export const replicaSchema = defineSchema({
     default: '',
     doc: 'shared by the replicas of a partition group (the operator gives each Topic its own; local mode makes one): peer hellos are signed with it and unsigned peers refused; at least 32 characters; empty: peers are not authenticated',
   },
+  insecureNoPeerAuth: {
+    type: 'bool',
+    env: 'DAFTKA_INSECURE_NO_PEER_AUTH',
+    default: false,
+    doc: 'allow an empty peerSecret (unauthenticated peers and client port): for a throwaway development process only; without it an empty peerSecret is refused at start',
+  },
   adminSecret: {
     type: 'string',
     env: 'DAFTKA_ADMIN_SECRET',

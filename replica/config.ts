@@ -55,6 +55,11 @@ export function resolveReplicaConfig(
       'tickMs',
       `invalid config tickMs (DAFTKA_TICK_MS): ${cfg.tickMs} must not exceed heartbeatMs (${cfg.heartbeatMs})`,
     );
+  if (cfg.peerSecret === '' && !cfg.insecureNoPeerAuth)
+    throw new ConfigError(
+      'peerSecret',
+      'missing config peerSecret (DAFTKA_PEER_SECRET): without it any process that reaches the peer port can pose as a replica (the operator and local mode set one; DAFTKA_INSECURE_NO_PEER_AUTH=true allows none, for development only)',
+    );
   if (cfg.peerSecret !== '' && cfg.peerSecret.length < MIN_PEER_SECRET_CHARS)
     throw new ConfigError(
       'peerSecret',

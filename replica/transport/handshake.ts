@@ -85,9 +85,20 @@ export class NonceCache {
   }
 }
 
-/** Why a hello fails authentication against `secret`, or null when it passes. */
-export function checkHelloAuth(h: Hello, secret: Buffer, nowMs: number, nonces: NonceCache): string | null {
+/**
+ * Why a hello fails authentication against `secret`, or null when it passes. `notBeforeMs` (the
+ * acceptor's start time) refuses hellos signed before this process existed: the nonce cache is
+ * in memory, so without it a hello recorded just before a restart could be played again after it.
+ */
+export function checkHelloAuth(
+  h: Hello,
+  secret: Buffer,
+  nowMs: number,
+  nonces: NonceCache,
+  notBeforeMs = 0,
+): string | null {
   if (!h.auth) return 'no authentication in the hello (the peer has no peer secret)';
+  if (h.auth.timeMs < notBeforeMs) return 'hello signed before this replica started (a replayed hello)';
   if (Math.abs(nowMs - h.auth.timeMs) > PEER_AUTH_SKEW_MS)
     return `hello time is ${Math.round((h.auth.timeMs - nowMs) / 1000)} s from this replica's clock`;
   const want = helloTag(secret, h, h.auth.timeMs, h.auth.nonce);
@@ -102,8 +113,24 @@ export function negotiateVersion(theirs: VersionRange, ours: VersionRange): numb
   return v >= Math.max(theirs.min, ours.min) ? v : null;
 }
 
-export function encodeAck(version: number): Buffer {
-  return new BufWriter(1).u8(version).finish();
+/**
+ * The acceptor's proof that it holds the group's secret, bound to the hello it answers (its
+ * nonce): a process that is not a member cannot accept a replica's connection and feed it
+ * votes or appends, and an ACK recorded on another connection does not verify.
+ */
+export function ackTag(secret: Buffer, h: Hello, version: number): Buffer {
+  if (!h.auth) throw new RangeError('ackTag: the hello carries no authentication');
+  return createHmac('sha256', secret)
+    .update(`daftka-peer-ack-v1\0${h.from}\0${h.to}\0${h.clusterId}\0${version}\0`)
+    .update(h.auth.nonce)
+    .digest();
+}
+
+/** `u8 version · [32-byte tag]` (the tag when the group has a secret). */
+export function encodeAck(version: number, tag?: Buffer): Buffer {
+  const w = new BufWriter(1 + TAG_BYTES).u8(version);
+  if (tag) w.bytes(tag);
+  return w.finish();
 }
 
 /** The version the acceptor chose (1 for an empty ACK, from a peer before versions). */
@@ -111,8 +138,15 @@ export function decodeAck(payload: Buffer): number {
   if (payload.length === 0) return 1;
   const r = new BufReader(payload);
   const v = r.u8('ack.version');
+  if (r.remaining === TAG_BYTES) r.bytes(TAG_BYTES, 'ack.tag');
   r.end('ack');
   return v;
+}
+
+/** Whether an ACK carries the acceptor's valid proof for the hello `sent`. */
+export function checkAck(payload: Buffer, secret: Buffer, sent: Hello, version: number): boolean {
+  if (payload.length !== 1 + TAG_BYTES) return false;
+  return timingSafeEqual(payload.subarray(1), ackTag(secret, sent, version));
 }
 
 /** Ids and cluster ids are short printable ASCII; 255 bytes is generous. */

@@ -12,6 +12,7 @@ import {
   type FrameErrorReason,
 } from '../../protocol/frame';
 import {
+  ackTag,
   checkHelloAuth,
   decodeHello,
   encodeAck,
@@ -61,6 +62,8 @@ interface Inbound {
 export class InboundConnections {
   private readonly conns = new Set<Inbound>();
 
+  /** Hellos signed before this (the process's start, near enough) are refused: see checkHelloAuth. */
+  private readonly startedMs = Date.now();
   constructor(private readonly h: InboundHost) {}
 
   /** Close the connections of `peer` (removed from the membership). */
@@ -174,7 +177,7 @@ export class InboundConnections {
     }
     // Authenticated before anything changes: admitting a new peer joins it to the membership.
     if (this.h.secret) {
-      const why = checkHelloAuth(hello, this.h.secret, Date.now(), this.h.nonces);
+      const why = checkHelloAuth(hello, this.h.secret, Date.now(), this.h.nonces, this.startedMs);
       if (why !== null) {
         this.refuse(c, 'unauthenticated', { ...who, detail: why });
         return;
@@ -190,7 +193,8 @@ export class InboundConnections {
     for (const other of this.conns) if (other !== c && other.peerId === hello.from) other.socket.destroy();
     c.peerId = hello.from;
     c.decoder.setMaxFrameBytes(this.h.maxFrameBytes);
-    new FrameWriter(c.socket).write(FrameType.PEER_HELLO_ACK, [encodeAck(version)]);
+    const tag = this.h.secret && hello.auth ? ackTag(this.h.secret, hello, version) : undefined;
+    new FrameWriter(c.socket).write(FrameType.PEER_HELLO_ACK, [encodeAck(version, tag)]);
     this.h.log.info('peer_accepted', { peer: hello.from, remote: c.socket.remoteAddress, version });
   }
 

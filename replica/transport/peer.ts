@@ -15,6 +15,7 @@ import {
 import { MIN_PEER_SECRET_CHARS } from '../../common/peer-secret';
 import {
   checkId,
+  checkAck,
   decodeAck,
   decodeReject,
   encodeHello,
@@ -354,9 +355,11 @@ export class PeerTransport {
       socket.destroy();
     }, this.handshakeTimeoutMs);
 
+    let sent: Hello | null = null;
     socket.on('connect', () => {
       const w = new FrameWriter(socket);
-      w.write(FrameType.PEER_HELLO, [encodeHello(this.hello(o.id))]);
+      sent = this.hello(o.id);
+      w.write(FrameType.PEER_HELLO, [encodeHello(sent)]);
     });
     socket.on('data', (chunk: Buffer) => {
       decoder.push(chunk);
@@ -376,6 +379,10 @@ export class PeerTransport {
                 'bad_payload',
                 `hello ack chose version ${v}, outside ${this.versions.min}..${this.versions.max}`,
               );
+            // The acceptor proves the secret too: an impostor on the peer's address cannot
+            // take our votes and appends.
+            if (this.secret && (sent === null || !checkAck(f.payload, this.secret, sent, v)))
+              throw new FrameError('bad_payload', 'hello ack is not authenticated with the peer secret');
             o.version = v;
             this.opened(o, socket);
           } else if (f.type === FrameType.PEER_HELLO_REJECT) {
