@@ -22,6 +22,8 @@ export interface LeaderAnnouncement {
   endpoint: string;
   highWatermark: number;
   ts: number;
+  /** protocol/rpc-auth.ts leaderSig with the topic's client key (absent: the replica has no secret). */
+  sig?: string;
 }
 
 export interface StatusReport {
@@ -49,7 +51,7 @@ export interface StatusReport {
 
 export interface DiscoverReply {
   v: 1;
-  partitions: Array<{ partition: number; leaderId: string; endpoint: string; term: number }>;
+  partitions: Array<{ partition: number; leaderId: string; endpoint: string; term: number; sig?: string }>;
 }
 
 export type ControlRequest =

@@ -1,4 +1,5 @@
 import { connect, Events, type Msg, type NatsConnection } from 'nats';
+import { checkLeaderSig } from '../protocol/rpc-auth';
 import type client from 'prom-client';
 import { Backoff, sleep } from '../common/backoff';
 import type { Logger } from '../common/log';
@@ -74,6 +75,12 @@ export interface NatsLeaderFeedOptions {
   discoverTimeoutMs?: number;
   /** Pause between reconnection attempts. Default 1000. */
   reconnectTimeWaitMs?: number;
+  /**
+   * A topic's client key, when the gateway holds it: then only announcements and discovery
+   * entries signed with it (protocol/rpc-auth.ts leaderSig) are believed; others are counted
+   * (`kind: unsigned`) and dropped. Without a key, the router's own checks still apply.
+   */
+  keyFor?: (topic: string) => Buffer | undefined;
 }
 
 const decoder = new TextDecoder();
@@ -188,6 +195,7 @@ export class NatsLeaderFeed {
       this.o.logger.debug('nats_bad_announcement', { subject: msg.subject });
       return;
     }
+    if (!this.signed(a!.topic, a!, (a as { sig?: unknown }).sig)) return;
     this.o.sink.acceptLeader(
       a!.topic,
       a!.partition,
@@ -211,17 +219,31 @@ export class NatsLeaderFeed {
           return;
         }
         for (const p of doc!.partitions)
-          this.o.sink.acceptLeader(
-            t.name,
-            p.partition,
-            { leaderId: p.leaderId, endpoint: p.endpoint, term: p.term },
-            'discover',
-          );
+          if (this.signed(t.name, { topic: t.name, ...p }, (p as { sig?: unknown }).sig))
+            this.o.sink.acceptLeader(
+              t.name,
+              p.partition,
+              { leaderId: p.leaderId, endpoint: p.endpoint, term: p.term },
+              'discover',
+            );
       } catch (err) {
         // No responders or a timeout: the replicas will announce themselves anyway.
         this.o.logger.debug('nats_discover_failed', { topic: t.name, error: (err as Error).message });
       }
     });
+  }
+
+  /** Whether a leader claim may be believed: signed with the topic's key when the gateway holds it. */
+  private signed(
+    topic: string,
+    a: { topic: string; partition: number; term: number; leaderId: string; endpoint: string },
+    sig: unknown,
+  ): boolean {
+    const key = this.o.keyFor?.(topic);
+    if (key === undefined || checkLeaderSig(key, a, sig)) return true;
+    this.m?.bad.inc({ kind: 'unsigned' });
+    this.o.logger.warn('nats_unsigned_leader', { topic, partition: a.partition });
+    return false;
   }
 
   async close(): Promise<void> {

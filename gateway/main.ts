@@ -134,6 +134,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
           registry,
           discoverTimeoutMs: cfg.discoverTimeoutMs,
           reconnectTimeWaitMs: cfg.natsReconnectWaitMs,
+          ...(keyFor ? { keyFor } : {}),
         });
   // Not awaited: the gateway serves without NATS (from seeds and redirects) and reports degraded.
   void feed?.start();

@@ -219,3 +219,27 @@ export function dirKeyring(dir: string): (topic: string) => Buffer | undefined {
     }
   };
 }
+
+/**
+ * The signature of a leader announcement or discovery entry: HMAC with the topic's client key
+ * over what a router acts on. A NATS publisher without the key cannot make a gateway believe a
+ * leader (gateway/leader-feed.ts drops unsigned or badly signed ones when it holds the key).
+ */
+export function leaderSig(
+  key: Buffer,
+  a: { topic: string; partition: number; term: number; leaderId: string; endpoint: string },
+): string {
+  return createHmac('sha256', key)
+    .update(`daftka-leader-v1\0${a.topic}\0${a.partition}\0${a.term}\0${a.leaderId}\0${a.endpoint}`)
+    .digest('base64url');
+}
+
+/** Constant-time check of a leader signature. */
+export function checkLeaderSig(
+  key: Buffer,
+  a: { topic: string; partition: number; term: number; leaderId: string; endpoint: string },
+  sig: unknown,
+): boolean {
+  if (typeof sig !== 'string' || sig.length !== 43) return false;
+  return equal(Buffer.from(sig, 'base64url'), Buffer.from(leaderSig(key, a), 'base64url'));
+}

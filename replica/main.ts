@@ -124,6 +124,7 @@ async function main(): Promise<void> {
         intervalMs: cfg.announceIntervalMs,
         clientEndpoint: `${self.host}:${self.clientPort}`,
         logger,
+        ...(peerKey ? { signKey: peerKey } : {}),
       })
     : null;
   await announcer?.start();

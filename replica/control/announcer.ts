@@ -1,4 +1,5 @@
 import { connect, type NatsConnection } from 'nats';
+import { leaderSig } from '../../protocol/rpc-auth';
 import {
   SUBJECTS,
   parseControlRequest,
@@ -36,6 +37,8 @@ export class Announcer {
       intervalMs: number;
       clientEndpoint: string;
       logger: Logger;
+      /** The topic's client key: announcements and discovery answers are signed with it. */
+      signKey?: Buffer;
     },
   ) {}
 
@@ -106,6 +109,7 @@ export class Announcer {
       highWatermark: this.replica.state.nextOffset,
       ts: Date.now(),
     };
+    if (this.opts.signKey) a.sig = leaderSig(this.opts.signKey, a);
     nc.publish(SUBJECTS.leader(this.opts.topic, this.opts.partition), this.enc.encode(JSON.stringify(a)));
   }
 
@@ -198,17 +202,16 @@ export class Announcer {
       for await (const m of sub) {
         const n = this.replica.raft;
         if (n === null || n.role !== 'leader') continue; // only leaders answer
-        const r: DiscoverReply = {
-          v: 1,
-          partitions: [
-            {
-              partition: this.opts.partition,
-              leaderId: this.replica.id,
-              endpoint: this.opts.clientEndpoint,
-              term: n.term,
-            },
-          ],
+        const entry = {
+          partition: this.opts.partition,
+          leaderId: this.replica.id,
+          endpoint: this.opts.clientEndpoint,
+          term: n.term,
         };
+        const sig = this.opts.signKey
+          ? { sig: leaderSig(this.opts.signKey, { topic: this.opts.topic, ...entry }) }
+          : {};
+        const r: DiscoverReply = { v: 1, partitions: [{ ...entry, ...sig }] };
         m.respond(this.enc.encode(JSON.stringify(r)));
       }
     })();

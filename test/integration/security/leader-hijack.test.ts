@@ -33,9 +33,16 @@ async function announce(endpoint: string, term: number): Promise<void> {
   await new Promise((r) => setTimeout(r, 300));
 }
 
+/**
+ * Claims not believed: dropped by the NATS feed (unsigned: the gateway holds the topic's key) or
+ * refused by the router (`reason`), whichever comes first.
+ */
 async function refused(reason: string): Promise<number> {
-  const m = await stack.http<string>('GET', '/metrics');
-  return metricValue(m.body, 'daftka_gateway_leader_refused_total', { reason }) ?? 0;
+  const m = (await stack.http<string>('GET', '/metrics')).body;
+  return (
+    (metricValue(m, 'daftka_gateway_leader_refused_total', { reason }) ?? 0) +
+    (metricValue(m, 'daftka_gateway_nats_bad_messages_total', { kind: 'unsigned' }) ?? 0)
+  );
 }
 
 async function produceOk(value: string): Promise<number> {
@@ -92,4 +99,19 @@ test('a term far ahead naming a real replica is confirmed with that replica firs
   await produceOk('after-failover');
   expect(Date.now() - t0).toBeLessThan(5000);
   expect(next.term).toBeGreaterThan(leader.term);
+});
+
+test("an unsigned announcement is dropped when the gateway holds the topic's key; the replicas' signed ones are followed", async () => {
+  const leader = await stack.waitForLeader('t', 0);
+  const follower = stack.replicas('t', 0).find((r) => r.name !== leader.name)!;
+  const text = async () => (await stack.http<string>('GET', '/metrics')).body;
+  const before = metricValue(await text(), 'daftka_gateway_nats_bad_messages_total', { kind: 'unsigned' }) ?? 0;
+  // A plausible term (one ahead) and a real replica's endpoint: only the signature tells it apart.
+  await announce(follower.endpoint, leader.term + 1);
+  const after = await text();
+  expect(metricValue(after, 'daftka_gateway_nats_bad_messages_total', { kind: 'unsigned' })).toBe(before + 1);
+  // The replicas' own announcements (signed, every second) are not dropped.
+  await new Promise((r) => setTimeout(r, 2500));
+  expect(metricValue(await text(), 'daftka_gateway_nats_bad_messages_total', { kind: 'unsigned' })).toBe(before + 1);
+  await produceOk('after-unsigned');
 });
