@@ -174,7 +174,14 @@ test('NATS control channel: discovery and transferLeadership are answered by the
     const { ordinal: leader, status } = await cluster.waitForLeader();
     const found = await ask(SUBJECTS.discover(cluster.topic), { v: 1 });
     expect(found.partitions).toEqual([
-      { partition: 0, leaderId: status.replicaId, endpoint: cluster.slots[leader].clientEndpoint, term: status.term },
+      {
+        partition: 0,
+        leaderId: status.replicaId,
+        endpoint: cluster.slots[leader].clientEndpoint,
+        term: status.term,
+        // Signed with the topic's client key (issue 15: a gateway believes only signed leaders).
+        sig: expect.any(String),
+      },
     ]);
     const st = await ask(SUBJECTS.ctl(cluster.topic, 0), { v: 1, op: 'status' });
     expect(st).toMatchObject({ v: 1, ok: true, status: { v: 1, topic: cluster.topic, partition: 0 } });
