@@ -64,6 +64,12 @@ export interface RpcClientOptions {
   registry?: promClient.Registry;
   /** The credential this client proves (a topic's client key, or the admin key). */
   auth?: RpcClientAuth;
+  /**
+   * A connection quiet for this long (nothing in flight, nothing received) is replaced before the
+   * next call instead of used: the server closes idle connections (its idleTimeoutMs, default
+   * 300 s), and a call written as it does so would end with an unknown outcome. Default 240 000 ms.
+   */
+  idleReconnectMs?: number;
 }
 
 export const RPC_CLIENT_DEFAULTS = {
@@ -71,6 +77,7 @@ export const RPC_CLIENT_DEFAULTS = {
   connectTimeoutMs: 3000,
   defaultTimeoutMs: 5000,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  idleReconnectMs: 240_000,
 } as const;
 
 export interface CallOptions {
@@ -108,6 +115,8 @@ export class RpcClient {
   private state: 'idle' | 'connecting' | 'open' | 'closed' = 'idle';
   /** The topic the server named in its challenge (after a handshake). */
   serverTopic: string | undefined;
+  /** When the connection last carried anything (ms, performance clock). */
+  private lastActivityMs = 0;
   private readonly metrics: {
     badFrames?: promClient.Counter<'reason'>;
     connects?: promClient.Counter<'outcome'>;
@@ -187,6 +196,18 @@ export class RpcClient {
         unsent: parts,
         timer: setTimeout(() => this.timedOut(id, method, timeoutMs), timeoutMs),
       };
+      if (
+        this.state === 'open' &&
+        this.pending.size === 0 &&
+        performance.now() - this.lastActivityMs > (this.opts.idleReconnectMs ?? RPC_CLIENT_DEFAULTS.idleReconnectMs)
+      ) {
+        // Quiet for long: the server may be closing it right now. Start afresh (nothing was sent on it).
+        const old = this.socket;
+        this.socket = null;
+        this.writer = null;
+        this.state = 'idle';
+        old?.destroy();
+      }
       this.pending.set(id, p);
       if (this.state === 'open') this.writeCall(p);
       else if (this.state === 'idle') this.connect();
@@ -212,6 +233,7 @@ export class RpcClient {
   }
 
   private writeCall(p: Pending): void {
+    this.lastActivityMs = performance.now();
     const parts = p.unsent as readonly Uint8Array[];
     p.unsent = null;
     (this.writer as FrameWriter).write(FrameType.RPC_REQUEST, parts);
@@ -262,6 +284,7 @@ export class RpcClient {
       socket.destroy();
     };
     socket.on('data', (chunk: Buffer) => {
+      this.lastActivityMs = performance.now();
       decoder.push(chunk);
       try {
         for (const f of decoder.frames()) {

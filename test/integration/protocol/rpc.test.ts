@@ -285,6 +285,27 @@ describe('RPC over the client port', () => {
     expect(server.connectionCount).toBe(1);
   });
 
+  it('a client replaces a connection quiet for longer than idleReconnectMs before its next call (never racing the server idle close)', async () => {
+    await startServer({ idleTimeoutMs: 60_000 });
+    const creg = testRegistry();
+    const c = client({ idleReconnectMs: 100, registry: creg });
+    await c.call('echo', u32(1));
+    await sleepMs(200);
+    expect((await c.call('echo', Buffer.from('again'))).toString()).toBe('again');
+    expect(await metricValue(creg, 'daftka_rpc_client_connects_total', { outcome: 'ok' })).toBe(2);
+    await waitFor(() => server.connectionCount === 1);
+  });
+
+  it('the server closes an admitted connection that stays idle', async () => {
+    await startServer({ idleTimeoutMs: 200 });
+    const c = client();
+    await c.call('echo', u32(1));
+    await waitFor(() => server.connectionCount === 0);
+    expect(await metricValue(reg, 'daftka_rpc_server_rejected_total', { reason: 'idle' })).toBe(1);
+    // The client reconnects on its next call.
+    expect((await c.call('echo', Buffer.from('back'))).toString()).toBe('back');
+  });
+
   it('client closes a connection whose server answers garbage, failing its calls UNAVAILABLE', async () => {
     const garbage = net.createServer((s) => {
       s.on('error', () => {});
