@@ -17,11 +17,19 @@ import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import { createLogger } from '../../common/log';
 import { ClassifiedError } from '../../common/crash-policy';
-import { ENTRY_HEADER_BYTES } from './codec';
 import { WorkerChannel, type RequestBody } from './channel';
 import { invariant, overloadedError, storageClosedError } from './errors';
 import { LogView } from './log-view';
-import type { LogPosition, OpenResult, RocksMemory, WireEntries, WriteGroup, WriteResult } from './protocol';
+import {
+  entryBytes,
+  opBytes,
+  packGroup,
+  type BarrierSlot,
+  type GroupSlot,
+  type Slot,
+  type Waiter,
+} from './write-group';
+import type { LogPosition, OpenResult, RocksMemory, WireEntries, WriteResult } from './protocol';
 import type {
   FlushStats,
   Recovered,
@@ -50,54 +58,6 @@ export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_VERIFY_TAIL_ENTRIES = 4096;
 export const DEFAULT_BLOCK_CACHE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MEMTABLE_BYTES = 32 * 1024 * 1024;
-
-interface Waiter {
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
-/** Appends and applies gathered for one group commit. */
-interface GroupSlot {
-  kind: 'group';
-  entries: StoredEntry[];
-  hardState?: StoredHardState;
-  conf?: StoredConf;
-  ops: StateOp[];
-  applied?: number;
-  /** Set by the 'interval' fsync timer: this group carries the periodic synced write. */
-  syncRequested: boolean;
-  /** Payload bytes accepted into this slot (counted in pendingBytes until it completes). */
-  bytes: number;
-  waiters: Waiter[];
-}
-
-/** A write that is not merged with anything (compaction, snapshot install). */
-interface BarrierSlot {
-  kind: 'barrier';
-  body: () => { body: RequestBody; transfer: ArrayBuffer[] };
-  bytes: number;
-  waiter: Waiter;
-}
-
-type Slot = GroupSlot | BarrierSlot;
-
-function entryBytes(entries: StoredEntry[]): number {
-  let n = 0;
-  for (const e of entries) n += e.data.byteLength;
-  return n;
-}
-
-function opBytes(ops: StateOp[]): number {
-  let n = 0;
-  for (const o of ops)
-    n +=
-      o.op === 'put'
-        ? o.key.byteLength + o.value.byteLength
-        : o.op === 'del'
-          ? o.key.byteLength
-          : o.gte.byteLength + o.lt.byteLength;
-  return n;
-}
 
 export class ReplicaStorage {
   readonly recovered: Recovered;
@@ -458,7 +418,7 @@ export class ReplicaStorage {
       );
       return;
     }
-    const { group, transfer } = this.pack(slot);
+    const { group, transfer } = packGroup(slot, this.fsyncAlways);
     this.channel.call<WriteResult>({ op: 'write', group }, transfer).then(
       (res) => {
         if (group.sync) this.unsynced = false;
@@ -482,60 +442,6 @@ export class ReplicaStorage {
    * of a view copies its whole backing ArrayBuffer (often a large network frame), so packing is
    * both one copy and the least copying. Each entry gets header space the worker fills in place.
    */
-  private pack(g: GroupSlot): { group: WriteGroup; transfer: ArrayBuffer[] } {
-    const n = g.entries.length;
-    let size = 0;
-    for (const e of g.entries) size += ENTRY_HEADER_BYTES + e.data.byteLength;
-    const payloadOps = opBytes(g.ops);
-    const arena = new Uint8Array(size + payloadOps);
-    const meta = new Float64Array(3 * n);
-    let off = 0;
-    let bytes = 0;
-    for (let i = 0; i < n; i++) {
-      const e = g.entries[i];
-      meta[3 * i] = e.term;
-      meta[3 * i + 1] = e.type;
-      meta[3 * i + 2] = e.data.byteLength;
-      arena.set(e.data, off + ENTRY_HEADER_BYTES);
-      off += ENTRY_HEADER_BYTES + e.data.byteLength;
-      bytes += e.data.byteLength;
-    }
-    const log: WireEntries | null =
-      n === 0
-        ? null
-        : {
-            firstIndex: g.entries[0].index,
-            count: n,
-            headerBytes: ENTRY_HEADER_BYTES,
-            meta,
-            arena: arena.subarray(0, size),
-          };
-    const take = (src: Uint8Array): Uint8Array => {
-      arena.set(src, off);
-      off += src.byteLength;
-      return arena.subarray(off - src.byteLength, off);
-    };
-    const ops: StateOp[] = g.ops.map((o) =>
-      o.op === 'put'
-        ? { op: 'put', key: take(o.key), value: take(o.value) }
-        : o.op === 'del'
-          ? { op: 'del', key: take(o.key) }
-          : { op: 'delRange', gte: take(o.gte), lt: take(o.lt) },
-    );
-    bytes += payloadOps;
-    const durable = n > 0 || g.hardState !== undefined || g.conf !== undefined;
-    const group: WriteGroup = {
-      sync: g.syncRequested || (this.fsyncAlways && durable),
-      log,
-      hardState: g.hardState,
-      conf: g.conf,
-      ops,
-      applied: g.applied,
-      bytes,
-    };
-    return { group, transfer: [arena.buffer, meta.buffer] };
-  }
-
   private completed(slot: Slot, pos: LogPosition, waiters: Waiter[]): void {
     this.inflight = null;
     this.pendingBytes -= slot.bytes;
