@@ -12,6 +12,9 @@ import {
   type ResponseOf,
 } from './methods';
 import { ENDPOINT_RE } from '../common/names';
+import { commitUnknown, DeadlineExceeded, describe, isNotDelivered, isOutcomeUnknown } from './call-outcome';
+
+export { isNotDelivered } from './call-outcome';
 import { LeaderTable, type LeaderAnnouncement, type LeaderSource } from './leader-table';
 
 export { LeaderTable, type LeaderAnnouncement, type LeaderEntry, type LeaderSource } from './leader-table';
@@ -109,35 +112,6 @@ export interface PartitionRouterOptions {
 }
 
 type Op = Exclude<MethodKind, 'admin'>;
-
-const NOT_DELIVERED_CODES = new Set([
-  'ECONNREFUSED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EADDRNOTAVAIL',
-]);
-
-class DeadlineExceeded extends Error {
-  constructor() {
-    super('router deadline exceeded');
-  }
-}
-
-/** The request certainly never reached a replica (safe to send elsewhere, even a produce). */
-export function isNotDelivered(err: unknown): boolean {
-  if (isDaftkaError(err)) return err.code === 'UNAVAILABLE' && err.extra?.delivery !== 'maybe_sent';
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && NOT_DELIVERED_CODES.has(code);
-}
-
-/** The request may have reached a replica, with no answer: a produce may or may not have committed. */
-function isOutcomeUnknown(err: unknown): boolean {
-  if (err instanceof DeadlineExceeded) return true;
-  if (isDaftkaError(err)) return err.code === 'UNAVAILABLE' || err.code === 'TIMEOUT' || err.code === 'COMMIT_UNKNOWN';
-  return true;
-}
 
 interface Inflight {
   calls: number;
@@ -537,17 +511,4 @@ export class PartitionRouter {
       cause: lastErr,
     });
   }
-}
-
-function describe(err: unknown): string {
-  if (isDaftkaError(err)) return err.code === 'UNAVAILABLE' ? 'connection to the leader lost' : err.message;
-  return 'connection to the leader lost';
-}
-
-function commitUnknown(topic: string, partition: number, why: string, cause?: unknown): DaftkaError {
-  return new DaftkaError(
-    'COMMIT_UNKNOWN',
-    `outcome of the write to ${topic}/${partition} is unknown (${why}); retry with the same Idempotency-Key`,
-    { retryAfterMs: 1000, cause },
-  );
 }
