@@ -46,6 +46,11 @@ export interface StatusReport {
   voters: string[];
   learners: string[];
   ready: boolean;
+  /** Free and total bytes of the data directory's filesystem (statfs); absent before the first check. */
+  freeBytes?: number;
+  capacityBytes?: number;
+  /** Produce is refused STORAGE_FULL: free space below the reserve, or a write held after ENOSPC. */
+  diskFull?: boolean;
   ts: number;
 }
 

@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   NOT_LEADER: { status: 503, retryable: true, title: 'Not the partition leader' },
   NO_QUORUM: { status: 503, retryable: true, title: 'Partition has no quorum' },
   OVERLOADED: { status: 503, retryable: true, title: 'Overloaded' },
+  STORAGE_FULL: { status: 503, retryable: true, title: 'Replica storage full' },
   UNAVAILABLE: { status: 503, retryable: true, title: 'Unavailable' },
   COMMIT_UNKNOWN: { status: 504, retryable: true, title: 'Commit outcome unknown' },
   TIMEOUT: { status: 504, retryable: true, title: 'Timed out' },

@@ -138,6 +138,21 @@ export function replicaMetrics(reg: promClient.Registry) {
       help: 'Appends the Raft loop sent again after storage refused them as over its queue bound (backpressure)',
       labelNames: tp,
     }),
+    storageFreeBytes: gauge(reg, {
+      name: 'daftka_storage_free_bytes',
+      help: 'Free bytes on the filesystem of the data directory (statfs, every diskCheckIntervalMs)',
+      labelNames: tp,
+    }),
+    storageCapacityBytes: gauge(reg, {
+      name: 'daftka_storage_capacity_bytes',
+      help: 'Size in bytes of the filesystem of the data directory (statfs)',
+      labelNames: tp,
+    }),
+    storageDiskFull: gauge(reg, {
+      name: 'daftka_storage_disk_full',
+      help: '1 while the disk is full: free space below storageMinFreeBytes, or a write held after ENOSPC; produce is refused STORAGE_FULL',
+      labelNames: tp,
+    }),
     restarts: gauge(reg, {
       name: 'daftka_replica_start_time_seconds',
       help: 'Process start time (changes on restart)',

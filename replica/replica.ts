@@ -9,6 +9,7 @@ import { replicaMetrics, type ReplicaMetrics } from './metrics';
 import { checkTarget, PartitionService } from './partition/service';
 import type { RaftNode } from './raft';
 import { PartitionState } from './state/partition-state';
+import { DiskGuard } from './storage/disk-guard';
 import { ReplicaStorage } from './storage/storage';
 
 /**
@@ -29,6 +30,8 @@ export class PartitionReplica {
   readonly membership: Membership;
   /** Leased groups, dead letters and replay jobs. */
   readonly leased: LeasedService;
+  /** Free space of the data directory and the disk-full state (storage/disk-guard.ts). */
+  readonly disk: DiskGuard;
   /** Writes to other topics (dead-letter replay to a target topic); set by main when NATS is configured. */
   topicWriter: TopicWriter | null = null;
   /** Called on leadership and status changes (the NATS announcer listens). */
@@ -56,6 +59,15 @@ export class PartitionReplica {
     );
     this.metrics = replicaMetrics(registry);
     this.metrics.restarts.set({ topic: c.topic, partition: String(c.partition) }, Date.now() / 1000);
+    this.disk = new DiskGuard({
+      dir: c.dataDir,
+      minFreeBytes: c.storageMinFreeBytes,
+      intervalMs: c.diskCheckIntervalMs,
+      storage,
+      metrics: this.metrics,
+      lbl: { topic: c.topic, partition: String(c.partition) },
+      logger,
+    });
     this.driver = new RaftDriver({
       rc,
       id: this.id,
@@ -83,6 +95,7 @@ export class PartitionReplica {
       state: this.state,
       metrics: this.metrics,
       logger,
+      admitWrite: () => this.disk.admitWrite(),
     });
     this.membership = new Membership({ rc, driver: this.driver, logger });
     this.leased = new LeasedService({
@@ -130,6 +143,8 @@ export class PartitionReplica {
       maxPendingBytes: rc.cfg.storageMaxPendingBytes,
       blockCacheBytes: rc.cfg.rocksdbBlockCacheBytes,
       memtableBytes: rc.cfg.rocksdbMemtableBytes,
+      diskFullProbeMaxMs: rc.cfg.diskFullProbeMaxMs,
+      onDiskFull: () => holder.replica?.disk.changed(),
       logger,
       onFlush: (s) => {
         if (s.synced && holder.replica) holder.replica.metrics.fsync.observe(lbl, s.fsyncSeconds);
@@ -137,6 +152,7 @@ export class PartitionReplica {
     });
     const replica = new PartitionReplica(rc, storage, logger, registry, onFatal);
     holder.replica = replica;
+    replica.disk.start();
     gauge(registry, {
       name: 'daftka_storage_rocksdb_memory_bytes',
       help: 'RocksDB memory by kind: memtables and block_cache (bounded by config), table_readers (index and filter blocks outside the cache)',
@@ -179,6 +195,9 @@ export class PartitionReplica {
     const conf = this.driver.membership;
     const where = { applied_index: n?.applied ?? 0, high_watermark: this.state.nextOffset };
     if (this.driver.failed) return { ready: false, reason: 'fatal error' };
+    // Disk full is degradable: reads go on, produce is refused; not ready says why (crash matrix).
+    const full = this.disk.full;
+    if (full !== null) return { ready: false, reason: `disk full (${full.reason}): ${full.detail}`, ...where };
     if (n === null) return { ready: false, reason: 'waiting for the group to form' };
     if (!conf.voters.includes(this.id) && !conf.learners.includes(this.id))
       return { ready: false, reason: 'not a member yet' };
@@ -247,6 +266,7 @@ export class PartitionReplica {
   }
 
   async close(): Promise<void> {
+    this.disk.stop();
     this.driver.stop();
     this.membership.stop();
     this.partition.stop();

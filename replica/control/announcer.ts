@@ -159,6 +159,9 @@ export class Announcer {
       voters: st.voters,
       learners: st.learners,
       ready: this.replica.readiness().ready,
+      ...(this.replica.disk.freeBytes !== null ? { freeBytes: this.replica.disk.freeBytes } : {}),
+      ...(this.replica.disk.capacityBytes !== null ? { capacityBytes: this.replica.disk.capacityBytes } : {}),
+      diskFull: this.replica.disk.full !== null,
       ts: Date.now(),
     };
   }

@@ -427,6 +427,18 @@ export class RaftDriver {
    */
   propose(data: Uint8Array, timeoutMs: number, records = 0, bytes = 0): Promise<ApplyResult> {
     const node = this.requireLeader();
+    // A write held for lack of space (ENOSPC) blocks every later persist: a proposal now would
+    // only wait in memory for its timeout. Refused at once; nothing was written.
+    const held = this.storage.diskFull;
+    if (held !== null)
+      throw new DaftkaError(
+        'STORAGE_FULL',
+        `replica storage is full, writes are held until space returns: ${held.error}`,
+        {
+          retryAfterMs: 5000,
+          extra: { reason: 'enospc' },
+        },
+      );
     const majority = Math.floor(this.rc.cfg.replicationFactor / 2) + 1;
     if (this.conf.voters.length < majority)
       throw new DaftkaError(

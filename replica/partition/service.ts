@@ -43,6 +43,8 @@ export interface PartitionServiceOptions {
   state: PartitionState;
   metrics: ReplicaMetrics;
   logger: Logger;
+  /** Refuses new records while the disk is full (STORAGE_FULL); storage/disk-guard.ts. */
+  admitWrite?: () => void;
 }
 
 /** The request names this replica's partition, or PARTITION_NOT_FOUND. */
@@ -93,6 +95,8 @@ export class PartitionService implements PartitionClient {
     const { cfg } = this.rc;
     try {
       this.driver.requireLeader();
+      // Leader first (a follower answers NOT_LEADER, the router goes on), then the disk.
+      this.o.admitWrite?.();
       if (req.records.length === 0)
         throw new DaftkaError('INVALID_REQUEST', 'a produce batch needs at least one record');
       if (req.records.length > cfg.maxBatchRecords)

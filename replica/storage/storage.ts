@@ -12,10 +12,16 @@
  *    same atomic batch), and compactLog / installSnapshot are barriers nothing is merged across.
  *  - Reads go straight to the worker, which executes requests one at a time in arrival order; a
  *    read sees at least every write whose promise has resolved.
+ *  - A full disk (ENOSPC) is not a failure of the store: the write that met it is held in flight,
+ *    a small synced probe write is tried with capped backoff, and once one succeeds the held
+ *    write is sent again — unchanged, so a write that partly landed is simply written twice
+ *    (puts and deletes of the same keys). Its callers just wait, as for a slow disk; nothing
+ *    behind it is sent before it, so disk order holds. `diskFull` says so meanwhile.
  */
 import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import { createLogger } from '../../common/log';
+import { Backoff } from '../../common/backoff';
 import { ClassifiedError } from '../../common/crash-policy';
 import { WorkerChannel, type RequestBody } from './channel';
 import { invariant, overloadedError, storageClosedError } from './errors';
@@ -31,6 +37,7 @@ import {
 } from './write-group';
 import type { LogPosition, OpenResult, RocksMemory, WireEntries, WriteResult } from './protocol';
 import type {
+  DiskFullState,
   FlushStats,
   Recovered,
   StateOp,
@@ -42,6 +49,7 @@ import type {
 } from './types';
 
 export type {
+  DiskFullState,
   FlushStats,
   Recovered,
   StateOp,
@@ -58,6 +66,7 @@ export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_VERIFY_TAIL_ENTRIES = 4096;
 export const DEFAULT_BLOCK_CACHE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MEMTABLE_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_DISK_FULL_PROBE_MAX_MS = 5000;
 
 export class ReplicaStorage {
   readonly recovered: Recovered;
@@ -83,6 +92,11 @@ export class ReplicaStorage {
 
   /** Set when the worker died or a write failed: every later write rejects with it. */
   private failed: Error | null = null;
+  /** Set while the in-flight write is held for lack of disk space (see the file comment). */
+  private full: DiskFullState | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private readonly probeBackoff: Backoff;
+  private readonly onDiskFull?: (state: DiskFullState | null) => void;
   private closing = false;
   private closed = false;
   private closePromise: Promise<void> | null = null;
@@ -98,6 +112,13 @@ export class ReplicaStorage {
     this.maxBatchBytes = opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.onFlush = opts.onFlush;
+    this.onDiskFull = opts.onDiskFull;
+    this.probeBackoff = new Backoff({
+      initialMs: 100,
+      maxMs: Math.max(100, opts.diskFullProbeMaxMs ?? DEFAULT_DISK_FULL_PROBE_MAX_MS),
+      multiplier: 2,
+      jitter: 0.2,
+    });
     this.log = log;
     this.view = new LogView(opened.recovered);
     const r = opened.recovered;
@@ -338,6 +359,11 @@ export class ReplicaStorage {
     return { ...this.durable, pendingBytes: this.pendingBytes };
   }
 
+  /** Non-null while a write is held because the disk is full (ENOSPC); null once it went through. */
+  get diskFull(): DiskFullState | null {
+    return this.full === null ? null : { ...this.full };
+  }
+
   /** Flush everything accepted (one last synced write in 'interval' mode), close the db, stop the worker. */
   close(): Promise<void> {
     this.closePromise ??= this.doClose();
@@ -347,12 +373,33 @@ export class ReplicaStorage {
   private async doClose(): Promise<void> {
     this.closing = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.full !== null) {
+      // A held write cannot be made durable now: its callers learn it never was (nothing
+      // waiting on it was acknowledged), and the store closes with what is on disk.
+      if (this.probeTimer) clearTimeout(this.probeTimer);
+      this.probeTimer = null;
+      const err = new ClassifiedError('disk_full', `storage closed while the disk was full: ${this.full.error}`);
+      const held = this.inflight;
+      this.inflight = null;
+      if (held) {
+        this.pendingBytes -= held.bytes;
+        if (held.kind === 'group') for (const w of held.waiters) w.reject(err);
+        else held.waiter.reject(err);
+      }
+      this.rejectQueued(err);
+    }
     try {
-      if (!this.failed) {
+      if (!this.failed && this.full === null) {
         if (!this.fsyncAlways && (this.unsynced || this.queue.length > 0 || this.inflight)) this.requestSync(true);
         await this.whenIdle();
       }
-      if (!this.channel.dead) await this.channel.call<null>({ op: 'close' });
+      if (this.full !== null && !this.channel.dead) {
+        // RocksDB's close reports the background error (no space) it still holds; what was
+        // synced before it is on disk, and the worker stops either way.
+        await this.channel
+          .call<null>({ op: 'close' })
+          .catch((err: Error) => this.log.warn('storage_close_while_disk_full', { error: err.message }));
+      } else if (!this.channel.dead) await this.channel.call<null>({ op: 'close' });
     } finally {
       this.closed = true;
       await this.channel.stop();
@@ -410,6 +457,11 @@ export class ReplicaStorage {
       return;
     }
     this.inflight = slot;
+    this.send(slot);
+  }
+
+  /** Send `slot` (the in-flight one) to the worker: first time, or again after a full disk. */
+  private send(slot: Slot): void {
     if (slot.kind === 'barrier') {
       const { body, transfer } = slot.body();
       this.channel.call<LogPosition>(body, transfer).then(
@@ -446,6 +498,8 @@ export class ReplicaStorage {
     this.inflight = null;
     this.pendingBytes -= slot.bytes;
     this.durable = { firstIndex: pos.firstIndex, lastIndex: pos.lastIndex, logBytes: pos.logBytes };
+    // While the disk is full only the held slot is in flight: it went through, space is back.
+    if (this.full !== null) this.spaceBack();
     for (const w of waiters) w.resolve();
     this.pump();
   }
@@ -456,6 +510,10 @@ export class ReplicaStorage {
    * worker still runs); the process is expected to restart (crash-only).
    */
   private writeFailed(slot: Slot, err: Error, waiters: Waiter[]): void {
+    if (err instanceof ClassifiedError && err.kind === 'disk_full' && !this.closing && !this.failed) {
+      this.holdForSpace(err);
+      return;
+    }
     this.inflight = null;
     this.pendingBytes -= slot.bytes;
     if (!this.failed) {
@@ -465,6 +523,68 @@ export class ReplicaStorage {
     }
     for (const w of waiters) w.reject(err);
     this.rejectQueued(err);
+  }
+
+  /**
+   * ENOSPC: keep the slot in flight (nothing behind it is sent), and probe. The engine adopted
+   * nothing of the failed batch (it only moves its position after a successful write), and
+   * RocksDB holds further writes until it has resumed by itself — its SstFileManager checks for
+   * free space every few seconds — so the probe tells when writing works again.
+   */
+  private holdForSpace(err: Error): void {
+    if (this.full === null) {
+      this.full = { sinceMs: Date.now(), error: err.message, failedProbes: 0 };
+      this.probeBackoff.reset();
+      this.log.error('storage_disk_full', { error: err.message, pending_bytes: this.pendingBytes });
+      this.onDiskFull?.(this.diskFull);
+    }
+    this.scheduleProbe();
+  }
+
+  private scheduleProbe(): void {
+    const delay = this.probeBackoff.next();
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = null;
+      this.probe();
+    }, delay);
+  }
+
+  /** A small synced write (the sync mark); on success the held slot is sent again. */
+  private probe(): void {
+    if (this.closing || this.failed || this.full === null) return;
+    const group = { sync: true, log: null, ops: [], bytes: 0 };
+    this.channel.call<WriteResult>({ op: 'write', group }).then(
+      () => {
+        if (this.closing || this.failed || this.full === null) return;
+        const held = this.inflight;
+        this.log.info('storage_write_retry', { failed_probes: this.full.failedProbes });
+        // Sent again unchanged: completed() ends the episode, another ENOSPC probes again.
+        if (held) this.send(held);
+        else this.spaceBack();
+      },
+      (err: Error) => {
+        if (this.closing || this.failed || this.full === null) return;
+        if (err instanceof ClassifiedError && err.kind === 'disk_full') {
+          this.full.failedProbes++;
+          this.scheduleProbe();
+          return;
+        }
+        // Anything else (EIO, corruption, a dead worker) is what it always was: fatal.
+        const held = this.inflight;
+        if (held) this.writeFailed(held, err, held.kind === 'group' ? held.waiters : [held.waiter]);
+      },
+    );
+  }
+
+  private spaceBack(): void {
+    const f = this.full;
+    if (f === null) return;
+    this.full = null;
+    this.log.warn('storage_disk_space_back', {
+      disk_full_seconds: (Date.now() - f.sinceMs) / 1000,
+      failed_probes: f.failedProbes,
+    });
+    this.onDiskFull?.(null);
   }
 
   private rejectQueued(err: Error): void {
@@ -483,6 +603,16 @@ export class ReplicaStorage {
     this.log.error('storage_worker_crash', { kind: err.kind, error: err.message });
     if (this.timer) clearInterval(this.timer);
     if (!this.failed) this.failed = err;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+    // A write held for disk space has no call outstanding: reject its waiters here.
+    const held = this.full !== null ? this.inflight : null;
+    if (held) {
+      this.inflight = null;
+      this.pendingBytes -= held.bytes;
+      if (held.kind === 'group') for (const w of held.waiters) w.reject(err);
+      else held.waiter.reject(err);
+    }
     // The in-flight write's call was rejected by the channel (→ writeFailed); queued ones here.
     this.rejectQueued(err);
   }

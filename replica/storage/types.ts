@@ -70,6 +70,20 @@ export interface StorageOptions {
   onFlush?: (s: FlushStats) => void;
   /** Where storage events go (open, tail repair, worker crash). Default: a 'storage' logger. */
   logger?: Logger;
+  /**
+   * Disk full (ENOSPC): the write that failed is held and sent again once a small probe write
+   * succeeds; probes back off from 100 ms doubling to this cap (jittered). Default 5000.
+   */
+  diskFullProbeMaxMs?: number;
+  /** Called when the disk-full state starts (the error) and ends (null). */
+  onDiskFull?: (state: DiskFullState | null) => void;
+}
+
+/** Why writes are held: the first ENOSPC of this episode, when, and how many probes failed since. */
+export interface DiskFullState {
+  sinceMs: number;
+  error: string;
+  failedProbes: number;
 }
 
 export interface FlushStats {
