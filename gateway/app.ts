@@ -57,6 +57,8 @@ export interface GatewayDeps {
   readiness?: ReadinessSource;
   /** Serve the web console's static files (gateway/console/) at /console. Default true. */
   console?: boolean;
+  /** Serve /metrics on this app. Default true; gateway/main.ts serves it on its own port instead. */
+  serveMetrics?: boolean;
 }
 
 /** Per request, in res.locals: what the access log line and the metrics need. */
@@ -415,6 +417,7 @@ export function createGatewayApp(deps: GatewayDeps): express.Application {
       continue;
     }
     if (spec.id === 'metrics') {
+      if (deps.serveMetrics === false) continue;
       app.get(path, async (_req, res) => {
         const state = res.locals.state as RequestState;
         state.route = spec.id;

@@ -22,6 +22,22 @@ export const gatewaySchema = defineSchema({
     max: 65535,
     doc: 'HTTP API port (0 = any free port)',
   },
+  metricsPort: {
+    type: 'int',
+    env: 'DAFTKA_GATEWAY_METRICS_PORT',
+    flag: 'metrics-port',
+    default: 9464,
+    min: 0,
+    max: 65535,
+    doc: "port of /metrics (also /healthz and /readyz), apart from the API so a NetworkPolicy can keep it to monitoring (0 = any free port); bound on the API's host",
+  },
+  metricsOnApiPort: {
+    type: 'bool',
+    env: 'DAFTKA_GATEWAY_METRICS_ON_API_PORT',
+    flag: 'metrics-on-api-port',
+    default: false,
+    doc: 'also serve /metrics on the API port, without auth (local mode on loopback); off: the API port answers /metrics 404',
+  },
   natsUrl: {
     type: 'string',
     env: 'DAFTKA_NATS_URL',
@@ -67,6 +83,15 @@ export const gatewaySchema = defineSchema({
     flag: 'client-keys-dir',
     default: '',
     doc: "folder with each topic's client key (a file per topic name, hex; a mounted Secret, or local mode's data dir): the gateway proves it to the topic's replicas; read at each new connection, so a rotated key needs no restart",
+  },
+  clientKeysSecret: {
+    type: 'string',
+    env: 'DAFTKA_GATEWAY_CLIENT_KEYS_SECRET',
+    flag: 'client-keys-secret',
+    default: '',
+    pattern: /^$|^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+    patternDoc: 'namespace/name',
+    doc: "namespace/name of the Secret the operator keeps every topic's client key in (a data key per topic, hex), watched through the Kubernetes API by name; instead of clientKeysDir",
   },
   requestTimeoutMs: {
     type: 'int',
@@ -450,6 +475,16 @@ export function loadGatewayConfig(
     throw new ConfigError(
       cfg.topicsFile === '' ? 'topicsFile' : 'catalogConfigMap',
       `${cfg.topicsFile === '' ? 'missing' : 'conflicting'} config topicsFile / catalogConfigMap: set exactly one of ${gatewaySchema.topicsFile.env} (a topics file) and ${gatewaySchema.catalogConfigMap.env} (the operator's ConfigMap, watched)`,
+    );
+  if (cfg.clientKeysDir !== '' && cfg.clientKeysSecret !== '')
+    throw new ConfigError(
+      'clientKeysSecret',
+      `conflicting config clientKeysDir / clientKeysSecret: set at most one of ${gatewaySchema.clientKeysDir.env} and ${gatewaySchema.clientKeysSecret.env}`,
+    );
+  if (cfg.metricsPort !== 0 && cfg.metricsPort === cfg.port)
+    throw new ConfigError(
+      'metricsPort',
+      `invalid config metricsPort (${gatewaySchema.metricsPort.env}): ${cfg.metricsPort} is the API port; /metrics has a port of its own (${gatewaySchema.metricsOnApiPort.env}=true also serves it on the API port)`,
     );
   if (cfg.auth === 'tokens' && cfg.tokensFile === '')
     throw new ConfigError(

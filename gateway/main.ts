@@ -17,6 +17,8 @@ import { KubeClient } from '../common/kube';
 import { counter } from '../common/metrics';
 import { CatalogError, StaticCatalog } from './catalog';
 import { ConfigMapCatalog } from './kube-catalog';
+import { SecretKeyring } from './kube-keyring';
+import { startHealthServer } from '../common/health-server';
 import { gatewayBounds, loadGatewayConfig, type GatewayConfig } from './config';
 import { NatsLeaderFeed } from './leader-feed';
 import { QuotaManager } from './quotas';
@@ -37,6 +39,8 @@ export interface RunningGateway {
   /** `http://host:port` actually bound. */
   url: string;
   port: number;
+  /** `http://host:port` of /metrics (its own port, metricsPort). */
+  metricsUrl: string;
   router: PartitionRouter;
   feed?: NatsLeaderFeed;
   close(): Promise<void>;
@@ -82,9 +86,12 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
   // The topics: a file (local mode), or the operator's ConfigMap watched through the API.
   let onCatalogChange = () => {};
   const fromConfigMap = cfg.catalogConfigMap !== '';
+  let kube: KubeClient | undefined;
+  const kubeClient = () =>
+    (kube ??= new KubeClient({ kubeConfig: opts.kubeConfig ?? defaultKubeConfig(), userAgent: 'daftka-gateway' }));
   const catalog: StaticCatalog | ConfigMapCatalog = fromConfigMap
     ? new ConfigMapCatalog({
-        kube: new KubeClient({ kubeConfig: opts.kubeConfig ?? defaultKubeConfig(), userAgent: 'daftka-gateway' }),
+        kube: kubeClient(),
         namespace: cfg.catalogConfigMap.split('/')[0],
         name: cfg.catalogConfigMap.split('/')[1],
         logger,
@@ -98,7 +105,17 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     cfg.auth === 'tokens' ? TokenAuthenticator.fromFile(cfg.tokensFile) : new NoAuthenticator();
 
   const rpcClients: RpcClient[] = [];
-  const keyFor = cfg.clientKeysDir !== '' ? dirKeyring(cfg.clientKeysDir) : undefined;
+  // Client keys: the operator's Secret watched through the API (Kubernetes), or a folder (local mode).
+  const keyring =
+    cfg.clientKeysSecret !== ''
+      ? new SecretKeyring({
+          kube: kubeClient(),
+          namespace: cfg.clientKeysSecret.split('/')[0],
+          name: cfg.clientKeysSecret.split('/')[1],
+          logger,
+        })
+      : undefined;
+  const keyFor = keyring ? keyring.keyFor : cfg.clientKeysDir !== '' ? dirKeyring(cfg.clientKeysDir) : undefined;
   const connect =
     opts.connect ??
     ((endpoint: string) => {
@@ -200,6 +217,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       tokens: cfg.leaseSecret === '' ? null : new LeaseTokens(cfg.leaseSecret),
     },
     readiness,
+    serveMetrics: cfg.metricsOnApiPort,
   });
 
   onCatalogChange = () => {
@@ -207,6 +225,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     void feed?.discover();
   };
   const reloadMs = opts.topicsReloadMs ?? 2000;
+  keyring?.start();
   if (catalog instanceof ConfigMapCatalog) catalog.start();
   else if (reloadMs > 0)
     watchFile(cfg.topicsFile, { interval: reloadMs, persistent: false }, () => {
@@ -236,10 +255,21 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     });
   });
   const port = (server.address() as AddressInfo).port;
+  // /metrics on a port of its own: a NetworkPolicy keeps it to monitoring, the API port to clients.
+  const metricsServer = await startHealthServer({
+    host: cfg.host,
+    port: cfg.metricsPort,
+    registry,
+    readiness: () =>
+      catalog.ready() ? { ready: true, reason: 'serving' } : { ready: false, reason: 'topic metadata not loaded yet' },
+  });
   readiness.start();
   logger.info('gateway_started', {
     host: cfg.host,
     port,
+    metrics_port: metricsServer.port,
+    metrics_on_api_port: cfg.metricsOnApiPort,
+    client_keys: keyring ? `secret ${cfg.clientKeysSecret}` : cfg.clientKeysDir !== '' ? 'folder' : 'none',
     nats: cfg.natsUrl === 'off' ? 'off' : 'on',
     auth: cfg.auth,
     catalog: fromConfigMap ? `configmap ${cfg.catalogConfigMap}` : `file ${cfg.topicsFile}`,
@@ -252,6 +282,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     (closing ??= (async () => {
       if (catalog instanceof ConfigMapCatalog) await catalog.stop();
       else unwatchFile(cfg.topicsFile);
+      await keyring?.stop();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const grace = new Promise<void>((resolve) => setTimeout(resolve, cfg.shutdownGraceMs).unref());
@@ -262,11 +293,15 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       await feed?.close();
       await router.close();
       for (const rpc of rpcClients) rpc.close();
+      metricsServer.server.closeAllConnections();
+      await metricsServer.close();
+      kube?.close();
       logger.info('gateway_stopped', {});
     })());
 
   const host = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host;
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, router, feed, close };
+  const base = `http://${host.includes(':') ? `[${host}]` : host}`;
+  return { url: `${base}:${port}`, port, metricsUrl: `${base}:${metricsServer.port}`, router, feed, close };
 }
 
 /** Entry point: exit 2 on invalid configuration, 0 after a clean shutdown. */

@@ -7,6 +7,7 @@ import Ajv from 'ajv';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ConfigError, defineSchema, loadConfig, type ConfigOf } from '../common/config';
+import { MIN_ADMIN_SECRET_CHARS } from '../common/topic-credentials';
 import type { ReplicaSettings } from './desired';
 import { DEFAULT_REBALANCE_SETTINGS, type RebalanceSettings } from './rebalancer';
 
@@ -68,6 +69,20 @@ export const operatorSchema = defineSchema({
     env: 'DAFTKA_OPERATOR_GATEWAY_CATALOG_CONFIGMAP',
     default: '',
     doc: "ConfigMap (in namespace) the operator keeps the gateway's topics.json in; empty = none",
+  },
+  gatewayClientKeysSecret: {
+    type: 'string',
+    env: 'DAFTKA_OPERATOR_GATEWAY_CLIENT_KEYS_SECRET',
+    default: '',
+    pattern: /^$|^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
+    patternDoc: 'a Secret name',
+    doc: "Secret (in namespace) the operator keeps every topic's client key in (a data key per topic, hex), for the gateway (DAFTKA_GATEWAY_CLIENT_KEYS_SECRET); a topic enters the catalog once its key is there; empty = none",
+  },
+  adminSecret: {
+    type: 'string',
+    env: 'DAFTKA_ADMIN_SECRET',
+    default: '',
+    doc: "the installation's admin secret (a chart Secret; at least 32 characters): each topic gets a `<topic>-admin-auth` Secret derived from it, which its replicas check membership and leadership calls with; empty = no admin-auth Secrets (replicas then refuse those calls on the client port)",
   },
   leaseName: {
     type: 'string',
@@ -344,6 +359,12 @@ export function loadReplicaSettings(
 
 export function loadOperatorConfig(env: Record<string, string | undefined>, argv: readonly string[]): OperatorConfig {
   const cfg = loadConfig(operatorSchema, env, argv);
+  // Checked here, not by the schema, so that the error never echoes the secret.
+  if (cfg.adminSecret !== '' && cfg.adminSecret.length < MIN_ADMIN_SECRET_CHARS)
+    throw new ConfigError(
+      'adminSecret',
+      `invalid config adminSecret (DAFTKA_ADMIN_SECRET): must be at least ${MIN_ADMIN_SECRET_CHARS} characters (e.g. openssl rand -hex 32)`,
+    );
   if (cfg.renewDeadlineSeconds >= cfg.leaseDurationSeconds)
     throw new ConfigError(
       'renewDeadlineSeconds',

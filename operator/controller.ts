@@ -1,13 +1,13 @@
 /**
  * The controller: informers (Topics, Partitions, StatefulSets, Services, PDBs, Pods, Nodes) feed a
  * rate-limited work queue keyed by topic (`namespace/name`), plus two keys of its own: `@rebalance`
- * (one rebalancer pass) and `@catalog` (the gateway catalog ConfigMap). Workers take keys one at a
+ * (one rebalancer pass) and `@catalog` (the gateway catalog ConfigMap and client keys Secret). Workers take keys one at a
  * time per key; a failed key comes back with per-key exponential backoff. NATS reports that change
  * a partition's picture enqueue its topic; watermarks are refreshed on the status interval.
  */
 import type { NatsConnection } from 'nats';
 import type { Logger } from '../common/log';
-import { CatalogWriter, renderCatalog } from './catalog';
+import { CatalogWriter, ClientKeysWriter, renderCatalog } from './catalog';
 import type { Partition, Topic } from './crd-schema';
 import type { ReplicaSettings } from './desired';
 import type { EventRecorder } from './events';
@@ -50,6 +50,10 @@ export interface ControllerOptions {
   statusIntervalMs: number;
   rebalanceIntervalMs: number;
   catalog?: { namespace: string; name: string };
+  /** The gateway's client keys Secret (every topic's client key); absent = not written. */
+  clientKeys?: { namespace: string; name: string };
+  /** The installation's admin secret: every topic gets its admin-auth Secret (operator/desired.ts). */
+  adminSecret?: string;
 }
 
 export class Controller {
@@ -60,6 +64,7 @@ export class Controller {
   readonly reconciler: TopicReconciler;
   readonly rebalancer: RebalanceDriver;
   private readonly catalogWriter: CatalogWriter | null;
+  private readonly keysWriter: ClientKeysWriter | null;
   private readonly notes = new Map<string, string>();
   private timers: NodeJS.Timeout[] = [];
   private workers: Promise<void>[] = [];
@@ -134,6 +139,8 @@ export class Controller {
       metrics: o.metrics,
       resyncMs: o.resyncMs,
       rebalanceNotes: this.notes,
+      ...(o.adminSecret !== undefined ? { adminSecret: o.adminSecret } : {}),
+      ...(o.clientKeys ? { onClientKeys: () => this.queue.add(CATALOG_KEY) } : {}),
     });
     this.rebalancer = new RebalanceDriver({
       kube: o.kube,
@@ -149,6 +156,7 @@ export class Controller {
       touched: (k) => this.queue.add(k),
     });
     this.catalogWriter = o.catalog ? new CatalogWriter(o.kube, o.catalog) : null;
+    this.keysWriter = o.clientKeys ? new ClientKeysWriter(o.kube, o.clientKeys) : null;
   }
 
   private onNode(type: 'add' | 'update' | 'delete', n: NodeObject): void {
@@ -242,12 +250,21 @@ export class Controller {
   }
 
   private async writeCatalog(): Promise<void> {
-    if (!this.catalogWriter) return;
     const topics = this.caches.topics
       .list()
       .filter((t) => !t.metadata.deletionTimestamp && this.reconciler.nameOwner(t.metadata.name) === t);
-    if (await this.catalogWriter.write(renderCatalog(topics, this.o.settings)))
-      this.o.logger.info('gateway_catalog_written', { topics: topics.length });
+    // Keys before the catalog, and a topic in the catalog only once its key is published: a
+    // gateway that sees a topic can prove its key (no refused connections in between). A key is
+    // known after the topic's first reconcile has read or made its peer Secret (onClientKeys).
+    let listed = topics;
+    if (this.keysWriter) {
+      const keys = this.reconciler.clientKeys(topics);
+      if (await this.keysWriter.write(keys)) this.o.logger.info('gateway_client_keys_written', { topics: keys.size });
+      listed = topics.filter((t) => keys.has(t.metadata.name));
+    }
+    if (!this.catalogWriter) return;
+    if (await this.catalogWriter.write(renderCatalog(listed, this.o.settings)))
+      this.o.logger.info('gateway_catalog_written', { topics: listed.length });
   }
 
   async stop(): Promise<void> {

@@ -3,12 +3,17 @@
  * controller-runtime, level-triggered). Topic → Partition objects and the peer-auth Secret;
  * Partition → StatefulSet, headless Service and PodDisruptionBudget. The replica configuration
  * comes from common/topic-spec.ts `desiredReplicas`, the same function local mode uses with its
- * process driver.
+ * process driver. The topic's admin-auth Secret too (desiredAdminSecret); the gateway's client
+ * keys Secret is in operator/catalog.ts.
  */
 import { MIN_PEER_SECRET_CHARS } from '../common/peer-secret';
+import { CLIENT_AUTH_ENV, topicAdminSecret } from '../common/topic-credentials';
 import { desiredReplicas, type DesiredReplica } from '../common/topic-spec';
 import { API_VERSION, type OwnerReference, type Partition, type Topic } from './crd-schema';
+import { SPARE_GATE, slotCount } from './slots';
 import {
+  ADMIN_SECRET_ENV,
+  ADMIN_SECRET_KEY,
   DATA_DIR,
   DATA_MOUNT,
   DRAIN_LABEL,
@@ -22,6 +27,7 @@ import {
   partitionLabels,
   partitionName,
   partitionSelector,
+  adminSecretName,
   peerSecretName,
   replicaHost,
   topicLabels,
@@ -57,6 +63,12 @@ export interface ReplicaSettings {
   extraEnv: Record<string, string>;
   /** ServiceAccount of replica pods; its token is not mounted (replicas never call the apiserver). */
   serviceAccountName?: string;
+  /**
+   * The operator holds an installation admin secret: replicas read DAFTKA_ADMIN_SECRET from their
+   * topic's admin-auth Secret (desiredAdminSecret). Without it admin methods on the client port
+   * are refused to everyone (the replica's rule when it has a peer secret and no admin secret).
+   */
+  adminAuth?: boolean;
 }
 
 export type KubeObject = {
@@ -88,6 +100,15 @@ export function maxUnavailable(replicationFactor: number): number {
   return Math.floor((replicationFactor - 1) / 2);
 }
 
+/**
+ * The PDB's minAvailable: a majority of the voters — RF, or RF + 1 while a move has added the new
+ * replica and not yet removed the old one. (minAvailable, not maxUnavailable: the StatefulSet has
+ * RF + 1 pods, one of them the gated spare that is never available; see operator/slots.ts.)
+ */
+export function minAvailable(voters: number): number {
+  return voters - maxUnavailable(voters);
+}
+
 /** The preferred leader of a partition: ordinals round-robin over partitions, as Kafka's first replica. */
 export function preferredLeader(index: number, replicationFactor: number): number {
   return index % replicationFactor;
@@ -105,7 +126,7 @@ export function topicReplicas(topic: Topic, s: ReplicaSettings): DesiredReplica[
       clientPort: PORTS.client,
       httpPort: PORTS.http,
     }),
-    { natsUrl: s.natsUrl, dataDir: () => DATA_DIR, listenHost: '0.0.0.0' },
+    { natsUrl: s.natsUrl, dataDir: () => DATA_DIR, listenHost: '0.0.0.0', spareSlots: 1 },
   );
 }
 
@@ -157,12 +178,38 @@ export function desiredPeerSecret(topic: Topic, value: string): KubeObject {
   };
 }
 
+/**
+ * The topic's admin-auth Secret: the topic admin secret derived from the installation's admin
+ * secret (common/topic-credentials.ts), hex. A pure function of both, so it is applied like any
+ * desired object; a new installation secret changes it, and the replicas take the new value when
+ * they restart. Only this topic's admin rights can be had from it.
+ */
+export function desiredAdminSecret(topic: Topic, installAdminSecret: string): KubeObject {
+  const name = topic.metadata.name;
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: adminSecretName(name),
+      namespace: topic.metadata.namespace,
+      labels: topicLabels(name, 'admin-auth'),
+      ownerReferences: [ownerRef(topic)],
+    },
+    type: 'Opaque',
+    data: { [ADMIN_SECRET_KEY]: Buffer.from(topicAdminSecret(installAdminSecret, name), 'utf8').toString('base64') },
+  };
+}
+
 const CONTRACT_ENV = new Set(['DAFTKA_ORDINAL']);
+/** Security settings extraEnv may not set: secrets come from Secrets, admission is never switched off. */
+const RESERVED_ENV = new Set([PEER_SECRET_ENV, ADMIN_SECRET_ENV, CLIENT_AUTH_ENV]);
 
 /**
  * The pod environment: the contract of ordinal 0 with DAFTKA_ORDINAL taken from the pod's index
  * label, and DAFTKA_PEER_SECRET from the topic's peer-auth Secret (never a plain value, never from
- * extraEnv: one value for every topic would let any topic's replica pose as a peer of another).
+ * extraEnv: one value for every topic would let any topic's replica pose as a peer of another);
+ * likewise DAFTKA_ADMIN_SECRET from the topic's admin-auth Secret. Client-port admission stays at
+ * its default (required): extraEnv cannot turn it off.
  */
 function podEnv(topic: string, replicas: readonly DesiredReplica[], s: ReplicaSettings) {
   const first = replicas.find((r) => r.ordinal === 0);
@@ -176,11 +223,16 @@ function podEnv(topic: string, replicas: readonly DesiredReplica[], s: ReplicaSe
   const contract = { ...first.env };
   delete contract[PEER_SECRET_ENV];
   for (const [k, v] of Object.entries(s.extraEnv))
-    if (!(k in contract) && k !== PEER_SECRET_ENV) env.push({ name: k, value: v });
+    if (!(k in contract) && !RESERVED_ENV.has(k)) env.push({ name: k, value: v });
   env.push({
     name: PEER_SECRET_ENV,
     valueFrom: { secretKeyRef: { name: peerSecretName(topic), key: PEER_SECRET_KEY } },
   });
+  if (s.adminAuth)
+    env.push({
+      name: ADMIN_SECRET_ENV,
+      valueFrom: { secretKeyRef: { name: adminSecretName(topic), key: ADMIN_SECRET_KEY } },
+    });
   for (const [k, v] of Object.entries(contract)) {
     if (k === 'DAFTKA_ORDINAL')
       env.push({ name: k, valueFrom: { fieldRef: { fieldPath: `metadata.labels['${POD_INDEX_LABEL}']` } } });
@@ -188,9 +240,6 @@ function podEnv(topic: string, replicas: readonly DesiredReplica[], s: ReplicaSe
       env.push({ name: k, valueFrom: { secretKeyRef: { name: s.natsUrlSecret.name, key: s.natsUrlSecret.key } } });
     else env.push({ name: k, value: v });
   }
-  // Client-port admission needs the gateway to hold each topic's client key; until the operator
-  // publishes those keys to the gateway (docs/security.md, "Kubernetes gap"), it stays off here.
-  env.push({ name: 'DAFTKA_CLIENT_AUTH', value: 'off' });
   // SIGTERM handling must finish inside the grace period, with a margin for the kubelet.
   const shutdownMs = Math.max(1000, (s.terminationGracePeriodSeconds - 5) * 1000);
   env.push({ name: 'DAFTKA_SHUTDOWN_TIMEOUT_MS', value: String(shutdownMs) });
@@ -276,7 +325,8 @@ export function desiredStatefulSet(
       ownerReferences: [ownerRef(partition)],
     },
     spec: {
-      replicas: rf,
+      // RF replicas and the spare slot, whose pod the scheduling gate holds (operator/slots.ts).
+      replicas: slotCount(rf),
       serviceName: partitionName(name, index),
       selector: { matchLabels: selector },
       // Parallel: ordinal 0 bootstraps only once every peer answers, so ordered start-up would deadlock.
@@ -297,6 +347,8 @@ export function desiredStatefulSet(
           ...(s.serviceAccountName ? { serviceAccountName: s.serviceAccountName } : {}),
           ...(s.imagePullSecrets && s.imagePullSecrets.length > 0 ? { imagePullSecrets: s.imagePullSecrets } : {}),
           automountServiceAccountToken: false,
+          // Held until the operator admits the pod: only occupied slots run (operator/slots.ts).
+          schedulingGates: [{ name: SPARE_GATE }],
           // Thousands of Services in a namespace would otherwise become thousands of env variables.
           enableServiceLinks: false,
           terminationGracePeriodSeconds: s.terminationGracePeriodSeconds,
@@ -404,6 +456,7 @@ export function desiredPdb(
   partition: { metadata: { name: string; uid?: string }; apiVersion: string; kind: string },
   index: number,
   s: ReplicaSettings,
+  voters: number = topic.spec.replicationFactor,
 ): KubeObject {
   const name = topic.metadata.name;
   return {
@@ -416,7 +469,7 @@ export function desiredPdb(
       ownerReferences: [ownerRef(partition)],
     },
     spec: {
-      maxUnavailable: maxUnavailable(topic.spec.replicationFactor),
+      minAvailable: minAvailable(voters),
       selector: { matchLabels: partitionSelector(name, index) },
     },
   };
@@ -425,7 +478,10 @@ export function desiredPdb(
 /** StatefulSet, Service and PDB of every partition, given the Partition objects (with uids) by index. */
 export function desiredWorkloads(
   topic: Topic,
-  partitions: ReadonlyMap<number, { metadata: { name: string; uid?: string }; apiVersion: string; kind: string }>,
+  partitions: ReadonlyMap<
+    number,
+    { metadata: { name: string; uid?: string }; apiVersion: string; kind: string; status?: Partition['status'] }
+  >,
   s: ReplicaSettings,
   existingClaimTemplates: (index: number) => unknown[] | undefined = () => undefined,
 ): Array<{ index: number; statefulSet: KubeObject; service: KubeObject; pdb: KubeObject }> {
@@ -444,7 +500,14 @@ export function desiredWorkloads(
       index,
       statefulSet: desiredStatefulSet(topic, p, index, byPartition.get(index) ?? [], s, existingClaimTemplates(index)),
       service: desiredService(topic, p, index, s),
-      pdb: desiredPdb(topic, p, index, s),
+      // A move in progress has one voter more (the new replica before the old one leaves).
+      pdb: desiredPdb(
+        topic,
+        p,
+        index,
+        s,
+        topic.spec.replicationFactor + (p.status?.operation?.kind === 'move' ? 1 : 0),
+      ),
     });
   }
   return out;

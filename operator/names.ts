@@ -2,7 +2,7 @@
  * Names, labels and fixed ports of the objects the operator manages. A partition `p` of topic `t`
  * is the Partition `t-p`, the StatefulSet, headless Service and PodDisruptionBudget `t-p`, the pods
  * `t-p-<ordinal>` and their PVCs `data-t-p-<ordinal>`. The topic's replicas share the peer
- * authentication Secret `t-peer-auth`.
+ * authentication Secret `t-peer-auth` and the admin-auth Secret `t-admin-auth`.
  */
 
 export const FIELD_MANAGER = 'daftka-operator';
@@ -44,6 +44,13 @@ export const peerSecretName = (topic: string): string => `${topic}-peer-auth`;
 export const PEER_SECRET_KEY = 'secret';
 /** The replica's environment variable that receives it (replica/config.ts). */
 export { PEER_SECRET_ENV } from '../common/peer-secret';
+/**
+ * One per topic, next to the peer Secret: the topic's admin secret (derived from the
+ * installation's, common/topic-credentials.ts), which the replicas get as DAFTKA_ADMIN_SECRET.
+ */
+export const adminSecretName = (topic: string): string => `${topic}-admin-auth`;
+export const ADMIN_SECRET_KEY = 'secret';
+export { ADMIN_SECRET_ENV } from '../common/topic-credentials';
 export const podName = (topic: string, index: number, ordinal: number): string => `${topic}-${index}-${ordinal}`;
 export const pvcName = (topic: string, index: number, ordinal: number): string =>
   `${VOLUME_NAME}-${podName(topic, index, ordinal)}`;

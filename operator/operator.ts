@@ -63,7 +63,8 @@ export async function startOperator(cfg: OperatorConfig, o: OperatorOptions = {}
       if (r.method !== 'WATCH') metrics.kubeRequestDuration.observe({ method: r.method }, r.durationMs / 1000);
     },
   });
-  const settings = o.replicaSettings ?? loadReplicaSettings(cfg);
+  // Replicas read an admin-auth Secret exactly when the operator makes them (cfg.adminSecret).
+  const settings = { ...(o.replicaSettings ?? loadReplicaSettings(cfg)), adminAuth: cfg.adminSecret !== '' };
   const health = { staleMs: cfg.reportStaleSeconds * 1000, maxLagEntries: cfg.maxLagEntries };
   let controller: Controller | null = null;
   const reports = new ReportTable({ settings: health, onChange: (topic) => controller?.onReport(topic) });
@@ -158,6 +159,10 @@ export async function startOperator(cfg: OperatorConfig, o: OperatorOptions = {}
         ...(cfg.gatewayCatalogConfigMap !== ''
           ? { catalog: { namespace: cfg.namespace, name: cfg.gatewayCatalogConfigMap } }
           : {}),
+        ...(cfg.gatewayClientKeysSecret !== ''
+          ? { clientKeys: { namespace: cfg.namespace, name: cfg.gatewayClientKeysSecret } }
+          : {}),
+        ...(cfg.adminSecret !== '' ? { adminSecret: cfg.adminSecret } : {}),
       });
       controller = c;
       // Renewal runs alongside the controller from the first moment (cache sync can be slow).
@@ -195,6 +200,8 @@ export async function startOperator(cfg: OperatorConfig, o: OperatorOptions = {}
     identity,
     namespace: cfg.namespace,
     watch_namespaces: cfg.watchNamespaces,
+    admin_auth: cfg.adminSecret !== '',
+    gateway_client_keys: cfg.gatewayClientKeysSecret !== '' ? `${cfg.namespace}/${cfg.gatewayClientKeysSecret}` : 'off',
     image: settings.image,
     workers: cfg.workers,
     max_concurrent_moves: cfg.maxConcurrentMoves,

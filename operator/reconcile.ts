@@ -7,18 +7,24 @@
  * carries the apiserver's text, and the reconcile fails so the work queue retries with backoff.
  *
  * The peer-auth Secret is the one object not applied: it is created once when absent and never
- * written over (operator/desired.ts desiredPeerSecret).
+ * written over (operator/desired.ts desiredPeerSecret). Its value also gives the topic's client
+ * key, which the controller publishes to the gateway (operator/catalog.ts). The admin-auth Secret
+ * (desiredAdminSecret) is created when absent and replaced when its value is not the desired one
+ * (the installation's admin secret changed): Secrets are only ever read by name, created and
+ * deleted, never listed, watched or patched (the chart's RBAC).
  *
  * Deletion: a finalizer holds the Topic until cleanup is done. deletionPolicy Retain keeps the PVCs
  * (ownerReferences that would let the garbage collector take them are removed first); Delete
  * removes them and waits until they are gone. Until then the Ready condition says what is left.
- * The peer-auth Secret is deleted under both policies.
+ * The peer-auth and admin-auth Secrets are deleted under both policies.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from '../common/log';
+import { clientKeyOf } from '../protocol/rpc-auth';
 import { API_VERSION, type Partition, type PartitionCrStatus, type Topic, type TopicCrStatus } from './crd-schema';
 import {
   MIN_PEER_SECRET_CHARS,
+  desiredAdminSecret,
   desiredPartitions,
   desiredPeerSecret,
   desiredWorkloads,
@@ -30,6 +36,9 @@ import { objectKey, type Informer, type KObject } from '../common/informer';
 import { KubeApiError, RESOURCES, isConflict, resourcePath, type KubeClient, type ResourceType } from '../common/kube';
 import type { OperatorMetrics } from './metrics';
 import {
+  ADMIN_SECRET_ENV,
+  ADMIN_SECRET_KEY,
+  adminSecretName,
   FIELD_MANAGER,
   FINALIZER,
   LABELS,
@@ -53,6 +62,8 @@ import {
   type PartitionView,
   type PodInfo,
 } from './status';
+import { admitPod } from './pod-gates';
+import { SPARE_GATE, admittableSlots, gateActions, occupiedSlots, slotCount, spareSlotOf } from './slots';
 
 export interface StatefulSetObject extends KObject {
   spec?: {
@@ -64,7 +75,7 @@ export interface StatefulSetObject extends KObject {
 }
 
 export interface PodObject extends KObject {
-  spec?: { nodeName?: string };
+  spec?: { nodeName?: string; schedulingGates?: Array<{ name: string }> };
   status?: { phase?: string; conditions?: Array<{ type: string; status: string }> };
 }
 
@@ -95,6 +106,17 @@ export interface ReconcileContext {
   /** partition key (`topic/index`) → why the rebalancer is waiting there, shown in status. */
   rebalanceNotes: ReadonlyMap<string, string>;
   now?: () => number;
+  /**
+   * The installation's admin secret (operator config DAFTKA_ADMIN_SECRET): each topic gets an
+   * admin-auth Secret derived from it, and its replicas read it (settings.adminAuth). Absent: none.
+   */
+  adminSecret?: string;
+  /**
+   * Called when a topic's client key became known or changed (the gateway's keys Secret is then
+   * rewritten). When set, the reconciler reads each topic's peer Secret once after a start even
+   * where a workload already uses it: the client key is derived from its value.
+   */
+  onClientKeys?: () => void;
 }
 
 /** Index value of the objects of a topic: `<namespace>/<topic>` (the work-queue key). */
@@ -152,6 +174,7 @@ export function podInfoOf(p: PodObject): PodInfo | null {
     deleting: p.metadata.deletionTimestamp !== undefined,
     ...(p.metadata.labels?.[REVISION_LABEL] ? { revision: p.metadata.labels[REVISION_LABEL] } : {}),
     ...(p.metadata.creationTimestamp ? { createdAtMs: Date.parse(p.metadata.creationTimestamp) } : {}),
+    ...(p.spec?.schedulingGates?.some((g) => g.name === SPARE_GATE) ? { gated: true } : {}),
   };
 }
 
@@ -171,7 +194,9 @@ export class TopicReconciler {
    * deleted by cleanup; `key` lets forget() drop the entry. By UID: a new Topic of the same name
    * starts unknown. Unknown means one GET.
    */
-  private readonly peerSecrets = new Map<string, { key: string; exists: boolean }>();
+  private readonly peerSecrets = new Map<string, { key: string; exists: boolean; clientKey?: string }>();
+  /** Topic UID → the admin-auth value known to be in place (hex), or null once deleted by cleanup. */
+  private readonly adminSecrets = new Map<string, { key: string; value: string | null }>();
 
   constructor(private readonly ctx: ReconcileContext) {}
 
@@ -230,12 +255,18 @@ export class TopicReconciler {
       }
     }
 
-    // The peer-auth Secret first: replica pods cannot start without it.
+    // The peer-auth and admin-auth Secrets first: replica pods cannot start without them.
     try {
       await this.ensurePeerSecret(topic, full);
     } catch (err) {
       errors.push(errorText(`Secret ${peerSecretName(topic.metadata.name)}`, err));
     }
+    if (this.ctx.adminSecret !== undefined)
+      try {
+        await this.ensureAdminSecret(topic, this.ctx.adminSecret, full);
+      } catch (err) {
+        errors.push(errorText(`Secret ${adminSecretName(topic.metadata.name)}`, err));
+      }
 
     // Topic → Partitions (owned by the Topic).
     const partitions = new Map<number, Partition & KObject>();
@@ -275,6 +306,7 @@ export class TopicReconciler {
         }
       }
     });
+    await this.admitPods(topic, partitions, errors);
     if (errors.length === 0 && full) this.lastFull.set(key, nowMs);
     if (created.length > 0)
       this.ctx.recorder.emit(
@@ -308,6 +340,54 @@ export class TopicReconciler {
     return this.ctx.resyncMs;
   }
 
+  /**
+   * Replica pods are created held by the spare gate (operator/slots.ts): admit those of the
+   * occupied slots — new pods, and pods the StatefulSet made again after a roll or an eviction —
+   * and replace a spare pod made from an old template.
+   */
+  private async admitPods(
+    topic: Topic & KObject,
+    partitions: ReadonlyMap<number, Partition & KObject>,
+    errors: string[],
+  ): Promise<void> {
+    const ns = topic.metadata.namespace!;
+    const byPartition = new Map<string, PodInfo[]>();
+    for (const pod of this.ctx.caches.pods.byIndex(`${ns}/${topic.metadata.name}`)) {
+      const info = podInfoOf(pod);
+      if (!info?.gated) continue;
+      const k = pod.metadata.labels?.[LABELS.partition] ?? '';
+      byPartition.set(k, [...(byPartition.get(k) ?? []), info]);
+    }
+    for (const [index, p] of partitions) {
+      const gated = byPartition.get(String(index));
+      if (!gated) continue;
+      const sts = this.ctx.caches.statefulsets.get(`${ns}/${p.metadata.name}`);
+      const admittable = admittableSlots(
+        p.spec.replicas,
+        spareSlotOf(p.spec.replicas, p.metadata.annotations),
+        p.status?.operation,
+      );
+      const { admit, recreate } = gateActions(gated, admittable, sts?.status?.updateRevision);
+      for (const pod of admit)
+        try {
+          if (await admitPod(this.ctx.kube, ns, pod.name, pod.uid))
+            this.ctx.logger.info('pod_admitted', { pod: pod.name, slot: pod.ordinal });
+        } catch (err) {
+          errors.push(errorText(`admitting pod ${pod.name}`, err));
+        }
+      for (const pod of recreate)
+        try {
+          await this.ctx.kube.delete(resourcePath(RESOURCES.pods, { namespace: ns, name: pod.name }), {
+            ...(pod.uid ? { preconditions: { uid: pod.uid } } : {}),
+          });
+          this.ctx.logger.info('spare_pod_replaced', { pod: pod.name, revision: pod.revision });
+        } catch (err) {
+          if (!(err instanceof KubeApiError && [404, 409].includes(err.statusCode)))
+            errors.push(errorText(`replacing spare pod ${pod.name}`, err));
+        }
+    }
+  }
+
   /** What the operator knows about one partition now (for status and the rebalancer). */
   viewOf(topic: Topic & KObject, p: Partition & KObject): PartitionView {
     const ns = topic.metadata.namespace!;
@@ -317,8 +397,9 @@ export class TopicReconciler {
     for (const pod of this.ctx.caches.pods.byIndex(`${ns}/${topic.metadata.name}`)) {
       if (pod.metadata.labels?.[LABELS.partition] !== String(index)) continue;
       const info = podInfoOf(pod);
-      if (info && info.ordinal < p.spec.replicas) pods.set(info.ordinal, info);
+      if (info && info.ordinal < slotCount(p.spec.replicas)) pods.set(info.ordinal, info);
     }
+    const spare = spareSlotOf(p.spec.replicas, p.metadata.annotations);
     const v = observePartition({
       topic: topic.metadata.name,
       index,
@@ -329,9 +410,11 @@ export class TopicReconciler {
       nodes: this.ctx.nodes(),
       ...(sts?.status?.updateRevision ? { updateRevision: sts.status.updateRevision } : {}),
       ...(p.status?.operation ? { operation: p.status.operation } : {}),
+      slots: occupiedSlots(p.spec.replicas, spare, p.status?.operation),
       settings: this.ctx.health,
       nowMs: this.now(),
     });
+    v.spare = { ordinal: spare, ...(pods.has(spare) ? { pod: pods.get(spare)! } : {}) };
     const note = this.ctx.rebalanceNotes.get(`${topic.metadata.name}/${index}`);
     if (note) v.reconfiguring = v.reconfiguring ? `${v.reconfiguring}; ${note}` : note;
     return v;
@@ -399,13 +482,15 @@ export class TopicReconciler {
   private async ensurePeerSecret(topic: Topic & KObject, full: boolean): Promise<void> {
     const key = objectKey(topic);
     const uid = topic.metadata.uid ?? key;
-    if (!full && this.peerSecrets.get(uid)?.exists) return;
+    const needKey = this.ctx.onClientKeys !== undefined;
+    const known = this.peerSecrets.get(uid);
+    if (!full && known?.exists && (!needKey || known.clientKey !== undefined)) return;
     const ns = topic.metadata.namespace!;
     const name = peerSecretName(topic.metadata.name);
     // A restarted operator trusts a workload that already reads the Secret: it was made after the
     // Secret (this step runs first), so a restart costs no GET per topic; a full resync still looks.
-    const sts = this.ctx.caches.statefulsets.get(`${ns}/${partitionName(topic.metadata.name, 0)}`);
-    if (!full && sts?.spec?.template?.spec?.containers?.some((c) => c.env?.some((e) => e.name === PEER_SECRET_ENV))) {
+    // Not when the gateway needs the client key: that comes from the value.
+    if (!full && !needKey && this.workloadReads(topic, PEER_SECRET_ENV)) {
       this.peerSecrets.set(uid, { key, exists: true });
       return;
     }
@@ -419,20 +504,84 @@ export class TopicReconciler {
         throw new Error(
           `exists, but its key "${PEER_SECRET_KEY}" holds ${chars} characters; replicas need at least ${MIN_PEER_SECRET_CHARS}: delete the Secret and the operator makes a new one`,
         );
-      this.peerSecrets.set(uid, { key, exists: true });
+      this.rememberPeerSecret(topic, Buffer.from(found.data![PEER_SECRET_KEY], 'base64').toString('utf8'));
       return;
     }
+    const value = randomBytes(PEER_SECRET_BYTES).toString('base64');
     try {
-      await this.ctx.kube.create(
-        resourcePath(RESOURCES.secrets, { namespace: ns }),
-        desiredPeerSecret(topic, randomBytes(PEER_SECRET_BYTES).toString('base64')),
-      );
+      await this.ctx.kube.create(resourcePath(RESOURCES.secrets, { namespace: ns }), desiredPeerSecret(topic, value));
       this.ctx.logger.info('peer_secret_created', { topic: key, secret: name });
+      this.rememberPeerSecret(topic, value);
     } catch (err) {
-      // 409: created between our GET and POST (e.g. by a previous leader still finishing): that value stands.
+      // 409: created between our GET and POST (e.g. by a previous leader still finishing): that value
+      // stands; its client key is read on the next pass.
       if (!isConflict(err)) throw err;
+      this.peerSecrets.set(uid, { key, exists: true });
     }
-    this.peerSecrets.set(uid, { key, exists: true });
+  }
+
+  /** The peer Secret's value is known: keep the topic's client key (never the value itself). */
+  private rememberPeerSecret(topic: Topic & KObject, value: string): void {
+    const key = objectKey(topic);
+    const uid = topic.metadata.uid ?? key;
+    const clientKey = clientKeyOf(value, topic.metadata.name).toString('hex');
+    const before = this.peerSecrets.get(uid)?.clientKey;
+    this.peerSecrets.set(uid, { key, exists: true, clientKey });
+    if (before !== clientKey) this.ctx.onClientKeys?.();
+  }
+
+  /** Whether partition 0's StatefulSet (in the cache) gives its pods this variable. */
+  private workloadReads(topic: Topic & KObject, env: string): boolean {
+    const sts = this.ctx.caches.statefulsets.get(
+      `${topic.metadata.namespace}/${partitionName(topic.metadata.name, 0)}`,
+    );
+    return sts?.spec?.template?.spec?.containers?.some((c) => c.env?.some((e) => e.name === env)) ?? false;
+  }
+
+  /** Topic name → client key (hex) of every live topic whose peer Secret value is known. */
+  clientKeys(topics: ReadonlyArray<Topic & KObject>): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const t of topics) {
+      const k = this.peerSecrets.get(t.metadata.uid ?? objectKey(t))?.clientKey;
+      if (k !== undefined) out.set(t.metadata.name, k);
+    }
+    return out;
+  }
+
+  /**
+   * The topic's admin-auth Secret holds the value derived from the installation's admin secret:
+   * created when absent; deleted and created again when it holds another value (the installation
+   * secret was changed: replicas take the new one when they restart). Checked once after a start
+   * (or trusted from a workload that reads it) and on every full resync.
+   */
+  private async ensureAdminSecret(topic: Topic & KObject, installSecret: string, full: boolean): Promise<void> {
+    const key = objectKey(topic);
+    const uid = topic.metadata.uid ?? key;
+    const desired = desiredAdminSecret(topic, installSecret);
+    const want = (desired.data as Record<string, string>)[ADMIN_SECRET_KEY];
+    if (!full && this.adminSecrets.get(uid)?.value === want) return;
+    if (!full && this.workloadReads(topic, ADMIN_SECRET_ENV)) {
+      this.adminSecrets.set(uid, { key, value: want });
+      return;
+    }
+    const path = resourcePath(RESOURCES.secrets, { namespace: topic.metadata.namespace!, name: desired.metadata.name });
+    const found = await this.ctx.kube.get<{ metadata: { uid?: string }; data?: Record<string, string> }>(path);
+    if (found?.data?.[ADMIN_SECRET_KEY] === want) {
+      this.adminSecrets.set(uid, { key, value: want });
+      return;
+    }
+    if (found) {
+      await this.ctx.kube.delete(path, found.metadata.uid ? { preconditions: { uid: found.metadata.uid } } : {});
+      this.ctx.logger.info('admin_secret_replaced', { topic: key, secret: desired.metadata.name });
+    }
+    try {
+      await this.ctx.kube.create(resourcePath(RESOURCES.secrets, { namespace: topic.metadata.namespace! }), desired);
+    } catch (err) {
+      // 409: another instance made it meanwhile; its value is checked on the next pass.
+      if (!isConflict(err)) throw err;
+      return;
+    }
+    this.adminSecrets.set(uid, { key, value: want });
   }
 
   private async writeStatus(
@@ -481,6 +630,7 @@ export class TopicReconciler {
     this.lastFull.delete(key);
     this.deletingSince.delete(key);
     for (const [uid, e] of [...this.peerSecrets]) if (e.key === key) this.peerSecrets.delete(uid);
+    for (const [uid, e] of [...this.adminSecrets]) if (e.key === key) this.adminSecrets.delete(uid);
     const [ns, name] = key.split('/');
     for (const k of [...this.applied.keys()]) if (k.includes(`/${ns}/${name}-`)) this.applied.delete(k);
     for (const k of [...this.lastStatus.keys()]) if (k.includes(`/${ns}/${name}`)) this.lastStatus.delete(k);
@@ -538,6 +688,11 @@ export class TopicReconciler {
       if (this.peerSecrets.get(uid)?.exists !== false) {
         await kube.delete(resourcePath(RESOURCES.secrets, { namespace: ns, name: peerSecretName(name) }));
         this.peerSecrets.set(uid, { key, exists: false });
+        this.ctx.onClientKeys?.();
+      }
+      if (this.ctx.adminSecret !== undefined && this.adminSecrets.get(uid)?.value !== null) {
+        await kube.delete(resourcePath(RESOURCES.secrets, { namespace: ns, name: adminSecretName(name) }));
+        this.adminSecrets.set(uid, { key, value: null });
       }
       const pods = this.ctx.caches.pods.byIndex(key);
       if (topic.spec.deletionPolicy === 'Delete') {

@@ -337,6 +337,10 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
       DAFTKA_GATEWAY_PORT: String(plan.gatewayPort),
       DAFTKA_GATEWAY_TOPICS_FILE: plan.topicsFile,
       DAFTKA_NATS_URL: plan.natsUrl,
+      // Loopback only: /metrics stays on the API URL too (tools and tests scrape it there); the
+      // metrics listener takes any free port so several stacks can run side by side.
+      DAFTKA_GATEWAY_METRICS_PORT: '0',
+      DAFTKA_GATEWAY_METRICS_ON_API_PORT: 'true',
       DAFTKA_GATEWAY_LEASE_SECRET: localLeaseSecret(plan.dataDir),
       DAFTKA_GATEWAY_CLIENT_KEYS_DIR: localClientKeysDir(plan.dataDir),
       ...authEnv,

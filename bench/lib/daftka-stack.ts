@@ -95,6 +95,7 @@ export class DaftkaStack {
       {
         DAFTKA_GATEWAY_HOST: '127.0.0.1',
         DAFTKA_GATEWAY_PORT: String(stack.gatewayPort),
+        DAFTKA_GATEWAY_METRICS_PORT: '0',
         DAFTKA_GATEWAY_TOPICS_FILE: topicsFile,
         DAFTKA_NATS_URL: natsUrl,
         ...(opts.extraGatewayEnv ?? {}),

@@ -188,6 +188,7 @@ describe('the three programs, started from the image', () => {
       {
         DAFTKA_GATEWAY_HOST: '127.0.0.1',
         DAFTKA_GATEWAY_PORT: String(port),
+        DAFTKA_GATEWAY_METRICS_PORT: '0',
         DAFTKA_GATEWAY_TOPICS_FILE: '/etc/daftka/topics.json',
         DAFTKA_GATEWAY_CLIENT_KEYS_DIR: '/etc/daftka-keys',
         DAFTKA_NATS_URL: 'off',

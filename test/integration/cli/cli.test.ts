@@ -77,6 +77,7 @@ async function startAuthGateway(): Promise<void> {
       ...process.env,
       DAFTKA_GATEWAY_HOST: '127.0.0.1',
       DAFTKA_GATEWAY_PORT: String(port),
+      DAFTKA_GATEWAY_METRICS_PORT: '0',
       DAFTKA_GATEWAY_TOPICS_FILE: stack.plan.topicsFile,
       DAFTKA_NATS_URL: stack.natsUrl,
       DAFTKA_GATEWAY_AUTH: 'tokens',

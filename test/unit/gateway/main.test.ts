@@ -51,6 +51,21 @@ describe('gateway configuration', () => {
     [{ DAFTKA_GATEWAY_TOPICS_FILE: 't', DAFTKA_GATEWAY_AUTH: 'tokens' }, [], /tokensFile/],
     [{ DAFTKA_GATEWAY_TOPICS_FILE: 't', DAFTKA_NATS_URL: 'http://x' }, [], /natsUrl/],
     [{ DAFTKA_GATEWAY_TOPICS_FILE: 't' }, ['--fetch-max-records=20000'], /fetchMaxRecords/],
+    [{ DAFTKA_GATEWAY_TOPICS_FILE: 't' }, ['--port=9464'], /metricsPort.*9464 is the API port/],
+    [
+      {
+        DAFTKA_GATEWAY_TOPICS_FILE: 't',
+        DAFTKA_GATEWAY_CLIENT_KEYS_DIR: '/k',
+        DAFTKA_GATEWAY_CLIENT_KEYS_SECRET: 'ns/k',
+      },
+      [],
+      /conflicting config clientKeysDir \/ clientKeysSecret/,
+    ],
+    [
+      { DAFTKA_GATEWAY_TOPICS_FILE: 't', DAFTKA_GATEWAY_CLIENT_KEYS_SECRET: 'keys' },
+      [],
+      /clientKeysSecret.*namespace\/name/,
+    ],
   ])('invalid config %j %j is refused naming the key', (env, argv, key) => {
     expect(() => loadGatewayConfig(env, argv)).toThrow(key);
   });
@@ -110,7 +125,13 @@ describe('gateway process wiring', () => {
     const stream = new PassThrough();
     stream.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
     const gw = await runGateway(
-      loadGatewayConfig({}, [`--topics-file=${topicsFile}`, '--nats-url=off', '--port=0', '--host=127.0.0.1']),
+      loadGatewayConfig({}, [
+        `--topics-file=${topicsFile}`,
+        '--nats-url=off',
+        '--port=0',
+        '--metrics-port=0',
+        '--host=127.0.0.1',
+      ]),
       {
         logger: createLogger('gateway', { stream }),
         topicsReloadMs: 0,
@@ -145,6 +166,15 @@ describe('gateway process wiring', () => {
         headers: [{ name: 'h', value: 'v' }],
       });
       expect(((await fetch(`${gw.url}/readyz`).then((r) => r.json())) as { status: string }).status).toBe('ready');
+
+      // /metrics on its own port (a NetworkPolicy keeps it to monitoring); the API port has none.
+      expect(gw.metricsUrl).not.toBe(gw.url);
+      const m = await fetch(`${gw.metricsUrl}/metrics`);
+      expect(m.status).toBe(200);
+      expect(await m.text()).toMatch(
+        /^daftka_gateway_requests_total\{route="produce",code="200",component="gateway"\} 1$/m,
+      );
+      expect((await fetch(`${gw.url}/metrics`)).status).toBe(404);
     } finally {
       await gw.close();
       await leader.close();

@@ -1,4 +1,12 @@
+import { clientKeysFromSecretData, topicAdminSecret } from '../../../common/topic-credentials';
+import { ClientKeysWriter, desiredGatewayClientKeys } from '../../../operator/catalog';
+import { adminKeyOf, clientKeyOf, dirKeyring } from '../../../protocol/rpc-auth';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { KubeClient } from '../../../common/kube';
 import {
+  desiredAdminSecret,
   desiredPartitions,
   desiredPeerSecret,
   desiredPdb,
@@ -237,7 +245,7 @@ describe('desired state: Partition → StatefulSet', () => {
   it('passes the replica contract from desiredReplicas, the ordinal from the pod-index label', () => {
     const host = (o: number) => `orders-1-${o}.orders-1.daftka.svc.cluster.local`;
     expect(container.env).toEqual([
-      { name: 'DAFTKA_CLIENT_AUTH', value: 'off' },
+      { name: 'DAFTKA_ADMIN_SECRET', valueFrom: { secretKeyRef: { name: 'orders-admin-auth', key: 'secret' } } },
       { name: 'DAFTKA_DATA_DIR', value: '/var/lib/daftka/data' },
       { name: 'DAFTKA_HTTP_PORT', value: '9100' },
       { name: 'DAFTKA_LISTEN_HOST', value: '0.0.0.0' },
@@ -275,6 +283,27 @@ describe('desired state: Partition → StatefulSet', () => {
       { name: 'DAFTKA_PEER_SECRET', valueFrom: { secretKeyRef: { name: 'payments-peer-auth', key: 'secret' } } },
     ]);
     expect(peerSecretName('payments')).toBe('payments-peer-auth');
+  });
+
+  it("reads DAFTKA_ADMIN_SECRET from its own topic's admin-auth Secret; client-port admission is never switched off", () => {
+    const securityEnv = (sts: any) =>
+      sts.spec.template.spec.containers[0].env.filter((e: any) =>
+        ['DAFTKA_ADMIN_SECRET', 'DAFTKA_CLIENT_AUTH', 'DAFTKA_PEER_SECRET'].includes(e.name),
+      );
+    const expected = [
+      { name: 'DAFTKA_ADMIN_SECRET', valueFrom: { secretKeyRef: { name: 'orders-admin-auth', key: 'secret' } } },
+      { name: 'DAFTKA_PEER_SECRET', valueFrom: { secretKeyRef: { name: 'orders-peer-auth', key: 'secret' } } },
+    ];
+    expect(securityEnv(sts)).toEqual(expected);
+    // extraEnv cannot open the client port, nor hand every topic one admin secret.
+    const open = {
+      ...settings,
+      extraEnv: { ...settings.extraEnv, DAFTKA_CLIENT_AUTH: 'off', DAFTKA_ADMIN_SECRET: 'a'.repeat(64) },
+    };
+    expect(securityEnv(desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, open))).toEqual(expected);
+    // An operator without an installation admin secret gives replicas none (admin methods then refused).
+    const none = { ...settings, adminAuth: false };
+    expect(securityEnv(desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, none))).toEqual([expected[1]]);
   });
 
   it('takes image and resources from the operator config unless the Topic sets resources', () => {
@@ -322,6 +351,111 @@ describe('desired state: Topic → peer-auth Secret', () => {
 
   it('refuses a value shorter than the 32 characters replicas accept', () => {
     expect(() => desiredPeerSecret(topic('orders'), 'x'.repeat(31))).toThrow(/31 characters, at least 32/);
+  });
+});
+
+describe('desired state: Topic → admin-auth Secret', () => {
+  const install = 'i'.repeat(48);
+
+  it("holds the topic's admin secret derived from the installation's, owned by the Topic", () => {
+    const secret = desiredAdminSecret(topic('orders'), install) as any;
+    expect(secret).toEqual({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {
+        name: 'orders-admin-auth',
+        namespace: 'daftka',
+        labels: {
+          'app.kubernetes.io/name': 'daftka',
+          'app.kubernetes.io/component': 'admin-auth',
+          'app.kubernetes.io/managed-by': 'daftka-operator',
+          'app.kubernetes.io/instance': 'orders',
+          'daftka.io/topic': 'orders',
+        },
+        ownerReferences: ownedByOrders('uid-orders'),
+      },
+      type: 'Opaque',
+      data: { secret: Buffer.from(topicAdminSecret(install, 'orders')).toString('base64') },
+    });
+    const value = Buffer.from(secret.data.secret, 'base64').toString('utf8');
+    // 64 hex characters: a replica accepts it as DAFTKA_ADMIN_SECRET (at least 32).
+    expect(value).toMatch(/^[0-9a-f]{64}$/);
+    expect(value).not.toContain(install);
+  });
+
+  it("gives each topic its own value: one topic's admin key is not another's, nor the installation's", () => {
+    const orders = topicAdminSecret(install, 'orders');
+    const payments = topicAdminSecret(install, 'payments');
+    expect(payments).not.toBe(orders);
+    expect(adminKeyOf(orders).equals(adminKeyOf(payments))).toBe(false);
+    expect(adminKeyOf(orders).equals(adminKeyOf(install))).toBe(false);
+    // Deterministic: every operator instance and restart computes the same value.
+    expect(topicAdminSecret(install, 'orders')).toBe(orders);
+    expect(topicAdminSecret('j'.repeat(48), 'orders')).not.toBe(orders);
+    expect(() => topicAdminSecret('short', 'orders')).toThrow(/at least 32/);
+  });
+});
+
+describe("desired state: the gateway's client keys Secret", () => {
+  const peer = (t: string) => `${t}-`.padEnd(44, 'p');
+  const keys = new Map([
+    ['payments', clientKeyOf(peer('payments'), 'payments').toString('hex')],
+    ['orders', clientKeyOf(peer('orders'), 'orders').toString('hex')],
+  ]);
+
+  it('holds one data key per topic, the client key in hex, sorted; nothing else', () => {
+    const obj = desiredGatewayClientKeys(
+      { namespace: 'daftka-system', name: 'daftka-gateway-client-keys' },
+      keys,
+    ) as any;
+    expect(obj).toEqual({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'daftka-gateway-client-keys', namespace: 'daftka-system' },
+      type: 'Opaque',
+      data: {
+        orders: Buffer.from(keys.get('orders')!).toString('base64'),
+        payments: Buffer.from(keys.get('payments')!).toString('base64'),
+      },
+    });
+    expect(Object.keys(obj.data)).toEqual(['orders', 'payments']);
+  });
+
+  it("what the gateway reads back is each topic's client key, the same as local mode's keys folder holds", () => {
+    const obj = desiredGatewayClientKeys({ namespace: 'd', name: 'k' }, keys) as any;
+    const read = clientKeysFromSecretData(obj.data);
+    expect([...read.keys()].sort()).toEqual(['orders', 'payments']);
+    expect(read.get('orders')).toEqual(clientKeyOf(peer('orders'), 'orders'));
+    // The same Secret mounted as a folder (a file per data key) is a dirKeyring.
+    const dir = mkdtempSync(join(tmpdir(), 'daftka-keys-'));
+    try {
+      for (const [k, v] of Object.entries(obj.data as Record<string, string>))
+        writeFileSync(join(dir, k), Buffer.from(v, 'base64'));
+      expect(dirKeyring(dir)('payments')).toEqual(read.get('payments'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // Malformed entries are no key at all.
+    const bad = clientKeysFromSecretData({
+      'Bad Name': obj.data.orders,
+      short: Buffer.from('abcd').toString('base64'),
+      orders: obj.data.orders,
+    });
+    expect([...bad.keys()]).toEqual(['orders']);
+  });
+
+  it('is applied only when the keys change, and a deleted topic leaves it', async () => {
+    const applied: any[] = [];
+    const kube = { apply: async (path: string, obj: any) => applied.push({ path, obj }) } as unknown as KubeClient;
+    const w = new ClientKeysWriter(kube, { namespace: 'daftka-system', name: 'daftka-gateway-client-keys' });
+    expect(await w.write(keys)).toBe(true);
+    expect(await w.write(new Map(keys))).toBe(false);
+    expect(await w.write(new Map([['orders', keys.get('orders')!]]))).toBe(true);
+    expect(applied.map((a) => a.path)).toEqual([
+      '/api/v1/namespaces/daftka-system/secrets/daftka-gateway-client-keys',
+      '/api/v1/namespaces/daftka-system/secrets/daftka-gateway-client-keys',
+    ]);
+    expect(Object.keys(applied[1].obj.data)).toEqual(['orders']);
   });
 });
 

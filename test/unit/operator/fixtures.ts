@@ -22,6 +22,7 @@ export const settings: ReplicaSettings = {
   terminationGracePeriodSeconds: 30,
   runAsUser: 10001,
   extraEnv: { DAFTKA_LOG_LEVEL: 'info' },
+  adminAuth: true,
 };
 
 export function topic(name: string, spec: Partial<TopicCrSpec> = {}): Topic {

@@ -13,6 +13,8 @@ import { FINALIZER } from '../../../operator/names';
 import { TopicReconciler, type Caches, type ReconcileContext } from '../../../operator/reconcile';
 import { ReportTable } from '../../../operator/report-table';
 import { HEALTH, NOW, settings, topic } from './fixtures';
+import { topicAdminSecret } from '../../../common/topic-credentials';
+import { clientKeyOf } from '../../../protocol/rpc-auth';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the objects are plain JSON; tests index into them */
 
@@ -84,7 +86,7 @@ function cache<T extends KObject>(objs: T[] = []): Informer<T> {
   } as unknown as Informer<T>;
 }
 
-function reconcilerFor(api: FakeApi, topics: Topic[], clock: { ms: number }) {
+function reconcilerFor(api: FakeApi, topics: Topic[], clock: { ms: number }, extra: Partial<ReconcileContext> = {}) {
   const caches = {
     topics: cache(topics as Array<Topic & KObject>),
     partitions: cache(),
@@ -106,6 +108,7 @@ function reconcilerFor(api: FakeApi, topics: Topic[], clock: { ms: number }) {
     resyncMs: RESYNC_MS,
     rebalanceNotes: new Map(),
     now: () => clock.ms,
+    ...extra,
   };
   return new TopicReconciler(ctx);
 }
@@ -216,5 +219,106 @@ describe('peer-auth Secret (reconciler)', () => {
     await expect(r.reconcile('daftka/orders')).resolves.toBe(0);
     expect(api.secretCalls()).toEqual([`DELETE ${SECRETS}/orders-peer-auth`]);
     expect(api.objects.has(`${SECRETS}/orders-peer-auth`)).toBe(false);
+  });
+});
+
+describe('admin-auth Secret and client keys (reconciler)', () => {
+  const INSTALL = 'i'.repeat(48);
+  const adminValue = (secret: any): string => Buffer.from(secret.data.secret, 'base64').toString('utf8');
+
+  it("is created next to the peer Secret with the topic's derived admin secret, then not asked for again", async () => {
+    const api = new FakeApi();
+    const clock = { ms: NOW };
+    const r = reconcilerFor(api, [topic('orders')], clock, { adminSecret: INSTALL });
+    await r.reconcile('daftka/orders');
+    expect(api.secretCalls()).toEqual([
+      `GET ${SECRETS}/orders-peer-auth`,
+      `POST ${SECRETS}`,
+      `GET ${SECRETS}/orders-admin-auth`,
+      `POST ${SECRETS}`,
+    ]);
+    const secret = api.objects.get(`${SECRETS}/orders-admin-auth`);
+    expect(adminValue(secret)).toBe(topicAdminSecret(INSTALL, 'orders'));
+    expect(secret.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'Topic', uid: 'uid-orders' })]);
+    // Before the workloads: the pods read it at start.
+    expect(api.calls.findLastIndex((c) => c.includes('/secrets'))).toBeLessThan(
+      api.calls.findIndex((c) => c.includes('/statefulsets/')),
+    );
+    api.calls.length = 0;
+    clock.ms += 1000;
+    await r.reconcile('daftka/orders');
+    expect(api.secretCalls()).toEqual([]);
+  });
+
+  it('a restarted operator with another installation secret replaces the Secret (DELETE with the old uid, then POST)', async () => {
+    const api = new FakeApi();
+    const clock = { ms: NOW };
+    await reconcilerFor(api, [topic('orders')], clock, { adminSecret: INSTALL }).reconcile('daftka/orders');
+    const old = api.objects.get(`${SECRETS}/orders-admin-auth`);
+    const rotated = 'r'.repeat(48);
+    const r = reconcilerFor(api, [topic('orders')], clock, { adminSecret: rotated });
+    api.calls.length = 0;
+    await r.reconcile('daftka/orders');
+    expect(api.secretCalls()).toEqual([
+      `GET ${SECRETS}/orders-peer-auth`,
+      `GET ${SECRETS}/orders-admin-auth`,
+      `DELETE ${SECRETS}/orders-admin-auth`,
+      `POST ${SECRETS}`,
+    ]);
+    const now = api.objects.get(`${SECRETS}/orders-admin-auth`);
+    expect(now.metadata.uid).not.toBe(old.metadata.uid);
+    expect(adminValue(now)).toBe(topicAdminSecret(rotated, 'orders'));
+    // The same value: one GET at a full resync, nothing written.
+    api.calls.length = 0;
+    clock.ms += RESYNC_MS;
+    await r.reconcile('daftka/orders');
+    expect(api.secretCalls()).toEqual([`GET ${SECRETS}/orders-peer-auth`, `GET ${SECRETS}/orders-admin-auth`]);
+  });
+
+  it("learns each topic's client key from its peer Secret (made or read) and says so once", async () => {
+    const api = new FakeApi();
+    const theirs = 'k'.repeat(44);
+    api.objects.set(`${SECRETS}/payments-peer-auth`, {
+      metadata: { name: 'payments-peer-auth' },
+      data: { secret: Buffer.from(theirs).toString('base64') },
+    });
+    const clock = { ms: NOW };
+    let changes = 0;
+    const topics = [topic('orders'), topic('payments')];
+    const r = reconcilerFor(api, topics, clock, { onClientKeys: () => changes++ });
+    for (const t of topics) await r.reconcile(`daftka/${t.metadata.name}`);
+    const made = valueOf(api.objects.get(`${SECRETS}/orders-peer-auth`));
+    const keys = r.clientKeys(topics as any);
+    expect(keys).toEqual(
+      new Map([
+        ['orders', clientKeyOf(made, 'orders').toString('hex')],
+        ['payments', clientKeyOf(theirs, 'payments').toString('hex')],
+      ]),
+    );
+    expect(changes).toBe(2);
+    clock.ms += 1000;
+    for (const t of topics) await r.reconcile(`daftka/${t.metadata.name}`);
+    expect(changes).toBe(2);
+    // A topic the reconciler has not seen has no key yet (the catalog leaves it out until then).
+    expect(r.clientKeys([topic('later') as any]).size).toBe(0);
+  });
+
+  it('the finalizer deletes the admin-auth Secret too, and the topic loses its client key', async () => {
+    const api = new FakeApi();
+    const clock = { ms: NOW };
+    const live = topic('orders');
+    let changes = 0;
+    const ctx = { adminSecret: INSTALL, onClientKeys: () => changes++ };
+    const r0 = reconcilerFor(api, [live], clock, ctx);
+    await r0.reconcile('daftka/orders');
+    const deleting = {
+      ...live,
+      metadata: { ...live.metadata, finalizers: [FINALIZER], deletionTimestamp: new Date(NOW).toISOString() },
+    } as Topic;
+    const r = reconcilerFor(api, [deleting], clock, ctx);
+    api.calls.length = 0;
+    await expect(r.reconcile('daftka/orders')).resolves.toBe(0);
+    expect(api.secretCalls()).toEqual([`DELETE ${SECRETS}/orders-peer-auth`, `DELETE ${SECRETS}/orders-admin-auth`]);
+    expect(r.clientKeys([deleting as any]).size).toBe(0);
   });
 });
