@@ -269,14 +269,33 @@ export function localAdminAuth(dataDir: string): RpcClientAuth {
   return { adminKey: adminKeyOf(localAdminSecret(dataDir)) };
 }
 
-/** Write each topic's client key, derived from its peer secret (what the operator's Secret holds). */
-function writeClientKeys(plan: LocalPlan): void {
-  const dir = localClientKeysDir(plan.dataDir);
+/** What the replicas of a topic and the gateway need to authenticate to each other (local mode, benches). */
+export interface LocalSecurityEnv {
+  replica(topic: string): Record<string, string>;
+  gateway: Record<string, string>;
+}
+
+/**
+ * The credentials of a local installation on `dataDir`: each topic's peer secret and client key
+ * (derived from it: what the operator's Secret holds; written as a file per topic, the keyring of
+ * the gateway and the replicas), the admin secret and the lease secret. Made once, kept (0600).
+ */
+export function localSecurityEnv(dataDir: string, topics: string[]): LocalSecurityEnv {
+  const dir = localClientKeysDir(dataDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  for (const t of plan.topics)
-    writeFileSync(join(dir, t.name), clientKeyOf(localPeerSecret(plan.dataDir, t.name), t.name).toString('hex'), {
-      mode: 0o600,
-    });
+  for (const t of topics)
+    writeFileSync(join(dir, t), clientKeyOf(localPeerSecret(dataDir, t), t).toString('hex'), { mode: 0o600 });
+  return {
+    replica: (topic) => ({
+      DAFTKA_PEER_SECRET: localPeerSecret(dataDir, topic),
+      DAFTKA_ADMIN_SECRET: localAdminSecret(dataDir),
+      DAFTKA_CLIENT_KEYS_DIR: dir,
+    }),
+    gateway: {
+      DAFTKA_GATEWAY_LEASE_SECRET: localLeaseSecret(dataDir),
+      DAFTKA_GATEWAY_CLIENT_KEYS_DIR: dir,
+    },
+  };
 }
 
 /** local-admin's bearer token (auth `tokens`): made once, kept in the data dir (0600). */
@@ -308,7 +327,10 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
   });
   writeFileSync(plan.topicsFile, JSON.stringify({ topics: entries }, null, 2));
   const authEnv = gatewayAuthEnv(plan, opts.tokens ?? {});
-  writeClientKeys(plan);
+  const security = localSecurityEnv(
+    plan.dataDir,
+    plan.topics.map((t) => t.name),
+  );
   const clientAuth = localClientAuth(plan.dataDir);
   const authHeaders: Record<string, string> =
     plan.auth === 'tokens' ? { authorization: `Bearer ${localAdminToken(plan.dataDir)}` } : {};
@@ -322,9 +344,7 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
       args: [...tsx, join(REPO_ROOT, 'replica/main.ts')],
       env: {
         ...r.env,
-        DAFTKA_PEER_SECRET: localPeerSecret(plan.dataDir, r.topic),
-        DAFTKA_ADMIN_SECRET: localAdminSecret(plan.dataDir),
-        DAFTKA_CLIENT_KEYS_DIR: localClientKeysDir(plan.dataDir),
+        ...security.replica(r.topic),
         ...(opts.replicaEnv ?? {}),
       },
     });
@@ -341,8 +361,7 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
       // metrics listener takes any free port so several stacks can run side by side.
       DAFTKA_GATEWAY_METRICS_PORT: '0',
       DAFTKA_GATEWAY_METRICS_ON_API_PORT: 'true',
-      DAFTKA_GATEWAY_LEASE_SECRET: localLeaseSecret(plan.dataDir),
-      DAFTKA_GATEWAY_CLIENT_KEYS_DIR: localClientKeysDir(plan.dataDir),
+      ...security.gateway,
       ...authEnv,
       ...(opts.gatewayEnv ?? {}),
     },

@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { catalogEntry, desiredReplicas, type DesiredReplica, type TopicSpec } from '../../common/topic-spec';
+import { localSecurityEnv } from '../../scripts/local-mode';
 import { freePort, killProc, sleep, startProc, stopProc, tempDirRemovedAtExit, type Proc } from './procs';
 import { httpJson } from './http';
 
@@ -68,11 +69,13 @@ export class DaftkaStack {
           clientPort: await freePort(),
           httpPort: await freePort(),
         });
+    // The credentials npm run local uses: peer secret, client keys, admin and lease secrets.
+    const security = localSecurityEnv(dir, [opts.topic]);
     const replicas = desiredReplicas(opts.topic, spec, (p, o) => addrs.get(`${p}/${o}`)!, {
       natsUrl,
       listenHost: '127.0.0.1',
       dataDir: (p, o) => join(dir, 'replicas', `${opts.topic}-${p}-${o}`),
-      extraEnv: { DAFTKA_FSYNC: opts.fsync, ...(opts.extraReplicaEnv ?? {}) },
+      extraEnv: { DAFTKA_FSYNC: opts.fsync, ...security.replica(opts.topic), ...(opts.extraReplicaEnv ?? {}) },
     });
     const stack = new DaftkaStack(opts, dir, replicas);
     const topicsFile = join(dir, 'topics.json');
@@ -98,6 +101,7 @@ export class DaftkaStack {
         DAFTKA_GATEWAY_METRICS_PORT: '0',
         DAFTKA_GATEWAY_TOPICS_FILE: topicsFile,
         DAFTKA_NATS_URL: natsUrl,
+        ...security.gateway,
         ...(opts.extraGatewayEnv ?? {}),
       },
       join(logDir, 'gateway.log'),

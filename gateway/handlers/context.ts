@@ -1,5 +1,5 @@
 import type { LeasedPartitionClient, PartitionClient } from '../../protocol/methods';
-import type { Request, Response } from 'express';
+import type { IncomingHttpHeaders } from 'node:http';
 import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 
@@ -44,8 +44,11 @@ export const DEFAULT_LIMITS: GatewayLimits = {
 
 /** What a handler gets: the request, its validated query, and lazy, validated body reading. */
 export interface Call {
-  req: Request;
-  res: Response;
+  /** Path parameters, percent-decoded (`topic`, `partition`, `group`, …). */
+  params: Readonly<Record<string, string>>;
+  headers: IncomingHttpHeaders;
+  /** Set a header of the answer (before the handler returns). */
+  setHeader(name: string, value: string): void;
   requestId: string;
   principal: Principal;
   query: Record<string, unknown>;
@@ -90,7 +93,7 @@ const IDEMPOTENCY_KEY_RE = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 
 /** The topic named in the path, if `p` holds `right` on it (404 when it cannot see it, 403 when it can). */
 export function topicFromPath(g: GatewayContext, c: Call, right: 'produce' | 'consume' | 'see'): TopicInfo {
-  const name = c.req.params.topic as string;
+  const name = c.params.topic;
   // A name no topic can have: answered like any unknown topic, without echoing the input.
   if (!TOPIC_NAME_RE.test(name)) throw new DaftkaError('TOPIC_NOT_FOUND', 'topic does not exist');
   const t =
@@ -100,7 +103,7 @@ export function topicFromPath(g: GatewayContext, c: Call, right: 'produce' | 'co
 }
 
 export function partitionFromPath(c: Call, t: TopicInfo): number {
-  const raw = c.req.params.partition as string;
+  const raw = c.params.partition;
   if (!PARTITION_RE.test(raw)) throw invalidParameter('partition', 'must be a non-negative integer');
   const p = Number(raw);
   if (p >= t.partitions)
@@ -112,14 +115,14 @@ export function partitionFromPath(c: Call, t: TopicInfo): number {
 }
 
 export function groupFromPath(c: Call): string {
-  const g = c.req.params.group as string;
+  const g = c.params.group;
   if (!GROUP_NAME_RE.test(g))
     throw invalidParameter('group', `must be 1–${GROUP_NAME_MAX_CHARS} characters of [A-Za-z0-9._-]`);
   return g;
 }
 
 export function idempotencyKeyOf(c: Call): string | undefined {
-  const k = c.req.headers['idempotency-key'];
+  const k = c.headers['idempotency-key'];
   if (k === undefined) return undefined;
   if (typeof k !== 'string' || !IDEMPOTENCY_KEY_RE.test(k))
     throw invalidParameter('Idempotency-Key', 'must be 1–128 printable ASCII characters without spaces');

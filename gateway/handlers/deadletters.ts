@@ -153,9 +153,8 @@ export async function listDeadLettersHandler(g: GatewayContext, c: Call): Promis
 export async function getDeadLetterHandler(g: GatewayContext, c: Call): Promise<Reply> {
   const { client } = leasedOf(g, false);
   const t = topicFromPath(g, c, 'consume');
-  const { partition, seq } = parseId(c.req.params.id as string);
-  if (partition >= t.partitions)
-    throw new DaftkaError('NOT_FOUND', `no dead letter ${c.req.params.id as string} on topic ${t.name}`);
+  const { partition, seq } = parseId(c.params.id);
+  if (partition >= t.partitions) throw new DaftkaError('NOT_FOUND', `no dead letter ${c.params.id} on topic ${t.name}`);
   const page = await client.listDeadLetters({
     topic: t.name,
     partition,
@@ -297,13 +296,13 @@ export async function replayDeadLettersHandler(g: GatewayContext, c: Call): Prom
   const failed = parts.find((x): x is { partition: number; err: unknown } => 'err' in x);
   if (failed && parts.every((x) => 'err' in x)) throw failed.err;
   g.leased?.metrics?.replayJobs.inc({ topic: t.name });
-  c.res.setHeader('Location', `/v1/jobs/${jobId}`);
+  c.setHeader('Location', `/v1/jobs/${jobId}`);
   return { status: 202, body: jobAnswer(t.name, jobId, parts) };
 }
 
 export async function getJobHandler(g: GatewayContext, c: Call): Promise<Reply> {
   const { client } = leasedOf(g, false);
-  const jobId = c.req.params.job as string;
+  const jobId = c.params.job;
   const topic = jobId.slice(0, jobId.indexOf('.'));
   let t: TopicInfo;
   try {

@@ -1,6 +1,6 @@
 import type { PartitionClient } from '../../../protocol/methods';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { createLogger } from '../../../common/log';
 import { createRegistry } from '../../../common/metrics';
@@ -67,7 +67,7 @@ export async function startGateway(opts: {
     ...(opts.leased ? { leased: opts.leased } : {}),
   });
   const server: Server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    const s = createServer(app).listen(0, '127.0.0.1', () => resolve(s));
   });
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
