@@ -125,12 +125,12 @@ export class Dispatcher {
   constructor(private readonly d: DispatchDeps) {
     this.limits = d.g.limits;
     this.log = d.logger;
-    const self = this;
+    const held = () => this.bodyBytesHeld;
     gauge(d.registry, {
       name: 'daftka_gateway_body_bytes_in_flight',
       help: 'Request body bytes reserved by requests being read or served (bounded by maxBodyBytesInFlight)',
       collect() {
-        this.set(self.bodyBytesHeld);
+        this.set(held());
       },
     });
   }
