@@ -398,6 +398,16 @@ export const gatewaySchema = defineSchema({
     unit: 'ratio',
     doc: 'readiness: requests throttled (429) above this fraction is a warning',
   },
+  readinessFreeDiskWarnRatio: {
+    type: 'number',
+    env: 'DAFTKA_GATEWAY_READINESS_FREE_DISK_WARN_RATIO',
+    flag: 'readiness-free-disk-warn-ratio',
+    default: 0.1,
+    min: 0,
+    max: 1,
+    unit: 'ratio',
+    doc: "readiness: a replica's data volume with less than this share free is a warning (any replica refusing produce for lack of space, STORAGE_FULL, is not_ready)",
+  },
   readinessMinRequests: {
     type: 'int',
     env: 'DAFTKA_GATEWAY_READINESS_MIN_REQUESTS',

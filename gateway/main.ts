@@ -188,6 +188,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       shedWarnRatio: cfg.readinessShedWarnRatio,
       shedNotReadyRatio: cfg.readinessShedNotReadyRatio,
       throttleWarnRatio: cfg.readinessThrottleWarnRatio,
+      freeDiskWarnRatio: cfg.readinessFreeDiskWarnRatio,
       deadLetterWarnEntries: cfg.readinessDeadLetterWarnEntries,
       deadLetterGrowthWarnPerHour: cfg.readinessDeadLetterGrowthWarnPerHour,
       minRequests: cfg.readinessMinRequests,

@@ -9,8 +9,9 @@ import { createAjv, type JsonSchema } from './validation';
 
 /**
  * The replicas' periodic status reports (`daftka.v1.status.<topic>.<partition>.<replica>`, every
- * announce interval) as the readiness report reads them: follower lag (leaders only), readiness
- * and log size per replica. Its own NATS connection, so the leader feed stays what it is; NATS
+ * announce interval) as the readiness report reads them: follower lag (leaders only), readiness,
+ * log size, and free disk (statfs of the data directory, and whether the replica is disk-full)
+ * per replica. Its own NATS connection, so the leader feed stays what it is; NATS
  * down only makes these signals stale (the checks then say `unknown`).
  *
  * Bounded: only reports for catalog partitions are kept, at most `maxReplicasPerPartition` per
@@ -29,6 +30,9 @@ const REPORT_SCHEMA: JsonSchema = {
     ready: { type: 'boolean' },
     logBytes: { type: 'integer', minimum: 0 },
     lag: { type: 'object', maxProperties: 64, additionalProperties: { type: 'integer', minimum: 0 } },
+    freeBytes: { type: 'integer', minimum: 0 },
+    capacityBytes: { type: 'integer', minimum: 0 },
+    diskFull: { type: 'boolean' },
   },
 };
 
@@ -39,6 +43,9 @@ interface Report {
   ready: boolean;
   logBytes: number;
   lag?: Record<string, number>;
+  freeBytes?: number;
+  capacityBytes?: number;
+  diskFull?: boolean;
   receivedMs: number;
 }
 
@@ -113,6 +120,9 @@ export class StatusReportFeed {
       ready: r.ready,
       logBytes: r.logBytes,
       ...(r.lag ? { lag: r.lag } : {}),
+      ...(r.freeBytes !== undefined ? { freeBytes: r.freeBytes } : {}),
+      ...(r.capacityBytes !== undefined ? { capacityBytes: r.capacityBytes } : {}),
+      ...(r.diskFull !== undefined ? { diskFull: r.diskFull } : {}),
       receivedMs: this.now(),
     });
   }
@@ -127,9 +137,28 @@ export class StatusReportFeed {
   signals(): ReportSignals | null {
     this.prune();
     if (this.reports.size === 0) return null;
-    const out: ReportSignals = { replicas: 0, notReady: [], maxLagEntries: 0, maxLagAt: null, maxLogBytes: 0 };
+    const out: ReportSignals = {
+      replicas: 0,
+      notReady: [],
+      maxLagEntries: 0,
+      maxLagAt: null,
+      maxLogBytes: 0,
+      disk: { reporting: 0, full: [], minFreeBytes: null, minFreeRatio: null, minFreeAt: null },
+    };
+    const disk = out.disk!;
     for (const r of this.reports.values()) {
       out.replicas++;
+      const at = `${r.topic}/${r.partition}/${r.replicaId}`;
+      if (r.diskFull === true) disk.full.push(at);
+      if (r.freeBytes !== undefined && r.capacityBytes !== undefined && r.capacityBytes > 0) {
+        disk.reporting++;
+        const ratio = r.freeBytes / r.capacityBytes;
+        if (disk.minFreeRatio === null || ratio < disk.minFreeRatio) {
+          disk.minFreeRatio = ratio;
+          disk.minFreeBytes = r.freeBytes;
+          disk.minFreeAt = at;
+        }
+      }
       if (!r.ready) out.notReady.push(`${r.topic}/${r.partition}/${r.replicaId}`);
       out.maxLogBytes = Math.max(out.maxLogBytes, r.logBytes);
       for (const lag of Object.values(r.lag ?? {}))
@@ -139,6 +168,7 @@ export class StatusReportFeed {
         }
     }
     out.notReady.sort();
+    disk.full.sort();
     return out;
   }
 

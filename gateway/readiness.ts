@@ -68,6 +68,8 @@ export interface ReadinessThresholds {
   deadLetterWarnEntries: number;
   /** Active dead letters added per hour. */
   deadLetterGrowthWarnPerHour: number;
+  /** Free share of a replica's data volume below which free_disk is a warning. */
+  freeDiskWarnRatio: number;
   /** Fewer requests than this in the window are too few to judge a ratio (the check says ok). */
   minRequests: number;
 }
@@ -84,6 +86,7 @@ export const DEFAULT_THRESHOLDS: ReadinessThresholds = {
   throttleWarnRatio: 0.05,
   deadLetterWarnEntries: 1000,
   deadLetterGrowthWarnPerHour: 100,
+  freeDiskWarnRatio: 0.1,
   minRequests: 100,
 };
 
@@ -108,6 +111,17 @@ export interface ReportSignals {
   maxLagEntries: number;
   maxLagAt: string | null;
   maxLogBytes: number;
+  /** Free disk of the replicas' data directories (reports that carry it; absent: none does). */
+  disk?: {
+    /** Reports with free and total bytes. */
+    reporting: number;
+    /** Replicas that refuse produce for lack of space (STORAGE_FULL), as `topic/partition/replica`. */
+    full: string[];
+    /** The replica with the least free share: its free bytes and share. */
+    minFreeBytes: number | null;
+    minFreeRatio: number | null;
+    minFreeAt: string | null;
+  };
 }
 
 /** Counter differences over the rate window (readiness-service.ts keeps the samples). */
@@ -255,8 +269,7 @@ export function evaluateReadiness(s: ReadinessSignals, t: ReadinessThresholds): 
       }),
     );
 
-  // Storage: replicas report their log size, not their volume. The volume is Prometheus' job
-  // (kubelet_volume_stats_*, DaftkaDiskAlmostFull): saying so beats inventing a number.
+  // Storage: the largest replica log; the volume itself is judged by free_disk below.
   const logBytes = Math.max(
     0,
     s.reports?.maxLogBytes ?? 0,
@@ -269,18 +282,47 @@ export function evaluateReadiness(s: ReadinessSignals, t: ReadinessThresholds): 
     threshold: null,
     unit: 'bytes',
     reason:
-      `largest replica log ${logBytes} bytes; replicas do not report their volume's capacity to the gateway, ` +
-      'so pressure cannot be judged here (see DaftkaDiskFillingUp in Prometheus)',
+      `largest replica log ${logBytes} bytes; a log has no bound of its own here (retention sets it), ` +
+      'the space left on its volume is the free_disk check',
   });
-  checks.push({
-    id: 'free_disk',
-    status: 'unknown',
-    value: null,
-    threshold: null,
-    unit: 'bytes',
-    reason:
-      'replicas do not report free disk space to the gateway; Prometheus has it (kubelet_volume_stats_available_bytes, DaftkaDiskAlmostFull)',
-  });
+  // Free disk: each replica reports statfs of its data directory and whether it is disk-full
+  // (produce refused STORAGE_FULL, docs/crash-matrix.md). Any such replica is not_ready; the
+  // least free share below the threshold is a warning.
+  const disk = s.reports?.disk;
+  if (s.reports === null || disk === undefined || (disk.reporting === 0 && disk.full.length === 0))
+    checks.push({
+      id: 'free_disk',
+      status: 'unknown',
+      value: null,
+      threshold: { warning: t.freeDiskWarnRatio },
+      unit: 'ratio',
+      reason:
+        s.nats === 'disabled'
+          ? 'NATS is off: free disk reaches the gateway only in the replicas’ NATS status reports'
+          : s.reports === null
+            ? 'no replica status report received on NATS yet'
+            : 'no replica reported its free disk yet',
+    });
+  else {
+    const ratio = disk.minFreeRatio;
+    const least =
+      ratio === null
+        ? 'no free space reported'
+        : `${pct(ratio)} (${disk.minFreeBytes} bytes) free on ${disk.minFreeAt}`;
+    checks.push({
+      id: 'free_disk',
+      status: disk.full.length > 0 ? 'not_ready' : ratio !== null && ratio < t.freeDiskWarnRatio ? 'warning' : 'ok',
+      value: ratio,
+      threshold: { warning: t.freeDiskWarnRatio },
+      unit: 'ratio',
+      reason:
+        disk.full.length > 0
+          ? `disk full, produce refused (STORAGE_FULL): ${listed(disk.full)}; least free ${least}`
+          : ratio !== null && ratio < t.freeDiskWarnRatio
+            ? `least free ${least}, below ${pct(t.freeDiskWarnRatio)}`
+            : `least free ${least} (${disk.reporting} replicas reporting)`,
+    });
+  }
 
   // The gateway's own counters, over the rate window: what clients saw.
   const tr = s.traffic;
