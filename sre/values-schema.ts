@@ -95,10 +95,17 @@ export function valuesSchema(): Schema {
       operator: obj({
         replicas: int('Operator pods (one active, the others stand by)', 1, 5),
         logLevel: enumOf('Log level', LOG_LEVELS),
-        watchNamespaces: list('Namespaces whose Topics are reconciled; empty = all', {
-          type: 'string',
-          pattern: DNS_LABEL,
-        }),
+        watchNamespaces: list(
+          'Namespaces whose Topics are reconciled (a Role in each); empty = the release namespace, or every namespace with clusterScope',
+          { type: 'string', pattern: DNS_LABEL },
+        ),
+        clusterScope: bool(
+          'true: a ClusterRole (workloads and Secrets in every namespace) instead of a Role per watched namespace',
+        ),
+        adminSecret: str(
+          "Existing Secret with key admin-secret (the installation's admin secret, at least 32 characters); empty = the chart makes one",
+          { pattern: `^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$` },
+        ),
         leaseDurationSeconds: int('Leader-election Lease duration, in seconds', 5, 300),
         renewDeadlineSeconds: int('Leader-election renew deadline, in seconds (below the Lease duration)', 2, 299),
         metricsPort: int('Port of /metrics, /healthz, /readyz', 1024, 65535),
@@ -142,6 +149,7 @@ export function valuesSchema(): Schema {
       gateway: obj({
         replicas: int('Gateway pods (ignored with hpa.enabled)', 1, 1000),
         port: int('Container port of the HTTP API', 1024, 65535),
+        metricsPort: int('Container port of /metrics (not served on the API port)', 1024, 65535),
         logLevel: enumOf('Log level', LOG_LEVELS),
         auth: obj({
           // YAML 1.1 reads an unquoted `off` as false: that means "off" too.

@@ -20,6 +20,7 @@ import { REPLICA_INBOX_PREFIX } from '../../replica/control/announcer';
 import { KubeClient } from '../../common/kube';
 import { createLogger } from '../../common/log';
 import { ConfigMapCatalog } from '../../gateway/kube-catalog';
+import { SecretKeyring } from '../../gateway/kube-keyring';
 import { PassThrough } from 'node:stream';
 import { loadOperatorConfig, loadReplicaSettings, operatorSchema } from '../../operator/config';
 import { ALERT_NAMES } from '../../sre/alerts';
@@ -316,6 +317,15 @@ describe('Helm chart helm/daftka', () => {
     expect(env.DAFTKA_OPERATOR_LEASE_NAME).toBe('daftka-operator');
     expect(env.DAFTKA_OPERATOR_POD_NAME).toEqual({ fieldRef: { fieldPath: 'metadata.name' } });
     expect(env.DAFTKA_NATS_URL).toEqual({ secretKeyRef: { name: 'daftka-nats-clients', key: 'operator-url' } });
+    // The installation's admin secret: from a chart-made Secret, never a plain value.
+    expect(env.DAFTKA_ADMIN_SECRET).toEqual({ secretKeyRef: { name: 'daftka-admin', key: 'admin-secret' } });
+    expect((find(defaults, 'Secret', 'daftka-admin') as Any).stringData['admin-secret']).toMatch(/^[A-Za-z0-9]{48}$/);
+    // Namespaced by default: the release namespace only.
+    expect(env.DAFTKA_OPERATOR_WATCH_NAMESPACES).toBe(NS);
+    expect(env.DAFTKA_OPERATOR_GATEWAY_CLIENT_KEYS_SECRET).toBe('daftka-gateway-client-keys');
+    // The client keys Secret is made empty; the operator fills it.
+    const keys = find(defaults, 'Secret', 'daftka-gateway-client-keys') as Any;
+    expect([keys.data, keys.stringData]).toEqual([undefined, undefined]);
 
     const settings = JSON.parse((find(defaults, 'ConfigMap', 'daftka-operator') as Any).data['replica-settings.json']);
     expect(settings).toMatchObject({
@@ -369,60 +379,96 @@ describe('Helm chart helm/daftka', () => {
     }
   });
 
-  test('RBAC is least privilege: no wildcards; Secrets only get/create/delete by the operator; the gateway only reads topics and partitions', () => {
-    for (const objs of [defaults, allEnabled])
+  test('RBAC is least privilege: no wildcards; the operator namespaced by default; Secrets by name except the per-topic ones; the gateway reads two objects by name', () => {
+    const clusterScoped = parse(helmTemplate(writeValues('cluster', { operator: { clusterScope: true } })));
+    for (const objs of [defaults, allEnabled, clusterScoped])
       for (const role of objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role') as Any[])
         for (const rule of role.rules) {
           expect(rule.verbs).not.toContain('*');
           expect(rule.resources).not.toContain('*');
-          // The per-topic peer-auth Secrets (operator/reconcile.ts): looked up by name, created when
-          // absent, deleted with the Topic. Never list or watch: that would read every Secret in scope.
-          if (rule.resources.includes('secrets')) {
+          if (!rule.resources.includes('secrets')) continue;
+          // The per-topic peer-auth and admin-auth Secrets (operator/reconcile.ts): looked up by name,
+          // created when absent, deleted with the Topic. Never list, watch or patch: that would read
+          // or change every Secret in scope.
+          if (!rule.resourceNames) {
             expect(role.metadata.name).toBe('daftka-operator');
             expect(rule).toEqual({ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'delete'] });
+          } else {
+            // Everything else on Secrets is one object by name: the gateway client keys Secret.
+            expect(rule.resourceNames).toEqual(['daftka-gateway-client-keys']);
+            expect(rule.verbs).not.toContain('create');
+            expect(role.kind).toBe('Role');
+            expect(role.metadata.namespace).toBe(NS);
           }
         }
-    const operator = find(defaults, 'ClusterRole', 'daftka-operator') as Any;
-    const can = (res: string, verb: string) =>
-      operator.rules.some((r: Any) => r.resources.includes(res) && r.verbs.includes(verb));
+
+    // Default: no cluster-wide access to workloads or Secrets; a Role in the release namespace.
+    expect(defaults.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata.name)).toEqual([
+      'daftka-operator-nodes',
+    ]);
+    const operator = find(defaults, 'Role', 'daftka-operator') as Any;
+    expect(operator.metadata.namespace).toBe(NS);
+    expect(find(defaults, 'RoleBinding', 'daftka-operator')).toMatchObject({
+      metadata: { namespace: NS },
+      roleRef: { kind: 'Role', name: 'daftka-operator' },
+      subjects: [{ kind: 'ServiceAccount', name: 'daftka-operator', namespace: NS }],
+    });
+    const can = (role: Any, res: string, verb: string) =>
+      role.rules.some((r: Any) => r.resources.includes(res) && r.verbs.includes(verb));
     for (const res of ['topics', 'partitions', 'statefulsets', 'services', 'poddisruptionbudgets'])
-      expect(can(res, 'patch')).toBe(true);
-    for (const res of ['topics/status', 'partitions/status']) expect(can(res, 'update')).toBe(true);
+      expect(can(operator, res, 'patch')).toBe(true);
+    for (const res of ['topics/status', 'partitions/status']) expect(can(operator, res, 'update')).toBe(true);
     for (const res of ['pods', 'persistentvolumeclaims']) {
-      expect(can(res, 'delete')).toBe(true);
-      expect(can(res, 'create')).toBe(false);
+      expect(can(operator, res, 'delete')).toBe(true);
+      expect(can(operator, res, 'create')).toBe(false);
     }
     // Retain: the operator detaches PVCs from a StatefulSet before deleting it (operator/reconcile.ts).
-    expect(can('persistentvolumeclaims', 'patch')).toBe(true);
-    expect(can('pods', 'patch')).toBe(false);
-    expect(can('events', 'create')).toBe(true);
-    expect(['get', 'create', 'delete', 'list', 'watch', 'update', 'patch'].filter((v) => can('secrets', v))).toEqual([
-      'get',
-      'create',
-      'delete',
-    ]);
+    expect(can(operator, 'persistentvolumeclaims', 'patch')).toBe(true);
+    expect(can(operator, 'pods', 'patch')).toBe(false);
+    expect(can(operator, 'events', 'create')).toBe(true);
+
+    // clusterScope: the same rules as one ClusterRole, and no namespaced copy; it watches every namespace.
+    const cluster = find(clusterScoped, 'ClusterRole', 'daftka-operator') as Any;
+    expect(cluster.rules).toEqual(operator.rules);
+    expect(clusterScoped.filter((o) => o.kind === 'Role' && o.metadata.name === 'daftka-operator')).toEqual([]);
+    const clusterEnv = (find(clusterScoped, 'Deployment', 'daftka-operator') as Any).spec.template.spec.containers[0]
+      .env;
+    expect(clusterEnv).toContainEqual({ name: 'DAFTKA_OPERATOR_WATCH_NAMESPACES', value: '' });
+
     const lease = find(defaults, 'Role', 'daftka-operator-election') as Any;
     expect(lease.metadata.namespace).toBe(NS);
     expect(lease.rules.find((r: Any) => r.resources.includes('leases') && r.resourceNames)).toMatchObject({
       resourceNames: ['daftka-operator'],
     });
-    const gateway = find(defaults, 'ClusterRole', 'daftka-gateway') as Any;
-    expect(gateway.rules).toEqual([
-      { apiGroups: ['daftka.io'], resources: ['topics', 'partitions'], verbs: ['get', 'list', 'watch'] },
-    ]);
-    // And its catalog ConfigMap, by name, in the release namespace only.
-    const catalogRole = find(defaults, 'Role', 'daftka-gateway-catalog') as Any;
-    expect(catalogRole.metadata.namespace).toBe(NS);
-    expect(catalogRole.rules).toEqual([
-      {
-        apiGroups: [''],
-        resources: ['configmaps'],
-        resourceNames: ['daftka-gateway-topics'],
-        verbs: ['get', 'list', 'watch'],
-      },
-    ]);
+    expect(lease.rules.find((r: Any) => r.resources.includes('secrets'))).toEqual({
+      apiGroups: [''],
+      resources: ['secrets'],
+      resourceNames: ['daftka-gateway-client-keys'],
+      verbs: ['get', 'update', 'patch'],
+    });
+    // The gateway: its catalog ConfigMap and its client keys Secret, by name, in the release
+    // namespace only; nothing cluster-wide (it never reads Topics or Partitions).
+    for (const objs of [defaults, allEnabled, clusterScoped]) {
+      expect(
+        objs.filter((o) => /Role/.test(o.kind) && o.metadata.name.startsWith('daftka-gateway')).map((o) => o.kind),
+      ).toEqual(['Role', 'RoleBinding']);
+      expect((find(objs, 'Role', 'daftka-gateway-catalog') as Any).rules).toEqual([
+        {
+          apiGroups: [''],
+          resources: ['configmaps'],
+          resourceNames: ['daftka-gateway-topics'],
+          verbs: ['get', 'list', 'watch'],
+        },
+        {
+          apiGroups: [''],
+          resources: ['secrets'],
+          resourceNames: ['daftka-gateway-client-keys'],
+          verbs: ['get', 'list', 'watch'],
+        },
+      ]);
+    }
 
-    // A namespaced operator gets Roles in its namespaces and no cluster-wide access to Daftka objects.
+    // Listed namespaces: a Role in each and no cluster-wide access to Daftka objects.
     expect(
       allEnabled
         .filter((o) => o.kind === 'Role' && o.metadata.name === 'daftka-operator')
@@ -458,6 +504,32 @@ describe('Helm chart helm/daftka', () => {
     ).toEqual(['team-a', 'team-b']);
   });
 
+  test("the gateway's /metrics has a port of its own that only networkPolicy.metricsFrom reaches; the Service carries the API alone", () => {
+    const monitoring = [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }];
+    const scoped = parse(helmTemplate(writeValues('metrics-from', { networkPolicy: { metricsFrom: monitoring } })));
+    for (const [objs, clients] of [
+      [scoped, undefined],
+      [allEnabled, ALL_ENABLED.networkPolicy.gatewayFrom],
+    ] as const) {
+      const np = find(objs, 'NetworkPolicy', 'daftka-gateway') as Any;
+      const byPort = Object.fromEntries(np.spec.ingress.map((r: Any) => [r.ports[0].port, r.from]));
+      expect(Object.keys(byPort).sort()).toEqual(['http', 'metrics']);
+      expect(byPort.http).toEqual(clients);
+      expect(byPort.metrics).toEqual(objs === scoped ? monitoring : [{ namespaceSelector: {} }]);
+    }
+    const gw = (find(defaults, 'Deployment', 'daftka-gateway') as Any).spec.template.spec.containers[0];
+    expect(gw.ports).toEqual([
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9464, protocol: 'TCP' },
+    ]);
+    expect(gw.env).toContainEqual({ name: 'DAFTKA_GATEWAY_METRICS_PORT', value: '9464' });
+    expect(gw.env.map((e: Any) => e.name)).not.toContain('DAFTKA_GATEWAY_METRICS_ON_API_PORT');
+    // Probes stay on the API port (it serves /healthz and /readyz).
+    expect(gw.readinessProbe.httpGet.port).toBe('http');
+    const svc = find(defaults, 'Service', 'daftka-gateway') as Any;
+    expect(svc.spec.ports.map((p: Any) => p.targetPort)).toEqual(['http']);
+  });
+
   test('everything enabled: PodMonitors with the alert rules job names, the PrometheusRule, five dashboards, HPA', () => {
     const monitors = allEnabled.filter((o) => o.kind === 'PodMonitor') as Any[];
     expect(monitors.map((m) => m.spec.podMetricsEndpoints[0].relabelings[0].replacement).sort()).toEqual([
@@ -466,6 +538,16 @@ describe('Helm chart helm/daftka', () => {
       'daftka-replica',
     ]);
     expect(monitors.every((m) => m.metadata.labels.release === 'kube-prometheus-stack')).toBe(true);
+    // Replicas on their http port; the gateway and the operator on their own metrics ports.
+    expect(Object.fromEntries(monitors.map((m) => [m.metadata.name, m.spec.podMetricsEndpoints[0].port]))).toEqual({
+      'daftka-replica': 'http',
+      'daftka-gateway': 'metrics',
+      'daftka-operator': 'metrics',
+    });
+    // The replicas' monitor looks where the operator watches.
+    expect(find(allEnabled, 'PodMonitor', 'daftka-replica')).toMatchObject({
+      spec: { namespaceSelector: { matchNames: ['team-a', 'team-b'] } },
+    });
 
     const rule = find(allEnabled, 'PrometheusRule', 'daftka') as Any;
     const alerts = rule.spec.groups.flatMap((g: Any) => g.rules).filter((r: Any) => r.alert);
@@ -534,6 +616,10 @@ describe('Helm chart helm/daftka', () => {
       // Topics come from the operator's ConfigMap, watched through the API (no volume, no kubelet delay).
       expect(cfg.catalogConfigMap).toBe(`${NS}/daftka-gateway-topics`);
       expect(cfg.topicsFile).toBe('');
+      // Client keys from the operator's Secret, watched by name; /metrics on its own port only.
+      expect(cfg.clientKeysSecret).toBe(`${NS}/daftka-gateway-client-keys`);
+      expect(cfg.clientKeysDir).toBe('');
+      expect([cfg.metricsPort, cfg.metricsOnApiPort]).toEqual([9464, false]);
     }
     expect(
       loadGatewayConfig(
@@ -549,6 +635,9 @@ describe('Helm chart helm/daftka', () => {
       const known = schemaEnvNames(op.operatorSchema);
       expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
       const cfg = op.loadOperatorConfig(env, []);
+      // Replicas get admin-auth Secrets; the gateway gets every topic's client key.
+      expect(cfg.adminSecret).not.toBe('');
+      expect(cfg.gatewayClientKeysSecret).toBe('daftka-gateway-client-keys');
       const file = (find(objs, 'ConfigMap', 'daftka-operator') as Any).data['replica-settings.json'];
       const settings = op.loadReplicaSettings(cfg, (p: string) => {
         expect(p).toBe('/etc/daftka/operator/replica-settings.json');
@@ -681,6 +770,88 @@ describe('Helm chart helm/daftka', () => {
       broken.spec.template.spec.containers[0].readinessProbes = {};
       expect(await api.apply(broken)).toMatch(/readinessProbes: field not declared in schema/);
     }, 180_000);
+
+    test("the gateway's service account watches its client keys Secret by name, and no other Secret", async () => {
+      const api = new RawApplier(env.kc);
+      for (const [kind, name] of [
+        ['ServiceAccount', 'daftka-gateway'],
+        ['Secret', 'daftka-gateway-client-keys'],
+        ['Role', 'daftka-gateway-catalog'],
+        ['RoleBinding', 'daftka-gateway-catalog'],
+      ])
+        expect(await api.apply(find(defaults, kind, name) as Obj, false)).toBeNull();
+      const peerSecret: Obj = {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'orders-peer-auth', namespace: NS },
+        stringData: { secret: 'p'.repeat(44) },
+      };
+      expect(await api.apply(peerSecret, false)).toBeNull();
+      const asGateway = new KubeClient({
+        kubeConfig: env.kc,
+        impersonate: { user: `system:serviceaccount:${NS}:daftka-gateway`, groups: ['system:serviceaccounts'] },
+      });
+      const changes: number[] = [];
+      const keyring = new SecretKeyring({
+        kube: asGateway,
+        namespace: NS,
+        name: 'daftka-gateway-client-keys',
+        logger: createLogger('keyring-test', { stream: new PassThrough().resume() }),
+        onChange: (n) => changes.push(n),
+      });
+      keyring.start();
+      try {
+        await keyring.waitForSync();
+        expect(keyring.keyFor('orders')).toBeUndefined();
+        // The operator publishes a key (the same object desiredGatewayClientKeys makes): the watch delivers it.
+        const key = 'ab'.repeat(32);
+        const written = {
+          ...(find(defaults, 'Secret', 'daftka-gateway-client-keys') as Any),
+          data: { orders: Buffer.from(key).toString('base64') },
+        };
+        expect(await api.apply(written, false)).toBeNull();
+        const t0 = Date.now();
+        while (keyring.keyFor('orders') === undefined && Date.now() - t0 < 10_000)
+          await new Promise((r) => setTimeout(r, 20));
+        expect(keyring.keyFor('orders')?.toString('hex')).toBe(key);
+        expect(changes).toEqual([1]);
+        // Any other Secret — a topic's peer secret included — is forbidden to the same account.
+        await expect(asGateway.get(`/api/v1/namespaces/${NS}/secrets/orders-peer-auth`)).rejects.toThrow(
+          /403|forbidden/i,
+        );
+        await expect(asGateway.list(`/api/v1/namespaces/${NS}/secrets`)).rejects.toThrow(/403|forbidden/i);
+      } finally {
+        await keyring.stop();
+        asGateway.close();
+      }
+    }, 60_000);
+
+    test("the operator's service account is namespaced by default: its namespace's objects, nothing of another's", async () => {
+      const api = new RawApplier(env.kc);
+      for (const [kind, name] of [
+        ['ServiceAccount', 'daftka-operator'],
+        ['Role', 'daftka-operator'],
+        ['RoleBinding', 'daftka-operator'],
+      ])
+        expect(await api.apply(find(defaults, kind, name) as Obj, false)).toBeNull();
+      const asOperator = new KubeClient({
+        kubeConfig: env.kc,
+        impersonate: { user: `system:serviceaccount:${NS}:daftka-operator`, groups: ['system:serviceaccounts'] },
+      });
+      try {
+        // Allowed in the release namespace (an absent Secret is null, not 403).
+        expect(await asOperator.get(`/api/v1/namespaces/${NS}/secrets/orders-admin-auth`)).toBeNull();
+        await expect(asOperator.list(`/apis/apps/v1/namespaces/${NS}/statefulsets`)).resolves.toBeDefined();
+        // Another namespace, and cluster-wide lists, are forbidden.
+        await expect(asOperator.get('/api/v1/namespaces/team-a/secrets/orders-peer-auth')).rejects.toThrow(
+          /403|forbidden/i,
+        );
+        await expect(asOperator.list('/apis/apps/v1/statefulsets')).rejects.toThrow(/403|forbidden/i);
+        await expect(asOperator.list('/api/v1/namespaces/team-a/pods')).rejects.toThrow(/403|forbidden/i);
+      } finally {
+        asOperator.close();
+      }
+    }, 60_000);
 
     test("the gateway's service account watches its catalog ConfigMap through the chart's RBAC, and nothing else", async () => {
       const api = new RawApplier(env.kc);

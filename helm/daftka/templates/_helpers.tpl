@@ -56,15 +56,24 @@ app.kubernetes.io/part-of: daftka
 {{- printf "%s-gateway" (include "daftka.fullname" .) -}}
 {{- end -}}
 
-{{/* Namespaces the operator watches: the listed ones, or "" for all (cluster-wide RBAC). */}}
+{{/*
+Namespaces the operator watches (comma-separated): operator.watchNamespaces, or the release's own
+when that list is empty and the operator is namespaced (the default). "" = every namespace, only
+with operator.clusterScope and no list.
+*/}}
 {{- define "daftka.watchNamespaces" -}}
-{{- join "," .Values.operator.watchNamespaces -}}
-{{- end -}}
-
-{{/* Namespaces that hold replica pods, for namespaced objects (NetworkPolicies): the watched ones, or the release's and networkPolicy.replicaNamespaces. */}}
-{{- define "daftka.replicaNamespaces" -}}
 {{- if .Values.operator.watchNamespaces -}}
 {{- join "," .Values.operator.watchNamespaces -}}
+{{- else if not .Values.operator.clusterScope -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Namespaces that hold replica pods, for namespaced objects (NetworkPolicies): the watched ones, or (cluster scope, all namespaces) the release's and networkPolicy.replicaNamespaces. */}}
+{{- define "daftka.replicaNamespaces" -}}
+{{- $watched := include "daftka.watchNamespaces" . -}}
+{{- if $watched -}}
+{{- $watched -}}
 {{- else -}}
 {{- prepend .Values.networkPolicy.replicaNamespaces .Release.Namespace | uniq | join "," -}}
 {{- end -}}
