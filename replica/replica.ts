@@ -260,8 +260,10 @@ export class PartitionReplica {
       } else this.logger.warn('shutdown_transfer_failed', { replica: this.id, error: 'no voter took over' });
     }
     this.driver.stop();
-    // Let the last acks (and the new leader's first messages) go out.
-    while (Date.now() < deadline && this.driver.busy) await new Promise((r) => setTimeout(r, 5));
+    // Let the last acks (and the new leader's first messages) go out — unless the loop is held
+    // by a write waiting for disk space: nothing more goes out until space returns.
+    while (Date.now() < deadline && this.driver.busy && this.disk.full?.reason !== 'enospc')
+      await new Promise((r) => setTimeout(r, 5));
     await this.close();
   }
 

@@ -241,6 +241,7 @@ export class RaftDriver {
     });
     this.tickTimer = setInterval(() => {
       this.node!.tick();
+      this.sendUrgent();
       this.kick();
     }, cfg.tickMs);
     // The recovered (or just founded) configuration: set here, not only when a change is applied.
@@ -249,6 +250,15 @@ export class RaftDriver {
   }
 
   // ---- the loop ----
+
+  /**
+   * While the loop waits for a write (or applies a large batch), heartbeats, their answers and
+   * appends leave now rather than after it (RaftNode.takeUrgentMessages says which may): a slow
+   * fsync or a big batch then never starves a heartbeat into an election.
+   */
+  private sendUrgent(): void {
+    if (this.processing && this.node !== null && this.fatalError === null) this.send(this.node.takeUrgentMessages());
+  }
 
   kick(): void {
     if (this.processing || this.node === null || this.fatalError !== null) return;
@@ -346,6 +356,7 @@ export class RaftDriver {
       this.fatal(err);
       return;
     }
+    this.sendUrgent();
     this.kick();
   }
 
@@ -506,6 +517,10 @@ export class RaftDriver {
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.proposals.rejectAll(() => new DaftkaError('COMMIT_UNKNOWN', 'replica stopped with the write in flight'));
     await this.transport?.close();
+    // A write held for disk space would keep the loop and the apply chain waiting for ever:
+    // close storage first, which fails the held write (it was never acknowledged) and the
+    // waits on it; what is durable stays, and a restart recovers from it.
+    if (this.storage.diskFull !== null) await this.storage.close();
     await this.applier.settled();
     // Not needed for safety (see handleReady), but a clean stop leaves the latest commit on disk.
     const hs = this.deferredHardState;

@@ -52,7 +52,8 @@ describe('storage on a full disk', () => {
         (err: Error) => (settled = err),
       );
       await Promise.race([held, new Promise((r) => setTimeout(r, 300))]);
-      if (settled instanceof Error) throw settled;
+      const outcome = settled as 'resolved' | Error | null;
+      if (outcome instanceof Error) throw outcome;
     }
     const state = storage.diskFull!;
     const heldFrom = next - 100;
@@ -61,7 +62,7 @@ describe('storage on a full disk', () => {
 
     // Held, not failed: the Raft loop above just waits, as for a slow disk.
     await new Promise((r) => setTimeout(r, 500));
-    expect(settled).toBeNull();
+    expect(settled as unknown).toBeNull();
     expect(storage.diskFull!.failedProbes).toBeGreaterThan(0);
 
     // Reads are served from what is on disk.
