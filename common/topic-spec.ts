@@ -78,6 +78,12 @@ export interface PlanOptions {
   /** Bind address of the replica's ports (0.0.0.0 in a pod, 127.0.0.1 locally). */
   listenHost: string;
   extraEnv?: Record<string, string>;
+  /**
+   * Ordinals beyond the replication factor that every replica knows the address of (the
+   * operator's spare slot, where a move adds a replica before removing the old one; 0 locally).
+   * They are listed like the others, and in DAFTKA_REPLICAS; DAFTKA_REPLICATION_FACTOR stays RF.
+   */
+  spareSlots?: number;
 }
 
 export function validateTopic(name: string, spec: TopicSpec): string | null {
@@ -100,10 +106,11 @@ export function desiredReplicas(
   const bad = validateTopic(topic, spec);
   if (bad) throw new RangeError(bad);
   const out: DesiredReplica[] = [];
+  const slots = spec.replicationFactor + (opts.spareSlots ?? 0);
   for (let p = 0; p < spec.partitions; p++) {
-    const addrs = Array.from({ length: spec.replicationFactor }, (_, o) => addressOf(p, o));
+    const addrs = Array.from({ length: slots }, (_, o) => addressOf(p, o));
     const replicas = addrs.map((a) => `${a.host}:${a.peerPort}:${a.clientPort}`).join(',');
-    for (let o = 0; o < spec.replicationFactor; o++) {
+    for (let o = 0; o < slots; o++) {
       out.push({
         topic,
         partition: p,

@@ -280,10 +280,16 @@ export const partitionReplicaSchema = object(
 export const partitionOperationSchema = object(
   {
     kind: stringEnum(['move', 'roll'] as const, {
-      description: 'move: wipe the replica so it is rebuilt elsewhere; roll: restart it on the new template.',
+      description:
+        'move: add a replica in the spare slot, then remove this one (its volume is dropped); roll: restart it on the new template.',
     }),
     reason: string({ maxLength: 64 }),
-    ordinal: int({ min: 0, max: 6 }),
+    ordinal: int({ min: 0, max: 7 }),
+    target: int({
+      min: 0,
+      max: 7,
+      description: 'move: the spare slot (StatefulSet ordinal) the new replica is added in.',
+    }),
     pod: string({ maxLength: 253 }),
     podUid: string({
       maxLength: 64,

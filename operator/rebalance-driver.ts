@@ -1,7 +1,8 @@
 /**
- * Carries out the rebalancer's decisions (operator/rebalancer.ts): leadership transfers as NATS
- * control requests to the partition leader, replica moves and rolls as PVC/pod deletes, and the
- * operation in progress as `status.operation` on the Partition (field manager
+ * Carries out the rebalancer's decisions (operator/rebalancer.ts): leadership transfers and member
+ * removals as NATS control requests to the partition leader, the spare slot's pod admitted at the
+ * start of a move (operator/slots.ts), replica moves and rolls as PVC/pod deletes, the spare slot
+ * as an annotation on the Partition, and the operation in progress as `status.operation` (field manager
  * `daftka-operator-rebalancer`, so the reconciler's status writes never clear it). One pass runs
  * as the `@rebalance` key of the reconcile work queue. Every decision is logged, counted and
  * visible in status (operation, or the Reconfiguring condition for a move that has to wait).
@@ -14,9 +15,11 @@ import type { EventRecorder } from './events';
 import type { KObject } from '../common/informer';
 import { RESOURCES, resourcePath, type KubeClient } from '../common/kube';
 import type { OperatorMetrics } from './metrics';
-import { REBALANCER_FIELD_MANAGER, VOLUME_NAME, partitionName } from './names';
+import { REBALANCER_FIELD_MANAGER, VOLUME_NAME, partitionName, podName } from './names';
+import { admitPod } from './pod-gates';
 import { planRebalance, type Decision, type RebalancePlan, type RebalanceSettings } from './rebalancer';
 import type { TopicReconciler, Caches } from './reconcile';
+import { SPARE_ANNOTATION } from './slots';
 import type { NodeInfo, PartitionView } from './status';
 
 export interface RebalanceDriverContext {
@@ -77,7 +80,9 @@ export class RebalanceDriver {
           const cached = p.status?.operation ?? null;
           if (JSON.stringify(cached) === JSON.stringify(w.op) || this.now() - w.atMs > 60_000) this.written.delete(key);
           else if (w.op) v.operation = w.op;
-          else delete v.operation;
+          // Just finished, and the cache has not seen it — nor the spare slot written before it:
+          // nothing to do there until it has (a stale spare would look like a missing replica).
+          else continue;
         }
         views.push(v);
         owners.set(`${topic.metadata.name}/${p.spec.index}`, { topicKey, partition: p });
@@ -145,8 +150,18 @@ export class RebalanceDriver {
           d.operation.kind === 'move' ? 'MoveStarted' : 'RollStarted',
           d.operation.message ?? '',
         );
+        if (d.operation.kind === 'move' && d.operation.target !== undefined) {
+          // Admit the spare slot's pod now (the reconciler would too, once its cache has the operation).
+          const name = podName(d.topic, d.index, d.operation.target);
+          const pod = this.ctx.caches.pods.get(`${ns}/${name}`);
+          const admitted = await admitPod(this.ctx.kube, ns, name, pod?.metadata.uid);
+          log.info('rebalance_pod_admitted', { partition: d.key, pod: name, admitted, reason: d.operation.reason });
+        }
         return;
       case 'finishOperation':
+        // The spare slot first: the cache shows an object's writes in order, so whoever sees the
+        // operation gone also sees the slot that is spare now.
+        if (d.spare !== undefined) await this.writeSpare(partition, d.spare);
         await this.writeOperation(partition, null);
         this.recentOperations.set(d.key, this.now());
         m.rebalanceActions.inc({ action: 'finishOperation', reason: d.operation.reason, outcome: 'ok' });
@@ -184,6 +199,26 @@ export class RebalanceDriver {
         );
         return;
       }
+      case 'removeMember': {
+        const reply = await this.control(d.topic, d.index, { v: 1, op: 'removeMember', id: d.id });
+        const outcome = reply.ok ? 'ok' : reply.code;
+        m.rebalanceActions.inc({ action: 'removeMember', reason: d.reason, outcome });
+        log.info('rebalance_remove_member', {
+          partition: d.key,
+          pod: d.pod,
+          member: d.id,
+          reason: d.reason,
+          outcome,
+          ...(reply.ok ? {} : { detail: reply.detail }),
+        });
+        this.ctx.recorder.emit(
+          partition,
+          reply.ok ? 'Normal' : 'Warning',
+          'MemberRemoved',
+          `asked the leader to remove ${d.id} (${d.pod}) from the group: its replacement is a caught-up voter (${d.reason})${reply.ok ? '' : `: ${reply.code} ${reply.detail}`}`,
+        );
+        return;
+      }
       case 'deletePod': {
         const pod = this.ctx.caches.pods.get(`${ns}/${d.pod}`);
         const uid = pod?.metadata.uid;
@@ -205,7 +240,7 @@ export class RebalanceDriver {
           'Normal',
           d.wipe ? 'ReplicaMoving' : 'ReplicaRestarting',
           d.wipe
-            ? `deleted ${d.pod} and its volume (${d.reason}): the replica is rebuilt from its peers where the scheduler places it`
+            ? `deleted ${d.pod} and its volume (${d.reason}): it has left the group, its replacement holds the data; the pod comes back held by the spare gate`
             : `deleted ${d.pod} to restart it on the current template`,
         );
         return;
@@ -295,6 +330,19 @@ export class RebalanceDriver {
     }
   }
 
+  /** The spare slot, as an annotation of the Partition under the rebalancer's field manager. */
+  private async writeSpare(p: Partition & KObject, spare: number): Promise<void> {
+    await this.ctx.kube.apply(
+      resourcePath(RESOURCES.partitions, { namespace: p.metadata.namespace, name: p.metadata.name }),
+      {
+        apiVersion: API_VERSION,
+        kind: 'Partition',
+        metadata: { name: p.metadata.name, annotations: { [SPARE_ANNOTATION]: String(spare) } },
+      },
+      REBALANCER_FIELD_MANAGER,
+    );
+  }
+
   private async writeOperation(p: Partition & KObject, op: PartitionOperation | null): Promise<void> {
     await this.ctx.kube.apply(
       resourcePath(RESOURCES.partitions, {
@@ -320,6 +368,7 @@ function reasonOf(d: Decision): string {
     case 'finishOperation':
       return d.operation.reason;
     case 'transferLeadership':
+    case 'removeMember':
     case 'deletePod':
     case 'blocked':
       return d.reason;

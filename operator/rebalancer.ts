@@ -3,10 +3,13 @@
  * driver (operator/rebalance-driver.ts) runs them inside the reconcile loop and carries them out.
  *
  * - Replica moves (drained or cordoned node, two replicas of a partition on one node or zone):
- *   the replica re-forms its group by itself when a pod comes back for an ordinal with an empty
- *   volume (the leader adds the new incarnation as a learner, promotes it once caught up, removes
- *   the old one). A move is therefore: leadership off the replica, delete its PVC and pod, the
- *   StatefulSet recreates the pod elsewhere, wait until it is a healthy voter again.
+ *   add, then remove, so the group never has fewer than RF caught-up copies (operator/slots.ts).
+ *   The StatefulSet has one spare ordinal whose pod is held by a scheduling gate; a move admits it
+ *   (the scheduler places it where it may go; the leader adds the replica as a learner and
+ *   promotes it once caught up), waits until it is a healthy voter, moves leadership off the old
+ *   replica, removes the old replica from the group (NATS control request), and only then
+ *   deletes the old pod and its PVC: the StatefulSet makes that pod again, gated, and its slot is
+ *   the new spare.
  * - Rolls (pods not on the StatefulSet's update revision; updateStrategy OnDelete): leadership off
  *   the pod, delete it (volume kept), wait until it is back and caught up.
  * - Leaders: spread evenly over nodes by leadership transfer, a bounded number per pass.
@@ -18,7 +21,7 @@
  * status.operation, so the bound holds across operator restarts.
  */
 import type { PartitionOperation } from './crd-schema';
-import { partitionName } from './names';
+import { ordinalOfReplicaId, partitionName } from './names';
 import { quorum, type NodeInfo, type PartitionView, type ReplicaView } from './status';
 
 export interface RebalanceSettings {
@@ -72,12 +75,25 @@ export type Decision =
       reason: string;
     }
   | {
+      kind: 'removeMember';
+      key: string;
+      topic: string;
+      index: number;
+      /** The slot the member belongs to, and its replica id. */
+      ordinal: number;
+      id: string;
+      pod: string;
+      reason: string;
+    }
+  | {
       kind: 'finishOperation';
       key: string;
       topic: string;
       index: number;
       operation: PartitionOperation;
       message: string;
+      /** A move: the slot that is spare from now on (the old replica's). */
+      spare?: number;
     }
   | { kind: 'blocked'; key: string; topic: string; index: number; reason: string; message: string };
 
@@ -192,6 +208,124 @@ function skewOf(counts: ReadonlyMap<string, number>, nodes: ReadonlyMap<string, 
   return values.length < 2 ? 0 : Math.max(...values) - Math.min(...values);
 }
 
+/** A leadership transfer off `r` (cooldown respected), or why none can be made. */
+function transferOff(
+  v: PartitionView,
+  r: ReplicaView,
+  reason: TransferReason,
+  input: RebalanceInput,
+  counts: Map<string, number>,
+  out: Decision[],
+): void {
+  const key = partitionKey(v.topic, v.index);
+  const base = { key, topic: v.topic, index: v.index };
+  const last = input.recentTransfers.get(key);
+  if (last !== undefined && input.nowMs - last < input.settings.transferCooldownMs) return;
+  const target = transferTarget(v, r.ordinal, counts, input.nodes);
+  if (!target) {
+    out.push({
+      kind: 'blocked',
+      ...base,
+      reason: 'no-transfer-target',
+      message: `${r.pod} leads and no other voter is healthy and caught up to take over`,
+    });
+    return;
+  }
+  out.push({ kind: 'transferLeadership', ...base, from: r.id!, to: target.id!, toPod: target.pod, reason });
+}
+
+function stuck(v: PartitionView, op: PartitionOperation, what: string, input: RebalanceInput, out: Decision[]): void {
+  if (input.nowMs - Date.parse(op.startedAt) > input.settings.operationTimeoutMs)
+    out.push({
+      kind: 'blocked',
+      key: partitionKey(v.topic, v.index),
+      topic: v.topic,
+      index: v.index,
+      reason: 'operation-stuck',
+      message: `${op.kind} of ${op.pod} started ${op.startedAt} has not finished: ${what}`,
+    });
+}
+
+/**
+ * Next step of a move (add, then remove): the target slot's replica becomes a healthy voter (the
+ * reconciler admits its pod; the leader adds and promotes it), leadership leaves the old replica,
+ * the old replica is removed from the group — only while the others hold RF healthy copies —
+ * and then its pod and claim are deleted. Never fewer than RF caught-up copies, never below quorum.
+ */
+function continueMove(
+  v: PartitionView,
+  op: PartitionOperation,
+  input: RebalanceInput,
+  counts: Map<string, number>,
+  out: Decision[],
+): boolean {
+  const key = partitionKey(v.topic, v.index);
+  const base = { key, topic: v.topic, index: v.index };
+  const old = v.replicaViews.find((x) => x.ordinal === op.ordinal);
+  const target = v.replicaViews.find((x) => x.ordinal === op.target);
+  if (op.target === undefined || op.target === op.ordinal) {
+    // Written by an operator that deleted first; whatever it left, the next pass looks afresh.
+    out.push({ kind: 'finishOperation', ...base, operation: op, message: `${op.pod}: move without a target slot` });
+    return false;
+  }
+  // Members of the old slot in the leader's configuration (whatever incarnation).
+  const oldMembers = [...v.voters, ...v.learners].filter((id) => ordinalOfReplicaId(id) === op.ordinal);
+  const oldPod = old?.podInfo;
+  const oldPodLive =
+    oldPod !== undefined && !oldPod.deleting && !oldPod.gated && (op.podUid === undefined || oldPod.uid === op.podUid);
+  if (!target?.healthy) {
+    stuck(
+      v,
+      op,
+      `the new replica ${target?.pod ?? `in slot ${op.target}`}: ${target?.problem ?? 'no view'}`,
+      input,
+      out,
+    );
+    return true;
+  }
+  if (old && old.role === 'leader' && old.id !== undefined && old.id === v.leaderId) {
+    transferOff(v, old, 'before-move', input, counts, out);
+    return true;
+  }
+  if (oldMembers.length > 0) {
+    // Removing it must leave RF healthy, caught-up voters: the new one and the others.
+    const copies = v.replicaViews.filter((x) => x.ordinal !== op.ordinal && x.healthy).length;
+    if (!v.leaderElected || copies < v.replicas) {
+      out.push({
+        kind: 'blocked',
+        ...base,
+        reason: 'copies-at-risk',
+        message: `waiting to remove ${op.pod} from the group: ${copies}/${v.replicas} other voters healthy and caught up (${v.replicaViews
+          .filter((x) => x.ordinal !== op.ordinal && !x.healthy)
+          .map((x) => x.problem ?? x.pod)
+          .join('; ')})`,
+      });
+      return true;
+    }
+    out.push({
+      kind: 'removeMember',
+      ...base,
+      ordinal: op.ordinal,
+      id: oldMembers[0],
+      pod: op.pod,
+      reason: op.reason,
+    });
+    return true;
+  }
+  if (oldPodLive) {
+    out.push({ kind: 'deletePod', ...base, ordinal: op.ordinal, pod: op.pod, wipe: true, reason: op.reason });
+    return true;
+  }
+  out.push({
+    kind: 'finishOperation',
+    ...base,
+    operation: op,
+    spare: op.ordinal,
+    message: `${target.pod} on ${target.node} is a caught-up voter and ${op.pod} left the group; slot ${op.ordinal} is the spare now`,
+  });
+  return false;
+}
+
 /** Next step of an operation in progress: act, wait, or finish. */
 function continueOperation(
   v: PartitionView,
@@ -200,6 +334,7 @@ function continueOperation(
   counts: Map<string, number>,
   out: Decision[],
 ): boolean {
+  if (op.kind === 'move') return continueMove(v, op, input, counts, out);
   const key = partitionKey(v.topic, v.index);
   const base = { key, topic: v.topic, index: v.index };
   const r = v.replicaViews.find((x) => x.ordinal === op.ordinal);
@@ -210,45 +345,21 @@ function continueOperation(
   const pod = r.podInfo;
   const outdated = v.outdatedOrdinals.includes(op.ordinal);
   // The pod being replaced is recognised by its UID; any other pod for the ordinal is its successor.
-  const original =
-    pod !== undefined &&
-    (op.podUid !== undefined ? pod.uid === op.podUid : op.kind === 'move' ? r.node === op.node : outdated);
+  const original = pod !== undefined && (op.podUid !== undefined ? pod.uid === op.podUid : outdated);
   const done = r.healthy && pod !== undefined && !pod.deleting && !original;
   if (done) {
     out.push({
       kind: 'finishOperation',
       ...base,
       operation: op,
-      message:
-        op.kind === 'move'
-          ? `${r.pod} rebuilt on ${r.node} and caught up`
-          : `${r.pod} restarted on the current template and caught up`,
+      message: `${r.pod} restarted on the current template and caught up`,
     });
     return false;
   }
   const needsAction = pod !== undefined && !pod.deleting && original;
   if (needsAction) {
     if (r.role === 'leader' && v.replicas > 1) {
-      const target = transferTarget(v, r.ordinal, counts, input.nodes);
-      const last = input.recentTransfers.get(key);
-      if (last !== undefined && input.nowMs - last < input.settings.transferCooldownMs) return true;
-      if (!target) {
-        out.push({
-          kind: 'blocked',
-          ...base,
-          reason: 'no-transfer-target',
-          message: `${r.pod} leads and no other voter is healthy and caught up to take over`,
-        });
-        return true;
-      }
-      out.push({
-        kind: 'transferLeadership',
-        ...base,
-        from: r.id!,
-        to: target.id!,
-        toPod: target.pod,
-        reason: op.kind === 'move' ? 'before-move' : 'before-roll',
-      });
+      transferOff(v, r, 'before-roll', input, counts, out);
       return true;
     }
     if (v.replicas > 1 && !othersHoldQuorum(v, r.ordinal)) {
@@ -257,31 +368,18 @@ function continueOperation(
         kind: 'blocked',
         ...base,
         reason: 'quorum-at-risk',
-        message: `waiting to ${op.kind === 'move' ? 'move' : 'restart'} ${r.pod}: ${others.filter((x) => x.healthy).length}/${v.replicas} other voters healthy, ${quorum(v.replicas)} needed (${others
+        message: `waiting to restart ${r.pod}: ${others.filter((x) => x.healthy).length}/${v.replicas} other voters healthy, ${quorum(v.replicas)} needed (${others
           .filter((x) => !x.healthy)
           .map((x) => x.problem ?? x.pod)
           .join('; ')})`,
       });
       return true;
     }
-    out.push({
-      kind: 'deletePod',
-      ...base,
-      ordinal: r.ordinal,
-      pod: r.pod,
-      wipe: op.kind === 'move',
-      reason: op.reason,
-    });
+    out.push({ kind: 'deletePod', ...base, ordinal: r.ordinal, pod: r.pod, wipe: false, reason: op.reason });
     return true;
   }
   // Waiting for the pod to come back and catch up.
-  if (input.nowMs - Date.parse(op.startedAt) > input.settings.operationTimeoutMs)
-    out.push({
-      kind: 'blocked',
-      ...base,
-      reason: 'operation-stuck',
-      message: `${op.kind} of ${r.pod} started ${op.startedAt} has not finished: ${r.problem ?? 'waiting'}`,
-    });
+  stuck(v, op, r.problem ?? 'waiting', input, out);
   return true;
 }
 
@@ -321,9 +419,12 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
     if (mv) {
       const recent = input.recentOperations.get(key);
       const colocated = mv.reason === 'colocated-node' || mv.reason === 'colocated-zone';
+      const pod = v.replicaViews.find((r) => r.ordinal === mv.ordinal)!.pod;
       if (colocated && recent !== undefined && nowMs - recent < settings.moveCooldownMs) {
         // Just moved: give the scheduler's choice a chance before moving again.
       } else if (v.replicas === 1) {
+        // The spare of an RF 1 partition is its only other ordinal: a fresh replica there could not
+        // tell "join the group in the other slot" from "found a new one" while that one is down.
         if (!colocated)
           decisions.push({
             kind: 'blocked',
@@ -331,7 +432,7 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
             topic: v.topic,
             index: v.index,
             reason: 'rf1-cannot-move',
-            message: `${partitionName(v.topic, v.index)} has replicationFactor 1: moving its only replica off ${mv.node} would lose its data; delete the pod yourself if its volume can follow it`,
+            message: `${partitionName(v.topic, v.index)} has replicationFactor 1: the operator does not move its only replica off ${mv.node}; delete the pod yourself if its volume can follow it`,
           });
         continue;
       } else if (!freeNodeFor(v, mv.ordinal, nodes)) {
@@ -341,7 +442,28 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
           topic: v.topic,
           index: v.index,
           reason: 'no-free-node',
-          message: `cannot move ${v.replicaViews[mv.ordinal].pod} off ${mv.node} (${mv.reason}): no schedulable node without a replica of this partition`,
+          message: `cannot move ${pod} off ${mv.node} (${mv.reason}): no schedulable node without a replica of this partition`,
+        });
+        continue;
+      } else if (!v.spare || !v.spare.pod || v.spare.pod.deleting || !v.spare.pod.gated) {
+        // The spare pod is made by the StatefulSet (RF + 1 ordinals) and held by its gate.
+        decisions.push({
+          kind: 'blocked',
+          key,
+          topic: v.topic,
+          index: v.index,
+          reason: 'no-spare-slot',
+          message: `move of ${pod} off ${mv.node} (${mv.reason}) waits: ${
+            !v.spare
+              ? 'the partition has no spare slot'
+              : `the spare pod ${v.spare.pod?.name ?? `in slot ${v.spare.ordinal}`} ${
+                  !v.spare.pod
+                    ? 'does not exist yet'
+                    : v.spare.pod.deleting
+                      ? 'is being replaced'
+                      : 'is not held by its gate'
+                }`
+          }`,
         });
         continue;
       } else {
@@ -358,9 +480,8 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
     }
     if (v.outdatedOrdinals.length > 0) {
       // Followers first (highest ordinal first), the leader last: one leadership change per roll.
-      const ord = [...v.outdatedOrdinals].sort(
-        (a, b) => Number(v.replicaViews[a]?.role === 'leader') - Number(v.replicaViews[b]?.role === 'leader') || b - a,
-      )[0];
+      const isLeader = (o: number) => Number(v.replicaViews.find((r) => r.ordinal === o)?.role === 'leader');
+      const ord = [...v.outdatedOrdinals].sort((a, b) => isLeader(a) - isLeader(b) || b - a)[0];
       candidates.push({ v, ordinal: ord, kind: 'roll', reason: 'revision', rank: rank.revision });
     }
   }
@@ -369,7 +490,7 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
     if (inFlight >= settings.maxConcurrentMoves) break;
     const v = c.v;
     const key = partitionKey(v.topic, v.index);
-    const r = v.replicaViews[c.ordinal];
+    const r = v.replicaViews.find((x) => x.ordinal === c.ordinal)!;
     // Start only when disrupting it keeps a majority; an RF=1 roll is downtime by definition.
     const safe =
       v.replicas === 1 ? r.healthy || !r.podInfo || r.podInfo.phase !== 'Running' : othersHoldQuorum(v, c.ordinal);
@@ -395,10 +516,11 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
       pod: r.pod,
       ...(r.podInfo?.uid ? { podUid: r.podInfo.uid } : {}),
       ...(c.kind === 'move' && c.node ? { node: c.node } : {}),
+      ...(c.kind === 'move' && v.spare ? { target: v.spare.ordinal } : {}),
       startedAt: new Date(nowMs).toISOString(),
       message:
         c.kind === 'move'
-          ? `moving ${r.pod} off ${c.node} (${c.reason}): its volume is dropped and the replica rebuilt from its peers`
+          ? `moving ${r.pod} off ${c.node} (${c.reason}): a new replica in slot ${v.spare?.ordinal} joins and catches up first, then ${r.pod} leaves the group and its volume is dropped`
           : `restarting ${r.pod} on the current StatefulSet template`,
     };
     decisions.push({ kind: 'startOperation', key, topic: v.topic, index: v.index, operation });

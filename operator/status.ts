@@ -29,6 +29,8 @@ export interface PodInfo {
   /** controller-revision-hash label: the StatefulSet revision the pod runs. */
   revision?: string;
   createdAtMs?: number;
+  /** Held by the spare-slot scheduling gate (operator/slots.ts): not scheduled, runs nothing. */
+  gated?: boolean;
 }
 
 export interface NodeInfo {
@@ -93,6 +95,11 @@ export interface PartitionView {
   /** Why the partition is changing shape, or null when it is stable. */
   reconfiguring: string | null;
   operation?: PartitionOperation;
+  /**
+   * The spare slot (operator/slots.ts) and its pod: where a move adds the new replica. Absent
+   * when not known (the rebalancer then starts no move).
+   */
+  spare?: { ordinal: number; pod?: PodInfo };
 }
 
 export const quorum = (voters: number): number => Math.floor(voters / 2) + 1;
@@ -108,10 +115,16 @@ export function observePartition(input: {
   nodes: ReadonlyMap<string, NodeInfo>;
   updateRevision?: string;
   operation?: PartitionOperation;
+  /**
+   * The StatefulSet ordinals that hold (or, during a move, receive) a replica; the spare slot is
+   * not among them (operator/slots.ts). Default: 0 … replicas − 1.
+   */
+  slots?: readonly number[];
   settings: HealthSettings;
   nowMs: number;
 }): PartitionView {
   const { topic, index, replicas, settings, nowMs } = input;
+  const slots = input.slots ?? Array.from({ length: replicas }, (_, o) => o);
   const fresh = input.reports.filter((e) => nowMs - e.receivedAtMs <= settings.staleMs);
   // The leader: the fresh leader report (or announcement) with the highest term.
   let leaderReport: StatusReport | undefined;
@@ -134,7 +147,7 @@ export function observePartition(input: {
   const learners = leaderReport?.learners ?? [];
 
   const views: ReplicaView[] = [];
-  for (let ordinal = 0; ordinal < replicas; ordinal++) {
+  for (const ordinal of slots) {
     const pod = input.pods.get(ordinal);
     const node = pod?.node ? input.nodes.get(pod.node) : undefined;
     // The newest report of this ordinal (a wiped replica comes back as a new incarnation), from the
@@ -158,6 +171,7 @@ export function observePartition(input: {
     let problem: string | undefined;
     if (!pod) problem = `pod ${podName(topic, index, ordinal)} does not exist`;
     else if (pod.deleting) problem = `pod ${pod.name} is being deleted`;
+    else if (pod.gated) problem = `pod ${pod.name} waits for the operator to admit it (spare slot)`;
     else if (!pod.node) problem = `pod ${pod.name} is not scheduled`;
     else if (!latest) problem = `no status report from ${pod.name}`;
     else if (!isFresh)
@@ -188,7 +202,8 @@ export function observePartition(input: {
   }
   const healthyVoters = views.filter((v) => v.healthy).length;
   const leaderElected = leaderId !== undefined;
-  const quorumHealthy = leaderElected && healthyVoters >= quorum(replicas);
+  // During a move the group has a voter more than the replication factor: a majority of those.
+  const quorumHealthy = leaderElected && healthyVoters >= quorum(Math.max(replicas, voters.length));
   const outdatedOrdinals = input.updateRevision
     ? views
         .filter((v) => v.podInfo && v.podInfo.revision !== undefined && v.podInfo.revision !== input.updateRevision)

@@ -36,6 +36,13 @@ export class Membership implements PartitionAdmin {
   private readonly rc: ResolvedReplicaConfig;
   private readonly driver: RaftDriver;
   private readonly logger: Logger;
+  /**
+   * Ids this leader removed on the operator's request (a move's old replica). The reconcile never
+   * adds them back while their pod lingers: ids are never reused, so a removed id has no business
+   * in the group again. Bounded: the oldest are forgotten first.
+   */
+  private readonly removed = new Set<string>();
+  private static readonly REMOVED_MAX = 64;
 
   constructor(o: MembershipOptions) {
     this.rc = o.rc;
@@ -87,6 +94,8 @@ export class Membership implements PartitionAdmin {
   async removeMember(req: MemberRequest): Promise<void> {
     checkTarget(this.rc, req.topic, req.partition);
     this.driver.changeMembership('remove', req.id);
+    this.removed.add(req.id);
+    if (this.removed.size > Membership.REMOVED_MAX) this.removed.delete(this.removed.values().next().value!);
   }
 
   // ---- founding ----
@@ -97,7 +106,11 @@ export class Membership implements PartitionAdmin {
    * an existing one: its peers have state and it waits to be added back as a new incarnation.
    */
   async foundWhenPeersAreEmpty(isStopping: () => boolean): Promise<void> {
-    const others = this.rc.endpoints.filter((e) => e.ordinal !== this.rc.self.ordinal);
+    // The first RF ordinals found a group; ordinals beyond them are the operator's spare slot,
+    // whose pod does not run until a move needs it (docs/operator.md, "Replica moves").
+    const others = this.rc.endpoints.filter(
+      (e) => e.ordinal !== this.rc.self.ordinal && e.ordinal < this.rc.cfg.replicationFactor,
+    );
     for (;;) {
       if (isStopping()) return;
       const answers = await Promise.all(others.map((e) => this.askStatus(e.ordinal, `bootstrap-${this.driver.id}`)));
@@ -131,6 +144,7 @@ export class Membership implements PartitionAdmin {
         const st = await this.askStatus(ep.ordinal, `members-${this.driver.id}`);
         if (st === null || node.role !== 'leader') continue;
         const id = st.replicaId;
+        if (this.removed.has(id)) continue;
         if (!members.includes(id)) {
           this.driver.changeMembership('addLearner', id);
           return;

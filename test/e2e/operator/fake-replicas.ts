@@ -3,11 +3,14 @@
  * the replica side of the NATS control channel, driven by what really exists in the cluster:
  * every scheduled, running pod of a partition "is" a replica and publishes status reports (and the
  * leader its announcements) on a real nats-server; it answers control requests (leadership
- * transfer) the way the replica does; and it models the replica's self-healing membership: a pod
- * that comes back with a new volume is a new incarnation, a learner until caught up, then a voter
- * that replaces the old incarnation of its ordinal.
+ * transfer, member removal) the way the replica does; and it models the replica's membership as
+ * the leader keeps it (replica/membership/membership.ts): every configured slot (the StatefulSet's
+ * RF + 1 ordinals) whose pod runs and is not a member joins as a learner, is promoted once caught
+ * up (catchUpMs), and then replaces any older incarnation of its ordinal; a member the operator
+ * removed is never added back. A pod with a new volume is a new incarnation.
  *
- * It also watches the operator's promises: the fewest live voters a partition ever had, how many
+ * It also watches the operator's promises: the fewest live voters a partition ever had, the fewest
+ * caught-up members (live voters: the model's voters are caught up, its learners are not), how many
  * partitions were disrupted at once, and whether a leader's pod was ever deleted while it led.
  */
 import { connect, type NatsConnection } from 'nats';
@@ -36,6 +39,8 @@ interface PartitionModel {
   /** Voters by ordinal (an ordinal may also have a learner incarnation in `learners`). */
   voters: Map<number, Member>;
   learners: Map<number, Member>;
+  /** Ids removed on the operator's request: never added back (ids are never reused). */
+  removed: Set<string>;
   hw: number;
 }
 
@@ -56,6 +61,10 @@ export class FakeReplicas {
   readonly transfers: TransferRequest[] = [];
   /** Partition key → fewest live voters seen since tracking started. */
   readonly minLiveVoters = new Map<string, number>();
+  /** Moments a tracked partition had fewer caught-up members (live voters) than its replication factor. */
+  readonly belowRf: string[] = [];
+  /** Member removals the operator asked for, with what the group was when it asked. */
+  readonly removals: Array<{ key: string; id: string; ok: boolean; liveVotersBefore: number }> = [];
   /** Moments a tracked partition had fewer live voters than a majority of its voters. */
   readonly belowQuorum: string[] = [];
   /** Most partitions with a replica down or catching up at the same time, since tracking started. */
@@ -66,7 +75,7 @@ export class FakeReplicas {
   readonly leaderPodsDeleted: string[] = [];
   private tracking = false;
   private trackedTopics: ReadonlySet<string> = new Set();
-  private podsUp = new Map<string, { uid: string; node: string }>();
+  private podsUp = new Map<string, { uid: string; node: string; incarnation: string }>();
   /** Chooses the first leader of a new partition among its live ordinals (default: the lowest). */
   chooseLeader: (key: string, live: Array<{ ordinal: number; node: string }>) => number = (_k, live) =>
     Math.min(...live.map((l) => l.ordinal));
@@ -110,6 +119,8 @@ export class FakeReplicas {
     this.tracking = true;
     this.trackedTopics = new Set(topics);
     this.belowQuorum.length = 0;
+    this.belowRf.length = 0;
+    this.removals.length = 0;
     this.minLiveVoters.clear();
     this.maxDisrupted = 0;
     this.overlaps.length = 0;
@@ -124,6 +135,16 @@ export class FakeReplicas {
     const p = this.parts.get(key);
     if (!p || p.leader === null) return null;
     return this.id(p, p.leader, p.voters.get(p.leader)!);
+  }
+
+  /** The voters of a partition with the node of each one's pod (undefined: not running). */
+  votersOf(key: string): Array<{ id: string; node: string | undefined }> {
+    const p = this.parts.get(key);
+    if (!p) return [];
+    return [...p.voters].map(([o, m]) => ({
+      id: this.id(p, o, m),
+      node: this.podsUp.get(`${p.topic}-${p.index}-${o}`)?.node,
+    }));
   }
 
   /** Node of the pod of each partition's leader. */
@@ -149,9 +170,14 @@ export class FakeReplicas {
     }
   }
 
-  private control(topic: string, partition: number, req: { op: string; to?: string }): ControlReply | null {
+  private control(
+    topic: string,
+    partition: number,
+    req: { op: string; to?: string; id?: string },
+  ): ControlReply | null {
     const p = this.parts.get(`${topic}/${partition}`);
     if (!p || p.leader === null) return null; // no leader: nobody answers (the operator times out)
+    if (req.op === 'removeMember' && req.id) return this.removeMember(p, req.id);
     if (req.op !== 'transferLeadership' || !req.to)
       return { v: 1, ok: false, code: 'INVALID_REQUEST', detail: `unsupported ${req.op}` };
     const ordinal = Number(req.to.split('.')[0]);
@@ -174,20 +200,48 @@ export class FakeReplicas {
     return { v: 1, ok: true };
   }
 
+  /** The leader removes a member (voter or learner); a removed leader steps down. */
+  private removeMember(p: PartitionModel, id: string): ControlReply {
+    const key = `${p.topic}/${p.index}`;
+    const ordinal = Number(id.split('.')[0]);
+    const liveVotersBefore = [...p.voters].filter(([o, m]) => {
+      const up = this.podsUp.get(`${p.topic}-${p.index}-${o}`);
+      return up !== undefined && up.incarnation === m.incarnation;
+    }).length;
+    let found = false;
+    for (const map of [p.voters, p.learners]) {
+      const m = map.get(ordinal);
+      if (m && this.id(p, ordinal, m) === id) {
+        map.delete(ordinal);
+        found = true;
+      }
+    }
+    this.removals.push({ key, id, ok: found, liveVotersBefore });
+    if (!found) return { v: 1, ok: false, code: 'CONFLICT', detail: `${id} is not a member` };
+    p.removed.add(id);
+    if (p.leader === ordinal && !p.voters.has(ordinal)) p.leader = null;
+    return { v: 1, ok: true };
+  }
+
   /** One step: read pods and claims, update the membership model, publish reports. */
   async tick(): Promise<void> {
     if (this.ticking) return;
     this.ticking = true;
     try {
       const selector = `${LABELS.managedBy}=daftka-operator`;
-      const [pods, pvcs] = await Promise.all([
+      const [pods, pvcs, partitions] = await Promise.all([
         this.o.kube.list<Obj>(resourcePath(RESOURCES.pods, { namespace: this.o.namespace }), {
           labelSelector: selector,
         }),
         this.o.kube.list<Obj>(resourcePath(RESOURCES.pvcs, { namespace: this.o.namespace }), {
           labelSelector: selector,
         }),
+        this.o.kube.list<Obj>(resourcePath(RESOURCES.partitions, { namespace: this.o.namespace })),
       ]);
+      // The replication factor of each partition (its spec): the first RF ordinals found the group.
+      const rfOf = new Map<string, number>(
+        partitions.items.map((p: Obj) => [`${p.spec.topic}/${p.spec.index}`, p.spec.replicas]),
+      );
       const claimUid = new Map<string, string>(pvcs.items.map((c: Obj) => [c.metadata.name, c.metadata.uid]));
       const up = new Map<string, { uid: string; node: string; incarnation: string }>();
       for (const pod of pods.items) {
@@ -203,7 +257,7 @@ export class FakeReplicas {
         if (this.podsUp.has(name) && !up.has(name) && this.tracking && this.trackedTopics.has(p.topic))
           this.leaderPodsDeleted.push(name);
       }
-      this.podsUp = new Map([...up].map(([k, v]) => [k, { uid: v.uid, node: v.node }]));
+      this.podsUp = up;
 
       const now = Date.now();
       const byPartition = new Map<string, Array<{ ordinal: number; node: string; incarnation: string }>>();
@@ -231,6 +285,7 @@ export class FakeReplicas {
             leader: null,
             voters: new Map(),
             learners: new Map(),
+            removed: new Set(),
             hw: 0,
           });
       }
@@ -241,16 +296,19 @@ export class FakeReplicas {
       for (const key of [...this.parts.keys()]) if (!withPods.has(key)) this.parts.delete(key);
       for (const [key, p] of this.parts) {
         const live = byPartition.get(key) ?? [];
-        p.rf = Math.max(p.rf, ...live.map((l) => l.ordinal + 1));
-        // Bootstrap: the first time every ordinal is up, they form the group.
+        p.rf = rfOf.get(key) ?? p.rf;
+        // Bootstrap: the first time the first RF ordinals are up, they form the group (the spare
+        // slot's pod is held by its gate and never runs then).
         if (p.voters.size === 0) {
-          if (live.length < p.rf || p.rf === 0) continue;
-          for (const l of live) p.voters.set(l.ordinal, { incarnation: l.incarnation });
+          const founders = live.filter((l) => l.ordinal < p.rf);
+          if (founders.length < p.rf || p.rf === 0) continue;
+          for (const l of founders) p.voters.set(l.ordinal, { incarnation: l.incarnation });
         }
         // A new incarnation of an ordinal joins as a learner; promoted after catchUpMs; the old one removed.
         for (const l of live) {
           const v = p.voters.get(l.ordinal);
           if (v?.incarnation === l.incarnation) continue;
+          if (p.removed.has(`${l.ordinal}.${l.incarnation}`)) continue;
           const learner = p.learners.get(l.ordinal);
           if (!learner || learner.incarnation !== l.incarnation)
             p.learners.set(l.ordinal, { incarnation: l.incarnation, learnerSinceMs: now });
@@ -275,6 +333,10 @@ export class FakeReplicas {
         }
         if (this.tracking && this.trackedTopics.has(p.topic)) {
           this.minLiveVoters.set(key, Math.min(this.minLiveVoters.get(key) ?? Infinity, liveVoters.length));
+          if (liveVoters.length < p.rf)
+            this.belowRf.push(
+              `${key}: ${liveVoters.length} caught-up members of RF ${p.rf} at ${now} (voters [${[...p.voters].map(([o, m]) => `${o}.${m.incarnation}`).join(',')}], learners [${[...p.learners.keys()].join(',')}], live [${live.map((l) => `${l.ordinal}.${l.incarnation}`).join(',')}])`,
+            );
           if (liveVoters.length < quorum)
             this.belowQuorum.push(`${key}: ${liveVoters.length}/${p.voters.size} live at ${now}`);
           if (liveVoters.length < p.voters.size || p.learners.size > 0)

@@ -107,7 +107,8 @@ beforeAll(async () => {
   kube = new KubeClient({ kubeConfig: env.kc, qps: 200, burst: 400 });
   await installCrds(kube);
   await createNamespace(kube);
-  await createVolumes(kube, 160);
+  // Every claim ever made keeps its volume (Retain): RF + 1 per partition (the spare slot's too).
+  await createVolumes(kube, 200);
   fake = new FakeReplicas({ kube, natsUrl: nats.url, namespace: NS, intervalMs: 300, catchUpMs: 800 });
   await fake.start();
   active = await startOp('op-a');
@@ -234,7 +235,9 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
       expect(sts.spec.updateStrategy).toEqual({ type: 'OnDelete' });
       expect(svc.spec.clusterIP).toBe('None');
       expect(svc.spec.publishNotReadyAddresses).toBe(true);
-      expect(pdb.spec.maxUnavailable).toBe(1);
+      // A majority of the voters; minAvailable, as the StatefulSet's gated spare pod is never available.
+      expect(pdb.spec.minAvailable).toBe(2);
+      expect(sts.spec.replicas).toBe(4);
       expect(
         sts.metadata.managedFields.some((m: Obj) => m.manager === 'daftka-operator' && m.operation === 'Apply'),
       ).toBe(true);
@@ -302,6 +305,11 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
       for (const p of mine)
         expect(p.metadata.labels['apps.kubernetes.io/pod-index']).toBe(p.metadata.name.split('-').pop());
     }
+    // The spare slot (ordinal 3) has a pod held by its scheduling gate: no node, nothing running.
+    const all = await listObjs(kube, 'pods', topicSel('orders'));
+    const spares = all.filter((p) => p.spec.schedulingGates?.length).map((p) => p.metadata.name);
+    expect(spares.sort()).toEqual(['orders-0-3', 'orders-1-3', 'orders-2-3']);
+    for (const p of all.filter((x) => spares.includes(x.metadata.name))) expect(p.spec.nodeName).toBeUndefined();
   });
 
   it('writes status from the replica reports on NATS: leader, term, watermark, replicas with node and zone', async () => {
@@ -381,7 +389,7 @@ describe('rebalancer (scripted replica reports, real NATS control requests)', ()
     }, 20_000);
   });
 
-  it('drain: replicas leave the node one at a time, volumes rebuilt elsewhere, never below quorum', async () => {
+  it('drain: each replica is added elsewhere before the old one leaves, one at a time, never below RF copies', async () => {
     fake.chooseLeader = (_k, live) => Math.min(...live.map((l) => l.ordinal));
     const node = 'kwok-node-1';
     const before = (await listObjs(kube, 'pods')).filter((p) => p.spec?.nodeName === node).map((p) => p.metadata.name);
@@ -416,9 +424,22 @@ describe('rebalancer (scripted replica reports, real NATS control requests)', ()
     // One partition disrupted at a time (maxConcurrentMoves 1), each kept a majority of live voters.
     expect(fake.overlaps).toEqual([]);
     expect(fake.maxDisrupted).toBe(1);
-    // (Measured on the topics being drained: all RF 3, so a majority is 2.)
     expect(fake.belowQuorum).toEqual([]);
-    expect([...fake.minLiveVoters.values()].every((n) => n >= 2)).toBe(true);
+    // Add, then remove: at every sample, every partition (RF 3) had at least 3 caught-up members;
+    // each removal was asked while 4 voters were live (the new one caught up, the old one still there).
+    expect(fake.belowRf).toEqual([]);
+    expect([...fake.minLiveVoters.values()].every((n) => n >= 3)).toBe(true);
+    const removals = fake.removals.filter((r) => r.ok);
+    expect(removals.length).toBe(before.length);
+    expect(removals.filter((r) => r.liveVotersBefore < 4)).toEqual([]);
+    // It ends with RF voters per partition, each on a node of its own, none on the drained node.
+    for (const t of ['orders', 'skewed'])
+      for (const part of await listObjs(kube, 'partitions', topicSel(t))) {
+        const voters = fake.votersOf(`${t}/${part.spec.index}`);
+        expect(voters).toHaveLength(3);
+        expect(voters.every((v) => v.node !== undefined && v.node !== node)).toBe(true);
+        expect(new Set(voters.map((v) => v.node)).size).toBe(3);
+      }
     // Leadership was moved off before a leader's pod went.
     expect(fake.leaderPodsDeleted).toEqual([]);
     // Each moved replica got a new volume (a new incarnation rebuilt from its peers).
@@ -431,6 +452,16 @@ describe('rebalancer (scripted replica reports, real NATS control requests)', ()
       .filter((l) => l.message === 'rebalance_pod_deleted' && l.reason === 'drain');
     expect(moved.map((l) => l.pod).sort()).toEqual([...before].sort());
     expect(moved.every((l) => l.volume_deleted === true && l.volume === 'deleted')).toBe(true);
+    // Each old replica was removed from the group before its pod was deleted.
+    const steps = active.lines.map((l) => JSON.parse(l) as Obj);
+    for (const pod of before) {
+      const removed = steps.findIndex(
+        (l) => l.message === 'rebalance_remove_member' && l.pod === pod && l.outcome === 'ok',
+      );
+      const deleted = steps.findIndex((l) => l.message === 'rebalance_pod_deleted' && l.pod === pod);
+      expect(removed).toBeGreaterThanOrEqual(0);
+      expect(deleted).toBeGreaterThan(removed);
+    }
     // No claim in use is left being deleted.
     const claims = await listObjs(kube, 'pvcs');
     const inUse = new Set(
@@ -516,7 +547,7 @@ describe('rebalancer (scripted replica reports, real NATS control requests)', ()
 describe('deletion: finalizer and deletionPolicy', () => {
   it('Retain: the Topic goes, its PVCs stay', async () => {
     await applyTopic(kube, 'keep', { partitions: 1, deletionPolicy: 'Retain' });
-    await eventually(async () => expect(await listObjs(kube, 'pvcs', topicSel('keep'))).toHaveLength(3), 60_000);
+    await eventually(async () => expect(await listObjs(kube, 'pvcs', topicSel('keep'))).toHaveLength(4), 60_000);
     await kube.delete(topicPath('keep'));
     await eventually(async () => {
       expect(await getObj(kube, 'topics', 'keep')).toBeNull();
@@ -525,7 +556,12 @@ describe('deletion: finalizer and deletionPolicy', () => {
     }, 60_000);
     await sleep(2000);
     const pvcs = await listObjs(kube, 'pvcs', topicSel('keep'));
-    expect(pvcs.map((p) => p.metadata.name).sort()).toEqual(['data-keep-0-0', 'data-keep-0-1', 'data-keep-0-2']);
+    expect(pvcs.map((p) => p.metadata.name).sort()).toEqual([
+      'data-keep-0-0',
+      'data-keep-0-1',
+      'data-keep-0-2',
+      'data-keep-0-3', // the spare slot's
+    ]);
     expect(pvcs.every((p) => !p.metadata.deletionTimestamp)).toBe(true);
     // The peer-auth Secret holds no data: deleted under Retain too (docs/operator.md).
     expect(await getObj(kube, 'secrets', 'keep-peer-auth')).toBeNull();

@@ -100,11 +100,15 @@ describe('desired state: Partition → StatefulSet', () => {
     expect(sts.spec.template.metadata.labels).toEqual(labels('orders', 1));
   });
 
-  it('has RF replicas, parallel start, OnDelete updates, and the headless service name', () => {
-    expect(sts.spec.replicas).toBe(3);
+  it('has RF replicas and the spare slot, parallel start, OnDelete updates, and the headless service name', () => {
+    expect(sts.spec.replicas).toBe(4);
     expect(sts.spec.serviceName).toBe('orders-1');
     expect(sts.spec.podManagementPolicy).toBe('Parallel');
     expect(sts.spec.updateStrategy).toEqual({ type: 'OnDelete' });
+  });
+
+  it('pods start held by the spare-slot scheduling gate (the operator admits the occupied slots)', () => {
+    expect(sts.spec.template.spec.schedulingGates).toEqual([{ name: 'daftka.io/spare-slot' }]);
   });
 
   it('claims a volume per pod (operator default, or spec.storage), kept on delete with deletionPolicy Retain', () => {
@@ -258,7 +262,8 @@ describe('desired state: Partition → StatefulSet', () => {
       },
       { name: 'DAFTKA_PARTITION', value: '1' },
       { name: 'DAFTKA_PEER_SECRET', valueFrom: { secretKeyRef: { name: 'orders-peer-auth', key: 'secret' } } },
-      { name: 'DAFTKA_REPLICAS', value: [0, 1, 2].map((o) => `${host(o)}:9093:9092`).join(',') },
+      // Every slot, the spare one too: a move adds a replica there (operator/slots.ts).
+      { name: 'DAFTKA_REPLICAS', value: [0, 1, 2, 3].map((o) => `${host(o)}:9093:9092`).join(',') },
       { name: 'DAFTKA_REPLICATION_FACTOR', value: '3' },
       { name: 'DAFTKA_RETENTION_BYTES', value: String(1 << 30) },
       { name: 'DAFTKA_RETENTION_MS', value: '3600000' },
@@ -499,7 +504,7 @@ describe('desired state: Service and PodDisruptionBudget', () => {
     [3, 1],
     [5, 2],
     [7, 3],
-  ])('RF %i → PDB maxUnavailable %i (a majority always stays up)', (rf, max) => {
+  ])('RF %i → PDB minAvailable RF − %i (a majority always stays up; one more voter during a move)', (rf, max) => {
     expect(maxUnavailable(rf)).toBe(max);
     const pdb = desiredPdb(
       topic('x', { replicationFactor: rf as 1 | 3 | 5 | 7 }),
@@ -508,7 +513,16 @@ describe('desired state: Service and PodDisruptionBudget', () => {
       settings,
     ) as any;
     expect(pdb.apiVersion).toBe('policy/v1');
-    expect(pdb.spec).toEqual({ maxUnavailable: max, selector: { matchLabels: selector('x', 0) } });
+    // minAvailable: the StatefulSet also holds the gated spare pod, which is never available.
+    expect(pdb.spec).toEqual({ minAvailable: rf - max, selector: { matchLabels: selector('x', 0) } });
+    const moving = desiredPdb(
+      topic('x', { replicationFactor: rf as 1 | 3 | 5 | 7 }),
+      partitionObj('x-0'),
+      0,
+      settings,
+      rf + 1,
+    ) as any;
+    expect(moving.spec.minAvailable).toBe(Math.floor((rf + 1) / 2) + 1);
   });
 
   it('desiredWorkloads makes the three objects for every partition that exists', () => {

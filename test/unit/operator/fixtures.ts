@@ -8,6 +8,7 @@ import {
   type PodInfo,
   type ReportEntry,
 } from '../../../operator/status';
+import { occupiedSlots } from '../../../operator/slots';
 
 export const settings: ReplicaSettings = {
   namespace: 'daftka',
@@ -86,6 +87,8 @@ export function nodesOf(...list: NodeInfo[]): Map<string, NodeInfo> {
 /**
  * A partition view from a compact description: where each ordinal's pod runs, which ordinal leads,
  * per-ordinal overrides (lag, not ready, missing report, revision), as the operator would observe it.
+ * `nodes` is indexed by ordinal (slot); the spare slot (default: ordinal rf) has a gated pod with no
+ * node unless `nodes` gives one; `voters`/`learners` (ordinals) override the leader's membership.
  */
 export function view(o: {
   topic?: string;
@@ -99,35 +102,48 @@ export function view(o: {
   revisions?: Record<number, string>;
   updateRevision?: string;
   learners?: number[];
+  voters?: number[];
+  gated?: number[];
+  spare?: number;
   nodeInfo: Map<string, NodeInfo>;
   operation?: PartitionView['operation'];
   uids?: Record<number, string>;
+  ids?: Record<number, string>;
 }): PartitionView {
   const t = o.topic ?? 't';
   const rf = o.rf ?? o.nodes.length;
-  const id = (ord: number) => `${ord}.inc${ord}`;
+  const spare = o.spare ?? rf;
+  const id = (ord: number) => o.ids?.[ord] ?? `${ord}.inc${ord}`;
   const leader = o.leader === undefined ? 0 : o.leader;
+  const slots = occupiedSlots(rf, spare, o.operation);
   const pods = new Map<number, PodInfo>();
-  o.nodes.forEach((n, ord) => {
+  for (let ord = 0; ord <= rf; ord++) {
+    const n = o.nodes[ord];
+    const gated = o.gated?.includes(ord) ?? (ord === spare && !slots.includes(ord));
+    if (ord >= o.nodes.length && !gated) continue;
     pods.set(ord, {
       name: `${t}-${o.index}-${ord}`,
       uid: o.uids?.[ord] ?? `pod-uid-${ord}`,
       ordinal: ord,
-      ...(n ? { node: n } : {}),
-      phase: n ? 'Running' : 'Pending',
-      ready: true,
+      ...(n && !gated ? { node: n } : {}),
+      phase: n && !gated ? 'Running' : 'Pending',
+      ready: !gated,
       deleting: false,
       revision: o.revisions?.[ord] ?? o.updateRevision ?? 'rev1',
+      ...(gated ? { gated: true } : {}),
     });
-  });
-  const voters = Array.from({ length: rf }, (_, i) => id(i)).filter((x) => !o.learners?.includes(Number(x[0])));
+  }
+  // Default membership: every occupied slot but a move's target (not joined yet) and the learners.
+  const target = o.operation?.kind === 'move' ? o.operation.target : undefined;
+  const voters = (o.voters ?? slots.filter((x) => x !== target && !o.learners?.includes(x))).map(id);
   const learners = (o.learners ?? []).map(id);
   const reports: ReportEntry[] = [];
-  for (let ord = 0; ord < rf; ord++) {
-    if (o.silent?.includes(ord) || !o.nodes[ord]) continue;
+  for (const ord of slots) {
+    if (o.silent?.includes(ord) || !o.nodes[ord] || o.gated?.includes(ord)) continue;
     const isLeader = leader === ord;
     const lag: Record<string, number> = {};
-    if (isLeader) for (let f = 0; f < rf; f++) if (f !== ord) lag[id(f)] = o.lag?.[f] ?? 0;
+    if (isLeader)
+      for (const f of [...voters, ...learners]) if (f !== id(ord)) lag[f] = o.lag?.[Number(f.split('.')[0])] ?? 0;
     reports.push(
       report(t, o.index, id(ord), {
         role: isLeader ? 'leader' : o.learners?.includes(ord) ? 'learner' : 'follower',
@@ -137,7 +153,7 @@ export function view(o: {
       }),
     );
   }
-  return observePartition({
+  const v = observePartition({
     topic: t,
     index: o.index,
     replicas: rf,
@@ -146,7 +162,10 @@ export function view(o: {
     nodes: o.nodeInfo,
     updateRevision: o.updateRevision ?? 'rev1',
     ...(o.operation ? { operation: o.operation } : {}),
+    slots,
     settings: HEALTH,
     nowMs: NOW,
   });
+  v.spare = { ordinal: spare, ...(pods.has(spare) ? { pod: pods.get(spare)! } : {}) };
+  return v;
 }

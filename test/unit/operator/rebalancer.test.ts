@@ -34,10 +34,12 @@ function brief(d: Decision): string {
       return `start ${d.operation.kind} ${d.operation.pod} (${d.operation.reason})`;
     case 'transferLeadership':
       return `transfer ${d.key} ${d.from}→${d.to} (${d.reason})`;
+    case 'removeMember':
+      return `remove ${d.id} (${d.pod})`;
     case 'deletePod':
       return `delete ${d.pod}${d.wipe ? ' +pvc' : ''}`;
     case 'finishOperation':
-      return `finish ${d.operation.kind} ${d.operation.pod}`;
+      return `finish ${d.operation.kind} ${d.operation.pod}${d.spare !== undefined ? ` spare=${d.spare}` : ''}`;
     case 'blocked':
       return `blocked ${d.key} ${d.reason}`;
   }
@@ -109,80 +111,99 @@ describe('rebalancer: leader spread', () => {
   });
 });
 
-describe('rebalancer: drained and cordoned nodes', () => {
+describe('rebalancer: drained and cordoned nodes (add, then remove)', () => {
   const nodes = four({ n3: { drain: true } });
   const onN3 = (i: number, leader = 0) => spread(i, leader, ['n1', 'n2', 'n3'], nodes);
+  const move = {
+    kind: 'move' as const,
+    reason: 'drain',
+    ordinal: 2,
+    target: 3,
+    pod: 't-0-2',
+    podUid: 'pod-uid-2',
+    node: 'n3',
+    startedAt: new Date(NOW - 30_000).toISOString(),
+  };
+  /** Partition 0 during the move of ordinal 2 (n3) to the spare slot 3 (n4). */
+  const moving = (o: Partial<Parameters<typeof view>[0]> = {}) =>
+    view({ index: 0, rf: 3, nodes: ['n1', 'n2', 'n3', 'n4'], leader: 0, nodeInfo: nodes, operation: move, ...o });
 
   it.each([
     ['drain label', four({ n3: { drain: true } }), 'drain'],
     ['cordon', four({ n3: { unschedulable: true } }), 'cordoned'],
-  ])('%s: moves one replica at a time (wipe volume + pod), follower first step is the delete', (_, n, reason) => {
+  ])('%s: starts one move at a time into the spare slot; nothing is deleted yet', (_, n, reason) => {
     const parts = [0, 1, 2].map((i) => spread(i, 0, ['n1', 'n2', 'n3'], n));
     const p = plan(parts, n, { maxLeaderTransfers: 0 });
-    expect(p.decisions.map(brief)).toEqual([`start move t-0-2 (${reason})`, 'delete t-0-2 +pvc']);
+    expect(p.decisions.map(brief)).toEqual([`start move t-0-2 (${reason})`]);
     expect(p.operationsInFlight).toBe(1);
     const start = p.decisions[0];
     expect(start.kind === 'startOperation' && start.operation).toMatchObject({
       kind: 'move',
       ordinal: 2,
+      target: 3,
       node: 'n3',
       podUid: 'pod-uid-2',
       startedAt: new Date(NOW).toISOString(),
     });
   });
 
-  it('moves leadership off the replica before moving it', () => {
-    const p = plan([onN3(0, 2)], nodes);
-    expect(p.decisions.map(brief)).toEqual(['start move t-0-2 (drain)', 'transfer t/0 2.inc2→0.inc0 (before-move)']);
+  it('the target is the spare slot wherever it is (here ordinal 1, after an earlier move)', () => {
+    const p = plan(
+      [view({ index: 0, rf: 3, nodes: ['n1', undefined, 'n3', 'n2'], spare: 1, leader: 0, nodeInfo: nodes })],
+      nodes,
+      { maxLeaderTransfers: 0 },
+    );
+    expect(p.decisions.map(brief)).toEqual(['start move t-0-2 (drain)']);
+    expect(p.decisions[0].kind === 'startOperation' && p.decisions[0].operation.target).toBe(1);
   });
 
   it('honours maxConcurrentMoves across partitions', () => {
     const parts = [0, 1, 2, 3].map((i) => onN3(i));
     expect(plan(parts, nodes, { maxConcurrentMoves: 2, maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
       'start move t-0-2 (drain)',
-      'delete t-0-2 +pvc',
       'start move t-1-2 (drain)',
-      'delete t-1-2 +pvc',
     ]);
   });
 
+  it('step by step: wait for the new replica, leadership off the old one, remove it, delete its pod and volume, finish', () => {
+    const s = { maxLeaderTransfers: 0 };
+    // The new replica in slot 3 is not scheduled yet, then a learner catching up: wait (4 copies on the way, 3 kept).
+    expect(plan([moving({ silent: [3] })], nodes, s).decisions.map(brief)).toEqual([]);
+    expect(plan([moving({ learners: [3], lag: { 3: 5000 } })], nodes, s).decisions.map(brief)).toEqual([]);
+    // A caught-up voter: the old replica leads, so leadership moves first (never to the old one).
+    expect(plan([moving({ voters: [0, 1, 2, 3], leader: 2 })], nodes, s).decisions.map(brief)).toEqual([
+      'transfer t/0 2.inc2→0.inc0 (before-move)',
+    ]);
+    // A follower now: removed from the group while its pod still runs.
+    expect(plan([moving({ voters: [0, 1, 2, 3] })], nodes, s).decisions.map(brief)).toEqual(['remove 2.inc2 (t-0-2)']);
+    // Out of the group: only now its pod and claim go.
+    expect(plan([moving({ voters: [0, 1, 3] })], nodes, s).decisions.map(brief)).toEqual(['delete t-0-2 +pvc']);
+    // The StatefulSet made pod 2 again, held by the gate: slot 2 is the spare.
+    const done = plan([moving({ voters: [0, 1, 3], gated: [2], uids: { 2: 'successor' } }), onN3(1)], nodes, s);
+    expect(done.decisions.map(brief)).toEqual(['finish move t-0-2 spare=2', 'start move t-1-2 (drain)']);
+  });
+
+  it('the old replica is removed only while RF other copies are healthy: a lagging one makes it wait', () => {
+    const p = plan([moving({ voters: [0, 1, 2, 3], lag: { 1: 50_000 } })], nodes, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)).toEqual(['blocked t/0 copies-at-risk']);
+    expect(p.decisions[0].kind === 'blocked' && p.decisions[0].message).toMatch(/2\/3 other voters healthy/);
+  });
+
+  it('an old incarnation re-added as a learner is removed again', () => {
+    const p = plan([moving({ voters: [0, 1, 3], learners: [2] })], nodes, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)).toEqual(['remove 2.inc2 (t-0-2)']);
+  });
+
   it('an operation in progress holds its slot: no new move starts until it finishes', () => {
-    const inProgress = spread(0, 0, ['n1', 'n2', 'n4'], nodes, {
-      learners: [2],
-      uids: { 2: 'new-uid' },
-      operation: {
-        kind: 'move',
-        reason: 'drain',
-        ordinal: 2,
-        pod: 't-0-2',
-        podUid: 'pod-uid-2',
-        node: 'n3',
-        startedAt: new Date(NOW - 30_000).toISOString(),
-      },
-    });
-    const p = plan([inProgress, onN3(1)], nodes, { maxLeaderTransfers: 0 });
+    const p = plan([moving({ learners: [3] }), onN3(1)], nodes, { maxLeaderTransfers: 0 });
     expect(p.decisions.map(brief)).toEqual([]);
     expect(p.operationsInFlight).toBe(1);
   });
 
-  it('finishes the move once the rebuilt replica is a healthy voter elsewhere, then starts the next', () => {
-    const rebuilt = spread(0, 0, ['n1', 'n2', 'n4'], nodes, {
-      uids: { 2: 'new-uid' },
-      operation: {
-        kind: 'move',
-        reason: 'drain',
-        ordinal: 2,
-        pod: 't-0-2',
-        podUid: 'pod-uid-2',
-        node: 'n3',
-        startedAt: new Date(NOW - 30_000).toISOString(),
-      },
-    });
-    expect(plan([rebuilt, onN3(1)], nodes, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
-      'finish move t-0-2',
-      'start move t-1-2 (drain)',
-      'delete t-1-2 +pvc',
-    ]);
+  it('a move recorded without a target (an older operator) is finished and looked at afresh', () => {
+    const { target: _t, ...legacy } = move;
+    const p = plan([moving({ operation: legacy, voters: [0, 1, 2] })], nodes, { maxLeaderTransfers: 0 });
+    expect(p.decisions.map(brief)[0]).toBe('finish move t-0-2');
   });
 
   it('never drops a partition below quorum: with another replica unhealthy the move waits', () => {
@@ -198,7 +219,12 @@ describe('rebalancer: drained and cordoned nodes', () => {
     expect(p.decisions.map(brief)).toEqual(['blocked t/0 no-free-node']);
   });
 
-  it('refuses to move the only replica of an RF=1 partition (it would lose the data)', () => {
+  it('waits while the spare pod does not exist or is not held by its gate', () => {
+    const missing = view({ index: 0, nodes: ['n1', 'n2', 'n3'], leader: 0, nodeInfo: nodes, gated: [] });
+    expect(plan([missing], nodes).decisions.map(brief)).toEqual(['blocked t/0 no-spare-slot']);
+  });
+
+  it('refuses to move the only replica of an RF=1 partition', () => {
     const p = plan([view({ index: 0, nodes: ['n3'], leader: 0, nodeInfo: nodes })], nodes);
     expect(p.decisions.map(brief)).toEqual(['blocked t/0 rf1-cannot-move']);
   });
@@ -208,13 +234,13 @@ describe('rebalancer: co-located replicas', () => {
   it('two replicas on one node: moves the follower with the highest ordinal', () => {
     const nodes = four();
     const p = plan([spread(0, 0, ['n1', 'n1', 'n2'], nodes)], nodes, { maxLeaderTransfers: 0 });
-    expect(p.decisions.map(brief)).toEqual(['start move t-0-1 (colocated-node)', 'delete t-0-1 +pvc']);
+    expect(p.decisions.map(brief)).toEqual(['start move t-0-1 (colocated-node)']);
   });
 
   it('two replicas in one zone while another zone is free: moves one', () => {
     const nodes = nodesOf(node('n1', 'a'), node('n2', 'a'), node('n3', 'b'), node('n4', 'c'));
     const p = plan([spread(0, 0, ['n1', 'n2', 'n3'], nodes)], nodes, { maxLeaderTransfers: 0 });
-    expect(p.decisions.map(brief)).toEqual(['start move t-0-1 (colocated-zone)', 'delete t-0-1 +pvc']);
+    expect(p.decisions.map(brief)).toEqual(['start move t-0-1 (colocated-zone)']);
   });
 
   it('two replicas in one zone with no free zone: nothing to gain, no move', () => {
@@ -307,7 +333,6 @@ describe('rebalancer: operator-driven rolls (OnDelete)', () => {
     const drain = spread(1, 0, ['n1', 'n2', 'n3'], nodes);
     expect(plan([roll, drain], nodes, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
       'start move t-1-2 (drain)',
-      'delete t-1-2 +pvc',
     ]);
   });
 });
