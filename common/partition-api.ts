@@ -119,6 +119,8 @@ export interface PartitionStatus {
   logBytes: number;
   voters: string[];
   learners: string[];
+  /** The replica refuses new records for lack of disk space (STORAGE_FULL); absent: an older replica. */
+  diskFull?: boolean;
 }
 
 /**

@@ -96,8 +96,9 @@ export class PartitionReplica {
       metrics: this.metrics,
       logger,
       admitWrite: () => this.disk.admitWrite(),
+      diskFull: () => this.disk.full !== null,
     });
-    this.membership = new Membership({ rc, driver: this.driver, logger });
+    this.membership = new Membership({ rc, driver: this.driver, logger, diskFull: () => this.disk.full });
     this.leased = new LeasedService({
       topic: c.topic,
       partition: c.partition,

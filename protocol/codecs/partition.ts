@@ -298,6 +298,7 @@ export function decodeStatus(body: Buffer): PartitionStatus {
     logBytes: int('logBytes'),
     voters: strs('voters'),
     learners: strs('learners'),
+    ...(typeof o.diskFull === 'boolean' ? { diskFull: o.diskFull } : {}),
   };
 }
 

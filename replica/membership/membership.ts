@@ -25,7 +25,12 @@ export interface MembershipOptions {
   rc: ResolvedReplicaConfig;
   driver: RaftDriver;
   logger: Logger;
+  /** This replica's disk-full state (storage/disk-guard.ts): a full leader hands leadership on. */
+  diskFull?: () => { reason: string } | null;
 }
+
+/** A leader with a full disk hands leadership on at most this often (no ping-pong between full replicas). */
+const DISK_HANDOFF_INTERVAL_MS = 30_000;
 
 export class Membership implements PartitionAdmin {
   private readonly peerClients = new Map<number, { client: RemotePartitionClient; rpc: RpcClient }>();
@@ -43,11 +48,16 @@ export class Membership implements PartitionAdmin {
    */
   private readonly removed = new Set<string>();
   private static readonly REMOVED_MAX = 64;
+  /** Leader: what each member said of its disk in its last status answer (id → full?, when). */
+  private readonly memberDisk = new Map<string, { full: boolean; atMs: number }>();
+  private lastDiskHandoffMs = 0;
+  private readonly diskFull: () => { reason: string } | null;
 
   constructor(o: MembershipOptions) {
     this.rc = o.rc;
     this.driver = o.driver;
     this.logger = o.logger;
+    this.diskFull = o.diskFull ?? (() => null);
   }
 
   /** The leader and term of the last commit index a follower learned from its leader. */
@@ -57,7 +67,7 @@ export class Membership implements PartitionAdmin {
 
   start(): void {
     this.timer = setInterval(() => {
-      void this.reconcile();
+      void this.reconcile().then(() => this.handOffIfDiskFull());
       void this.pollLeaderCommit();
     }, this.rc.cfg.membershipCheckMs);
   }
@@ -138,12 +148,14 @@ export class Membership implements PartitionAdmin {
     if (node === null || !this.driver.isLeader) return;
     const conf = this.driver.membership;
     const members = [...conf.voters, ...conf.learners];
+    for (const id of this.memberDisk.keys()) if (!members.includes(id)) this.memberDisk.delete(id);
     try {
       for (const ep of this.rc.endpoints) {
         if (ep.ordinal === this.rc.self.ordinal) continue;
         const st = await this.askStatus(ep.ordinal, `members-${this.driver.id}`);
         if (st === null || node.role !== 'leader') continue;
         const id = st.replicaId;
+        if (st.diskFull !== undefined) this.memberDisk.set(id, { full: st.diskFull, atMs: Date.now() });
         if (this.removed.has(id)) continue;
         if (!members.includes(id)) {
           this.driver.changeMembership('addLearner', id);
@@ -166,6 +178,42 @@ export class Membership implements PartitionAdmin {
     } catch (err) {
       if (err instanceof DaftkaError && (err.code === 'CONFLICT' || err.code === 'NOT_LEADER')) return;
       this.logger.warn('membership_reconcile_failed', { replica: this.driver.id, error: (err as Error).message });
+    }
+  }
+
+  /**
+   * Leader with a full disk (below its reserve: it refuses produce STORAGE_FULL, but Raft still
+   * runs): hand leadership to a caught-up voter that said, in its status answer of the last few
+   * checks, that it has room — the partition stays writable while this volume is dealt with. At
+   * most once per DISK_HANDOFF_INTERVAL_MS; if no voter has room (replicas fill alike), it stays.
+   * (After a real ENOSPC the Raft loop is held at the failed write and sends nothing, so followers
+   * elect a new leader by themselves when they can.)
+   */
+  private handOffIfDiskFull(): void {
+    const node = this.driver.raft;
+    if (node === null || !this.driver.isLeader || this.diskFull() === null) return;
+    const now = Date.now();
+    if (now - this.lastDiskHandoffMs < DISK_HANDOFF_INTERVAL_MS) return;
+    const fresh = 4 * this.rc.cfg.membershipCheckMs + 1000;
+    const progress = node.status().progress ?? {};
+    const candidates = this.driver.membership.voters
+      .filter((id) => id !== this.driver.id)
+      .filter((id) => {
+        const d = this.memberDisk.get(id);
+        return d !== undefined && !d.full && now - d.atMs <= fresh && (progress[id]?.match ?? 0) >= node.commit;
+      })
+      .sort((a, b) => (progress[b]?.match ?? 0) - (progress[a]?.match ?? 0));
+    if (candidates.length === 0) return;
+    this.lastDiskHandoffMs = now;
+    try {
+      this.driver.transferLeadership(candidates[0]);
+      this.logger.warn('disk_full_leadership_handoff', { replica: this.driver.id, to: candidates[0] });
+    } catch (err) {
+      this.logger.warn('disk_full_leadership_handoff_failed', {
+        replica: this.driver.id,
+        to: candidates[0],
+        error: (err as Error).message,
+      });
     }
   }
 

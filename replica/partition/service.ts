@@ -45,6 +45,8 @@ export interface PartitionServiceOptions {
   logger: Logger;
   /** Refuses new records while the disk is full (STORAGE_FULL); storage/disk-guard.ts. */
   admitWrite?: () => void;
+  /** Whether it does now (reported in `status`, so a leader can hand leadership to a replica with room). */
+  diskFull?: () => boolean;
 }
 
 /** The request names this replica's partition, or PARTITION_NOT_FOUND. */
@@ -356,6 +358,7 @@ export class PartitionService implements PartitionClient {
       logBytes: this.driver.logBytes,
       voters: [...conf.voters],
       learners: [...conf.learners],
+      ...(this.o.diskFull ? { diskFull: this.o.diskFull() } : {}),
     };
   }
 

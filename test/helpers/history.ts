@@ -112,7 +112,7 @@ export function emptyHistory(): History {
 
 /**
  * Whether a failed produce (or group commit) may have been written. Definite ('fail'): the
- * replica refused before proposing (NOT_LEADER, NO_QUORUM, OVERLOADED, input errors) or the
+ * replica refused before proposing (NOT_LEADER, NO_QUORUM, OVERLOADED, STORAGE_FULL, input errors) or the
  * request never left (UNAVAILABLE not_sent). Everything else — COMMIT_UNKNOWN, TIMEOUT, a
  * connection lost with the request sent, an error this table does not know — is 'info'.
  */
@@ -122,6 +122,7 @@ export function classifyFailure(err: unknown): { outcome: Outcome; code: string 
     case 'NOT_LEADER':
     case 'NO_QUORUM':
     case 'OVERLOADED':
+    case 'STORAGE_FULL':
     case 'INVALID_REQUEST':
     case 'PAYLOAD_TOO_LARGE':
     case 'RECORD_TOO_LARGE':
