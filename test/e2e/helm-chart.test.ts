@@ -424,7 +424,9 @@ describe('Helm chart helm/daftka', () => {
     }
     // Retain: the operator detaches PVCs from a StatefulSet before deleting it (operator/reconcile.ts).
     expect(can(operator, 'persistentvolumeclaims', 'patch')).toBe(true);
-    expect(can(operator, 'pods', 'patch')).toBe(false);
+    // Replica pods start held by the spare-slot scheduling gate; the operator admits them by
+    // removing it (operator/pod-gates.ts), the only change it makes to a pod.
+    expect(can(operator, 'pods', 'patch')).toBe(true);
     expect(can(operator, 'events', 'create')).toBe(true);
 
     // clusterScope: the same rules as one ClusterRole, and no namespaced copy; it watches every namespace.
@@ -1031,6 +1033,31 @@ describe('Helm chart helm/daftka', () => {
       })();
       snoop.subscribe('_INBOX.>');
       await snoop.flush();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(errors.some((e) => /PERMISSIONS_VIOLATION/i.test(e))).toBe(true);
+    });
+
+    test('the gateway reads leader announcements and status reports (its readiness report), and may not subscribe to control requests', async () => {
+      const sc = StringCodec();
+      const gateway = await as('gateway');
+      const errors: string[] = [];
+      void (async () => {
+        for await (const s of gateway.status()) if (s.type === 'error') errors.push(String(s.data));
+      })();
+      const got: string[] = [];
+      for (const subject of ['daftka.v1.leader.>', 'daftka.v1.status.>'])
+        gateway.subscribe(subject, { callback: (_e, m) => got.push(m.subject) });
+      await gateway.flush();
+      const replica = await as('replica');
+      replica.publish('daftka.v1.leader.events.0', sc.encode('{}'));
+      replica.publish('daftka.v1.status.events.0.0', sc.encode('{}'));
+      await replica.flush();
+      const deadline = Date.now() + 5000;
+      while (got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(got.sort()).toEqual(['daftka.v1.leader.events.0', 'daftka.v1.status.events.0.0']);
+      expect(errors).toEqual([]);
+      gateway.subscribe('daftka.v1.ctl.>');
+      await gateway.flush();
       await new Promise((r) => setTimeout(r, 300));
       expect(errors.some((e) => /PERMISSIONS_VIOLATION/i.test(e))).toBe(true);
     });
