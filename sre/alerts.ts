@@ -518,8 +518,8 @@ export const ALERTS: readonly AlertRule[] = [
     summary: 'Replica volume {{ $labels.persistentvolumeclaim }} is almost full',
     description:
       'Volume {{ $labels.persistentvolumeclaim }} in {{ $labels.namespace }} has only ' +
-      '{{ $value | humanizePercentage }} free. When it is full the replica refuses appends (OVERLOADED) ' +
-      'and RocksDB cannot compact.',
+      '{{ $value | humanizePercentage }} free. Below its reserve (storageMinFreeBytes, 64 MiB) the replica ' +
+      'refuses produce (503 STORAGE_FULL) and RocksDB cannot compact.',
     fires: {
       series: [
         { series: sel('kubelet_volume_stats_capacity_bytes', pvc('data-events-0-0')), values: '100000000000x20' },
@@ -537,6 +537,39 @@ export const ALERTS: readonly AlertRule[] = [
           { series: sel('kubelet_volume_stats_available_bytes', pvc('data-events-0-0')), values: '30000000000x20' },
         ],
         at: '10m',
+      },
+    ],
+  },
+  {
+    alert: 'DaftkaStorageFull',
+    group: 'daftka-storage',
+    expr: `max by (${PARTITION_LABELS}, pod) (daftka_storage_disk_full{job="${JOBS.replica}"}) == 1`,
+    for: '1m',
+    severity: 'page',
+    summary: 'Replica {{ $labels.pod }} is out of disk space and refuses produce',
+    description:
+      'Replica {{ $labels.pod }} ({{ $labels.topic }}/{{ $labels.partition }}, {{ $labels.namespace }}) has ' +
+      'less free space than its reserve, or a write failed with ENOSPC: as leader it answers produce ' +
+      '503 STORAGE_FULL; reads are served. It recovers by itself once space is back.',
+    fires: {
+      series: [
+        { series: sel('daftka_storage_disk_full', replica(0, 1)), values: '0 0 1x10' },
+        { series: sel('daftka_storage_disk_full', replica(0, 0)), values: '0x12' },
+      ],
+      pendingAt: '2m',
+      at: '4m',
+      alerts: [{ labels: { ...partitionLabels, pod: 'events-0-1' }, value: '1' }],
+    },
+    silent: [
+      {
+        why: 'full for less than a minute, then space came back',
+        series: [{ series: sel('daftka_storage_disk_full', replica(0, 0)), values: '0 1 0x10' }],
+        at: '4m',
+      },
+      {
+        why: 'every replica has room',
+        series: [0, 1, 2].map((o) => ({ series: sel('daftka_storage_disk_full', replica(0, o)), values: '0x12' })),
+        at: '4m',
       },
     ],
   },
