@@ -153,6 +153,8 @@ export function catalogEntry(topic: string, spec: TopicSpec, replicas: readonly 
   return {
     name: topic,
     partitions: spec.partitions,
+    // The endpoints may list more than RF slots (the operator's spare slot): say what RF is.
+    replicationFactor: spec.replicationFactor,
     maxRecordBytes: spec.maxRecordBytes ?? TOPIC_DEFAULTS.maxRecordBytes,
     quotas: spec.quotas ?? {},
     // Closed by default: what the spec does not grant, nobody holds.

@@ -360,7 +360,10 @@ export const TOPIC_RESPONSE_SCHEMA: JsonSchema = {
             type: 'integer',
             description: 'Voters in the Raft configuration, as the answering replica knows it.',
           },
-          replicas: { type: 'integer', description: 'Replicas the catalog lists for the partition.' },
+          replicas: {
+            type: 'integer',
+            description: "Voters the partition should have (the topic's replication factor).",
+          },
           under_replicated: {
             type: 'boolean',
             description: 'Fewer voters than replicas, or a learner still catching up.',

@@ -34,7 +34,16 @@ export interface TopicInfo {
   access: TopicAccess;
   /** Per partition, the client `host:port` of each replica (the seeds when no leader is known). */
   replicaEndpoints: string[][];
+  /**
+   * Voters each partition should have. The endpoints may list more (the operator's spare slot,
+   * docs/operator.md "Replica moves"); absent: each partition's endpoint count.
+   */
+  replicationFactor?: number;
 }
+
+/** The voters a partition of this topic should have. */
+export const replicationFactorOf = (t: TopicInfo, partition: number): number =>
+  t.replicationFactor ?? t.replicaEndpoints[partition]?.length ?? 0;
 
 export interface TopicCatalog {
   /** Every topic, in name order. */
@@ -76,6 +85,7 @@ export const TOPICS_FILE_SCHEMA: JsonSchema = {
         properties: {
           name: { type: 'string', pattern: TOPIC_NAME_PATTERN },
           partitions: { type: 'integer', minimum: 1, maximum: 10_000 },
+          replicationFactor: { type: 'integer', minimum: 1, maximum: 7 },
           maxRecordBytes: { type: 'integer', minimum: 1, maximum: 64 * 1_048_576 },
           quotas: {
             type: 'object',
@@ -124,6 +134,7 @@ interface TopicSpecIn {
   quotas?: TopicQuotas;
   access?: Partial<TopicAccess>;
   replicaEndpoints: string[][];
+  replicationFactor?: number;
 }
 
 let validateTopicsFile: ReturnType<ReturnType<typeof createAjv>['compile']> | undefined;
@@ -157,6 +168,7 @@ export function parseTopics(doc: unknown, source = 'topics'): TopicInfo[] {
         groups: t.access?.groups ?? [],
       },
       replicaEndpoints: t.replicaEndpoints.map((r) => [...r]),
+      ...(t.replicationFactor !== undefined ? { replicationFactor: t.replicationFactor } : {}),
     };
   });
 }

@@ -2,7 +2,7 @@ import type client from 'prom-client';
 import type { LeasedPartitionClient, PartitionClient } from '../protocol/methods';
 import type { Logger } from '../common/log';
 import { gauge } from '../common/metrics';
-import type { TopicCatalog } from './catalog';
+import { replicationFactorOf, type TopicCatalog } from './catalog';
 import { errorEntry, mapPool } from './handlers/context';
 import {
   CHECK_IDS,
@@ -238,7 +238,7 @@ export class ReadinessService implements ReadinessSource {
   private async partitions(): Promise<PartitionSignal[]> {
     const all = this.o.catalog.list().flatMap((t) => Array.from({ length: t.partitions }, (_, p) => ({ t, p })));
     return mapPool(all, 32, async ({ t, p }): Promise<PartitionSignal> => {
-      const base = { topic: t.name, partition: p, replicas: t.replicaEndpoints[p]?.length ?? 0 };
+      const base = { topic: t.name, partition: p, replicas: replicationFactorOf(t, p) };
       try {
         const s = await this.o.router.status({ topic: t.name, partition: p, requestId: 'readiness' });
         return {

@@ -1,7 +1,7 @@
 import { MAX_WAIT_MS } from '../../common/limits';
 import { MAX_OFFSETS_PER_COMMIT } from '../api-spec';
 import { can, canSee } from '../auth';
-import type { TopicInfo, TopicQuotas } from '../catalog';
+import { replicationFactorOf, type TopicInfo, type TopicQuotas } from '../catalog';
 import { errorEntry, mapPool, topicFromPath, type Call, type GatewayContext, type Reply } from './context';
 
 /** Introspection: only topics the caller holds a right on are ever named. */
@@ -37,9 +37,9 @@ export async function getTopicHandler(g: GatewayContext, c: Call): Promise<Reply
           high_watermark: s.highWatermark,
           log_start_offset: s.logStartOffset,
           voters: s.voters.length,
-          replicas: t.replicaEndpoints[p]?.length ?? 0,
-          // Fewer voters than the catalog's replicas, or a learner still catching up.
-          under_replicated: s.voters.length < (t.replicaEndpoints[p]?.length ?? 0) || s.learners.length > 0,
+          replicas: replicationFactorOf(t, p),
+          // Fewer voters than the replication factor, or a learner still catching up.
+          under_replicated: s.voters.length < replicationFactorOf(t, p) || s.learners.length > 0,
         };
       } catch (err) {
         return { partition: p, leader: null, error: errorEntry(err) };

@@ -1,7 +1,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CatalogError, DEFAULT_MAX_RECORD_BYTES, parseTopics, StaticCatalog } from '../../../gateway/catalog';
+import {
+  CatalogError,
+  DEFAULT_MAX_RECORD_BYTES,
+  parseTopics,
+  replicationFactorOf,
+  StaticCatalog,
+} from '../../../gateway/catalog';
 
 describe('StaticCatalog', () => {
   test('reads a topics file, fills defaults and lists topics in name order', () => {
@@ -29,6 +35,19 @@ describe('StaticCatalog', () => {
     expect(c.get('zeta')).toMatchObject({ maxRecordBytes: DEFAULT_MAX_RECORD_BYTES, quotas: {} });
     expect(c.get('alpha')!.access).toEqual({ producers: ['a'], consumers: [], admins: [], groups: [] });
     expect(c.get('nope')).toBeUndefined();
+  });
+
+  test('replicationFactor: the voters a partition should have, when the endpoints list a spare slot too', () => {
+    const [withSpare, plain] = parseTopics({
+      topics: [
+        { name: 'a', partitions: 1, replicationFactor: 3, replicaEndpoints: [['h0:1', 'h1:1', 'h2:1', 'h3:1']] },
+        { name: 'b', partitions: 1, replicaEndpoints: [['h0:1', 'h1:1', 'h2:1']] },
+      ],
+    });
+    expect(replicationFactorOf(withSpare, 0)).toBe(3);
+    expect(withSpare.replicaEndpoints[0]).toHaveLength(4);
+    // Absent: each partition's endpoint count (local mode, older operators).
+    expect(replicationFactorOf(plain, 0)).toBe(3);
   });
 
   test.each([
