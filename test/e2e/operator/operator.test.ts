@@ -5,6 +5,8 @@
  * for the whole file; the tests run in order and build on each other's topics.
  */
 import { desiredPdb, desiredService, desiredStatefulSet, topicReplicas } from '../../../operator/desired';
+import { topicAdminSecret } from '../../../common/topic-credentials';
+import { clientKeyOf } from '../../../protocol/rpc-auth';
 import { KubeClient, RESOURCES, resourcePath } from '../../../common/kube';
 import { startK8sEnv, type K8sEnv } from '../../helpers/k8s-env';
 import { startNatsServer, type NatsServerHandle } from '../../helpers/nats-server';
@@ -80,8 +82,24 @@ async function waitReady(topic: string, partitions: number, timeoutMs = 60_000):
   }, timeoutMs);
 }
 
+/** The installation's admin secret and the gateway client keys Secret, as the chart configures them. */
+const ADMIN_SECRET = 'a'.repeat(24) + 'b'.repeat(24);
+const CLIENT_KEYS = 'daftka-gateway-client-keys';
+
+/** The gateway client keys Secret, decoded: topic → hex key. */
+async function clientKeys(): Promise<Record<string, string>> {
+  const s = await getObj(kube, 'secrets', CLIENT_KEYS);
+  return Object.fromEntries(
+    Object.entries((s?.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+  );
+}
+
 async function startOp(identity: string, extraEnv: Record<string, string> = {}): Promise<TestOperator> {
-  const op = await startTestOperator(env, nats.url, identity, extraEnv);
+  const op = await startTestOperator(env, nats.url, identity, {
+    DAFTKA_ADMIN_SECRET: ADMIN_SECRET,
+    DAFTKA_OPERATOR_GATEWAY_CLIENT_KEYS_SECRET: CLIENT_KEYS,
+    ...extraEnv,
+  });
   operators.push(op);
   return op;
 }
@@ -193,7 +211,7 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
       expect(t.status?.topicId).toMatch(/^[0-9a-f-]{36}$/);
       return t;
     });
-    const settings = { ...REPLICA_SETTINGS(nats.url), namespace: NS };
+    const settings = { ...REPLICA_SETTINGS(nats.url), namespace: NS, adminAuth: true };
     const replicas = topicReplicas(topic, settings);
     for (let i = 0; i < 3; i++) {
       const p = await eventually(async () => {
@@ -245,6 +263,12 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
         name: 'DAFTKA_PEER_SECRET',
         valueFrom: { secretKeyRef: { name: 'orders-peer-auth', key: 'secret' } },
       });
+      // Client-port admission on: the admin key from the topic's admin-auth Secret, no DAFTKA_CLIENT_AUTH.
+      expect(sts.spec.template.spec.containers[0].env).toContainEqual({
+        name: 'DAFTKA_ADMIN_SECRET',
+        valueFrom: { secretKeyRef: { name: 'orders-admin-auth', key: 'secret' } },
+      });
+      expect(sts.spec.template.spec.containers[0].env.map((e: Obj) => e.name)).not.toContain('DAFTKA_CLIENT_AUTH');
     }
 
     // The peer-auth Secret: 32 random bytes, base64 (44 characters), owned by the Topic.
@@ -263,6 +287,20 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
     expect(secret.metadata.ownerReferences).toEqual(ownedByOrders(topic.metadata.uid));
     ordersSecret = { resourceVersion: secret.metadata.resourceVersion, value: peerValue(secret) };
 
+    // The admin-auth Secret: the topic's admin secret derived from the installation's, owned by the Topic.
+    const admin = await eventually(async () => {
+      const s = await getObj(kube, 'secrets', 'orders-admin-auth');
+      expect(s).not.toBeNull();
+      return s;
+    });
+    expect(peerValue(admin)).toBe(topicAdminSecret(ADMIN_SECRET, 'orders'));
+    expect(admin.metadata.labels['app.kubernetes.io/component']).toBe('admin-auth');
+    expect(admin.metadata.ownerReferences).toEqual(ownedByOrders(topic.metadata.uid));
+    // The gateway's client keys Secret holds the key derived from the peer secret.
+    await eventually(async () =>
+      expect((await clientKeys()).orders).toBe(clientKeyOf(ordersSecret!.value, 'orders').toString('hex')),
+    );
+
     // A second topic gets its own value; a spec change re-reconciles it and leaves the Secret as it was.
     await applyTopic(kube, 'payments', { partitions: 1, replicationFactor: 1, deletionPolicy: 'Delete' });
     const other = await peerSecret('payments');
@@ -279,11 +317,16 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
     expect(after.metadata.resourceVersion).toBe(other.metadata.resourceVersion);
     expect(after.data).toEqual(other.data);
     expectOrdersSecretUnchanged(await getObj(kube, 'secrets', 'orders-peer-auth'));
-    // Gone again before the rebalancer tests (an RF 1 replica cannot be drained), its Secret with it.
+    await eventually(async () =>
+      expect((await clientKeys()).payments).toBe(clientKeyOf(peerValue(other), 'payments').toString('hex')),
+    );
+    // Gone again before the rebalancer tests (an RF 1 replica cannot be drained), its Secrets and key with it.
     await kube.delete(topicPath('payments'));
     await eventually(async () => {
       expect(await getObj(kube, 'topics', 'payments')).toBeNull();
       expect(await getObj(kube, 'secrets', 'payments-peer-auth')).toBeNull();
+      expect(await getObj(kube, 'secrets', 'payments-admin-auth')).toBeNull();
+      expect(Object.keys(await clientKeys())).not.toContain('payments');
     }, 60_000);
   });
 
