@@ -1,3 +1,4 @@
+import { ClassifiedError } from '../../common/crash-policy';
 import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import type { promClient } from '../../common/metrics';
@@ -535,6 +536,11 @@ export class RaftDriver {
   private fatal(err: unknown): void {
     if (this.fatalError !== null) return;
     this.fatalError = err;
+    if (this.stopping && err instanceof ClassifiedError && err.kind === 'disk_full') {
+      // close() failed a write held for disk space: expected at shutdown, not a fault.
+      this.logger.warn('held_write_abandoned', { replica: this.id, error: err.message });
+      return;
+    }
     this.logger.error('replica_fatal', {
       replica: this.id,
       error: (err as Error)?.message ?? String(err),

@@ -47,7 +47,7 @@ export function classifyRocksError(err: unknown, during: string): ClassifiedErro
   const message = err instanceof Error ? err.message : String(err);
   let kind: FailureKind = 'storage_io_error';
   if (/corrupt/i.test(message)) kind = 'storage_corruption';
-  else if (/no space left|ENOSPC/i.test(message)) kind = 'disk_full';
+  else if (/no space left|ENOSPC|disk quota exceeded|EDQUOT/i.test(message)) kind = 'disk_full';
   return new ClassifiedError(kind, `${during}: ${message}`, { cause: err });
 }
 
