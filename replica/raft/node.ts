@@ -53,11 +53,14 @@ export class RaftNode {
   private outstanding: Ready | null = null;
   /** Hard state as of the last Ready handed out (or as loaded). */
   private prevHard: HardState;
+  /** Hard state as of the last Ready advanced (or as loaded): what the driver has made durable. */
+  private durableHard: HardState;
   private prevSoft: SoftState;
 
   constructor(config: RaftConfig) {
     this.s = new RaftState(config);
     this.prevHard = config.storage.initialState().hardState;
+    this.durableHard = this.prevHard;
     this.prevSoft = { leader: null, role: 'follower' };
   }
 
@@ -319,10 +322,45 @@ export class RaftNode {
     return rd;
   }
 
+  /**
+   * Messages that may leave now, while a Ready's write is still in progress: heartbeats, their
+   * answers and a leader's appends, when the term and vote they carry are already durable. They
+   * promise nothing about this node's disk that is not on it: a heartbeat answer says "I follow
+   * you in this term" (durable), an append asks, and the leader counts its own copy only at
+   * advance(). Everything else (votes, append answers for unsynced entries, anything in a new
+   * term) stays for the next Ready. The driver sends these at once, so a long fsync or a large
+   * apply never holds a heartbeat or its answer back past an election timeout.
+   */
+  takeUrgentMessages(): Message[] {
+    const s = this.s;
+    if (s.msgs.length === 0) return [];
+    // A term or vote not yet persisted: any message in it could be answered twice after a crash.
+    if (s.term !== this.durableHard.term || s.vote !== this.durableHard.vote) return [];
+    // A leader's append may carry only entries already on their way to its disk (durable, or in
+    // the Ready being written): one proposed since must not commit before the leader writes it.
+    const out = this.outstanding;
+    const handedOut =
+      out !== null && out.entries.length > 0 ? out.entries[out.entries.length - 1].index : s.log.persistedIndex();
+    const urgent: Message[] = [];
+    const rest: Message[] = [];
+    for (const m of s.msgs) {
+      const early =
+        m.type === MessageType.Heartbeat ||
+        m.type === MessageType.HeartbeatResp ||
+        (m.type === MessageType.App &&
+          s.role === 'leader' &&
+          (m.entries.length === 0 || m.entries[m.entries.length - 1].index <= handedOut));
+      (early ? urgent : rest).push(m);
+    }
+    s.msgs = rest;
+    return urgent;
+  }
+
   /** The driver finished processing `rd` (persisted, sent, applied). */
   advance(rd: Ready): void {
     if (rd !== this.outstanding) throw new RaftUsageError('advance() with a Ready that is not the outstanding one');
     this.outstanding = null;
+    if (rd.hardState !== undefined) this.durableHard = rd.hardState;
     const s = this.s;
     if (rd.snapshot !== undefined) {
       s.log.stableSnapTo(rd.snapshot.meta.index);

@@ -411,6 +411,13 @@ export class Simulation {
 
   /** The replica's driver loop: Ready → persist → (fsync) → send → apply → advance. */
   private drive(n: SimNode): void {
+    // Like the replica: while a write is in progress, heartbeats, their answers and a leader's
+    // appends leave at once (RaftNode.takeUrgentMessages) instead of after the fsync.
+    if (n.raft !== null && n.busy && this.profile.sendAppsBeforePersist && this.now >= n.pausedUntil)
+      for (const m of n.raft.takeUrgentMessages()) {
+        this.oracle.onSend(n, m);
+        this.send(m);
+      }
     while (n.raft !== null && !n.busy && n.raft.hasReady()) {
       const rd = n.raft.ready();
       if (this.traceLines !== null) this.traceReady(n, rd);

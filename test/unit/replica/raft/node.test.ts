@@ -150,6 +150,62 @@ describe('persistence contract', () => {
   });
 });
 
+describe('urgent messages while a write is in progress', () => {
+  test('a leader busy writing still sends heartbeats, and appends only of entries it is writing', () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    c.elect('a');
+    const a = c.node('a');
+    const [first] = a.propose(data('x'));
+    const rd = a.ready(); // the write of `first` is in progress
+    expect(rd.entries.map((e) => e.index)).toEqual([first]);
+    const [second] = a.propose(data('y')); // proposed during the write: not handed out yet
+    a.tick(); // heartbeatTicks = 1
+    const urgent = a.takeUrgentMessages();
+    expect(urgent.some((m) => m.type === MessageType.Heartbeat)).toBe(true);
+    for (const m of urgent)
+      if (m.type === MessageType.App) expect(Math.max(...m.entries.map((e) => e.index), 0)).toBeLessThan(second);
+    c.process('a', a, rd);
+    // The entry proposed during the write goes out with the next Ready, not before.
+    const next = a.ready();
+    expect(next.entries.map((e) => e.index)).toEqual([second]);
+    c.process('a', a, next);
+    c.settle();
+    expect(a.commit).toBeGreaterThanOrEqual(second);
+  });
+
+  test('a follower answers a heartbeat at once while writing, but nothing in a term not yet durable', () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    c.elect('a');
+    const a = c.node('a');
+    const b = c.node('b');
+    a.propose(data('x'));
+    c.process('a', a, a.ready());
+    const app = c.sent.find((m) => m.to === 'b' && m.type === MessageType.App)!;
+    c.sent.length = 0;
+    b.step(app);
+    const brd = b.ready(); // b is writing the entry
+    a.tick();
+    const hb = a.takeUrgentMessages().find((m) => m.to === 'b' && m.type === MessageType.Heartbeat)!;
+    b.step(hb);
+    const answers = b.takeUrgentMessages();
+    expect(answers.map((m) => m.type)).toEqual([MessageType.HeartbeatResp]);
+    // The append's answer promises the entry is on disk: it waits for the write.
+    expect(brd.messages.some((m) => m.type === MessageType.AppResp)).toBe(true);
+    c.process('b', b, brd);
+
+    // A vote request of a higher term: q's new term is not durable until its Ready is advanced.
+    const fresh = new Cluster(['p', 'q', 'r'], { preVote: false });
+    const p = fresh.node('p');
+    for (let i = 0; i < 20 && p.role !== 'candidate'; i++) p.tick();
+    fresh.process('p', p, p.ready());
+    const q = fresh.node('q');
+    q.step(fresh.sent.find((m) => m.to === 'q')!);
+    expect(q.takeUrgentMessages()).toEqual([]); // its VoteResp (term 2, vote p) waits for the Ready
+    const qrd = q.ready();
+    expect(qrd.messages.some((m) => m.type === MessageType.VoteResp)).toBe(true);
+  });
+});
+
 describe('log replication', () => {
   test('a stale, reordered App never truncates entries already acknowledged', () => {
     const c = new Cluster(['a', 'b', 'c']);
