@@ -466,7 +466,7 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
           }`,
         });
         continue;
-      } else {
+      } else if (!v.outdatedOrdinals.some((o) => o !== mv.ordinal)) {
         candidates.push({
           v,
           ordinal: mv.ordinal,
@@ -475,6 +475,16 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
           node: mv.node,
           rank: rank[mv.reason],
         });
+        continue;
+      } else {
+        // The replicas that stay must run the current template before the move: one from an
+        // older operator does not know the spare slot's address, and the new replica could never
+        // join. They are rolled first, as urgently as the move.
+        const isLeader = (o: number) => Number(v.replicaViews.find((r) => r.ordinal === o)?.role === 'leader');
+        const ord = v.outdatedOrdinals
+          .filter((o) => o !== mv.ordinal)
+          .sort((a, b) => isLeader(a) - isLeader(b) || b - a)[0];
+        candidates.push({ v, ordinal: ord, kind: 'roll', reason: 'revision', rank: rank[mv.reason] });
         continue;
       }
     }

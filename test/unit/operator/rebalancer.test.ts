@@ -224,6 +224,25 @@ describe('rebalancer: drained and cordoned nodes (add, then remove)', () => {
     expect(plan([missing], nodes).decisions.map(brief)).toEqual(['blocked t/0 no-spare-slot']);
   });
 
+  it('rolls the replicas that stay onto the current template before moving (an older one cannot reach the spare)', () => {
+    const stale = spread(0, 0, ['n1', 'n2', 'n3'], nodes, {
+      updateRevision: 'rev2',
+      revisions: { 0: 'rev1', 1: 'rev1', 2: 'rev1' },
+    });
+    expect(plan([stale], nodes, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
+      'start roll t-0-1 (revision)',
+      'delete t-0-1',
+    ]);
+    // Only the replica being moved is old: it leaves anyway, the move starts.
+    const onlyMoving = spread(0, 0, ['n1', 'n2', 'n3'], nodes, {
+      updateRevision: 'rev2',
+      revisions: { 0: 'rev2', 1: 'rev2', 2: 'rev1' },
+    });
+    expect(plan([onlyMoving], nodes, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
+      'start move t-0-2 (drain)',
+    ]);
+  });
+
   it('refuses to move the only replica of an RF=1 partition', () => {
     const p = plan([view({ index: 0, nodes: ['n3'], leader: 0, nodeInfo: nodes })], nodes);
     expect(p.decisions.map(brief)).toEqual(['blocked t/0 rf1-cannot-move']);
