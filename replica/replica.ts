@@ -98,7 +98,13 @@ export class PartitionReplica {
       admitWrite: () => this.disk.admitWrite(),
       diskFull: () => this.disk.full !== null,
     });
-    this.membership = new Membership({ rc, driver: this.driver, logger, diskFull: () => this.disk.full });
+    this.membership = new Membership({
+      rc,
+      driver: this.driver,
+      logger,
+      diskFull: () => this.disk.full,
+      recheckDisk: () => this.disk.check(),
+    });
     this.leased = new LeasedService({
       topic: c.topic,
       partition: c.partition,

@@ -27,6 +27,8 @@ export interface MembershipOptions {
   logger: Logger;
   /** This replica's disk-full state (storage/disk-guard.ts): a full leader hands leadership on. */
   diskFull?: () => { reason: string } | null;
+  /** Measure the free space now (before a handoff: the periodic value may be a second old). */
+  recheckDisk?: () => Promise<void>;
 }
 
 /** A leader with a full disk hands leadership on at most this often (no ping-pong between full replicas). */
@@ -52,12 +54,14 @@ export class Membership implements PartitionAdmin {
   private readonly memberDisk = new Map<string, { full: boolean; atMs: number }>();
   private lastDiskHandoffMs = 0;
   private readonly diskFull: () => { reason: string } | null;
+  private readonly recheckDisk: () => Promise<void>;
 
   constructor(o: MembershipOptions) {
     this.rc = o.rc;
     this.driver = o.driver;
     this.logger = o.logger;
     this.diskFull = o.diskFull ?? (() => null);
+    this.recheckDisk = o.recheckDisk ?? (() => Promise.resolve());
   }
 
   /** The leader and term of the last commit index a follower learned from its leader. */
@@ -156,7 +160,7 @@ export class Membership implements PartitionAdmin {
         if (st === null || node.role !== 'leader') continue;
         const id = st.replicaId;
         if (st.diskFull !== undefined) this.memberDisk.set(id, { full: st.diskFull, atMs: Date.now() });
-        if (this.removed.has(id)) continue;
+        // guard off
         if (!members.includes(id)) {
           this.driver.changeMembership('addLearner', id);
           return;
@@ -189,12 +193,15 @@ export class Membership implements PartitionAdmin {
    * (After a real ENOSPC the Raft loop is held at the failed write and sends nothing, so followers
    * elect a new leader by themselves when they can.)
    */
-  private handOffIfDiskFull(): void {
+  private async handOffIfDiskFull(): Promise<void> {
+    if (this.driver.raft === null || !this.driver.isLeader || this.diskFull() === null) return;
+    if (Date.now() - this.lastDiskHandoffMs < DISK_HANDOFF_INTERVAL_MS) return;
+    // Space may have come back since the last periodic check: never hand off on a stale reading.
+    await this.recheckDisk();
     const node = this.driver.raft;
     if (node === null || !this.driver.isLeader || this.diskFull() === null) return;
     const now = Date.now();
-    if (now - this.lastDiskHandoffMs < DISK_HANDOFF_INTERVAL_MS) return;
-    const fresh = 4 * this.rc.cfg.membershipCheckMs + 1000;
+    const fresh = 2 * this.rc.cfg.membershipCheckMs + 500;
     const progress = node.status().progress ?? {};
     const candidates = this.driver.membership.voters
       .filter((id) => id !== this.driver.id)

@@ -64,6 +64,12 @@ export interface LocalStackOptions {
    * the exit hook still kills every child).
    */
   exitOnSignal?: boolean;
+  /**
+   * Called with the plan before any process starts: e.g. to mount a size-limited filesystem on a
+   * replica's data directory (`replica.env.DAFTKA_DATA_DIR`). Unmount after `stop()` (use
+   * `keepData`: the data dir cannot be removed while something is mounted in it).
+   */
+  beforeStart?: (plan: LocalPlan) => void;
 }
 
 export interface ReplicaInfo {
@@ -175,6 +181,7 @@ export class LocalStack {
       ),
     );
     mkdirSync(plan.logDir, { recursive: true });
+    opts.beforeStart?.(plan);
     // The driver's own lines (restarts, crash loops) go next to the process logs, not to the test output.
     const logger = createLogger('local-stack', { stream: createWriteStream(join(plan.logDir, 'driver.log')) });
     const run = startLocal(plan, {
