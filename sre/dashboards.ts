@@ -922,6 +922,19 @@ function storage(): Dashboard {
             { w: 12 },
           ),
           ts(
+            'Free disk (replica view)',
+            "Free share of each replica's data directory as the replica measures it (statfs), and whether it is disk-full: below its reserve (storageMinFreeBytes) or after an ENOSPC it refuses produce 503 STORAGE_FULL (DaftkaStorageFull pages).",
+            [
+              q(
+                `max by (pod) (daftka_storage_free_bytes{${RT}} / daftka_storage_capacity_bytes{${RT}})`,
+                'free {{pod}}',
+              ),
+              q(`max by (pod) (daftka_storage_disk_full{${RT}})`, 'disk full {{pod}}'),
+            ],
+            'percentunit',
+            { w: 24, min: 0, max: 1 },
+          ),
+          ts(
             'Retention',
             'Log start advances by retention, and how far the log start moved.',
             [
