@@ -2,6 +2,8 @@
  * The NATS control channel (DESIGN §5): versioned subjects, JSON payloads with a `v` field.
  * NATS is the control channel only; losing it never stops reads or writes.
  */
+import { parseControlAuth, type ControlAuth } from './control-auth';
+
 export const SUBJECTS = {
   leader: (topic: string, partition: number) => `daftka.v1.leader.${topic}.${partition}`,
   leaderAll: 'daftka.v1.leader.>',
@@ -59,17 +61,27 @@ export interface DiscoverReply {
   partitions: Array<{ partition: number; leaderId: string; endpoint: string; term: number; sig?: string }>;
 }
 
+/** `auth`: the operator's signature with the topic's admin key (common/control-auth.ts); never on status. */
 export type ControlRequest =
   | { v: 1; op: 'status' }
-  | { v: 1; op: 'transferLeadership'; to: string }
-  | { v: 1; op: 'addLearner'; id: string; endpoint?: string }
-  | { v: 1; op: 'promote'; id: string }
-  | { v: 1; op: 'removeMember'; id: string };
+  | { v: 1; op: 'transferLeadership'; to: string; auth?: ControlAuth }
+  | { v: 1; op: 'addLearner'; id: string; endpoint?: string; auth?: ControlAuth }
+  | { v: 1; op: 'promote'; id: string; auth?: ControlAuth }
+  | { v: 1; op: 'removeMember'; id: string; auth?: ControlAuth };
 
 export type ControlReply = { v: 1; ok: true; status?: unknown } | { v: 1; ok: false; code: string; detail: string };
 
 /** Validate a control request at the boundary; returns a precise error message or the request. */
 export function parseControlRequest(raw: unknown): ControlRequest | string {
+  const req = parseControlOp(raw);
+  if (typeof req === 'string' || req.op === 'status') return req;
+  const r = raw as Record<string, unknown>;
+  if (r.auth === undefined) return req;
+  const auth = parseControlAuth(r.auth);
+  return typeof auth === 'string' ? auth : { ...req, auth };
+}
+
+function parseControlOp(raw: unknown): ControlRequest | string {
   if (typeof raw !== 'object' || raw === null) return 'control request must be a JSON object';
   const r = raw as Record<string, unknown>;
   if (r.v !== 1) return `unsupported control request version ${JSON.stringify(r.v)}; expected 1`;

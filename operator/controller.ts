@@ -8,6 +8,10 @@
 import type { NatsConnection } from 'nats';
 import type { Logger } from '../common/log';
 import { CatalogWriter, ClientKeysWriter, renderCatalog } from './catalog';
+import { signControl } from '../common/control-auth';
+import { topicAdminSecret } from '../common/topic-credentials';
+import { adminKeyOf } from '../protocol/rpc-auth';
+import type { ControlRequest } from '../common/control-subjects';
 import type { Partition, Topic } from './crd-schema';
 import type { ReplicaSettings } from './desired';
 import type { EventRecorder } from './events';
@@ -154,6 +158,14 @@ export class Controller {
       settings: o.rebalance,
       notes: this.notes,
       touched: (k) => this.queue.add(k),
+      // Membership and leadership requests carry the topic admin key's signature: replicas refuse
+      // unsigned ones (a NATS user that may publish control subjects is not enough).
+      ...(o.adminSecret !== undefined
+        ? {
+            signControl: (topic: string, index: number, req: ControlRequest) =>
+              signControl(adminKeyOf(topicAdminSecret(o.adminSecret!, topic)), topic, index, req, Date.now()),
+          }
+        : {}),
     });
     this.catalogWriter = o.catalog ? new CatalogWriter(o.kube, o.catalog) : null;
     this.keysWriter = o.clientKeys ? new ClientKeysWriter(o.kube, o.clientKeys) : null;

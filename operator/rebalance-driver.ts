@@ -38,6 +38,8 @@ export interface RebalanceDriverContext {
   touched: (topicKey: string) => void;
   controlTimeoutMs?: number;
   now?: () => number;
+  /** Signs a control request with the topic's admin key (common/control-auth.ts); absent: sent unsigned. */
+  signControl?: (topic: string, index: number, req: ControlRequest) => ControlRequest;
 }
 
 export class RebalanceDriver {
@@ -313,7 +315,8 @@ export class RebalanceDriver {
     const nc = this.ctx.nats();
     if (!nc || nc.isClosed()) return { v: 1, ok: false, code: 'UNAVAILABLE', detail: 'not connected to NATS' };
     try {
-      const msg = await nc.request(SUBJECTS.ctl(topic, index), this.enc.encode(JSON.stringify(req)), {
+      const body = this.ctx.signControl ? this.ctx.signControl(topic, index, req) : req;
+      const msg = await nc.request(SUBJECTS.ctl(topic, index), this.enc.encode(JSON.stringify(body)), {
         timeout: this.ctx.controlTimeoutMs ?? 2000,
       });
       const reply = JSON.parse(this.dec.decode(msg.data)) as ControlReply;

@@ -125,6 +125,7 @@ async function main(): Promise<void> {
         clientEndpoint: `${self.host}:${self.clientPort}`,
         logger,
         ...(peerKey ? { signKey: peerKey } : {}),
+        ...(adminKey ? { controlKey: adminKey } : {}),
       })
     : null;
   await announcer?.start();

@@ -8,6 +8,7 @@ import {
   type LeaderAnnouncement,
   type StatusReport,
 } from '../../common/control-subjects';
+import { ControlVerifier } from '../../common/control-auth';
 import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import { natsServerOptions } from '../../common/nats-servers';
@@ -27,6 +28,7 @@ export class Announcer {
   private closed = false;
   private readonly enc = new TextEncoder();
   private readonly dec = new TextDecoder();
+  private readonly verifier: ControlVerifier;
 
   constructor(
     private readonly replica: PartitionReplica,
@@ -39,8 +41,15 @@ export class Announcer {
       logger: Logger;
       /** The topic's client key: announcements and discovery answers are signed with it. */
       signKey?: Buffer;
+      /**
+       * The admin key (of DAFTKA_ADMIN_SECRET): membership and leadership control requests must be
+       * signed with it (common/control-auth.ts). Absent: they are taken unsigned (development).
+       */
+      controlKey?: Buffer;
     },
-  ) {}
+  ) {
+    this.verifier = new ControlVerifier(opts.controlKey ?? null);
+  }
 
   async start(): Promise<void> {
     const { logger } = this.opts;
@@ -181,6 +190,9 @@ export class Announcer {
           } else {
             // Only the leader acts; followers stay silent so the leader's answer wins the request.
             if (this.replica.raft?.role !== 'leader') continue;
+            // Signed with the topic's admin key, fresh, not seen before: else refused, nothing done.
+            const refused = this.verifier.check(topic, partition, req, Date.now());
+            if (refused !== null) throw new DaftkaError('FORBIDDEN', refused);
             if (req.op === 'transferLeadership')
               await this.replica.membership.transferLeadership({ ...target, to: req.to });
             else if (req.op === 'addLearner')

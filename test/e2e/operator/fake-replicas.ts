@@ -21,6 +21,10 @@ import {
   type StatusReport,
 } from '../../../common/control-subjects';
 import { RESOURCES, resourcePath, type KubeClient } from '../../../common/kube';
+import { ControlVerifier } from '../../../common/control-auth';
+import { parseControlRequest } from '../../../common/control-subjects';
+import { topicAdminSecret } from '../../../common/topic-credentials';
+import { adminKeyOf } from '../../../protocol/rpc-auth';
 import { LABELS } from '../../../operator/names';
 import type { Obj } from './harness';
 
@@ -81,6 +85,9 @@ export class FakeReplicas {
     Math.min(...live.map((l) => l.ordinal));
   /** When false, nothing is published (reports go stale). */
   publishing = true;
+  /** Control requests refused as a real replica would (unsigned or badly signed): why. */
+  readonly refusedControls: string[] = [];
+  private readonly verifiers = new Map<string, ControlVerifier>();
 
   constructor(
     private readonly o: {
@@ -89,6 +96,8 @@ export class FakeReplicas {
       namespace: string;
       intervalMs?: number;
       catchUpMs?: number;
+      /** The installation's admin secret: control requests must be signed with each topic's admin key. */
+      adminSecret?: string;
     },
   ) {}
 
@@ -100,6 +109,22 @@ export class FakeReplicas {
       callback: (_err, msg) => {
         const [, , , topic, partition] = msg.subject.split('.');
         const req = JSON.parse(dec.decode(msg.data)) as { op: string; to?: string };
+        // As a real replica's announcer (replica/control/announcer.ts): the signature is checked first.
+        if (this.o.adminSecret !== undefined) {
+          const parsed = parseControlRequest(req);
+          const key = `${topic}/${partition}`;
+          if (!this.verifiers.has(key))
+            this.verifiers.set(key, new ControlVerifier(adminKeyOf(topicAdminSecret(this.o.adminSecret, topic))));
+          const why =
+            typeof parsed === 'string'
+              ? parsed
+              : this.verifiers.get(key)!.check(topic, Number(partition), parsed, Date.now());
+          if (why !== null) {
+            this.refusedControls.push(`${key} ${req.op}: ${why}`);
+            msg.respond(enc.encode(JSON.stringify({ v: 1, ok: false, code: 'FORBIDDEN', detail: why })));
+            return;
+          }
+        }
         const reply = this.control(topic, Number(partition), req);
         if (reply) msg.respond(enc.encode(JSON.stringify(reply)));
       },

@@ -127,7 +127,14 @@ beforeAll(async () => {
   await createNamespace(kube);
   // Every claim ever made keeps its volume (Retain): RF + 1 per partition (the spare slot's too).
   await createVolumes(kube, 200);
-  fake = new FakeReplicas({ kube, natsUrl: nats.url, namespace: NS, intervalMs: 300, catchUpMs: 800 });
+  fake = new FakeReplicas({
+    kube,
+    natsUrl: nats.url,
+    namespace: NS,
+    intervalMs: 300,
+    catchUpMs: 800,
+    adminSecret: ADMIN_SECRET,
+  });
   await fake.start();
   active = await startOp('op-a');
   await eventually(() => expect(active.isLeader()).toBe(true), 20_000);
@@ -426,6 +433,8 @@ describe('rebalancer (scripted replica reports, real NATS control requests)', ()
     expect(balance.length).toBeGreaterThan(0);
     // Every request went to the partition's leader and named a live voter; the replicas accepted each.
     expect(balance.every((t) => t.ok && t.fromLeader !== null && t.to !== t.fromLeader)).toBe(true);
+    // Each signed with the topic's admin key (the scripted replicas check it as real ones do).
+    expect(fake.refusedControls).toEqual([]);
     await eventually(async () => {
       const m = await active.metrics.registry.getSingleMetricAsString('daftka_operator_leader_skew');
       expect(Number(/daftka_operator_leader_skew\{[^}]*\} (\d+)/.exec(m)?.[1])).toBeLessThanOrEqual(1);
@@ -686,5 +695,12 @@ describe('high availability', () => {
       'daftka_operator_is_leader',
     ])
       expect(metrics).toContain(name);
+  });
+
+  it('signed every membership and leadership request of the whole run with the topic admin key', () => {
+    // Transfers, and the drain's and roll's membership changes: the scripted replicas refuse what
+    // real ones would (unsigned, stale, replayed, another topic's key) and none was refused.
+    expect(fake.transfers.length).toBeGreaterThan(0);
+    expect(fake.refusedControls).toEqual([]);
   });
 });

@@ -1,5 +1,7 @@
 import { connect } from 'nats';
-import { SUBJECTS } from '../../../common/control-subjects';
+import { signControl } from '../../../common/control-auth';
+import { SUBJECTS, type ControlRequest } from '../../../common/control-subjects';
+import { adminKeyOf } from '../../../protocol/rpc-auth';
 import { startNatsServer, type NatsServerHandle } from '../../helpers/nats-server';
 import { ReplicaCluster, sleep } from '../../helpers/replica-cluster';
 import { AnnouncementWatcher, checkLog, fetchAll, LoadProducer, record, TEST_ENV, waitCaughtUp } from './helpers';
@@ -189,7 +191,23 @@ test('NATS control channel: discovery and transferLeadership are answered by the
     expect(bad).toMatchObject({ ok: false, code: 'INVALID_REQUEST', detail: 'promote needs "id"' });
 
     const to = (await cluster.status([0, 1, 2].find((o) => o !== leader)!))!.replicaId;
-    const moved = await ask(SUBJECTS.ctl(cluster.topic, 0), { v: 1, op: 'transferLeadership', to });
+    const transfer: ControlRequest = { v: 1, op: 'transferLeadership', to };
+    // Unsigned (any NATS user that may publish the subject), or signed with another key: refused,
+    // and leadership stays where it is (issue 15: the operator signs with the topic's admin key).
+    expect(await ask(SUBJECTS.ctl(cluster.topic, 0), transfer)).toMatchObject({
+      ok: false,
+      code: 'FORBIDDEN',
+      detail: "transferLeadership needs a request signed with the topic's admin key",
+    });
+    const wrongKey = signControl(adminKeyOf('w'.repeat(44)), cluster.topic, 0, transfer, Date.now());
+    expect(await ask(SUBJECTS.ctl(cluster.topic, 0), wrongKey)).toMatchObject({
+      code: 'FORBIDDEN',
+      detail: 'bad signature',
+    });
+    await sleep(500);
+    expect((await cluster.waitForLeader()).ordinal).toBe(leader);
+    const signed = signControl(adminKeyOf(cluster.adminSecret), cluster.topic, 0, transfer, Date.now());
+    const moved = await ask(SUBJECTS.ctl(cluster.topic, 0), signed);
     expect(moved).toEqual({ v: 1, ok: true });
     const next = await cluster.waitForLeader(20_000, [leader]);
     expect(next.status.replicaId).toBe(to);
