@@ -13,6 +13,7 @@ import { ROUTES } from './routes';
 import type { Authenticator } from './auth';
 import { Dispatcher, sendJson, type CompiledRoute, type RequestState } from './dispatch';
 import { fastLane } from './fast-lane';
+import { DEFAULT_COALESCER, ProduceCoalescer, type CoalescerOptions } from './produce-coalescer';
 import type { TopicCatalog } from './catalog';
 import { DEFAULT_LIMITS, type GatewayContext, type GatewayLimits, type Handler } from './handlers/context';
 import { createGatewayMetrics, leasedMetrics } from './metrics';
@@ -58,6 +59,8 @@ export interface GatewayDeps {
   leased?: { client: LeasedPartitionClient; tokens: LeaseTokens | null };
   /** The launch-readiness report; default: one built from these deps, without periodic snapshots. */
   readiness?: ReadinessSource;
+  /** Produce coalescing bounds (gateway/produce-coalescer.ts); default DEFAULT_COALESCER. */
+  coalesce?: Partial<Omit<CoalescerOptions, 'onBatch'>>;
   /** Serve the web console's static files (gateway/console/) at /console. Default true. */
   console?: boolean;
   /** Serve /metrics on this app. Default true; gateway/main.ts serves it on its own port instead. */
@@ -103,9 +106,16 @@ export function createGatewayApp(deps: GatewayDeps): GatewayApp {
       `fetch limits may not exceed the API bounds (${MAX_FETCH_RECORDS} records, ${MAX_FETCH_BYTES} bytes)`,
     );
   const metrics = createGatewayMetrics(deps.registry);
+  const coalescer = new ProduceCoalescer(deps.router, {
+    ...DEFAULT_COALESCER,
+    ...(deps.coalesce ?? {}),
+    onBatch: (requests) => metrics.produceBatchRequests.observe(requests),
+    onShed: () => metrics.shed.inc({ reason: 'produce_queue', kind: 'produce' }),
+  });
   const g: GatewayContext = {
     catalog: deps.catalog,
     router: deps.router,
+    produce: (req, bytes) => coalescer.produce(req, bytes),
     quotas: deps.quotas,
     logger: deps.logger,
     limits,

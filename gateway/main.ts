@@ -212,6 +212,12 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       minUploadBytesPerSecond: cfg.minUploadBytesPerSecond,
       uploadGraceMs: cfg.uploadGraceMs,
     },
+    coalesce: {
+      maxWaiting: cfg.produceMaxWaitingPerPartition,
+      maxBatchesInFlight: cfg.produceCallsPerPartition,
+      maxBytes: cfg.produceBatchMaxBytes,
+      maxRecords: cfg.maxRecordsPerRequest,
+    },
     ...(feed ? { nats: feed } : {}),
     leased: {
       client: router,

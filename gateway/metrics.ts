@@ -17,6 +17,8 @@ export interface GatewayMetrics {
   fetchBytes: client.Counter<'topic'>;
   throttled: client.Counter<'topic' | 'reason'>;
   shed: client.Counter<'reason' | 'kind'>;
+  /** Produce requests per replica call (1: not coalesced); produce-coalescer.ts. */
+  produceBatchRequests: client.Histogram;
 }
 
 /**
@@ -79,6 +81,11 @@ export function createGatewayMetrics(reg: client.Registry): GatewayMetrics {
       labelNames: ['topic', 'reason'],
     }),
     shed: shedCounter(reg),
+    produceBatchRequests: histogram(reg, {
+      name: 'daftka_gateway_produce_coalesced_messages',
+      help: 'Produce requests carried by one replica call: concurrent produces to a partition are coalesced while its calls are in flight',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    }),
   };
 }
 

@@ -1,6 +1,7 @@
 import type { LeasedPartitionClient, PartitionClient } from '../../protocol/methods';
 import type { IncomingHttpHeaders } from 'node:http';
 import { DaftkaError } from '../../common/errors';
+import type { ProduceRequest, ProduceResult } from '../../common/partition-api';
 import type { Logger } from '../../common/log';
 
 import { GROUP_NAME_MAX_CHARS, GROUP_NAME_RE, TOPIC_NAME_RE } from '../../common/names';
@@ -75,6 +76,8 @@ export interface LeasedGateway {
 export interface GatewayContext {
   catalog: TopicCatalog;
   router: PartitionClient;
+  /** Produce through the coalescer (gateway/produce-coalescer.ts); `bytes`: the records' size. */
+  produce(req: ProduceRequest, bytes: number): Promise<ProduceResult>;
   quotas: QuotaManager;
   logger: Logger;
   limits: GatewayLimits;

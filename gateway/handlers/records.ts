@@ -118,15 +118,18 @@ export async function produceHandler(g: GatewayContext, c: Call): Promise<Reply>
   const list = [...groups.values()];
   const settled = await Promise.allSettled(
     list.map((grp) =>
-      g.router.produce({
-        topic: t.name,
-        partition: grp.partition,
-        records: grp.records,
-        ...(idempotencyKey !== undefined ? { idempotencyKey: `${idempotencyKey}#p${grp.partition}` } : {}),
-        ...(producer !== undefined ? { producer } : {}),
-        requestId: c.requestId,
-        timeoutMs: g.limits.requestTimeoutMs,
-      }),
+      g.produce(
+        {
+          topic: t.name,
+          partition: grp.partition,
+          records: grp.records,
+          ...(idempotencyKey !== undefined ? { idempotencyKey: `${idempotencyKey}#p${grp.partition}` } : {}),
+          ...(producer !== undefined ? { producer } : {}),
+          requestId: c.requestId,
+          timeoutMs: g.limits.requestTimeoutMs,
+        },
+        grp.bytes,
+      ),
     ),
   );
 

@@ -27,6 +27,8 @@ beforeAll(async () => {
     ],
     gatewayEnv: {
       DAFTKA_GATEWAY_MAX_INFLIGHT_PER_ENDPOINT: String(INFLIGHT),
+      // Produces to one partition past the in-flight calls wait to be coalesced; bounded too.
+      DAFTKA_GATEWAY_PRODUCE_MAX_WAITING_PER_PARTITION: String(INFLIGHT),
       DAFTKA_GATEWAY_MAX_BODY_BYTES_IN_FLIGHT: String(BODY_BUDGET),
     },
   });
@@ -452,7 +454,7 @@ describe('backpressure', () => {
     return { statuses, p50, missingRetryAfter, notRetryable, transportErrors, rssBefore, rssMax };
   }
 
-  test('beyond the in-flight bound: 503 OVERLOADED with Retry-After at once, instead of queueing', async () => {
+  test('beyond the bound of produces waiting per partition: 503 OVERLOADED with Retry-After at once, instead of queueing', async () => {
     const gatewayPid = stack.gatewayPid;
     const body = JSON.stringify({ records: [{ partition: 0, value: 'x'.repeat(1024) }] });
     const r = await overload(200, 4000, body);
@@ -470,7 +472,7 @@ describe('backpressure', () => {
     expect(stack.gatewayPid).toBe(gatewayPid);
     const m = (await stack.http<string>('GET', '/metrics')).body;
     expect(
-      metricValue(m, 'daftka_gateway_shed_requests_total', { reason: 'inflight_limit', kind: 'produce' }),
+      metricValue(m, 'daftka_gateway_shed_requests_total', { reason: 'produce_queue', kind: 'produce' }),
     ).toBeGreaterThan(0);
     expect((await produce('t', [{ partition: 0, value: 'after the storm' }])).status).toBe(200);
   });
