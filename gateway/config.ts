@@ -210,7 +210,7 @@ export const gatewaySchema = defineSchema({
     min: 1,
     max: 100_000,
     unit: 'requests',
-    doc: 'produce requests waiting to ride on a partition\'s next replica call (coalescing); more are answered 503 OVERLOADED',
+    doc: "produce requests waiting to ride on a partition's next replica call (coalescing); more are answered 503 OVERLOADED",
   },
   produceCallsPerPartition: {
     type: 'int',
