@@ -67,6 +67,7 @@ export class PartitionReplica {
       metrics: this.metrics,
       lbl: { topic: c.topic, partition: String(c.partition) },
       logger,
+      onStuck: onFatal,
     });
     this.driver = new RaftDriver({
       rc,

@@ -11,8 +11,14 @@
  * Either one: produce answers 503 `STORAGE_FULL` with Retry-After, `/readyz` is not ready with the
  * reason, `daftka_storage_disk_full` is 1. Reads are served throughout. Both end by themselves:
  * the next statfs above the reserve, the first write that goes through.
+ *
+ * One safety net: RocksDB resumes writing by itself once it sees free space (measured: within
+ * 5 s). If statfs has shown room above the reserve for STUCK_AFTER_MS and a held write still does
+ * not go through, the store did not resume: that is reported as fatal (`onStuck`), so the
+ * crash-only restart reopens the database — a replica never stays degraded with space available.
  */
 import { statfs } from 'node:fs/promises';
+import { ClassifiedError } from '../../common/crash-policy';
 import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import type { ReplicaMetrics } from '../metrics';
@@ -33,6 +39,10 @@ export async function diskSpace(dir: string): Promise<{ freeBytes: number; capac
 
 /** Retry-After for STORAGE_FULL: space comes back by an operator's hand, not in milliseconds. */
 const STORAGE_FULL_RETRY_AFTER_MS = 5000;
+/** Room back this long and a held write still failing: RocksDB did not resume (see the file comment). */
+export const STUCK_AFTER_MS = 60_000;
+/** "Room" for that judgement when the reserve is 0. */
+const MIN_ROOM_BYTES = 16 * 1024 * 1024;
 
 export interface DiskGuardOptions {
   dir: string;
@@ -42,6 +52,9 @@ export interface DiskGuardOptions {
   metrics: ReplicaMetrics;
   lbl: { topic: string; partition: string };
   logger: Logger;
+  /** A held write does not go through although space is back (fatal: restart and reopen). */
+  onStuck?: (err: ClassifiedError) => void;
+  nowMs?: () => number;
 }
 
 export class DiskGuard {
@@ -50,8 +63,14 @@ export class DiskGuard {
   capacityBytes: number | null = null;
   private timer: NodeJS.Timeout | null = null;
   private lastReported: DiskFullReason | null = null;
+  /** Since when statfs has shown room while a write is held (null: not the case). */
+  private roomWhileHeldSinceMs: number | null = null;
+  private stuckReported = false;
+  private readonly now: () => number;
 
-  constructor(private readonly o: DiskGuardOptions) {}
+  constructor(private readonly o: DiskGuardOptions) {
+    this.now = o.nowMs ?? Date.now;
+  }
 
   start(): void {
     void this.check();
@@ -77,6 +96,27 @@ export class DiskGuard {
       this.o.logger.warn('disk_space_check_failed', { dir: this.o.dir, error: (err as Error).message });
     }
     this.changed();
+    this.watchHeld();
+  }
+
+  /** The safety net: room back for STUCK_AFTER_MS, the held write still held → onStuck. */
+  private watchHeld(): void {
+    const held = this.o.storage.diskFull;
+    const room = Math.max(this.o.minFreeBytes, MIN_ROOM_BYTES);
+    if (held === null || this.freeBytes === null || this.freeBytes < room) {
+      this.roomWhileHeldSinceMs = null;
+      return;
+    }
+    const now = this.now();
+    this.roomWhileHeldSinceMs ??= now;
+    if (this.stuckReported || now - this.roomWhileHeldSinceMs < STUCK_AFTER_MS) return;
+    this.stuckReported = true;
+    this.o.onStuck?.(
+      new ClassifiedError(
+        'storage_io_error',
+        `${this.freeBytes} bytes free for ${Math.round((now - this.roomWhileHeldSinceMs) / 1000)} s, yet the write held since ${new Date(held.sinceMs).toISOString()} still fails (${held.failedProbes} probes): the store did not resume; restarting reopens it (${held.error})`,
+      ),
+    );
   }
 
   /** Storage told us a write met ENOSPC, or went through again. */

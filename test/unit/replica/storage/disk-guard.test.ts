@@ -4,7 +4,8 @@ import path from 'node:path';
 import { DaftkaError } from '../../../../common/errors';
 import { promClient } from '../../../../common/metrics';
 import { replicaMetrics } from '../../../../replica/metrics';
-import { DiskGuard, diskSpace } from '../../../../replica/storage/disk-guard';
+import { ClassifiedError } from '../../../../common/crash-policy';
+import { DiskGuard, diskSpace, STUCK_AFTER_MS } from '../../../../replica/storage/disk-guard';
 import type { DiskFullState, ReplicaStorage } from '../../../../replica/storage/storage';
 import { quietLogger } from '../../../helpers/storage';
 
@@ -16,7 +17,11 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function guard(minFreeBytes: number, held: DiskFullState | null = null) {
+function guard(
+  minFreeBytes: number,
+  held: DiskFullState | null = null,
+  extra: { onStuck?: (e: ClassifiedError) => void; nowMs?: () => number } = {},
+) {
   const registry = new promClient.Registry();
   const metrics = replicaMetrics(registry);
   const storage = { diskFull: held } as unknown as ReplicaStorage;
@@ -28,6 +33,7 @@ function guard(minFreeBytes: number, held: DiskFullState | null = null) {
     metrics,
     lbl: { topic: 't', partition: '0' },
     logger: quietLogger(),
+    ...extra,
   });
   return { g, registry, storage: storage as { diskFull: DiskFullState | null } };
 }
@@ -91,4 +97,24 @@ test('a write held after ENOSPC is disk full whatever statfs says, and a reserve
   g.changed();
   expect(g.full).toBeNull();
   expect(await gauge(registry, 'daftka_storage_disk_full')).toBe(0);
+});
+
+test('space back for a minute while a write is still held: reported once as fatal, so a restart reopens the store', async () => {
+  let now = 1_000_000;
+  const stuck: ClassifiedError[] = [];
+  const held = { sinceMs: now, error: 'IO error: No space left on device', failedProbes: 12 };
+  const { g } = guard(1, held, { onStuck: (e) => stuck.push(e), nowMs: () => now });
+  expect((await diskSpace(dir)).freeBytes).toBeGreaterThan(16 * 1024 * 1024); // the temp dir has room
+  await g.check();
+  now += STUCK_AFTER_MS - 1;
+  await g.check();
+  expect(stuck).toHaveLength(0);
+  now += 2;
+  await g.check();
+  expect(stuck).toHaveLength(1);
+  expect(stuck[0]).toMatchObject({ kind: 'storage_io_error', failureClass: 'fatal' });
+  expect(stuck[0].message).toMatch(/did not resume/);
+  now += STUCK_AFTER_MS;
+  await g.check();
+  expect(stuck).toHaveLength(1);
 });
