@@ -514,8 +514,11 @@ export class ReplicaStorage {
       this.holdForSpace(err);
       return;
     }
-    this.inflight = null;
-    this.pendingBytes -= slot.bytes;
+    // (A held slot whose resend died with the worker was already failed by onWorkerDeath.)
+    if (this.inflight === slot) {
+      this.inflight = null;
+      this.pendingBytes -= slot.bytes;
+    }
     if (!this.failed) {
       this.failed = err;
       if (!(err instanceof ClassifiedError && err.kind === 'worker_crash'))
