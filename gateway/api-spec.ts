@@ -151,6 +151,26 @@ export const PRODUCE_RESPONSE_SCHEMA: JsonSchema = {
   properties: { results: { type: 'array', items: produceResult, description: 'One per record, in request order.' } },
 };
 
+/** One line of a streaming produce's answer (application/x-ndjson), in the order of the lines sent. */
+export const PRODUCE_STREAM_LINE_SCHEMA: JsonSchema = {
+  type: 'object',
+  required: ['line'],
+  properties: {
+    line: {
+      type: 'integer',
+      minimum: 1,
+      description: 'The request line this answers (1-based; empty lines are skipped but counted).',
+    },
+    partition: { type: 'integer' },
+    offset: { type: 'integer' },
+    status: { enum: ['written'], description: 'Present when the record was written.' },
+    error: {
+      $ref: '#/components/schemas/Problem',
+      description: 'Present when this record was not written: the problem, as for a whole request.',
+    },
+  },
+};
+
 export const FETCH_RESPONSE_SCHEMA: JsonSchema = {
   type: 'object',
   required: ['records', 'next_offset', 'high_watermark', 'log_start_offset'],
@@ -490,6 +510,36 @@ export const CORE_ROUTES: readonly (RouteSpec & { id: CoreRouteId })[] = [
     body: PRODUCE_BODY_SCHEMA,
     ok: { status: 200, description: 'Committed.', schema: PRODUCE_RESPONSE_SCHEMA },
     errors: [...COMMON_ERRORS, 403, 409, 413, 415, 422],
+  },
+  {
+    id: 'produce_stream',
+    method: 'post',
+    path: '/v1/topics/{topic}/records:stream',
+    summary: 'Write a stream of records (NDJSON in, one result line per record out)',
+    description:
+      'The body is `application/x-ndjson`: one record per line, each as an item of `records` in a ' +
+      'produce (value or value_b64, key, headers, partition, timestamp). Records are written as they ' +
+      'arrive — concurrent lines to one partition ride on one replica call — and the answer streams one ' +
+      'line per request line, in request order: `{line, partition, offset, status: "written"}` or ' +
+      '`{line, error}` with the problem of that line alone (a bad line does not stop the stream). ' +
+      'Records without key or partition go to one partition per stream. Authentication, the topic and ' +
+      'the right to produce are checked before the first line is read (then the answer is a plain ' +
+      'problem). A client that stops half-way gets no more lines; records it already sent may be ' +
+      'written (at-least-once). No Idempotency-Key: retry the lines that were not answered `written`. ' +
+      'A stream lasts at most the upload timeout (uploadTimeoutMs, 60 s by default).',
+    tag: 'records',
+    auth: true,
+    params: [topicParam],
+    body: { ...RECORD_IN_SCHEMA, description: 'One such object per line (NDJSON).' },
+    bodyContentType: 'application/x-ndjson',
+    streaming: true,
+    ok: {
+      status: 200,
+      description: 'One line per request line, in order, as each record is written or refused.',
+      schema: PRODUCE_STREAM_LINE_SCHEMA,
+      contentType: 'application/x-ndjson',
+    },
+    errors: [...COMMON_ERRORS, 403, 413, 415],
   },
   {
     id: 'fetch',

@@ -21,6 +21,7 @@ import { buildOpenApiDocument } from './openapi';
 import type { QuotaManager } from './quotas';
 import { createAjv } from './validation';
 import { produceHandler } from './handlers/records';
+import { produceStreamHandler } from './handlers/stream';
 import { fetchHandler } from './handlers/fetch';
 import { commitOffsetsHandler, getGroupHandler, getOffsetsHandler, resetOffsetsHandler } from './handlers/groups';
 import { getTopicHandler, limitsHandler, listTopicsHandler } from './handlers/topics';
@@ -69,6 +70,7 @@ export interface GatewayDeps {
 
 const HANDLERS: Record<Exclude<RouteId, 'openapi' | 'healthz' | 'readyz' | 'metrics'>, Handler> = {
   produce: produceHandler,
+  produce_stream: produceStreamHandler,
   fetch: fetchHandler,
   commit_offsets: commitOffsetsHandler,
   get_offsets: getOffsetsHandler,
@@ -94,7 +96,7 @@ function expressPath(openApiPath: string): string {
 }
 
 /** The routes served by the fast lane ahead of Express (fast-lane.ts): the data path. */
-const FAST_ROUTES: ReadonlySet<RouteId> = new Set<RouteId>(['produce', 'fetch']);
+const FAST_ROUTES: ReadonlySet<RouteId> = new Set<RouteId>(['produce', 'produce_stream', 'fetch']);
 
 /** The gateway as node:http's request listener: the fast lane first, then Express. */
 export type GatewayApp = (req: IncomingMessage, res: ServerResponse) => void;

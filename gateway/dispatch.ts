@@ -219,7 +219,7 @@ export class Dispatcher {
   }
 
   /** Reserve a body's bytes in the gateway-wide budget (503 OVERLOADED when over it). */
-  private reserveBody(req: IncomingMessage, res: ServerResponse, state: RequestState): void {
+  private reserveBody(req: IncomingMessage, res: ServerResponse, state: RequestState, watchRate = true): void {
     const limits = this.limits;
     const metrics = this.d.g.metrics;
     const declared = Number(req.headers['content-length']);
@@ -249,7 +249,7 @@ export class Dispatcher {
     // chunked) for as long as the client likes; past the grace, too slow on average = cut.
     const minRate = limits.minUploadBytesPerSecond ?? 0;
     let watchdog: NodeJS.Timeout | undefined;
-    if (minRate > 0 && !req.complete) {
+    if (watchRate && minRate > 0 && !req.complete) {
       const started = Date.now();
       const readAtStart = socket.bytesRead;
       const grace = limits.uploadGraceMs ?? 5000;
@@ -327,6 +327,20 @@ export class Dispatcher {
             state.topic = name;
           },
         };
+        if (spec.streaming) {
+          // A stream's memory is bounded by its own window, not by its length: no upload-rate
+          // watchdog (a producer may be slow), only the whole-request timeout.
+          call.stream = {
+            req,
+            res,
+            validateItem: (doc) => {
+              if (validateBody && !validateBody(doc)) throw bodyError(validateBody.errors);
+            },
+            reserve: () => this.reserveBody(req, res, state, false),
+          };
+          await handler(g, call);
+          return;
+        }
         const out = await handler(g, call);
         sendJson(res, out.status ?? 200, out.body);
       } catch (err) {

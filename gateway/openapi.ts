@@ -71,7 +71,8 @@ function operation(r: RouteSpec): Record<string, unknown> {
     responses,
     security: r.auth ? [{ bearer: [] }] : [],
   };
-  if (r.body) op.requestBody = { required: true, content: { 'application/json': { schema: r.body } } };
+  if (r.body)
+    op.requestBody = { required: true, content: { [r.bodyContentType ?? 'application/json']: { schema: r.body } } };
   return op;
 }
 

@@ -20,6 +20,7 @@ export interface ParamSpec {
 /** Routes of records, offsets, topics and operations (api-spec.ts). */
 export type CoreRouteId =
   | 'produce'
+  | 'produce_stream'
   | 'fetch'
   | 'commit_offsets'
   | 'get_offsets'
@@ -64,6 +65,13 @@ export interface RouteSpec {
   auth: boolean;
   params: ParamSpec[];
   body?: JsonSchema;
+  /** The body's media type in the OpenAPI document (default application/json). */
+  bodyContentType?: string;
+  /**
+   * The handler reads the request and writes the answer itself (a stream: produce_stream); the
+   * dispatcher authenticates, validates the query and reserves the body budget first.
+   */
+  streaming?: boolean;
   ok: { status: number; description: string; schema: JsonSchema; contentType?: string };
   /** Problem statuses this route may answer. */
   errors: number[];

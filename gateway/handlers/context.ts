@@ -1,5 +1,5 @@
 import type { LeasedPartitionClient, PartitionClient } from '../../protocol/methods';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { DaftkaError } from '../../common/errors';
 import type { ProduceRequest, ProduceResult } from '../../common/partition-api';
 import type { Logger } from '../../common/log';
@@ -57,6 +57,17 @@ export interface Call {
   body<T>(): Promise<T>;
   /** Note the topic for the access log line (a catalog name, never raw input). */
   noteTopic(name: string): void;
+  /**
+   * Streaming routes only (RouteSpec.streaming): the request and response themselves, and the
+   * route's body schema as a validator of one item (throws the 400 a body would get).
+   */
+  stream?: {
+    req: IncomingMessage;
+    res: ServerResponse;
+    validateItem(doc: unknown): void;
+    /** Reserve this stream's share of the body budget (503 OVERLOADED when it is spent). */
+    reserve(): void;
+  };
 }
 
 export interface Reply {
