@@ -117,7 +117,7 @@ export function createGatewayApp(deps: GatewayDeps): GatewayApp {
   const g: GatewayContext = {
     catalog: deps.catalog,
     router: deps.router,
-    produce: (req, bytes) => coalescer.produce(req, bytes),
+    produce: (req, bytes, boundedElsewhere) => coalescer.produce(req, bytes, boundedElsewhere),
     quotas: deps.quotas,
     logger: deps.logger,
     limits,

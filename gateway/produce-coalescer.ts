@@ -66,8 +66,12 @@ export class ProduceCoalescer {
     private readonly o: CoalescerOptions = DEFAULT_COALESCER,
   ) {}
 
-  /** Produce `req` (`bytes`: its records' size), coalesced with others to its partition when it has to wait. */
-  produce(req: ProduceRequest, bytes: number): Promise<ProduceResult> {
+  /**
+   * Produce `req` (`bytes`: its records' size), coalesced with others to its partition when it
+   * has to wait. `boundedElsewhere`: the caller bounds what it has waiting (a stream's window),
+   * so the per-partition waiting bound does not refuse it.
+   */
+  produce(req: ProduceRequest, bytes: number, boundedElsewhere = false): Promise<ProduceResult> {
     if (
       req.idempotencyKey !== undefined ||
       req.producer !== undefined ||
@@ -81,7 +85,7 @@ export class ProduceCoalescer {
       lane = { inFlight: 0, queue: [] };
       this.lanes.set(key, lane);
     }
-    if (lane.queue.length >= this.o.maxWaiting && lane.inFlight >= this.o.maxBatchesInFlight) {
+    if (!boundedElsewhere && lane.queue.length >= this.o.maxWaiting && lane.inFlight >= this.o.maxBatchesInFlight) {
       this.o.onShed?.();
       return Promise.reject(
         new DaftkaError(

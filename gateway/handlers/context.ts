@@ -88,7 +88,7 @@ export interface GatewayContext {
   catalog: TopicCatalog;
   router: PartitionClient;
   /** Produce through the coalescer (gateway/produce-coalescer.ts); `bytes`: the records' size. */
-  produce(req: ProduceRequest, bytes: number): Promise<ProduceResult>;
+  produce(req: ProduceRequest, bytes: number, boundedElsewhere?: boolean): Promise<ProduceResult>;
   quotas: QuotaManager;
   logger: Logger;
   limits: GatewayLimits;

@@ -13,8 +13,10 @@ import { topicFromPath, type Call, type GatewayContext, type Reply } from './con
  * connection sending one record per line reaches batch throughput. Results are written in line
  * order (a partition's records keep the stream's order: one call in flight per partition).
  *
- * Bounds: at most `STREAM_WINDOW` lines are in flight per stream — past it the stream stops
- * reading its body (TCP backpressure to the client) until half have been answered; a line
+ * Bounds: at most `STREAM_WINDOW` lines and maxBodyBytes of line bytes are in flight per stream
+ * — past either the stream stops reading its body (TCP backpressure to the client) until half
+ * have been answered; a stream's lines are not subject to the coalescer's per-partition waiting
+ * bound (this window bounds them); a line
  * longer than maxBodyBytes is refused on its own (413 in its result line) and skipped. The body
  * budget holds one maxBodyBytes reservation per stream. A client that goes away stops the
  * reading; lines already taken may still be written (at-least-once).
@@ -91,6 +93,7 @@ export async function produceStreamHandler(g: GatewayContext, c: Call): Promise<
           timeoutMs: g.limits.requestTimeoutMs,
         },
         size,
+        true, // bounded by this stream's window
       );
       g.metrics.produceRecords.inc({ topic: t.name }, 1);
       g.metrics.produceBytes.inc({ topic: t.name }, size);
@@ -101,8 +104,12 @@ export async function produceStreamHandler(g: GatewayContext, c: Call): Promise<
     }
   };
 
-  // Results in line order; the reader waits (and so the client) while the window is full.
+  // Results in line order; the reader waits (and so the client) while the window is full: by
+  // lines, and by the bytes of the lines in flight (at most the stream's body reservation).
   const results: Array<Promise<string>> = [];
+  const sizes: number[] = [];
+  let bytesInFlight = 0;
+  const windowFull = () => results.length >= STREAM_WINDOW || bytesInFlight >= maxLineBytes;
   let readerDone = false;
   // Who waits for whom (set by the waiting side, called and cleared by the other).
   const wake: { writer: (() => void) | null; reader: (() => void) | null } = { writer: null, reader: null };
@@ -111,8 +118,10 @@ export async function produceStreamHandler(g: GatewayContext, c: Call): Promise<
     wake.writer = null;
     w?.();
   };
-  const push = (p: Promise<string>) => {
+  const push = (p: Promise<string>, bytes: number) => {
     results.push(p);
+    sizes.push(bytes);
+    bytesInFlight += bytes;
     wakeWriter();
   };
   const writer = (async () => {
@@ -125,7 +134,8 @@ export async function produceStreamHandler(g: GatewayContext, c: Call): Promise<
       }
       const text = await results[0];
       results.shift();
-      if (wake.reader !== null && results.length <= STREAM_WINDOW / 2) {
+      bytesInFlight -= sizes.shift()!;
+      if (wake.reader !== null && results.length <= STREAM_WINDOW / 2 && bytesInFlight <= maxLineBytes / 2) {
         const r = wake.reader;
         wake.reader = null;
         r();
@@ -167,11 +177,12 @@ export async function produceStreamHandler(g: GatewayContext, c: Call): Promise<
             ),
           }),
         ),
+        0,
       );
     } else {
       const bytes = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
       // Blank lines (keep-alives, a trailing newline) are counted but not answered.
-      if (bytes.some((b) => b !== 0x20 && b !== 0x09 && b !== 0x0d)) push(one(line, bytes));
+      if (bytes.some((b) => b !== 0x20 && b !== 0x09 && b !== 0x0d)) push(one(line, bytes), bytes.length);
     }
     pending = [];
     pendingBytes = 0;
@@ -197,7 +208,7 @@ export async function produceStreamHandler(g: GatewayContext, c: Call): Promise<
         from = nl + 1;
       }
       if (from < data.length) take(data.subarray(from));
-      if (results.length >= STREAM_WINDOW) await new Promise<void>((r) => (wake.reader = r));
+      if (windowFull()) await new Promise<void>((r) => (wake.reader = r));
     }
     if (pendingBytes > 0 || skipping) endLine(); // a last line without its newline
   } catch {

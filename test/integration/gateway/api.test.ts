@@ -162,6 +162,62 @@ describe('produce / fetch round trip', () => {
   });
 });
 
+describe('streaming produce', () => {
+  test('one connection, one record per line: every line answered in order, every record read back at its offset', async () => {
+    const n = 2000;
+    const lines = Array.from({ length: n }, (_, i) =>
+      i === 1000 ? '{"value": oops' : JSON.stringify({ key: `k${i % 7}`, value: `stream-${i}` }),
+    );
+    const answer = await new Promise<string>((resolve, reject) => {
+      const r = request(
+        `${stack.url}/v1/topics/t/records:stream`,
+        { method: 'POST', headers: { 'content-type': 'application/x-ndjson' } },
+        (res) => {
+          expect(res.statusCode).toBe(200);
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => resolve(text));
+        },
+      );
+      r.on('error', reject);
+      // Written in pieces that cut lines in two, as a real client's buffers would.
+      const body = lines.join('\n') + '\n';
+      for (let i = 0; i < body.length; i += 4096) r.write(body.slice(i, i + 4096));
+      r.end();
+    });
+    const results = answer
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; partition?: number; offset?: number; error?: Problem });
+    expect(results.map((x) => x.line)).toEqual(lines.map((_, i) => i + 1));
+    expect(results[1000].error).toMatchObject({ code: 'MALFORMED_JSON' });
+    const written = results.filter((x) => x.error === undefined);
+    expect(written).toHaveLength(n - 1);
+    // Per partition: offsets unique, and each record is found at its offset with its value.
+    for (const p of [0, 1]) {
+      const mine = written.filter((x) => x.partition === p);
+      const offsets = mine.map((x) => x.offset!);
+      expect(new Set(offsets).size).toBe(offsets.length);
+      // A partition's records keep the stream's order.
+      expect([...offsets].sort((a, b) => a - b)).toEqual(offsets);
+      const byOffset = new Map<number, string>();
+      for (let from = Math.min(...offsets); from <= Math.max(...offsets);) {
+        const f = await fetchAt('t', p, from, '&max_records=1000&encoding=utf8');
+        expect(f.status).toBe(200);
+        for (const rec of f.body.records) byOffset.set(rec.offset, rec.value ?? '');
+        if (f.body.records.length === 0) break;
+        from = f.body.next_offset;
+      }
+      for (const x of mine) {
+        const i = x.line - 1;
+        expect(byOffset.get(x.offset!)).toBe(`stream-${i}`);
+        expect(partitionForKey(Buffer.from(`k${i % 7}`), 2)).toBe(p);
+      }
+    }
+  });
+});
+
 describe('long-poll', () => {
   test('a fetch waiting at the high watermark returns as soon as a record is produced, long before wait_ms', async () => {
     const hw = await highWatermark('t', 1);
