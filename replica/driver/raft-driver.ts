@@ -84,6 +84,8 @@ export class RaftDriver {
    */
   private leaderCommit = 0;
   private stopping = false;
+  /** A leader held by a full disk went quiet so that a voter with room is elected (see goQuietForHandoff). */
+  private quietForHandoff = false;
   private fatalError: unknown = null;
   private lastLeader: string | null = null;
   /** Last time a leader spoke to this replica (0: none yet, or this replica leads). */
@@ -258,7 +260,25 @@ export class RaftDriver {
    * fsync or a big batch then never starves a heartbeat into an election.
    */
   private sendUrgent(): void {
+    if (this.quietForHandoff) {
+      if (this.storage.diskFull !== null) return;
+      this.quietForHandoff = false;
+    }
     if (this.processing && this.node !== null && this.fatalError === null) this.send(this.node.takeUrgentMessages());
+  }
+
+  /**
+   * A leader whose loop is held at a write that met ENOSPC cannot hand leadership on (TimeoutNow
+   * waits for the next Ready), but its heartbeats still leave as urgent messages and keep its
+   * followers. When a voter with room exists (membership/ asks), it stops sending them until the
+   * write goes through: its followers time out and elect one of themselves. Sending nothing is
+   * always safe in Raft (it is message loss); with no voter with room it keeps leading and
+   * refusing (STORAGE_FULL), which beats a partition with no leader at all.
+   */
+  goQuietForHandoff(): void {
+    if (this.quietForHandoff || this.storage.diskFull === null) return;
+    this.quietForHandoff = true;
+    this.logger.warn('disk_full_leader_quiet', { replica: this.id });
   }
 
   kick(): void {

@@ -190,8 +190,8 @@ export class Membership implements PartitionAdmin {
    * runs): hand leadership to a caught-up voter that said, in its status answer of the last few
    * checks, that it has room — the partition stays writable while this volume is dealt with. At
    * most once per DISK_HANDOFF_INTERVAL_MS; if no voter has room (replicas fill alike), it stays.
-   * (After a real ENOSPC the Raft loop is held at the failed write and sends nothing, so followers
-   * elect a new leader by themselves when they can.)
+   * After a real ENOSPC the Raft loop is held at the failed write, so a transfer's TimeoutNow could
+   * not leave: the leader goes quiet instead (RaftDriver.goQuietForHandoff) and the others elect.
    */
   private async handOffIfDiskFull(): Promise<void> {
     if (this.driver.raft === null || !this.driver.isLeader || this.diskFull() === null) return;
@@ -212,6 +212,12 @@ export class Membership implements PartitionAdmin {
       .sort((a, b) => (progress[b]?.match ?? 0) - (progress[a]?.match ?? 0));
     if (candidates.length === 0) return;
     this.lastDiskHandoffMs = now;
+    if (this.diskFull()?.reason === 'enospc') {
+      // Held at a failed write: a transfer's TimeoutNow would wait behind it. Go quiet instead.
+      this.driver.goQuietForHandoff();
+      this.logger.warn('disk_full_leadership_handoff', { replica: this.driver.id, to: null, by: 'quiet' });
+      return;
+    }
     try {
       this.driver.transferLeadership(candidates[0]);
       this.logger.warn('disk_full_leadership_handoff', { replica: this.driver.id, to: candidates[0] });
