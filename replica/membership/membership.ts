@@ -160,7 +160,7 @@ export class Membership implements PartitionAdmin {
         if (st === null || node.role !== 'leader') continue;
         const id = st.replicaId;
         if (st.diskFull !== undefined) this.memberDisk.set(id, { full: st.diskFull, atMs: Date.now() });
-        // guard off
+        if (this.removed.has(id)) continue;
         if (!members.includes(id)) {
           this.driver.changeMembership('addLearner', id);
           return;
