@@ -114,3 +114,35 @@ export class ControlVerifier {
     return null;
   }
 }
+
+/** JSON with object keys sorted at every level: the same text for the same value, whatever the key order. */
+export function canonicalJson(x: unknown): string {
+  return JSON.stringify(x, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
+      : v,
+  );
+}
+
+/**
+ * The signature of a replica's status report: HMAC with the topic's client key over the report
+ * (every field but `sig`, canonical JSON). The operator drops reports of a topic whose key it holds
+ * when they are unsigned or badly signed, so a NATS user that may publish status subjects (every
+ * replica shares one NATS user) cannot feed it another topic's health, roles or lag.
+ */
+export function reportSig(key: Buffer, report: object): string {
+  const { sig: _sig, ...rest } = report as Record<string, unknown>;
+  return createHmac('sha256', key)
+    .update(`daftka-status-v1\0${canonicalJson(rest)}`)
+    .digest('base64url');
+}
+
+export function checkReportSig(key: Buffer, report: object): boolean {
+  const sig = (report as Record<string, unknown>).sig;
+  if (typeof sig !== 'string' || sig.length !== 43) return false;
+  const want = Buffer.from(reportSig(key, report), 'base64url');
+  const got = Buffer.from(sig, 'base64url');
+  return got.length === want.length && timingSafeEqual(got, want);
+}

@@ -54,6 +54,8 @@ export interface StatusReport {
   /** Produce is refused STORAGE_FULL: free space below the reserve, or a write held after ENOSPC. */
   diskFull?: boolean;
   ts: number;
+  /** HMAC with the topic's client key (common/control-auth.ts reportSig). */
+  sig?: string;
 }
 
 export interface DiscoverReply {

@@ -103,6 +103,8 @@ export async function startOperator(cfg: OperatorConfig, o: OperatorOptions = {}
     subscribeReports(c, reports, {
       logger,
       onMessage: (kind, ok) => metrics.reports.inc({ kind, result: ok ? 'ok' : 'invalid' }),
+      // The active instance knows each topic's client key after its first reconcile of the topic.
+      keyFor: (topic) => controller?.reconciler.clientKeyOf(topic),
     });
     for await (const s of c.status()) {
       if (s.type === 'disconnect') {

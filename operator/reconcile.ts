@@ -195,6 +195,8 @@ export class TopicReconciler {
    * starts unknown. Unknown means one GET.
    */
   private readonly peerSecrets = new Map<string, { key: string; exists: boolean; clientKey?: string }>();
+  /** Topic name → its client key (the name owner's), for checking the replicas' NATS signatures. */
+  private readonly keysByName = new Map<string, Buffer>();
   /** Topic UID → the admin-auth value known to be in place (hex), or null once deleted by cleanup. */
   private readonly adminSecrets = new Map<string, { key: string; value: string | null }>();
 
@@ -527,6 +529,7 @@ export class TopicReconciler {
     const clientKey = clientKeyOf(value, topic.metadata.name).toString('hex');
     const before = this.peerSecrets.get(uid)?.clientKey;
     this.peerSecrets.set(uid, { key, exists: true, clientKey });
+    this.keysByName.set(topic.metadata.name, Buffer.from(clientKey, 'hex'));
     if (before !== clientKey) this.ctx.onClientKeys?.();
   }
 
@@ -536,6 +539,11 @@ export class TopicReconciler {
       `${topic.metadata.namespace}/${partitionName(topic.metadata.name, 0)}`,
     );
     return sts?.spec?.template?.spec?.containers?.some((c) => c.env?.some((e) => e.name === env)) ?? false;
+  }
+
+  /** The client key of the topic of this name, once its peer Secret value is known (NATS signatures). */
+  clientKeyOf(topic: string): Buffer | undefined {
+    return this.keysByName.get(topic);
   }
 
   /** Topic name → client key (hex) of every live topic whose peer Secret value is known. */
@@ -629,7 +637,12 @@ export class TopicReconciler {
   private forget(key: string): void {
     this.lastFull.delete(key);
     this.deletingSince.delete(key);
-    for (const [uid, e] of [...this.peerSecrets]) if (e.key === key) this.peerSecrets.delete(uid);
+    for (const [uid, e] of [...this.peerSecrets])
+      if (e.key === key) {
+        // Only the name owner's entry holds a key (a topic in conflict never reads its Secret).
+        if (e.clientKey !== undefined) this.keysByName.delete(key.slice(key.indexOf('/') + 1));
+        this.peerSecrets.delete(uid);
+      }
     for (const [uid, e] of [...this.adminSecrets]) if (e.key === key) this.adminSecrets.delete(uid);
     const [ns, name] = key.split('/');
     for (const k of [...this.applied.keys()]) if (k.includes(`/${ns}/${name}-`)) this.applied.delete(k);
@@ -687,6 +700,7 @@ export class TopicReconciler {
       const uid = topic.metadata.uid ?? key;
       if (this.peerSecrets.get(uid)?.exists !== false) {
         await kube.delete(resourcePath(RESOURCES.secrets, { namespace: ns, name: peerSecretName(name) }));
+        if (this.peerSecrets.get(uid)?.clientKey !== undefined) this.keysByName.delete(name);
         this.peerSecrets.set(uid, { key, exists: false });
         this.ctx.onClientKeys?.();
       }

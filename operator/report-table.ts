@@ -9,6 +9,8 @@
 import type { NatsConnection, Subscription } from 'nats';
 import { SUBJECTS, type LeaderAnnouncement, type StatusReport } from '../common/control-subjects';
 import type { Logger } from '../common/log';
+import { checkReportSig } from '../common/control-auth';
+import { checkLeaderSig } from '../protocol/rpc-auth';
 import type { AnnouncementEntry, HealthSettings, ReportEntry } from './status';
 
 /** Replica ids known per partition at most (old incarnations age out). */
@@ -175,7 +177,16 @@ export class ReportTable {
 export function subscribeReports(
   nc: NatsConnection,
   table: ReportTable,
-  o: { logger: Logger; onMessage?: (kind: 'status' | 'leader', ok: boolean) => void },
+  o: {
+    logger: Logger;
+    onMessage?: (kind: 'status' | 'leader', ok: boolean) => void;
+    /**
+     * The topic's client key, once the operator knows it: reports and announcements of that topic
+     * must then carry its signature (replicas sign both); unsigned or badly signed ones are
+     * dropped as invalid. Without a key they are taken as they come.
+     */
+    keyFor?: (topic: string) => Buffer | undefined;
+  },
 ): Subscription[] {
   const dec = new TextDecoder();
   const handle = (kind: 'status' | 'leader') => (err: Error | null, msg: { data: Uint8Array; subject: string }) => {
@@ -189,6 +200,15 @@ export function subscribeReports(
       parsed = kind === 'status' ? parseStatusReport(raw) : parseLeaderAnnouncement(raw);
     } catch (e) {
       parsed = `not JSON: ${(e as Error).message}`;
+    }
+    if (typeof parsed !== 'string') {
+      const key = o.keyFor?.(parsed.topic);
+      const signed =
+        key === undefined ||
+        (kind === 'status'
+          ? checkReportSig(key, parsed)
+          : checkLeaderSig(key, parsed as LeaderAnnouncement, (parsed as LeaderAnnouncement).sig));
+      if (!signed) parsed = `unsigned or badly signed ${kind} of topic ${parsed.topic}`;
     }
     if (typeof parsed === 'string') {
       o.onMessage?.(kind, false);

@@ -8,7 +8,7 @@ import {
   type LeaderAnnouncement,
   type StatusReport,
 } from '../../common/control-subjects';
-import { ControlVerifier } from '../../common/control-auth';
+import { ControlVerifier, reportSig } from '../../common/control-auth';
 import { DaftkaError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import { natsServerOptions } from '../../common/nats-servers';
@@ -125,10 +125,12 @@ export class Announcer {
   private report(): void {
     const nc = this.nc;
     if (nc === null || nc.isClosed()) return;
+    const key = this.opts.signKey;
     void this.statusReport().then((r) =>
       nc.publish(
         SUBJECTS.status(this.opts.topic, this.opts.partition, this.replica.id),
-        this.enc.encode(JSON.stringify(r)),
+        // Signed with the topic's client key: the operator believes only signed reports of a topic.
+        this.enc.encode(JSON.stringify(key ? { ...r, sig: reportSig(key, r) } : r)),
       ),
     );
   }

@@ -21,10 +21,10 @@ import {
   type StatusReport,
 } from '../../../common/control-subjects';
 import { RESOURCES, resourcePath, type KubeClient } from '../../../common/kube';
-import { ControlVerifier } from '../../../common/control-auth';
+import { ControlVerifier, reportSig } from '../../../common/control-auth';
 import { parseControlRequest } from '../../../common/control-subjects';
 import { topicAdminSecret } from '../../../common/topic-credentials';
-import { adminKeyOf } from '../../../protocol/rpc-auth';
+import { adminKeyOf, clientKeyOf, leaderSig } from '../../../protocol/rpc-auth';
 import { LABELS } from '../../../operator/names';
 import type { Obj } from './harness';
 
@@ -88,6 +88,13 @@ export class FakeReplicas {
   /** Control requests refused as a real replica would (unsigned or badly signed): why. */
   readonly refusedControls: string[] = [];
   private readonly verifiers = new Map<string, ControlVerifier>();
+  private readonly lastReports = new Map<string, StatusReport>();
+  /** The last status report published for a partition (`topic/index`), signed as sent. */
+  lastReport(key: string): StatusReport | undefined {
+    return this.lastReports.get(key);
+  }
+  /** Each topic's client key, from its peer Secret (as real replicas derive it): reports are signed with it. */
+  private readonly clientKeys = new Map<string, Buffer>();
 
   constructor(
     private readonly o: {
@@ -283,6 +290,15 @@ export class FakeReplicas {
           this.leaderPodsDeleted.push(name);
       }
       this.podsUp = up;
+      // Real replicas sign status reports and announcements with the topic's client key.
+      for (const topic of new Set([...this.parts.values()].map((p) => p.topic)))
+        if (!this.clientKeys.has(topic)) {
+          const secret = await this.o.kube.get<Obj>(
+            resourcePath(RESOURCES.secrets, { namespace: this.o.namespace, name: `${topic}-peer-auth` }),
+          );
+          if (secret?.data?.secret)
+            this.clientKeys.set(topic, clientKeyOf(Buffer.from(secret.data.secret, 'base64').toString(), topic));
+        }
 
       const now = Date.now();
       const byPartition = new Map<string, Array<{ ordinal: number; node: string; incarnation: string }>>();
@@ -319,6 +335,9 @@ export class FakeReplicas {
         pods.items.map((pod: Obj) => `${pod.metadata.labels[LABELS.topic]}/${pod.metadata.labels[LABELS.partition]}`),
       );
       for (const key of [...this.parts.keys()]) if (!withPods.has(key)) this.parts.delete(key);
+      // A topic made again under the same name has a new peer Secret.
+      const topics = new Set([...this.parts.values()].map((p) => p.topic));
+      for (const t of [...this.clientKeys.keys()]) if (!topics.has(t)) this.clientKeys.delete(t);
       for (const [key, p] of this.parts) {
         const live = byPartition.get(key) ?? [];
         p.rf = rfOf.get(key) ?? p.rf;
@@ -431,6 +450,9 @@ export class FakeReplicas {
         ready: leaderId !== null,
         ts: Date.now(),
       };
+      const key = this.clientKeys.get(p.topic);
+      if (key) report.sig = reportSig(key, report);
+      this.lastReports.set(`${p.topic}/${p.index}`, report);
       nc.publish(SUBJECTS.status(p.topic, p.index, id), enc.encode(JSON.stringify(report)));
       if (isLeader) {
         const a: LeaderAnnouncement = {
@@ -443,6 +465,7 @@ export class FakeReplicas {
           highWatermark: p.hw,
           ts: Date.now(),
         };
+        if (key) a.sig = leaderSig(key, a);
         nc.publish(SUBJECTS.leader(p.topic, p.index), enc.encode(JSON.stringify(a)));
       }
     }

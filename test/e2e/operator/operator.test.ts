@@ -8,6 +8,8 @@ import { desiredPdb, desiredService, desiredStatefulSet, topicReplicas } from '.
 import { topicAdminSecret } from '../../../common/topic-credentials';
 import { clientKeyOf } from '../../../protocol/rpc-auth';
 import { KubeClient, RESOURCES, resourcePath } from '../../../common/kube';
+import { SUBJECTS } from '../../../common/control-subjects';
+import { connect } from 'nats';
 import { startK8sEnv, type K8sEnv } from '../../helpers/k8s-env';
 import { startNatsServer, type NatsServerHandle } from '../../helpers/nats-server';
 import { FakeReplicas } from './fake-replicas';
@@ -370,9 +372,10 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
     const p = await eventually(async () => {
       const got = await getObj(kube, 'partitions', 'orders-0');
       expect(got.status?.replicas?.every((r: Obj) => r.healthy)).toBe(true);
+      // The rebalancer may be moving leadership right now: the status follows within a reconcile.
+      expect(got.status.leader).toBe(fake.leaderId('orders/0'));
       return got;
     });
-    expect(p.status.leader).toBe(fake.leaderId('orders/0'));
     expect(p.status.term).toBeGreaterThanOrEqual(1);
     expect(p.status.highWatermark).toBeGreaterThan(0);
     const pods = await runningPods('orders');
@@ -385,6 +388,58 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
       );
       expect(['leader', 'follower']).toContain(r.role);
       expect(r.id).toMatch(/^\d\.[0-9a-f]{8}$/);
+    }
+  });
+
+  it("drops status reports and announcements not signed with the topic's client key (any replica may publish them)", async () => {
+    const before = await getObj(kube, 'partitions', 'orders-0');
+    const invalid = async () => {
+      const text = await active.metrics.registry.getSingleMetricAsString('daftka_operator_nats_reports_total');
+      return ['status', 'leader'].map((k) =>
+        Number(new RegExp(`kind="${k}",result="invalid"[^}]*\\} (\\d+)`).exec(text)?.[1] ?? 0),
+      );
+    };
+    const [status0, leader0] = await invalid();
+    const nc = await connect({ servers: nats.url });
+    try {
+      // What a replica of another topic could publish: orders-0 led by an impostor in a later term.
+      const forged = { ...(fake.lastReport('orders/0') as Obj), replicaId: '9.evil0000', term: 999, role: 'leader' };
+      delete forged.sig;
+      const enc = new TextEncoder();
+      for (let i = 0; i < 5; i++) {
+        nc.publish(SUBJECTS.status('orders', 0, '9.evil0000'), enc.encode(JSON.stringify(forged)));
+        nc.publish(
+          SUBJECTS.leader('orders', 0),
+          enc.encode(
+            JSON.stringify({
+              v: 1,
+              topic: 'orders',
+              partition: 0,
+              term: 999,
+              leaderId: '9.evil0000',
+              endpoint: 'evil:1',
+              highWatermark: 1,
+              ts: Date.now(),
+              sig: 'x'.repeat(43),
+            }),
+          ),
+        );
+        await sleep(200);
+      }
+      await nc.flush();
+      await eventually(async () => {
+        const [s, l] = await invalid();
+        expect(s).toBeGreaterThanOrEqual(status0 + 5);
+        expect(l).toBeGreaterThanOrEqual(leader0 + 5);
+      });
+      // The real replicas may move leadership meanwhile (the rebalancer); the impostor never shows.
+      const after = await getObj(kube, 'partitions', 'orders-0');
+      expect(after.status.term).toBeLessThan(999);
+      expect(after.status.term).toBeGreaterThanOrEqual(before.status.term);
+      expect(after.status.leader).not.toBe('9.evil0000');
+      expect(after.status.replicas.map((r: Obj) => r.id)).not.toContain('9.evil0000');
+    } finally {
+      await nc.close();
     }
   });
 
