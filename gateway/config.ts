@@ -216,7 +216,7 @@ export const gatewaySchema = defineSchema({
     type: 'int',
     env: 'DAFTKA_GATEWAY_PRODUCE_CALLS_PER_PARTITION',
     flag: 'produce-calls-per-partition',
-    default: 1,
+    default: 2,
     min: 1,
     max: 1024,
     unit: 'calls',

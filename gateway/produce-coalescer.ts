@@ -10,7 +10,8 @@ import type { PartitionClient } from '../protocol/methods';
  * arrived meanwhile. Each request gets its own slice of the batch's offsets, in arrival order.
  *
  * What is not coalesced: requests with an Idempotency-Key or a producer id (their dedup entry
- * is per request on the replica), and a request larger than the batch bounds on its own.
+ * is per request on the replica), and a request that is already a batch (more than 1/16 of a
+ * call's record or byte bound): it goes at once, alone.
  *
  * Failure: every request of a failed batch gets the batch's error — the same answer each would
  * have had alone for NOT_LEADER, NO_QUORUM, OVERLOADED or COMMIT_UNKNOWN. An error that says the
@@ -39,7 +40,7 @@ export interface CoalescerOptions {
 export const DEFAULT_COALESCER: CoalescerOptions = {
   maxRecords: 1000,
   maxBytes: 1024 * 1024,
-  maxBatchesInFlight: 1,
+  maxBatchesInFlight: 2,
   maxWaiting: 1024,
 };
 
@@ -54,6 +55,9 @@ interface Lane {
   inFlight: number;
   queue: Waiting[];
 }
+
+/** A request with more than 1/ALREADY_A_BATCH of a call's bounds is not coalesced. */
+const ALREADY_A_BATCH = 16;
 
 /** Errors after which nothing of the batch was written, and each request deserves its own answer. */
 const REFUSED_AS_A_WHOLE = new Set(['INVALID_REQUEST', 'RECORD_TOO_LARGE', 'PAYLOAD_TOO_LARGE']);
@@ -75,8 +79,10 @@ export class ProduceCoalescer {
     if (
       req.idempotencyKey !== undefined ||
       req.producer !== undefined ||
-      req.records.length > this.o.maxRecords ||
-      bytes > this.o.maxBytes
+      // Already a batch: it goes at once, alone, as before (queueing it behind other calls would
+      // serialize what Raft pipelines; its own size amortizes the call).
+      req.records.length * ALREADY_A_BATCH > this.o.maxRecords ||
+      bytes * ALREADY_A_BATCH > this.o.maxBytes
     )
       return this.router.produce(req);
     const key = `${req.topic}\u0000${req.partition}`;

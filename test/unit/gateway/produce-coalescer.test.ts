@@ -35,7 +35,12 @@ const tick = () => new Promise((r) => setImmediate(r));
 describe('produce coalescing', () => {
   test('an idle partition sends a request at once, alone', async () => {
     const router = new ManualRouter();
-    const c = new ProduceCoalescer(router, { maxRecords: 100, maxBytes: 1 << 20, maxBatchesInFlight: 1, maxWaiting: 100 });
+    const c = new ProduceCoalescer(router, {
+      maxRecords: 100,
+      maxBytes: 1 << 20,
+      maxBatchesInFlight: 1,
+      maxWaiting: 100,
+    });
     const p = c.produce(req(['a']), 1);
     expect(router.calls).toHaveLength(1);
     router.calls[0].done();
@@ -70,23 +75,45 @@ describe('produce coalescing', () => {
     expect(batches).toEqual([1, 3]);
   });
 
-  test('a batch never exceeds its record bound; the rest waits for the following call', async () => {
+  test('a batch never exceeds its byte bound; the rest waits for the following call', async () => {
     const router = new ManualRouter();
-    const c = new ProduceCoalescer(router, { maxRecords: 3, maxBytes: 1 << 20, maxBatchesInFlight: 1, maxWaiting: 100 });
-    const all = [c.produce(req(['a']), 1), c.produce(req(['b', 'c']), 2), c.produce(req(['d', 'e']), 2)];
+    const c = new ProduceCoalescer(router, { maxRecords: 1000, maxBytes: 64, maxBatchesInFlight: 1, maxWaiting: 100 });
+    const first = c.produce(req(['first']), 4);
+    const rest = Array.from({ length: 17 }, (_, i) => c.produce(req([`r${i}`]), 4));
     router.calls[0].done();
+    await first;
     await tick();
-    expect(router.calls[1].req.records).toHaveLength(2); // b, c: adding d, e would make 4 > 3
+    expect(router.calls[1].req.records).toHaveLength(16); // 16 × 4 bytes = 64: one more would pass the bound
     router.calls[1].done();
     await tick();
-    expect(router.calls[2].req.records).toHaveLength(2);
+    expect(router.calls[2].req.records).toHaveLength(1);
     router.calls[2].done();
-    expect((await Promise.all(all)).map((r) => r.baseOffset)).toEqual([0, 1, 3]);
+    expect((await Promise.all(rest)).map((r) => r.baseOffset)).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+  });
+
+  test('a request that is already a batch goes at once, alone, even while calls are in flight', async () => {
+    const router = new ManualRouter();
+    const c = new ProduceCoalescer(router, {
+      maxRecords: 1000,
+      maxBytes: 1 << 20,
+      maxBatchesInFlight: 1,
+      maxWaiting: 100,
+    });
+    void c.produce(req(['a']), 1);
+    void c.produce(req(['b']), 1); // waits
+    void c.produce(req(Array.from({ length: 100 }, (_, i) => `big${i}`)), 100 * 1024); // 100 KB: a batch
+    expect(router.calls.map((x) => x.req.records.length)).toEqual([1, 100]);
+    expect(c.waiting).toBe(1);
   });
 
   test('a batch refused for one bad request is resent request by request: only the bad one fails', async () => {
     const router = new ManualRouter();
-    const c = new ProduceCoalescer(router, { maxRecords: 100, maxBytes: 1 << 20, maxBatchesInFlight: 1, maxWaiting: 100 });
+    const c = new ProduceCoalescer(router, {
+      maxRecords: 100,
+      maxBytes: 1 << 20,
+      maxBatchesInFlight: 1,
+      maxWaiting: 100,
+    });
     const first = c.produce(req(['a']), 1);
     const good = c.produce(req(['good']), 4);
     const bad = c.produce(req(['bad']), 3);
@@ -104,7 +131,12 @@ describe('produce coalescing', () => {
 
   test('an outcome the batch shares (COMMIT_UNKNOWN, NOT_LEADER) is every request’s answer', async () => {
     const router = new ManualRouter();
-    const c = new ProduceCoalescer(router, { maxRecords: 100, maxBytes: 1 << 20, maxBatchesInFlight: 1, maxWaiting: 100 });
+    const c = new ProduceCoalescer(router, {
+      maxRecords: 100,
+      maxBytes: 1 << 20,
+      maxBatchesInFlight: 1,
+      maxWaiting: 100,
+    });
     const first = c.produce(req(['a']), 1);
     const both = [c.produce(req(['b']), 1), c.produce(req(['c']), 1)];
     router.calls[0].done();
@@ -117,7 +149,12 @@ describe('produce coalescing', () => {
 
   test('idempotent and producer-numbered requests are never coalesced', async () => {
     const router = new ManualRouter();
-    const c = new ProduceCoalescer(router, { maxRecords: 100, maxBytes: 1 << 20, maxBatchesInFlight: 1, maxWaiting: 100 });
+    const c = new ProduceCoalescer(router, {
+      maxRecords: 100,
+      maxBytes: 1 << 20,
+      maxBatchesInFlight: 1,
+      maxWaiting: 100,
+    });
     void c.produce(req(['a']), 1);
     void c.produce(req(['k'], { idempotencyKey: 'key-1#p0' }), 1);
     void c.produce(req(['p'], { producer: { producerId: 'p', epoch: 0, seq: 0 } }), 1);
@@ -145,7 +182,12 @@ describe('produce coalescing', () => {
 
   test('partitions coalesce apart', async () => {
     const router = new ManualRouter();
-    const c = new ProduceCoalescer(router, { maxRecords: 100, maxBytes: 1 << 20, maxBatchesInFlight: 1, maxWaiting: 100 });
+    const c = new ProduceCoalescer(router, {
+      maxRecords: 100,
+      maxBytes: 1 << 20,
+      maxBatchesInFlight: 1,
+      maxWaiting: 100,
+    });
     void c.produce(req(['a']), 1);
     void c.produce(req(['b'], { partition: 1 }), 1);
     expect(router.calls.map((x) => x.req.partition)).toEqual([0, 1]);
