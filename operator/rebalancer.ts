@@ -21,7 +21,7 @@
  * status.operation, so the bound holds across operator restarts.
  */
 import type { PartitionOperation } from './crd-schema';
-import { ordinalOfReplicaId, partitionName } from './names';
+import { ordinalOfReplicaId, partitionName, podName } from './names';
 import { quorum, type NodeInfo, type PartitionView, type ReplicaView } from './status';
 
 export interface RebalanceSettings {
@@ -283,6 +283,17 @@ function continueMove(
     );
     return true;
   }
+  if (v.voters.length === 0) {
+    // Without the leader's report of the membership, "the old replica is no longer a member"
+    // cannot be told from "nobody said": deleting it then could leave a dead voter in the group.
+    out.push({
+      kind: 'blocked',
+      ...base,
+      reason: 'no-membership-report',
+      message: `waiting for the leader's report of the membership before removing ${op.pod}`,
+    });
+    return true;
+  }
   if (old && old.role === 'leader' && old.id !== undefined && old.id === v.leaderId) {
     transferOff(v, old, 'before-move', input, counts, out);
     return true;
@@ -415,6 +426,26 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
   for (const v of sorted) {
     const key = partitionKey(v.topic, v.index);
     if (v.operation || busy.has(key)) continue;
+    // A member in the spare slot while its pod is held by the gate is dead weight (a move's old
+    // replica added back by another leader, say): remove it, or the group counts a voter that
+    // can never answer.
+    const spare = v.spare;
+    if (spare && (!spare.pod || spare.pod.gated) && v.leaderElected) {
+      const stale = [...v.voters, ...v.learners].filter((id) => ordinalOfReplicaId(id) === spare.ordinal);
+      if (stale.length > 0) {
+        decisions.push({
+          kind: 'removeMember',
+          key,
+          topic: v.topic,
+          index: v.index,
+          ordinal: spare.ordinal,
+          id: stale[0],
+          pod: podName(v.topic, v.index, spare.ordinal),
+          reason: 'spare-slot-member',
+        });
+        continue;
+      }
+    }
     const mv = moveCandidate(v, nodes);
     if (mv) {
       const recent = input.recentOperations.get(key);

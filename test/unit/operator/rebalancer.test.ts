@@ -243,6 +243,20 @@ describe('rebalancer: drained and cordoned nodes (add, then remove)', () => {
     ]);
   });
 
+  it("without the leader's membership report, the old replica is neither removed nor deleted", () => {
+    // The replicas' own reports (or an announcement) still show a leader; the leader's is missing.
+    const v = { ...moving({ voters: [0, 1, 3] }), voters: [], learners: [] };
+    expect(v.replicaViews.find((r) => r.ordinal === 3)!.healthy).toBe(true);
+    expect(plan([v], nodes, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual([
+      'blocked t/0 no-membership-report',
+    ]);
+  });
+
+  it('a member left in the spare slot (its pod gated) is removed from the group', () => {
+    const v = view({ index: 0, rf: 3, nodes: ['n1', 'n2', 'n4'], voters: [0, 1, 2, 3], leader: 0, nodeInfo: nodes });
+    expect(plan([v], nodes, { maxLeaderTransfers: 0 }).decisions.map(brief)).toEqual(['remove 3.inc3 (t-0-3)']);
+  });
+
   it('refuses to move the only replica of an RF=1 partition', () => {
     const p = plan([view({ index: 0, nodes: ['n3'], leader: 0, nodeInfo: nodes })], nodes);
     expect(p.decisions.map(brief)).toEqual(['blocked t/0 rf1-cannot-move']);
