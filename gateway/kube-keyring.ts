@@ -30,6 +30,7 @@ export interface SecretKeyringOptions {
 
 export class SecretKeyring {
   private keys = new Map<string, Buffer>();
+  private synced = false;
   private readonly informer: Informer<SecretObject>;
 
   constructor(private readonly o: SecretKeyringOptions) {
@@ -50,6 +51,12 @@ export class SecretKeyring {
 
   start(): void {
     this.informer.start();
+    void this.informer.waitForSync().then(() => (this.synced = true));
+  }
+
+  /** True once the first list is in: until then the gateway is not ready (it could prove no key). */
+  ready(): boolean {
+    return this.synced;
   }
 
   /** Resolves once the first list is in (whatever it held). */

@@ -15,7 +15,7 @@ import { AuthConfigError, NoAuthenticator, TokenAuthenticator, type Authenticato
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../common/kube';
 import { counter } from '../common/metrics';
-import { CatalogError, StaticCatalog } from './catalog';
+import { CatalogError, StaticCatalog, type TopicCatalog } from './catalog';
 import { ConfigMapCatalog } from './kube-catalog';
 import { SecretKeyring } from './kube-keyring';
 import { startHealthServer } from '../common/health-server';
@@ -116,6 +116,10 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
         })
       : undefined;
   const keyFor = keyring ? keyring.keyFor : cfg.clientKeysDir !== '' ? dirKeyring(cfg.clientKeysDir) : undefined;
+  // Ready (/readyz) once the topics and, when they come from the API, the client keys are loaded.
+  const served: TopicCatalog = keyring
+    ? { list: () => catalog.list(), get: (n) => catalog.get(n), ready: () => catalog.ready() && keyring.ready() }
+    : catalog;
   const connect =
     opts.connect ??
     ((endpoint: string) => {
@@ -196,7 +200,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
   });
 
   const app = createGatewayApp({
-    catalog,
+    catalog: served,
     router,
     auth,
     quotas: new QuotaManager({ maxBuckets: cfg.quotaMaxBuckets, burstSeconds: cfg.quotaBurstSeconds }),
@@ -268,7 +272,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     port: cfg.metricsPort,
     registry,
     readiness: () =>
-      catalog.ready() ? { ready: true, reason: 'serving' } : { ready: false, reason: 'topic metadata not loaded yet' },
+      served.ready() ? { ready: true, reason: 'serving' } : { ready: false, reason: 'topic metadata not loaded yet' },
   });
   readiness.start();
   logger.info('gateway_started', {

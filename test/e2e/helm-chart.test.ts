@@ -804,6 +804,8 @@ describe('Helm chart helm/daftka', () => {
       keyring.start();
       try {
         await keyring.waitForSync();
+        await new Promise((r) => setImmediate(r));
+        expect(keyring.ready()).toBe(true);
         expect(keyring.keyFor('orders')).toBeUndefined();
         // The operator publishes a key (the same object desiredGatewayClientKeys makes): the watch delivers it.
         const key = 'ab'.repeat(32);
