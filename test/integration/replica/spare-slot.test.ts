@@ -37,13 +37,26 @@ test('a move: the spare joins as a learner and becomes a voter; the old replica 
   const spareId = (await cluster.status(3))!.replicaId;
   expect(four.voters).toContain(spareId);
 
-  // Remove: a follower among the first three (the replica being moved), by the operator's call.
+  // Remove: a follower among the first three (the replica being moved), by the operator's call to
+  // the leader (asked again should leadership have moved meanwhile).
   const { ordinal: leader } = await cluster.waitForLeader();
   const moved = [0, 1, 2].find((o) => o !== leader)!;
   const movedId = (await cluster.status(moved))!.replicaId;
-  await cluster
-    .client(leader)
-    .removeMember({ topic: cluster.topic, partition: cluster.partition, id: movedId, requestId: 'move' });
+  await cluster.waitFor(
+    async () => {
+      const l = await cluster.waitForLeader();
+      try {
+        await cluster
+          .client(l.ordinal)
+          .removeMember({ topic: cluster.topic, partition: cluster.partition, id: movedId, requestId: 'move' });
+        return true;
+      } catch {
+        return !(await cluster.leader())?.status.voters.includes(movedId);
+      }
+    },
+    20_000,
+    `the leader to remove ${movedId}`,
+  );
   const stay = [0, 1, 2, 3].filter((o) => o !== moved);
   await cluster.waitFormed(30_000, stay);
 
