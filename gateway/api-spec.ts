@@ -10,6 +10,7 @@ import {
   type RouteSpec,
 } from './route-spec';
 import type { JsonSchema } from './validation';
+import { OUTPUT_ENCODING_SCHEMA } from './codec';
 
 /**
  * The HTTP API, described once: every route's parameters, body and answer as JSON Schema
@@ -74,7 +75,13 @@ export const RECORD_IN_SCHEMA: JsonSchema = {
       description: 'Key as text (its UTF-8 bytes are hashed). Records with a key go to murmur2(key) % partitions.',
     },
     key_b64: b64('Key as base64 bytes (hashed as these bytes).'),
-    value: { type: 'string', description: 'Value as text (stored as its UTF-8 bytes).' },
+    value: {
+      not: { type: 'null' },
+      'x-error': 'must be text or a JSON value other than null (null values, tombstones, are not supported)',
+      description:
+        'Value as text (stored as its UTF-8 bytes), or any other JSON value (stored as its JSON text; ' +
+        'fetch with encoding=json returns it as JSON). null is refused (tombstones are not supported).',
+    },
     value_b64: b64('Value as base64 bytes.'),
     headers: headersIn,
     partition: int(0, MAX_PARTITION_INDEX, 'Explicit partition; overrides the key.'),
@@ -123,13 +130,14 @@ export const RECORD_OUT_SCHEMA: JsonSchema = {
   description:
     'Each byte field comes as text (`key`, `value`, header `value`) or as base64 (`key_b64`, `value_b64`, ' +
     'header `value_b64`): with encoding=base64 (the default) always base64; with encoding=utf8 as text when ' +
-    'the bytes are valid UTF-8, else base64. A record without key has `key: null`.',
+    'the bytes are valid UTF-8, else base64; with encoding=json `value` is the JSON value the bytes hold ' +
+    '(any JSON type), else `value_b64`, and key and headers as with utf8. A record without key has `key: null`.',
   properties: {
     offset: { type: 'integer' },
     timestamp: { type: 'integer', description: 'Milliseconds since the epoch.' },
     key: { type: ['string', 'null'] },
     key_b64: b64(''),
-    value: { type: 'string' },
+    value: { description: 'Text (encoding=utf8) or any JSON value (encoding=json).' },
     value_b64: b64(''),
     headers: { type: 'array', items: headerOut },
   },
@@ -583,8 +591,10 @@ export const CORE_ROUTES: readonly (RouteSpec & { id: CoreRouteId })[] = [
         name: 'encoding',
         in: 'query',
         required: false,
-        schema: { enum: ['base64', 'utf8'], default: 'base64' },
-        description: 'base64: byte fields as *_b64; utf8: as text when valid UTF-8, else *_b64.',
+        schema: OUTPUT_ENCODING_SCHEMA,
+        description:
+          'base64: byte fields as *_b64; utf8: as text when valid UTF-8, else *_b64; json: the value as the ' +
+          'JSON value it holds (else value_b64), key and headers as with utf8.',
       },
     ],
     ok: { status: 200, description: 'Records (possibly none).', schema: FETCH_RESPONSE_SCHEMA },

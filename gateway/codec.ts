@@ -9,13 +9,22 @@ import { invalidField } from './validation';
  * standard base64 (RFC 4648 §4, padding optional) decoded to exact bytes. Text must be
  * well-formed Unicode (a lone surrogate has no UTF-8 form and would be silently replaced).
  *
- * Out (fetch), one rule for every byte field, lossless either way:
+ * A `value` that is not a string (object, array, number, boolean) is a JSON value: it is stored
+ * as its JSON text, so JSON clients never double-encode. `null` is refused (Kafka's tombstone;
+ * it gets that meaning with key compaction, not the text "null" now).
+ *
+ * Out (fetch, leased fetch, dead letters), one rule for every byte field, lossless either way:
  *   encoding=base64 (default) → always `*_b64`;
- *   encoding=utf8             → text when the bytes are valid UTF-8, else `*_b64`.
+ *   encoding=utf8             → text when the bytes are valid UTF-8, else `*_b64`;
+ *   encoding=json             → the value as the JSON value its bytes hold, else (not JSON)
+ *                               `value_b64`; keys and headers as with utf8.
  * A client reads `value` when present, else decodes `value_b64`. No key → `key: null`.
  */
 
-export type OutputEncoding = 'base64' | 'utf8';
+export type OutputEncoding = 'base64' | 'utf8' | 'json';
+
+/** The `encoding` query parameter's schema (fetch, leased fetch, dead letters). */
+export const OUTPUT_ENCODING_SCHEMA = { enum: ['base64', 'utf8', 'json'], default: 'base64' };
 
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
 
@@ -31,6 +40,28 @@ export function encodeText(s: string, pointer: string): Buffer {
   return Buffer.from(s, 'utf8');
 }
 
+/** A JSON value as its JSON text (the schema let through only JSON values other than null). */
+function encodeJson(v: unknown, pointer: string): Buffer {
+  if (v === null)
+    throw invalidField(
+      pointer,
+      'is null: null values (tombstones) are not supported; send "null" as text or value_b64',
+    );
+  const text = JSON.stringify(v);
+  if (!isWellFormed(text)) throw invalidField(pointer, 'contains a lone UTF-16 surrogate (not valid Unicode text)');
+  return Buffer.from(text, 'utf8');
+}
+
+/** The JSON value `b` holds, or undefined when it is not UTF-8 JSON text. */
+function parseJson(b: Buffer): { v: unknown } | undefined {
+  if (!isUtf8(b)) return undefined;
+  try {
+    return { v: JSON.parse(b.toString('utf8')) as unknown };
+  } catch {
+    return undefined;
+  }
+}
+
 export interface HeaderJson {
   name: string;
   value?: string;
@@ -40,7 +71,8 @@ export interface HeaderJson {
 export interface RecordJson {
   key?: string | null;
   key_b64?: string;
-  value?: string;
+  /** Text (stored as its UTF-8 bytes) or any other JSON value (stored as its JSON text). */
+  value?: unknown;
   value_b64?: string;
   headers?: Record<string, string> | HeaderJson[];
   partition?: number;
@@ -61,7 +93,9 @@ export function decodeRecord(r: RecordJson, pointer: string, nowMs: number): Dec
   const value =
     r.value_b64 !== undefined
       ? decodeBase64(r.value_b64, `${pointer}/value_b64`)
-      : encodeText(r.value ?? '', `${pointer}/value`);
+      : typeof r.value === 'string'
+        ? encodeText(r.value, `${pointer}/value`)
+        : encodeJson(r.value, `${pointer}/value`);
   let bytes = (key?.length ?? 0) + value.length;
   const headers: Array<[string, Uint8Array]> = [];
   if (Array.isArray(r.headers)) {
@@ -102,26 +136,29 @@ export interface RecordOutJson {
   timestamp: number;
   key?: string | null;
   key_b64?: string;
-  value?: string;
+  value?: unknown;
   value_b64?: string;
   headers: HeaderJson[];
 }
 
 export function encodeRecord(r: RecordOut, enc: OutputEncoding): RecordOutJson {
   const out: RecordOutJson = { offset: r.offset, timestamp: r.timestampMs, headers: [] };
+  const text = enc !== 'base64';
   if (r.key === null) out.key = null;
   else {
     const k = asBuffer(r.key);
-    if (enc === 'utf8' && isUtf8(k)) out.key = k.toString('utf8');
+    if (text && isUtf8(k)) out.key = k.toString('utf8');
     else out.key_b64 = k.toString('base64');
   }
   const v = asBuffer(r.value);
-  if (enc === 'utf8' && isUtf8(v)) out.value = v.toString('utf8');
+  const json = enc === 'json' ? parseJson(v) : undefined;
+  if (json !== undefined) out.value = json.v;
+  else if (enc === 'utf8' && isUtf8(v)) out.value = v.toString('utf8');
   else out.value_b64 = v.toString('base64');
   for (const [name, hv] of r.headers) {
     const b = asBuffer(hv);
     out.headers.push(
-      enc === 'utf8' && isUtf8(b) ? { name, value: b.toString('utf8') } : { name, value_b64: b.toString('base64') },
+      text && isUtf8(b) ? { name, value: b.toString('utf8') } : { name, value_b64: b.toString('base64') },
     );
   }
   return out;

@@ -1,6 +1,7 @@
 import { MAX_WAIT_MS, LEASE_POLICY_BOUNDS as B, MAX_PARTITION_INDEX, MAX_RELEASE_DELAY_MS } from '../common/limits';
 import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../common/names';
 import { MAX_FETCH_RECORDS } from './api-spec';
+import { OUTPUT_ENCODING_SCHEMA } from './codec';
 import {
   groupParam,
   IDEMPOTENCY_KEY_PATTERN,
@@ -30,7 +31,7 @@ const encodingParam: ParamSpec = {
   name: 'encoding',
   in: 'query',
   required: false,
-  schema: { enum: ['base64', 'utf8'], default: 'base64' },
+  schema: OUTPUT_ENCODING_SCHEMA,
   description: 'base64: byte fields as *_b64; utf8: as text when valid UTF-8, else *_b64.',
 };
 const COMMON_ERRORS = [400, 401, 403, 404, 429, 500, 503, 504];
@@ -133,7 +134,7 @@ export const LEASED_FETCH_BODY_SCHEMA: JsonSchema = {
     }),
     wait_ms: int(0, MAX_WAIT_MS, 'Long-poll: wait up to this long when nothing is available.', { default: 0 }),
     lease_ms: int(B.leaseMs.min, B.leaseMs.max, "Lease length; default the group's policy."),
-    encoding: { enum: ['base64', 'utf8'], default: 'base64' },
+    encoding: OUTPUT_ENCODING_SCHEMA,
   },
 };
 

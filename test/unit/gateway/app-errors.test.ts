@@ -74,7 +74,7 @@ describe('gateway: bad input gets a precise 4xx problem, never a 5xx', () => {
     [{ records: [{ key: 'k' }] }, '/records/0', /exactly one of value, value_b64/],
     [{ records: [{ value: 'a', value_b64: 'YQ==' }] }, '/records/0', /exactly one of value, value_b64/],
     [{ records: [{ value: 'a', key: 'k', key_b64: 'aw==' }] }, '/records/0', /at most one of key, key_b64/],
-    [{ records: [{ value: 1 }] }, '/records/0/value', /must be string/],
+    [{ records: [{ value: null }] }, '/records/0/value', /null values/],
     [{ records: [{ value: 'a', extra: true }] }, '/records/0/extra', /not an allowed field/],
     [{ records: [{ value: 'a', headers: { h: 1 } }] }, '/records/0/headers', /object of string values or a list/],
     [

@@ -235,3 +235,39 @@ describe('gateway records API', () => {
     expect(m.text).toMatch(/daftka_gateway_request_duration_seconds_count\{[^}]*route="produce"\} 1/);
   });
 });
+
+describe('JSON values', () => {
+  let gw: Harness;
+  beforeAll(async () => {
+    gw = await startGateway({ topics: [topic('events', { partitions: 1 })] });
+  });
+  afterAll(() => gw.close());
+
+  test('any JSON value is taken as it is, stored as its JSON text, and fetched back as JSON with encoding=json', async () => {
+    const values = [{ order: 42, items: ['a', 'b'] }, [1, 2, 3], 7.5, true, 'plain text', '{"already":"json"}'];
+    const w = await gw.req('POST', '/v1/topics/events/records', {
+      body: { records: values.map((value) => ({ value })) },
+    });
+    expect(w.status).toBe(200);
+    const stored = gw.fake.logs.get('events/0')!.map((r) => Buffer.from(r.value).toString('utf8'));
+    expect(stored).toEqual([
+      '{"order":42,"items":["a","b"]}',
+      '[1,2,3]',
+      '7.5',
+      'true',
+      'plain text',
+      '{"already":"json"}',
+    ]);
+    const json = await gw.req('GET', '/v1/topics/events/partitions/0/records?offset=0&encoding=json');
+    expect(json.status).toBe(200);
+    const out = json.json.records as Array<{ value?: unknown; value_b64?: string }>;
+    expect(out.slice(0, 4).map((r) => r.value)).toEqual(values.slice(0, 4));
+    // Text that is not JSON falls back to value_b64 for that record alone; JSON text comes back parsed.
+    expect(out[4]).toMatchObject({ value_b64: Buffer.from('plain text').toString('base64') });
+    expect(out[4].value).toBeUndefined();
+    expect(out[5].value).toEqual({ already: 'json' });
+    // utf8 and base64 are unchanged: the JSON text as text.
+    const utf8 = await gw.req('GET', '/v1/topics/events/partitions/0/records?offset=0&max_records=1&encoding=utf8');
+    expect(utf8.json.records[0].value).toBe('{"order":42,"items":["a","b"]}');
+  });
+});
