@@ -23,7 +23,7 @@ const STATUS_TEXT: Record<number, string> = {
   429: 'Quota exceeded (QUOTA_EXCEEDED, with Retry-After)',
   500: 'Internal error (never for bad input; report the request id)',
   501: 'Not implemented (NOT_IMPLEMENTED)',
-  503: 'No leader reachable, no quorum, or overloaded (with Retry-After)',
+  503: 'No leader reachable, no quorum, overloaded, or the partition storage is full (with Retry-After)',
   504: 'Timed out; for writes COMMIT_UNKNOWN: retry with the same Idempotency-Key',
 };
 
