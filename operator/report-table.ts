@@ -181,14 +181,17 @@ export function subscribeReports(
     logger: Logger;
     onMessage?: (kind: 'status' | 'leader', ok: boolean) => void;
     /**
-     * The topic's client key, once the operator knows it: reports and announcements of that topic
-     * must then carry its signature (replicas sign both); unsigned or badly signed ones are
-     * dropped as invalid. Without a key they are taken as they come.
+     * The topic's client key, once the operator knows it: a badly signed report or announcement
+     * of that topic is dropped as invalid, and so is an unsigned one once a signed one of that
+     * topic was seen (replicas sign both; older ones, until they are rolled, do not). Without a
+     * key they are taken as they come.
      */
     keyFor?: (topic: string) => Buffer | undefined;
   },
 ): Subscription[] {
   const dec = new TextDecoder();
+  /** `kind/topic` of which a correctly signed message was seen (bounded: only real topics' keys verify). */
+  const signedSeen = new Set<string>();
   const handle = (kind: 'status' | 'leader') => (err: Error | null, msg: { data: Uint8Array; subject: string }) => {
     if (err) {
       o.logger.warn('nats_subscription_error', { kind, error: err.message });
@@ -203,12 +206,21 @@ export function subscribeReports(
     }
     if (typeof parsed !== 'string') {
       const key = o.keyFor?.(parsed.topic);
-      const signed =
-        key === undefined ||
-        (kind === 'status'
-          ? checkReportSig(key, parsed)
-          : checkLeaderSig(key, parsed as LeaderAnnouncement, (parsed as LeaderAnnouncement).sig));
-      if (!signed) parsed = `unsigned or badly signed ${kind} of topic ${parsed.topic}`;
+      const latch = `${kind}/${parsed.topic}`;
+      if (key !== undefined) {
+        const sig = (parsed as { sig?: unknown }).sig;
+        if (sig === undefined) {
+          // Replicas of a release before signing do not sign: taken until the topic's first signed
+          // message (an upgrade rolls them while the operator watches their health); after it, never.
+          if (signedSeen.has(latch)) parsed = `unsigned ${kind} of topic ${parsed.topic}`;
+        } else if (
+          kind === 'status'
+            ? checkReportSig(key, parsed)
+            : checkLeaderSig(key, parsed as LeaderAnnouncement, (parsed as LeaderAnnouncement).sig)
+        )
+          signedSeen.add(latch);
+        else parsed = `badly signed ${kind} of topic ${parsed.topic}`;
+      }
     }
     if (typeof parsed === 'string') {
       o.onMessage?.(kind, false);
