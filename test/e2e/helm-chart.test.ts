@@ -23,6 +23,8 @@ import { ConfigMapCatalog } from '../../gateway/kube-catalog';
 import { SecretKeyring } from '../../gateway/kube-keyring';
 import { PassThrough } from 'node:stream';
 import { loadOperatorConfig, loadReplicaSettings, operatorSchema } from '../../operator/config';
+import { startOperator } from '../../operator/operator';
+import { startNatsServer } from '../helpers/nats-server';
 import { ALERT_NAMES } from '../../sre/alerts';
 import { freePort } from '../helpers/free-port';
 import { startK8sEnv, type K8sEnv } from '../helpers/k8s-env';
@@ -856,6 +858,85 @@ describe('Helm chart helm/daftka', () => {
         asOperator.close();
       }
     }, 60_000);
+
+    test("the operator runs on the chart's namespaced RBAC: it reconciles Topics of its namespace (workloads, Secrets, the gateway's keys) and leaves another namespace's alone", async () => {
+      const api = new RawApplier(env.kc);
+      const ns = (o: Obj) => o.metadata.namespace;
+      for (const o of defaults.filter(
+        (x) =>
+          (['ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(x.kind) &&
+            x.metadata.name.startsWith('daftka-operator')) ||
+          (x.kind === 'ConfigMap' && x.metadata.name === 'daftka-gateway-topics') ||
+          (x.kind === 'Secret' && x.metadata.name === 'daftka-gateway-client-keys'),
+      ))
+        expect([o.kind, o.metadata.name, ns(o), await api.apply(o, false)]).toEqual([
+          o.kind,
+          o.metadata.name,
+          ns(o),
+          null,
+        ]);
+      const topic = (name: string, namespace: string): Obj => ({
+        apiVersion: 'daftka.io/v1alpha1',
+        kind: 'Topic',
+        metadata: { name, namespace },
+        spec: { partitions: 1, replicationFactor: 1 },
+      });
+      expect(await api.apply(topic('rbac-mine', NS), false)).toBeNull();
+      expect(await api.apply(topic('rbac-theirs', 'team-a'), false)).toBeNull();
+      const nats = await startNatsServer();
+      const chartEnv = containerEnv('daftka-operator', defaults);
+      const cfg = loadOperatorConfig(
+        {
+          DAFTKA_OPERATOR_NAMESPACE: NS,
+          DAFTKA_OPERATOR_POD_NAME: 'rbac-test',
+          DAFTKA_OPERATOR_LEASE_NAME: chartEnv.DAFTKA_OPERATOR_LEASE_NAME,
+          DAFTKA_OPERATOR_WATCH_NAMESPACES: chartEnv.DAFTKA_OPERATOR_WATCH_NAMESPACES,
+          DAFTKA_OPERATOR_GATEWAY_CATALOG_CONFIGMAP: chartEnv.DAFTKA_OPERATOR_GATEWAY_CATALOG_CONFIGMAP,
+          DAFTKA_OPERATOR_GATEWAY_CLIENT_KEYS_SECRET: chartEnv.DAFTKA_OPERATOR_GATEWAY_CLIENT_KEYS_SECRET,
+          DAFTKA_ADMIN_SECRET: 'a'.repeat(48),
+          DAFTKA_NATS_URL: nats.url,
+          DAFTKA_OPERATOR_LISTEN_HOST: '127.0.0.1',
+          DAFTKA_OPERATOR_METRICS_PORT: '0',
+          DAFTKA_LOG_LEVEL: 'error',
+        },
+        [],
+      );
+      const file = (find(defaults, 'ConfigMap', 'daftka-operator') as Any).data['replica-settings.json'];
+      const op = await startOperator(cfg, {
+        kubeConfig: env.kc,
+        impersonate: { user: `system:serviceaccount:${NS}:daftka-operator`, groups: ['system:serviceaccounts'] },
+        replicaSettings: loadReplicaSettings(cfg, () => file),
+        logger: createLogger('operator-rbac-test', { stream: new PassThrough().resume() }),
+      });
+      const admin = new KubeClient({ kubeConfig: env.kc });
+      try {
+        const deadline = Date.now() + 60_000;
+        const get = (path: string) => admin.get<Any>(path);
+        let keys: Any = null;
+        for (;;) {
+          keys = await get(`/api/v1/namespaces/${NS}/secrets/daftka-gateway-client-keys`);
+          const sts = await get(`/apis/apps/v1/namespaces/${NS}/statefulsets/rbac-mine-0`);
+          if (sts && keys?.data?.['rbac-mine']) break;
+          if (Date.now() > deadline) throw new Error('the operator did not reconcile rbac-mine with the chart RBAC');
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        for (const s of ['rbac-mine-peer-auth', 'rbac-mine-admin-auth'])
+          expect(await get(`/api/v1/namespaces/${NS}/secrets/${s}`)).not.toBeNull();
+        const catalog = await get(`/api/v1/namespaces/${NS}/configmaps/daftka-gateway-topics`);
+        expect(JSON.parse(catalog.data['topics.json']).topics.map((t: Any) => t.name)).toEqual(['rbac-mine']);
+        // team-a is not watched (and not allowed): nothing made there, its Topic untouched.
+        expect(await get('/apis/apps/v1/namespaces/team-a/statefulsets/rbac-theirs-0')).toBeNull();
+        expect(await get('/api/v1/namespaces/team-a/secrets/rbac-theirs-peer-auth')).toBeNull();
+        expect(
+          (await get('/apis/daftka.io/v1alpha1/namespaces/team-a/topics/rbac-theirs')).metadata.finalizers,
+        ).toBeUndefined();
+        expect(Object.keys(keys.data)).toEqual(['rbac-mine']);
+      } finally {
+        await op.stop();
+        admin.close();
+        await nats.stop();
+      }
+    }, 120_000);
 
     test("the gateway's service account watches its catalog ConfigMap through the chart's RBAC, and nothing else", async () => {
       const api = new RawApplier(env.kc);
