@@ -273,6 +273,56 @@ export function localAdminAuth(dataDir: string): RpcClientAuth {
 export interface LocalSecurityEnv {
   replica(topic: string): Record<string, string>;
   gateway: Record<string, string>;
+  /** nats-server's configuration (when a NATS URL was given): listen address and the role users. */
+  natsConfig?: string;
+}
+
+/** The NATS users of a local installation: one per role, as the chart has (helm/daftka/templates/nats.yaml). */
+export type LocalNatsRole = 'replica' | 'gateway' | 'observer';
+
+/** `nats://host:port` with `role`'s credentials in it (common/nats-servers.ts takes them out again). */
+export function localNatsUrl(dataDir: string, natsUrl: string, role: LocalNatsRole): string {
+  return natsUrl.replace('://', `://${role}:${keptSecret(dataDir, `nats-${role}-password`)}@`);
+}
+
+/**
+ * nats-server's configuration for local mode: loopback only, and the chart's least-privilege
+ * users — replicas publish announcements and status and answer control and discovery requests;
+ * the gateway subscribes to announcements and status and asks discovery; `observer` (tests and
+ * tools) may only listen. Nobody else can connect.
+ */
+function localNatsConfig(dataDir: string, natsUrl: string): string {
+  const port = Number(new URL(natsUrl).port);
+  const pw = (role: LocalNatsRole) => JSON.stringify(keptSecret(dataDir, `nats-${role}-password`));
+  return `listen: "127.0.0.1:${port}"
+max_payload: 1MB
+authorization {
+  users: [
+    {
+      user: "replica", password: ${pw('replica')}
+      permissions: {
+        publish: { allow: ["daftka.v1.leader.>", "daftka.v1.status.>", "daftka.v1.discover.>"] }
+        subscribe: { allow: ["daftka.v1.ctl.>", "daftka.v1.discover.>", "_INBOX_replica.>"] }
+        allow_responses: true
+      }
+    }
+    {
+      user: "gateway", password: ${pw('gateway')}
+      permissions: {
+        publish: { allow: ["daftka.v1.discover.>"] }
+        subscribe: { allow: ["daftka.v1.leader.>", "daftka.v1.status.>", "_INBOX.>"] }
+      }
+    }
+    {
+      user: "observer", password: ${pw('observer')}
+      permissions: {
+        publish: { deny: [">"] }
+        subscribe: { allow: ["daftka.v1.leader.>", "daftka.v1.status.>"] }
+      }
+    }
+  ]
+}
+`;
 }
 
 /**
@@ -280,8 +330,10 @@ export interface LocalSecurityEnv {
  * (derived from it: what the operator's Secret holds; written as a file per topic, the keyring of
  * the gateway and the replicas), the admin secret and the lease secret. Made once, kept (0600).
  */
-export function localSecurityEnv(dataDir: string, topics: string[]): LocalSecurityEnv {
+export function localSecurityEnv(dataDir: string, topics: string[], natsUrl?: string): LocalSecurityEnv {
   const dir = localClientKeysDir(dataDir);
+  const nats = (role: LocalNatsRole): Record<string, string> =>
+    natsUrl === undefined ? {} : { DAFTKA_NATS_URL: localNatsUrl(dataDir, natsUrl, role) };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   for (const t of topics)
     writeFileSync(join(dir, t), clientKeyOf(localPeerSecret(dataDir, t), t).toString('hex'), { mode: 0o600 });
@@ -290,11 +342,14 @@ export function localSecurityEnv(dataDir: string, topics: string[]): LocalSecuri
       DAFTKA_PEER_SECRET: localPeerSecret(dataDir, topic),
       DAFTKA_ADMIN_SECRET: localAdminSecret(dataDir),
       DAFTKA_CLIENT_KEYS_DIR: dir,
+      ...nats('replica'),
     }),
     gateway: {
       DAFTKA_GATEWAY_LEASE_SECRET: localLeaseSecret(dataDir),
       DAFTKA_GATEWAY_CLIENT_KEYS_DIR: dir,
+      ...nats('gateway'),
     },
+    ...(natsUrl !== undefined ? { natsConfig: localNatsConfig(dataDir, natsUrl) } : {}),
   };
 }
 
@@ -330,13 +385,16 @@ export function startLocal(plan: LocalPlan, opts: StartOptions): LocalRun {
   const security = localSecurityEnv(
     plan.dataDir,
     plan.topics.map((t) => t.name),
+    plan.natsUrl,
   );
+  const natsConf = join(plan.dataDir, 'nats.conf');
+  writeFileSync(natsConf, security.natsConfig!, { mode: 0o600 });
   const clientAuth = localClientAuth(plan.dataDir);
   const authHeaders: Record<string, string> =
     plan.auth === 'tokens' ? { authorization: `Bearer ${localAdminToken(plan.dataDir)}` } : {};
   const driver = new ProcessDriver(plan.logDir, opts.logger, opts.driver);
   const tsx = ['--import', 'tsx'];
-  driver.start({ name: NATS, command: opts.natsBin, args: ['-a', '127.0.0.1', '-p', String(plan.natsPort)], env: {} });
+  driver.start({ name: NATS, command: opts.natsBin, args: ['-c', natsConf], env: {} });
   for (const r of plan.replicas)
     driver.start({
       name: r.name,

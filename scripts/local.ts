@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   console.log(`
 Daftka is running (local mode).
   gateway   ${base}        (OpenAPI: ${base}/v1/openapi.json)
-  nats      ${plan.natsUrl}
+  nats      ${plan.natsUrl}   (users replica, gateway, observer; passwords in ${plan.dataDir}/nats-*-password)
   topics    ${plan.topics.map((t) => `${t.name} (${t.spec.partitions} partitions × RF ${t.spec.replicationFactor})`).join(', ')}
   data      ${plan.dataDir}   logs: ${plan.logDir}
 ${authLine}

@@ -70,7 +70,9 @@ export class DaftkaStack {
           httpPort: await freePort(),
         });
     // The credentials npm run local uses: peer secret, client keys, admin and lease secrets.
-    const security = localSecurityEnv(dir, [opts.topic]);
+    const security = localSecurityEnv(dir, [opts.topic], natsUrl);
+    const natsConf = join(dir, 'nats.conf');
+    writeFileSync(natsConf, security.natsConfig!, { mode: 0o600 });
     const replicas = desiredReplicas(opts.topic, spec, (p, o) => addrs.get(`${p}/${o}`)!, {
       natsUrl,
       listenHost: '127.0.0.1',
@@ -81,13 +83,7 @@ export class DaftkaStack {
     const topicsFile = join(dir, 'topics.json');
     writeFileSync(topicsFile, JSON.stringify({ topics: [catalogEntry(opts.topic, spec, replicas)] }, null, 2));
 
-    stack.nats = startProc(
-      'nats-server',
-      natsServerBinary(),
-      ['-a', '127.0.0.1', '-p', String(natsPort)],
-      {},
-      join(logDir, 'nats-server.log'),
-    );
+    stack.nats = startProc('nats-server', natsServerBinary(), ['-c', natsConf], {}, join(logDir, 'nats-server.log'));
     for (const r of replicas) stack.spawnReplica(r);
     stack.gatewayPort = await freePort();
     stack.baseUrl = `http://127.0.0.1:${stack.gatewayPort}`;

@@ -13,11 +13,13 @@ import {
   localAdminAuth,
   localAdminToken,
   localClientAuth,
+  localNatsUrl,
   NATS,
   natsServerPath,
   planLocal,
   replicaStatus,
   startLocal,
+  type LocalNatsRole,
   type LocalPlan,
   type LocalRun,
 } from '../../scripts/local-mode';
@@ -230,8 +232,13 @@ export class LocalStack {
   get natsPort(): number {
     return this.plan.natsPort;
   }
+  /** NATS without credentials: local mode's nats-server refuses it (use natsUrlAs). */
   get natsUrl(): string {
     return this.plan.natsUrl;
+  }
+  /** NATS with a role's credentials (scripts/local-mode.ts localNatsUrl). */
+  natsUrlAs(role: LocalNatsRole): string {
+    return localNatsUrl(this.plan.dataDir, this.plan.natsUrl, role);
   }
   get gatewayPort(): number {
     return this.plan.gatewayPort;

@@ -79,7 +79,7 @@ async function startAuthGateway(): Promise<void> {
       DAFTKA_GATEWAY_PORT: String(port),
       DAFTKA_GATEWAY_METRICS_PORT: '0',
       DAFTKA_GATEWAY_TOPICS_FILE: stack.plan.topicsFile,
-      DAFTKA_NATS_URL: stack.natsUrl,
+      DAFTKA_NATS_URL: stack.natsUrlAs('gateway'),
       DAFTKA_GATEWAY_AUTH: 'tokens',
       DAFTKA_GATEWAY_TOKENS_FILE: tokens,
       // The replicas admit a client only with the topic's client key (docs/security.md).

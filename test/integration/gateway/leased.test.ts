@@ -36,7 +36,7 @@ async function startSecondGateway(): Promise<{ url: string; proc: ChildProcess }
     DAFTKA_GATEWAY_PORT: String(port),
     DAFTKA_GATEWAY_METRICS_PORT: '0',
     DAFTKA_GATEWAY_TOPICS_FILE: stack.plan.topicsFile,
-    DAFTKA_NATS_URL: stack.natsUrl,
+    DAFTKA_NATS_URL: stack.natsUrlAs('gateway'),
     DAFTKA_GATEWAY_LEASE_SECRET: localLeaseSecret(stack.dataDir),
     // The replicas admit a client only with the topic's client key (docs/security.md).
     DAFTKA_GATEWAY_CLIENT_KEYS_DIR: localClientKeysDir(stack.dataDir),

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { connect, type NatsConnection } from 'nats';
+import { natsServerOptions } from '../../../common/nats-servers';
 import { LocalStack, metricValue } from '../../helpers/local-stack';
 
 /**
@@ -16,7 +17,9 @@ let nc: NatsConnection;
 
 beforeAll(async () => {
   stack = await LocalStack.start({ topics: [{ name: 't', partitions: 1, replicationFactor: 3 }] });
-  nc = await connect({ servers: stack.natsUrl });
+  // The strongest forger local mode allows: a process holding the replicas' NATS credentials
+  // (only they may publish announcements; test 'local mode NATS' below shows the others cannot).
+  nc = await connect(natsServerOptions([stack.natsUrlAs('replica')]));
 });
 
 afterAll(async () => {
@@ -114,4 +117,24 @@ test("an unsigned announcement is dropped when the gateway holds the topic's key
   await new Promise((r) => setTimeout(r, 2500));
   expect(metricValue(await text(), 'daftka_gateway_nats_bad_messages_total', { kind: 'unsigned' })).toBe(before + 1);
   await produceOk('after-unsigned');
+});
+
+describe('local mode NATS', () => {
+  test('no credentials: refused; the gateway and observer users cannot publish an announcement', async () => {
+    await expect(connect({ servers: stack.natsUrl, reconnect: false, timeout: 2000 })).rejects.toThrow(
+      /Authorization/i,
+    );
+    for (const role of ['gateway', 'observer'] as const) {
+      const c = await connect({ ...natsServerOptions([stack.natsUrlAs(role)]), reconnect: false });
+      const errors: string[] = [];
+      void (async () => {
+        for await (const s of c.status()) if (s.type === 'error') errors.push(String(s.data));
+      })();
+      c.publish('daftka.v1.leader.t.0', new TextEncoder().encode('{}'));
+      await c.flush().catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(errors.join(' ')).toMatch(/PERMISSIONS_VIOLATION|Permissions Violation/i);
+      await c.close().catch(() => undefined);
+    }
+  });
 });
