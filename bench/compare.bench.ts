@@ -8,6 +8,8 @@
  *   closed    closed loop, record sizes × in-flight windows × {Daftka 1 rec/req, Daftka 100
  *             rec/req, JetStream publish}, repeated and interleaved; ack latency (HDR), msg/s,
  *             MB/s, CPU per process from /proc; every acknowledged record verified afterwards.
+ *   stream    Daftka's streaming produce: one connection, one 1 KB record per NDJSON line, as fast
+ *             as the socket drains; every written record read back at its offset.
  *   open      open loop at fixed rates (latency from the intended send time) with a consumer:
  *             ack and end-to-end latency (Daftka long-poll fetch, JetStream ordered consumer).
  *   interval  Daftka again with DAFTKA_FSYNC=interval (like-for-like with JetStream's background
@@ -38,6 +40,7 @@ import {
 } from './lib/daftka-client';
 import { DaftkaStack } from './lib/daftka-stack';
 import { closedLoop, openLoop, type LoadOptions, type LoadResult, type Target } from './lib/load';
+import { streamLoad } from './lib/stream-load';
 import { cpuMs, loadAverage, sleep, tempDirRemovedAtExit, threadCpuMs } from './lib/procs';
 import {
   fmt,
@@ -56,7 +59,7 @@ import { JetStreamCluster } from './jetstream/cluster';
 // ---------------------------------------------------------------- settings
 
 const QUICK = process.argv.includes('--quick');
-const PHASES = (process.env.BENCH_PHASES ?? 'closed,open,interval,failover,scaling,profile').split(',');
+const PHASES = (process.env.BENCH_PHASES ?? 'closed,stream,open,interval,failover,scaling,profile').split(',');
 const phase = (p: string) => PHASES.includes(p) && !(QUICK && (p === 'scaling' || p === 'profile'));
 const REPS = Number(process.env.BENCH_REPS ?? (QUICK ? 1 : 3));
 const WARMUP_MS = QUICK ? 300 : 500;
@@ -1010,6 +1013,36 @@ function printReport(facts: Record<string, string>): void {
     }
   }
 
+  if (streamReport) {
+    const sr = streamReport;
+    const js = WINDOWS.map((w) => findCell({ phase: 'closed', system: 'jetstream', size: 1024, window: w }))
+      .filter((c): c is CellResult => c !== undefined)
+      .map((c) => agg(c).msgPerS);
+    const best = js.length > 0 ? Math.max(...js) : NaN;
+    p(`\n### Streaming produce: one connection, one 1 KB record per NDJSON line`);
+    p('');
+    p(
+      table(
+        ['msg/s', 'MB/s', 'vs best JetStream window', 'srv CPU µs/msg', 'errors', 'verified'],
+        [
+          [
+            fmt(sr.msgPerS, 0),
+            fmt(sr.mbPerS),
+            Number.isFinite(best) ? fmtRatio(sr.msgPerS / best) : '–',
+            fmt(sr.serverCpuUsPerMsg, 0),
+            JSON.stringify(sr.errors),
+            String(sr.verified),
+          ],
+        ],
+      ),
+    );
+    p(
+      `\nCPU % of one core by role: ${Object.entries(sr.cpuPct)
+        .map(([k, v]) => `${k} ${fmt(v, 0)}`)
+        .join(', ')}`,
+    );
+  }
+
   p(`\n### Verification`);
   p(
     verifyFailures.length === 0
@@ -1030,11 +1063,85 @@ function goals(): string {
     if (d100 && j) r1.push(`(100 rec/req ${fmtRatio(agg(d100).msgPerS / agg(j).msgPerS)})`);
   }
   lines.push(`- 1 rec/req ≥ 1.0× and 100 rec/req ≥ 5× JetStream msg/s (1 KB, by in-flight): ${r1.join(' ') || 'n/a'}`);
+  if (streamReport) {
+    const js = WINDOWS.map((w) => findCell({ phase: 'closed', system: 'jetstream', size: 1024, window: w }))
+      .filter((c): c is CellResult => c !== undefined)
+      .map((c) => agg(c).msgPerS);
+    if (js.length > 0)
+      lines.push(
+        `- streaming produce ≥ 5× JetStream from one connection: ${fmtRatio(streamReport.msgPerS / Math.max(...js))} of JetStream's best window`,
+      );
+  }
   const d1 = findCell({ phase: 'closed', system: 'daftka-1', size: 1024, window: 1 });
   if (d1) lines.push(`- p99 ≤ 3 ms at 1 in flight (1 KB): ${fmt(agg(d1).p99)} ms`);
   const df = failovers.filter((f) => f.system.startsWith('Daftka'));
   if (df.length) lines.push(`- failover window ≤ 1 s: Daftka median ${fmt(median(df.map((f) => f.windowMs)), 0)} ms`);
   return lines.join('\n');
+}
+
+// ---------------------------------------------------------------- streaming produce
+
+interface StreamReport {
+  msgPerS: number;
+  mbPerS: number;
+  serverCpuUsPerMsg: number;
+  cpuPct: Record<string, number>;
+  errors: Record<string, number>;
+  verified: number;
+}
+let streamReport: StreamReport | null = null;
+
+/** One connection streaming one 1 KB record per line; the written records read back. */
+async function streamPhase(stack: DaftkaStack, sut: SystemUnderTest): Promise<void> {
+  const roles = await sut.roles();
+  let c0: number[] = [];
+  let c1: number[] = [];
+  const run = ++runCounter;
+  const r = await streamLoad({
+    baseUrl: stack.baseUrl,
+    topic: TOPIC,
+    valueBytes: 1024,
+    run,
+    warmupMs: WARMUP_MS,
+    durationMs: MEASURE_MS * 2,
+    onWindowStart: () => (c0 = roles.map((x) => cpuMs(x.pid))),
+    onWindowEnd: () => (c1 = roles.map((x) => cpuMs(x.pid))),
+  });
+  const msgPerS = r.okInWindow / (r.windowMs / 1000);
+  const cpuPct: Record<string, number> = {};
+  let serverMs = 0;
+  roles.forEach((x, i) => {
+    const d = c1[i] - c0[i];
+    serverMs += d;
+    cpuPct[x.role] = (cpuPct[x.role] ?? 0) + (d / r.windowMs) * 100;
+  });
+  // Read back: every record answered `written` is at its partition and offset, with its value.
+  const reader = daftkaReader(stack.baseUrl, TOPIC);
+  let verified = 0;
+  for (const p of new Set(r.written.map((w) => w.partition))) {
+    const mine = r.written.filter((w) => w.partition === p);
+    const got = new Map<number, string | null>();
+    await reader(p, Math.min(...mine.map((w) => w.offset)), Math.max(...mine.map((w) => w.offset)), (offset, value) =>
+      got.set(offset, value),
+    );
+    for (const w of mine) {
+      if (got.get(w.offset) !== w.value) {
+        verifyFailures.push(`stream: partition ${p} offset ${w.offset} does not hold the record answered there`);
+        break;
+      }
+      verified++;
+    }
+  }
+  totalVerified += verified;
+  streamReport = {
+    msgPerS,
+    mbPerS: (msgPerS * 1024) / 1e6,
+    serverCpuUsPerMsg: (serverMs * 1000) / Math.max(1, r.okInWindow),
+    cpuPct,
+    errors: r.errors,
+    verified,
+  };
+  log(`stream: ${fmt(msgPerS)} msg/s on one connection, errors ${JSON.stringify(r.errors)}, verified ${verified}`);
 }
 
 // ---------------------------------------------------------------- main
@@ -1103,14 +1210,14 @@ async function main(): Promise<void> {
     }
   };
   try {
-    if (['closed', 'open', 'interval', 'failover'].some(phase))
+    if (['closed', 'stream', 'open', 'interval', 'failover'].some(phase))
       await guarded('start JetStream', 3, async () => {
         js = await JetStreamCluster.start();
         await js.createStream(STREAM, 'bench.>');
         nc = await js.connect();
         log('JetStream cluster up (3 servers, R3 file stream)');
       });
-    if (['closed', 'open', 'failover'].some(phase) && js && nc) {
+    if (['closed', 'stream', 'open', 'failover'].some(phase) && js && nc) {
       const jsNow: JetStreamCluster = js;
       const ncNow: NatsConnection = nc;
       if (
@@ -1129,6 +1236,7 @@ async function main(): Promise<void> {
           await guarded('closed', 20, () =>
             closedPhase('closed', suts, SIZES, WINDOWS, (x) => (x === 'jetstream' ? 'background' : 'always')),
           );
+        if (phase('stream')) await guarded('stream', 5, () => streamPhase(s, suts['daftka-1']));
         if (phase('open')) await guarded('open', 6, () => openPhase(suts));
         if (phase('failover')) await guarded('Daftka failover', 6, () => daftkaFailover(s));
         await s.stop();
