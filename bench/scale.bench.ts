@@ -14,7 +14,15 @@
  *   default 10,000,000 records (checkpoint every 1,000,000); --quick: 200,000 (every 50,000).
  *   --profile: the replica runs with --cpu-prof; the self time of each checkpoint's window is
  *   printed after a clean stop (SIGTERM), to find what gets slower.
- * Env: BENCH_INFLIGHT (128), BENCH_VALUE_BYTES (100), BENCH_JSON=1 (rows as JSON too).
+ * Env: BENCH_INFLIGHT (128), BENCH_VALUE_BYTES (100), BENCH_JSON=1 (rows as JSON too);
+ *   BENCH_NODE_ARGS (node flags for the replica, space-separated, e.g. `--max-semi-space-size=4`);
+ *   every DAFTKA_* variable of the bench's own environment is passed to the replica (e.g.
+ *   DAFTKA_ENTRY_CACHE_BYTES), so settings can be compared back to back.
+ *
+ * The memory columns say where the RSS is: file-backed pages (the node binary and RocksDB's
+ * library, shared and mostly code), the main thread's V8 heap (committed, and in use), external
+ * buffers (Buffer and ArrayBuffer bytes outside the heap), the storage worker's V8 heap, RocksDB's
+ * own accounting (memtables + block cache + table readers), and the entry cache's bytes.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +34,7 @@ import { RemotePartitionClient } from '../protocol/partition-client';
 import { RpcClient } from '../protocol/rpc-client';
 import { httpGet, metricFromText, ReplicaCluster, sleep } from '../test/helpers/replica-cluster';
 import { monotonicUs, summarizeProfile } from './lib/cpu-profile';
+import { cpuMs } from './lib/procs';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): string | undefined =>
@@ -36,26 +45,62 @@ const RECORDS = Number(flag('records') || (QUICK ? 200_000 : 10_000_000));
 const STEP = Number(flag('step') || (QUICK ? 50_000 : 1_000_000));
 const INFLIGHT = Number(process.env.BENCH_INFLIGHT ?? 128);
 const VALUE_BYTES = Number(process.env.BENCH_VALUE_BYTES ?? 100);
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
+const PASSED_ENV = Object.fromEntries(
+  Object.entries(process.env).filter(
+    (kv): kv is [string, string] => kv[0].startsWith('DAFTKA_') && kv[1] !== undefined,
+  ),
+);
 const TOPIC = 'scale';
 const FETCHES = 200;
 
 interface Row {
   records: number;
   rssMb: number;
-  /** V8 heap in use (the rest of RSS: RocksDB memtables and block cache, buffers, code). */
-  heapMb: number;
+  mem: MemoryRow;
   producePerSec: number;
+  /** The replica's CPU (user + system, all threads) per record written in the step: steadier than the rate on a shared machine. */
+  cpuUsPerRecord: number;
   randomFetchP50Ms: number;
   randomFetchP99Ms: number;
   tailFetchP50Ms: number;
   windowUs: [number, number];
 }
 
-function rssMb(pid: number | undefined): number {
+function statusMb(pid: number | undefined, field: string): number {
   if (pid === undefined) return NaN;
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
+const rssMb = (pid: number | undefined): number => statusMb(pid, 'VmRSS');
+
+/** Where the replica's memory is, in MB (see the header). */
+interface MemoryRow {
+  fileMb: number;
+  heapTotalMb: number;
+  heapUsedMb: number;
+  externalMb: number;
+  workerHeapMb: number;
+  rocksMb: number;
+  entryCacheMb: number;
+}
+
+function memoryRow(pid: number | undefined, metrics: string): MemoryRow {
+  const mb = (name: string, labels?: Record<string, string>) => metricFromText(metrics, name, labels) / 2 ** 20;
+  return {
+    fileMb: statusMb(pid, 'RssFile'),
+    heapTotalMb: mb('daftka_nodejs_heap_size_total_bytes'),
+    heapUsedMb: mb('daftka_nodejs_heap_size_used_bytes'),
+    externalMb: mb('daftka_nodejs_external_memory_bytes'),
+    workerHeapMb: mb('daftka_storage_worker_heap_bytes'),
+    rocksMb: mb('daftka_storage_rocksdb_memory_bytes'),
+    entryCacheMb: mb('daftka_raft_entry_cache_bytes'),
+  };
+}
+
+const MEMORY_HEADER = 'file | heap total / used | external | worker heap | RocksDB | entry cache';
+const memoryCells = (m: MemoryRow): string =>
+  `${fmt(m.fileMb)} | ${fmt(m.heapTotalMb)} / ${fmt(m.heapUsedMb)} | ${fmt(m.externalMb)} | ${fmt(m.workerHeapMb)} | ${fmt(m.rocksMb)} | ${fmt(m.entryCacheMb)}`;
 
 function hist() {
   return build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
@@ -111,8 +156,9 @@ async function main(): Promise<void> {
       DAFTKA_LOG_LEVEL: 'warn',
       DAFTKA_RETENTION_MS: '-1',
       DAFTKA_RETENTION_BYTES: '-1',
+      ...PASSED_ENV,
     },
-    nodeArgsFor: () => (PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
+    nodeArgsFor: () => [...NODE_ARGS, ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
   });
   const slot = cluster.slots[0];
   const rows: Row[] = [];
@@ -134,14 +180,22 @@ async function main(): Promise<void> {
     };
     console.log(
       `scale bench: 1 replica (RF 1, fsync always), ${fmt(RECORDS)} records of ${VALUE_BYTES} B, one per produce, ` +
-        `${INFLIGHT} in flight; checkpoint every ${fmt(STEP)}; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
+        `${INFLIGHT} in flight; checkpoint every ${fmt(STEP)}; load average ${load0.map((l) => l.toFixed(2)).join(' ')}` +
+        (NODE_ARGS.length > 0 ? `; node ${NODE_ARGS.join(' ')}` : '') +
+        (Object.keys(PASSED_ENV).length > 0
+          ? `; ${Object.entries(PASSED_ENV)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}`
+          : ''),
     );
     console.log(
-      `| records | RSS MB | JS heap used MB | produce/s (last step) | random fetch p50/p99 ms | tail fetch p50 ms |`,
+      `| records | RSS MB | produce/s (last step) | replica CPU µs/record | random fetch p50/p99 ms | tail fetch p50 ms | ${MEMORY_HEADER} (MB) |`,
     );
-    console.log(`| --: | --: | --: | --: | --: | --: |`);
+    console.log(`| --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |`);
     const idle = rssMb(slot.pid);
-    console.log(`| 0 (idle) | ${fmt(idle)} | — | — | — | — |`);
+    console.log(
+      `| 0 (idle) | ${fmt(idle)} | — | — | — | — | ${memoryCells(memoryRow(slot.pid, await cluster.metricsText(0)))} |`,
+    );
     let sent = 0;
     let acked = 0;
     let retries = 0;
@@ -165,7 +219,9 @@ async function main(): Promise<void> {
     for (let at = STEP; at <= RECORDS; at += STEP) {
       const t0 = performance.now();
       const w0 = monotonicUs();
+      const cpu0 = cpuMs(slot.pid ?? -1);
       await produceUntil(at);
+      const cpuUsPerRecord = ((cpuMs(slot.pid ?? -1) - cpu0) * 1000) / STEP;
       const secs = (performance.now() - t0) / 1000;
       const w1 = monotonicUs();
       const random = await fetchLatency(client, FETCHES, () => Math.floor(Math.random() * acked));
@@ -174,8 +230,9 @@ async function main(): Promise<void> {
       const row: Row = {
         records: acked,
         rssMb: rssMb(slot.pid),
-        heapMb: metricFromText(text, 'daftka_nodejs_heap_size_used_bytes') / 2 ** 20,
+        mem: memoryRow(slot.pid, text),
         producePerSec: STEP / secs,
+        cpuUsPerRecord,
         randomFetchP50Ms: random.p50,
         randomFetchP99Ms: random.p99,
         tailFetchP50Ms: tail.p50,
@@ -183,7 +240,7 @@ async function main(): Promise<void> {
       };
       rows.push(row);
       console.log(
-        `| ${fmt(row.records)} | ${fmt(row.rssMb)} | ${fmt(row.heapMb)} | ${fmt(row.producePerSec)} | ${fmt(row.randomFetchP50Ms, 2)} / ${fmt(row.randomFetchP99Ms, 2)} | ${fmt(row.tailFetchP50Ms, 2)} |`,
+        `| ${fmt(row.records)} | ${fmt(row.rssMb)} | ${fmt(row.producePerSec)} | ${fmt(row.cpuUsPerRecord)} | ${fmt(row.randomFetchP50Ms, 2)} / ${fmt(row.randomFetchP99Ms, 2)} | ${fmt(row.tailFetchP50Ms, 2)} | ${memoryCells(row.mem)} |`,
       );
     }
     rpc.close();
@@ -226,6 +283,7 @@ async function main(): Promise<void> {
     const rssReady = rssMb(slot.pid);
     const random = await fetchLatency(client2, 1000, () => Math.floor(Math.random() * acked));
     const rssAfter = rssMb(slot.pid);
+    const memAfter = memoryRow(slot.pid, await cluster.metricsText(0));
     rpc2.close();
     const load1 = loadavg();
     console.log(
@@ -233,6 +291,7 @@ async function main(): Promise<void> {
         `RSS ${fmt(rssReady)} MB when ready, ${fmt(rssAfter)} MB after 1,000 random fetches (p50/p99 ${fmt(random.p50, 2)} / ${fmt(random.p99, 2)} ms); ` +
         `retries ${retries}; load average ${load1.map((l) => l.toFixed(2)).join(' ')}`,
     );
+    console.log(`after restart (MB): ${MEMORY_HEADER}: ${memoryCells(memAfter)}`);
     if (process.env.BENCH_JSON === '1')
       console.log(
         JSON.stringify({ rows, restart: { readyMs, firstProduceMs, rssReady, rssAfter }, load: [load0, load1] }),

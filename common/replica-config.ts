@@ -145,10 +145,19 @@ export const replicaSchema = defineSchema({
   entryCacheBytes: {
     type: 'int',
     env: 'DAFTKA_ENTRY_CACHE_BYTES',
-    default: 64 * 1024 * 1024,
+    default: 8 * 1024 * 1024,
     min: 0,
     unit: 'bytes',
-    doc: 'recent log entries kept in memory for replication and fetch',
+    doc: 'recent log entries kept in memory for replication and fetch: data plus ~200 B per entry (daftka_raft_entry_cache_bytes)',
+  },
+  heapGrowingPercent: {
+    type: 'int',
+    env: 'DAFTKA_HEAP_GROWING_PERCENT',
+    default: 50,
+    min: 0,
+    max: 300,
+    unit: 'percent',
+    doc: "how far V8's old generation may grow past its live size before the next full collection (0: V8's own rule, up to 300 % on a large machine)",
   },
   rocksdbBlockCacheBytes: {
     type: 'int',

@@ -173,6 +173,23 @@ export class PartitionReplica {
         this.set({ ...lbl, kind: 'table_readers' }, m.tableReaderBytes);
       },
     });
+    gauge(registry, {
+      name: 'daftka_storage_worker_heap_bytes',
+      help: "The storage worker thread's V8 heap, committed bytes (its own isolate: not in daftka_nodejs_heap_*)",
+      labelNames: ['topic', 'partition'] as const,
+      async collect() {
+        const m = await storage.memory().catch(() => null);
+        if (m?.workerHeapBytes !== undefined) this.set(lbl, m.workerHeapBytes);
+      },
+    });
+    gauge(registry, {
+      name: 'daftka_raft_entry_cache_bytes',
+      help: 'Recent log entries kept in memory for replication and fetch: data plus per-entry overhead (bound entryCacheBytes)',
+      labelNames: ['topic', 'partition'] as const,
+      collect() {
+        this.set(lbl, replica.driver.entryCacheBytes);
+      },
+    });
     await replica.driver.recover();
     return replica;
   }

@@ -453,6 +453,11 @@ export class RaftDriver {
     return this.node?.role === 'leader' && !this.stopping;
   }
 
+  /** The entry cache's accounted bytes (bound entryCacheBytes); 0 before recovery. */
+  get entryCacheBytes(): number {
+    return this.log?.cachedBytes ?? 0;
+  }
+
   /**
    * Propose a state-machine command; resolves with what applying it returned once it committed
    * in this leader's term. `records`/`bytes` (produces) feed the produce metrics at commit.

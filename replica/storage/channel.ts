@@ -18,6 +18,9 @@ interface Outstanding {
   reject: (e: Error) => void;
 }
 
+/** The storage worker isolate's young generation (semi-spaces), MB. */
+const STORAGE_WORKER_YOUNG_GENERATION_MB = 6;
+
 export class WorkerChannel {
   private nextId = 1;
   private readonly outstanding = new Map<number, Outstanding>();
@@ -39,7 +42,12 @@ export class WorkerChannel {
   }
 
   static start(onDeath: (err: ClassifiedError) => void): WorkerChannel {
-    const worker = startWorker(path.join(__dirname, 'worker'), { name: 'daftka-storage' });
+    const worker = startWorker(path.join(__dirname, 'worker'), {
+      name: 'daftka-storage',
+      // The worker's garbage is short-lived (one request's rows and copies): a small young
+      // generation is enough, and the default one is most of its committed heap (issue 20).
+      resourceLimits: { maxYoungGenerationSizeMb: STORAGE_WORKER_YOUNG_GENERATION_MB },
+    });
     return new WorkerChannel(worker, onDeath);
   }
 

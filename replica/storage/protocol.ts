@@ -52,6 +52,8 @@ export interface RocksMemory {
   memtableBytes: number;
   blockCacheBytes: number;
   tableReaderBytes: number;
+  /** The storage worker's V8 heap (committed), filled in by the worker, not the engine. */
+  workerHeapBytes?: number;
 }
 
 export type Request =

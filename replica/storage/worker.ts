@@ -4,6 +4,7 @@
  * loop free. Requests are executed strictly one at a time, in arrival order: writes the facade
  * sends in order hit the disk in order, and every read sees a quiescent database.
  */
+import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import { Engine } from './engine';
 import { marshalError } from './errors';
@@ -47,7 +48,8 @@ async function handle(req: Request): Promise<{ result: unknown; transfer: ArrayB
     case 'install':
       return { result: await engine.install(req.meta, req.state), transfer: [] };
     case 'memory':
-      return { result: engine.memory(), transfer: [] };
+      // This thread's own V8 heap (an isolate of its own, not in the main thread's heap metrics).
+      return { result: { ...engine.memory(), workerHeapBytes: getHeapStatistics().total_heap_size }, transfer: [] };
     case 'close':
       await engine.close();
       engine = null;
