@@ -78,6 +78,12 @@ export const operatorSchema = defineSchema({
     patternDoc: 'a Secret name',
     doc: "Secret (in namespace) the operator keeps every topic's client key in (a data key per topic, hex), for the gateway (DAFTKA_GATEWAY_CLIENT_KEYS_SECRET); a topic enters the catalog once its key is there; empty = none",
   },
+  replicaClientKeys: {
+    type: 'bool',
+    env: 'DAFTKA_OPERATOR_REPLICA_CLIENT_KEYS',
+    default: false,
+    doc: "each Topic namespace gets a Secret daftka-client-keys with the client keys of that namespace's topics, which its replica pods mount (DAFTKA_CLIENT_KEYS_DIR): dead-letter replay into another topic of the same namespace; never another namespace's keys",
+  },
   adminSecret: {
     type: 'string',
     env: 'DAFTKA_ADMIN_SECRET',

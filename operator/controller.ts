@@ -18,7 +18,7 @@ import type { EventRecorder } from './events';
 import { Informer, objectKey, type KObject } from '../common/informer';
 import { RESOURCES, resourcePath, type KubeClient, type ResourceType } from '../common/kube';
 import type { OperatorMetrics } from './metrics';
-import { DRAIN_LABEL, MANAGED_SELECTOR, ZONE_LABEL } from './names';
+import { DRAIN_LABEL, MANAGED_SELECTOR, NAMESPACE_CLIENT_KEYS_SECRET, ZONE_LABEL } from './names';
 import { RebalanceDriver } from './rebalance-driver';
 import type { RebalanceSettings } from './rebalancer';
 import {
@@ -58,6 +58,8 @@ export interface ControllerOptions {
   clientKeys?: { namespace: string; name: string };
   /** The installation's admin secret: every topic gets its admin-auth Secret (operator/desired.ts). */
   adminSecret?: string;
+  /** Each Topic namespace gets NAMESPACE_CLIENT_KEYS_SECRET with its topics' client keys (replay). */
+  namespaceClientKeys?: boolean;
 }
 
 export class Controller {
@@ -69,6 +71,8 @@ export class Controller {
   readonly rebalancer: RebalanceDriver;
   private readonly catalogWriter: CatalogWriter | null;
   private readonly keysWriter: ClientKeysWriter | null;
+  /** Namespace → the writer of its client keys Secret (namespaceClientKeys). */
+  private readonly nsKeysWriters = new Map<string, ClientKeysWriter>();
   private readonly notes = new Map<string, string>();
   private timers: NodeJS.Timeout[] = [];
   private workers: Promise<void>[] = [];
@@ -144,7 +148,7 @@ export class Controller {
       resyncMs: o.resyncMs,
       rebalanceNotes: this.notes,
       ...(o.adminSecret !== undefined ? { adminSecret: o.adminSecret } : {}),
-      ...(o.clientKeys ? { onClientKeys: () => this.queue.add(CATALOG_KEY) } : {}),
+      ...(o.clientKeys || o.namespaceClientKeys ? { onClientKeys: () => this.queue.add(CATALOG_KEY) } : {}),
     });
     this.rebalancer = new RebalanceDriver({
       kube: o.kube,
@@ -269,14 +273,43 @@ export class Controller {
     // gateway that sees a topic can prove its key (no refused connections in between). A key is
     // known after the topic's first reconcile has read or made its peer Secret (onClientKeys).
     let listed = topics;
-    if (this.keysWriter) {
-      const keys = this.reconciler.clientKeys(topics);
+    const keys = this.keysWriter || this.o.namespaceClientKeys ? this.reconciler.clientKeys(topics) : undefined;
+    if (keys && this.o.namespaceClientKeys) await this.writeNamespaceKeys(topics, keys);
+    if (keys && this.keysWriter) {
       if (await this.keysWriter.write(keys)) this.o.logger.info('gateway_client_keys_written', { topics: keys.size });
       listed = topics.filter((t) => keys.has(t.metadata.name));
     }
     if (!this.catalogWriter) return;
     if (await this.catalogWriter.write(renderCatalog(listed, this.o.settings)))
       this.o.logger.info('gateway_catalog_written', { topics: listed.length });
+  }
+
+  /**
+   * Each Topic namespace's client keys Secret holds the keys of that namespace's topics only (a
+   * namespace whose last topic went keeps an empty one). Replicas mount it for replay into another
+   * topic of their namespace.
+   */
+  private async writeNamespaceKeys(
+    topics: ReadonlyArray<Topic & KObject>,
+    keys: ReadonlyMap<string, string>,
+  ): Promise<void> {
+    const byNs = new Map<string, Map<string, string>>();
+    for (const t of topics) {
+      const k = keys.get(t.metadata.name);
+      const ns = t.metadata.namespace!;
+      if (!byNs.has(ns)) byNs.set(ns, new Map());
+      if (k !== undefined) byNs.get(ns)!.set(t.metadata.name, k);
+    }
+    for (const ns of new Set([...byNs.keys(), ...this.nsKeysWriters.keys()])) {
+      let w = this.nsKeysWriters.get(ns);
+      if (!w) {
+        w = new ClientKeysWriter(this.o.kube, { namespace: ns, name: NAMESPACE_CLIENT_KEYS_SECRET });
+        this.nsKeysWriters.set(ns, w);
+      }
+      const mine = byNs.get(ns) ?? new Map<string, string>();
+      if (await w.write(mine))
+        this.o.logger.info('namespace_client_keys_written', { namespace: ns, topics: mine.size });
+    }
   }
 
   async stop(): Promise<void> {

@@ -28,6 +28,8 @@ import {
   partitionName,
   partitionSelector,
   adminSecretName,
+  CLIENT_KEYS_MOUNT,
+  NAMESPACE_CLIENT_KEYS_SECRET,
   peerSecretName,
   replicaHost,
   topicLabels,
@@ -69,6 +71,11 @@ export interface ReplicaSettings {
    * are refused to everyone (the replica's rule when it has a peer secret and no admin secret).
    */
   adminAuth?: boolean;
+  /**
+   * Replica pods mount their namespace's client keys Secret (NAMESPACE_CLIENT_KEYS_SECRET, optional)
+   * as DAFTKA_CLIENT_KEYS_DIR: replay into another topic of the same namespace.
+   */
+  namespaceClientKeys?: boolean;
 }
 
 export type KubeObject = {
@@ -202,7 +209,7 @@ export function desiredAdminSecret(topic: Topic, installAdminSecret: string): Ku
 
 const CONTRACT_ENV = new Set(['DAFTKA_ORDINAL']);
 /** Security settings extraEnv may not set: secrets come from Secrets, admission is never switched off. */
-const RESERVED_ENV = new Set([PEER_SECRET_ENV, ADMIN_SECRET_ENV, CLIENT_AUTH_ENV]);
+const RESERVED_ENV = new Set([PEER_SECRET_ENV, ADMIN_SECRET_ENV, CLIENT_AUTH_ENV, 'DAFTKA_CLIENT_KEYS_DIR']);
 
 /**
  * The pod environment: the contract of ordinal 0 with DAFTKA_ORDINAL taken from the pod's index
@@ -233,6 +240,7 @@ function podEnv(topic: string, replicas: readonly DesiredReplica[], s: ReplicaSe
       name: ADMIN_SECRET_ENV,
       valueFrom: { secretKeyRef: { name: adminSecretName(topic), key: ADMIN_SECRET_KEY } },
     });
+  if (s.namespaceClientKeys) env.push({ name: 'DAFTKA_CLIENT_KEYS_DIR', value: CLIENT_KEYS_MOUNT });
   for (const [k, v] of Object.entries(contract)) {
     if (k === 'DAFTKA_ORDINAL')
       env.push({ name: k, valueFrom: { fieldRef: { fieldPath: `metadata.labels['${POD_INDEX_LABEL}']` } } });
@@ -410,10 +418,19 @@ export function desiredStatefulSet(
               volumeMounts: [
                 { name: VOLUME_NAME, mountPath: DATA_MOUNT },
                 { name: 'tmp', mountPath: '/tmp' },
+                ...(s.namespaceClientKeys
+                  ? [{ name: 'client-keys', mountPath: CLIENT_KEYS_MOUNT, readOnly: true }]
+                  : []),
               ],
             },
           ],
-          volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+          volumes: [
+            { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
+            // Optional: pods start before the operator first writes it; the kubelet fills it in later.
+            ...(s.namespaceClientKeys
+              ? [{ name: 'client-keys', secret: { secretName: NAMESPACE_CLIENT_KEYS_SECRET, optional: true } }]
+              : []),
+          ],
         },
       },
       volumeClaimTemplates: claimTemplates(desiredClaimTemplate(topic, index, s), existingClaimTemplates),

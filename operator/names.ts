@@ -51,6 +51,13 @@ export { PEER_SECRET_ENV } from '../common/peer-secret';
 export const adminSecretName = (topic: string): string => `${topic}-admin-auth`;
 export const ADMIN_SECRET_KEY = 'secret';
 export { ADMIN_SECRET_ENV } from '../common/topic-credentials';
+/**
+ * One per Topic namespace: the client keys of that namespace's topics (a data key per topic, hex),
+ * mounted into its replica pods as DAFTKA_CLIENT_KEYS_DIR, so a dead-letter replay can write into
+ * another topic of the same namespace. Never another namespace's keys (another tenant's topics).
+ */
+export const NAMESPACE_CLIENT_KEYS_SECRET = 'daftka-client-keys';
+export const CLIENT_KEYS_MOUNT = '/etc/daftka/client-keys';
 export const podName = (topic: string, index: number, ordinal: number): string => `${topic}-${index}-${ordinal}`;
 export const pvcName = (topic: string, index: number, ordinal: number): string =>
   `${VOLUME_NAME}-${podName(topic, index, ordinal)}`;

@@ -64,7 +64,11 @@ export async function startOperator(cfg: OperatorConfig, o: OperatorOptions = {}
     },
   });
   // Replicas read an admin-auth Secret exactly when the operator makes them (cfg.adminSecret).
-  const settings = { ...(o.replicaSettings ?? loadReplicaSettings(cfg)), adminAuth: cfg.adminSecret !== '' };
+  const settings = {
+    ...(o.replicaSettings ?? loadReplicaSettings(cfg)),
+    adminAuth: cfg.adminSecret !== '',
+    namespaceClientKeys: cfg.replicaClientKeys,
+  };
   const health = { staleMs: cfg.reportStaleSeconds * 1000, maxLagEntries: cfg.maxLagEntries };
   let controller: Controller | null = null;
   const reports = new ReportTable({ settings: health, onChange: (topic) => controller?.onReport(topic) });
@@ -165,6 +169,7 @@ export async function startOperator(cfg: OperatorConfig, o: OperatorOptions = {}
           ? { clientKeys: { namespace: cfg.namespace, name: cfg.gatewayClientKeysSecret } }
           : {}),
         ...(cfg.adminSecret !== '' ? { adminSecret: cfg.adminSecret } : {}),
+        namespaceClientKeys: cfg.replicaClientKeys,
       });
       controller = c;
       // Renewal runs alongside the controller from the first moment (cache sync can be slow).

@@ -395,6 +395,14 @@ describe('Helm chart helm/daftka', () => {
           if (!rule.resourceNames) {
             expect(role.metadata.name).toBe('daftka-operator');
             expect(rule).toEqual({ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'delete'] });
+          } else if (role.metadata.name === 'daftka-operator') {
+            // Each Topic namespace's client keys Secret (replay within the namespace), by name.
+            expect(rule).toEqual({
+              apiGroups: [''],
+              resources: ['secrets'],
+              resourceNames: ['daftka-client-keys'],
+              verbs: ['get', 'update', 'patch'],
+            });
           } else {
             // Everything else on Secrets is one object by name: the gateway client keys Secret.
             expect(rule.resourceNames).toEqual(['daftka-gateway-client-keys']);
@@ -642,6 +650,7 @@ describe('Helm chart helm/daftka', () => {
       // Replicas get admin-auth Secrets; the gateway gets every topic's client key.
       expect(cfg.adminSecret).not.toBe('');
       expect(cfg.gatewayClientKeysSecret).toBe('daftka-gateway-client-keys');
+      expect(cfg.replicaClientKeys).toBe(true);
       const file = (find(objs, 'ConfigMap', 'daftka-operator') as Any).data['replica-settings.json'];
       const settings = op.loadReplicaSettings(cfg, (p: string) => {
         expect(p).toBe('/etc/daftka/operator/replica-settings.json');
@@ -893,6 +902,7 @@ describe('Helm chart helm/daftka', () => {
           DAFTKA_OPERATOR_WATCH_NAMESPACES: chartEnv.DAFTKA_OPERATOR_WATCH_NAMESPACES,
           DAFTKA_OPERATOR_GATEWAY_CATALOG_CONFIGMAP: chartEnv.DAFTKA_OPERATOR_GATEWAY_CATALOG_CONFIGMAP,
           DAFTKA_OPERATOR_GATEWAY_CLIENT_KEYS_SECRET: chartEnv.DAFTKA_OPERATOR_GATEWAY_CLIENT_KEYS_SECRET,
+          DAFTKA_OPERATOR_REPLICA_CLIENT_KEYS: chartEnv.DAFTKA_OPERATOR_REPLICA_CLIENT_KEYS,
           DAFTKA_ADMIN_SECRET: 'a'.repeat(48),
           DAFTKA_NATS_URL: nats.url,
           DAFTKA_OPERATOR_LISTEN_HOST: '127.0.0.1',
@@ -931,6 +941,10 @@ describe('Helm chart helm/daftka', () => {
           (await get('/apis/daftka.io/v1alpha1/namespaces/team-a/topics/rbac-theirs')).metadata.finalizers,
         ).toBeUndefined();
         expect(Object.keys(keys.data)).toEqual(['rbac-mine']);
+        // The namespace's own keys Secret (replay within the namespace), written on the chart's RBAC.
+        const nsKeys = await get(`/api/v1/namespaces/${NS}/secrets/daftka-client-keys`);
+        expect(Object.keys(nsKeys.data)).toEqual(['rbac-mine']);
+        expect(await get('/api/v1/namespaces/team-a/secrets/daftka-client-keys')).toBeNull();
       } finally {
         await op.stop();
         admin.close();

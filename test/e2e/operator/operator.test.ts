@@ -89,8 +89,8 @@ const ADMIN_SECRET = 'a'.repeat(24) + 'b'.repeat(24);
 const CLIENT_KEYS = 'daftka-gateway-client-keys';
 
 /** The gateway client keys Secret, decoded: topic → hex key. */
-async function clientKeys(): Promise<Record<string, string>> {
-  const s = await getObj(kube, 'secrets', CLIENT_KEYS);
+async function clientKeys(name = CLIENT_KEYS): Promise<Record<string, string>> {
+  const s = await getObj(kube, 'secrets', name);
   return Object.fromEntries(
     Object.entries((s?.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
   );
@@ -100,6 +100,7 @@ async function startOp(identity: string, extraEnv: Record<string, string> = {}):
   const op = await startTestOperator(env, nats.url, identity, {
     DAFTKA_ADMIN_SECRET: ADMIN_SECRET,
     DAFTKA_OPERATOR_GATEWAY_CLIENT_KEYS_SECRET: CLIENT_KEYS,
+    DAFTKA_OPERATOR_REPLICA_CLIENT_KEYS: 'true',
     ...extraEnv,
   });
   operators.push(op);
@@ -220,7 +221,7 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
       expect(t.status?.topicId).toMatch(/^[0-9a-f-]{36}$/);
       return t;
     });
-    const settings = { ...REPLICA_SETTINGS(nats.url), namespace: NS, adminAuth: true };
+    const settings = { ...REPLICA_SETTINGS(nats.url), namespace: NS, adminAuth: true, namespaceClientKeys: true };
     const replicas = topicReplicas(topic, settings);
     for (let i = 0; i < 3; i++) {
       const p = await eventually(async () => {
@@ -309,6 +310,12 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
     await eventually(async () =>
       expect((await clientKeys()).orders).toBe(clientKeyOf(ordersSecret!.value, 'orders').toString('hex')),
     );
+    // The namespace's own keys Secret (replay into another topic of the namespace) holds it too.
+    await eventually(async () =>
+      expect((await clientKeys('daftka-client-keys')).orders).toBe(
+        clientKeyOf(ordersSecret!.value, 'orders').toString('hex'),
+      ),
+    );
 
     // A second topic gets its own value; a spec change re-reconciles it and leaves the Secret as it was.
     await applyTopic(kube, 'payments', { partitions: 1, replicationFactor: 1, deletionPolicy: 'Delete' });
@@ -336,6 +343,7 @@ describe('reconcile: Topic → Partitions → StatefulSets, Services, PDBs', () 
       expect(await getObj(kube, 'secrets', 'payments-peer-auth')).toBeNull();
       expect(await getObj(kube, 'secrets', 'payments-admin-auth')).toBeNull();
       expect(Object.keys(await clientKeys())).not.toContain('payments');
+      expect(Object.keys(await clientKeys('daftka-client-keys'))).not.toContain('payments');
     }, 60_000);
   });
 

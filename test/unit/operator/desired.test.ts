@@ -311,6 +311,26 @@ describe('desired state: Partition → StatefulSet', () => {
     expect(securityEnv(desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, none))).toEqual([expected[1]]);
   });
 
+  it("with namespaceClientKeys, mounts its namespace's client keys Secret (optional) as DAFTKA_CLIENT_KEYS_DIR; never from extraEnv", () => {
+    const keysOf = (sts: any) => {
+      const pod = sts.spec.template.spec;
+      return {
+        env: pod.containers[0].env.filter((e: any) => e.name === 'DAFTKA_CLIENT_KEYS_DIR'),
+        mounts: pod.containers[0].volumeMounts.filter((m: any) => m.name === 'client-keys'),
+        volumes: pod.volumes.filter((v: any) => v.name === 'client-keys'),
+      };
+    };
+    expect(keysOf(sts)).toEqual({ env: [], mounts: [], volumes: [] });
+    const withKeys = { ...settings, namespaceClientKeys: true };
+    expect(keysOf(desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, withKeys))).toEqual({
+      env: [{ name: 'DAFTKA_CLIENT_KEYS_DIR', value: '/etc/daftka/client-keys' }],
+      mounts: [{ name: 'client-keys', mountPath: '/etc/daftka/client-keys', readOnly: true }],
+      volumes: [{ name: 'client-keys', secret: { secretName: 'daftka-client-keys', optional: true } }],
+    });
+    const pointed = { ...settings, extraEnv: { DAFTKA_CLIENT_KEYS_DIR: '/elsewhere' } };
+    expect(keysOf(desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, pointed)).env).toEqual([]);
+  });
+
   it('takes image and resources from the operator config unless the Topic sets resources', () => {
     expect(container.image).toBe('ghcr.io/daftka/daftka:1.2.3');
     expect(container.command).toEqual(['node', 'dist/replica/main.js']);
