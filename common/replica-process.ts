@@ -1,0 +1,15 @@
+/**
+ * How a replica process is started, besides its configuration (common/replica-config.ts): the
+ * settings that must be in place before the process runs its first line, so the replica cannot
+ * apply them itself (what it can, it does at start: `heapGrowingPercent`, replica/main.ts).
+ * Measured with `npm run bench -- scale --quick` (docs/benchmarks.md, Scale; issue 20):
+ *
+ * - `--max-semi-space-size=4`: V8's young generation defaults to 16 MB semi-spaces (up to ~48 MB
+ *   committed); at 4 MB the replica's heap was ~20 MB smaller while producing, at the same CPU per
+ *   record. Allowed in NODE_OPTIONS, so it can be given either way.
+ * - `MALLOC_ARENA_MAX=2`: glibc gives each thread that allocates (the storage worker, RocksDB's
+ *   flush and compaction threads, libuv's pool) an arena of its own, and each keeps its free
+ *   pages; two arenas saved ~13 MB of RSS while producing and ~10 MB after a restart.
+ */
+export const REPLICA_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
+export const REPLICA_PROCESS_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
