@@ -13,3 +13,13 @@
  */
 export const REPLICA_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
 export const REPLICA_PROCESS_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+
+/**
+ * Both as environment, for launchers that only set variables: every replica of `desiredReplicas`
+ * (local mode, the bench stack, the operator's pods). NODE_OPTIONS keeps the image's
+ * `--enable-source-maps` (Dockerfile), which a pod's own NODE_OPTIONS replaces.
+ */
+export const REPLICA_LAUNCH_ENV: Readonly<Record<string, string>> = {
+  ...REPLICA_PROCESS_ENV,
+  NODE_OPTIONS: ['--enable-source-maps', ...REPLICA_NODE_FLAGS].join(' '),
+};

@@ -1,4 +1,5 @@
 import { TOPIC_NAME_RE } from './names';
+import { REPLICA_LAUNCH_ENV } from './replica-process';
 
 /**
  * A Topic's spec (the `topics.daftka.io` custom resource's `spec`) and the desired state derived
@@ -137,6 +138,8 @@ export function desiredReplicas(
           ...(spec.deadLetter?.retentionMs !== undefined
             ? { DAFTKA_DEAD_LETTER_RETENTION_MS: String(spec.deadLetter.retentionMs) }
             : {}),
+          // Process settings the replica cannot apply itself (V8's young generation, glibc's arenas).
+          ...REPLICA_LAUNCH_ENV,
           ...(opts.extraEnv ?? {}),
         },
       });

@@ -269,6 +269,9 @@ describe('desired state: Partition → StatefulSet', () => {
       { name: 'DAFTKA_RETENTION_MS', value: '3600000' },
       { name: 'DAFTKA_SHUTDOWN_TIMEOUT_MS', value: '25000' },
       { name: 'DAFTKA_TOPIC', value: 'orders' },
+      // Process settings the replica cannot apply itself (common/replica-process.ts).
+      { name: 'MALLOC_ARENA_MAX', value: '2' },
+      { name: 'NODE_OPTIONS', value: '--enable-source-maps --max-semi-space-size=4' },
     ]);
   });
 
