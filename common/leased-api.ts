@@ -28,6 +28,20 @@ export interface LeasePolicy {
 /** A group's policy as set by PUT /v1/groups/{g}/policy: unset fields take the topic's defaults. */
 export type LeasePolicyOverride = Partial<LeasePolicy>;
 
+/** The groups one partition knows (committed offsets, a lease policy or leases), by name. */
+export interface GroupListRequest {
+  topic: string;
+  partition: number;
+  requestId: string;
+  /** At most this many names (sorted); `truncated` says there were more. */
+  limit: number;
+}
+
+export interface GroupList {
+  groups: string[];
+  truncated: boolean;
+}
+
 export interface GroupTarget {
   group: string;
   topic: string;

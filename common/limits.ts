@@ -30,3 +30,6 @@ export const MAX_RELEASE_DELAY_MS = LEASE_POLICY_BOUNDS.backoffMaxMs.max;
  * smaller (the CRD allows at most 1000 partitions) and is checked against the catalog.
  */
 export const MAX_PARTITION_INDEX = 9999;
+
+/** Most group names one partition returns to GET /v1/groups (sorted; the answer says when there were more). */
+export const MAX_GROUP_LIST = 1000;

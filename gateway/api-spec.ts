@@ -348,6 +348,30 @@ const quotasOut: JsonSchema = {
   },
 };
 
+export const GROUP_LIST_RESPONSE_SCHEMA: JsonSchema = {
+  type: 'object',
+  required: ['groups', 'truncated'],
+  properties: {
+    groups: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['group', 'topic'],
+        properties: { group: { type: 'string' }, topic: { type: 'string' } },
+      },
+    },
+    truncated: { type: 'boolean', description: 'A partition had more groups than it reports.' },
+    errors: {
+      type: 'array',
+      description: 'Partitions that could not be asked (the list may miss their groups).',
+      items: {
+        type: 'object',
+        properties: { topic: { type: 'string' }, partition: { type: 'integer' }, code: { type: 'string' } },
+      },
+    },
+  },
+};
+
 export const TOPICS_RESPONSE_SCHEMA: JsonSchema = {
   type: 'object',
   required: ['topics'],
@@ -665,6 +689,38 @@ export const CORE_ROUTES: readonly (RouteSpec & { id: CoreRouteId })[] = [
       },
     ],
     ok: { status: 200, description: 'Lag.', schema: GROUP_RESPONSE_SCHEMA },
+    errors: [...COMMON_ERRORS, 403],
+  },
+  {
+    id: 'list_groups',
+    method: 'get',
+    path: '/v1/groups',
+    summary: 'Consumer groups the caller may use',
+    description:
+      'Every group known on the topics given (`topic`, repeated or comma-separated), or else on every topic the ' +
+      'caller may consume: a group with committed offsets, a lease policy or leases on any partition. Only ' +
+      'groups the caller may use on that topic are listed (access.groups). Sorted by group, then topic; ' +
+      '`prefix` keeps the names that start with it. Each partition reports at most 1,000 names: `truncated` ' +
+      'says some were left out (narrow with `prefix` or `topic`). GET /v1/groups/{group} gives the lag.',
+    tag: 'groups',
+    auth: true,
+    params: [
+      {
+        name: 'topic',
+        in: 'query',
+        required: false,
+        schema: { type: 'array', items: { type: 'string' }, maxItems: 100 },
+        description: 'Topics to list the groups of.',
+      },
+      {
+        name: 'prefix',
+        in: 'query',
+        required: false,
+        schema: { type: 'string', maxLength: 249 },
+        description: 'Only groups whose name starts with this.',
+      },
+    ],
+    ok: { status: 200, description: 'Groups.', schema: GROUP_LIST_RESPONSE_SCHEMA },
     errors: [...COMMON_ERRORS, 403],
   },
   {

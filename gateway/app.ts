@@ -23,7 +23,13 @@ import { createAjv } from './validation';
 import { produceHandler } from './handlers/records';
 import { produceStreamHandler } from './handlers/stream';
 import { fetchHandler } from './handlers/fetch';
-import { commitOffsetsHandler, getGroupHandler, getOffsetsHandler, resetOffsetsHandler } from './handlers/groups';
+import {
+  commitOffsetsHandler,
+  getGroupHandler,
+  getOffsetsHandler,
+  listGroupsHandler,
+  resetOffsetsHandler,
+} from './handlers/groups';
 import { getTopicHandler, limitsHandler, listTopicsHandler } from './handlers/topics';
 import { LEASED_HANDLERS } from './handlers/leased-routes';
 import { getReadinessHandler, getReadinessHistoryHandler } from './handlers/readiness';
@@ -76,6 +82,7 @@ const HANDLERS: Record<Exclude<RouteId, 'openapi' | 'healthz' | 'readyz' | 'metr
   get_offsets: getOffsetsHandler,
   reset_offsets: resetOffsetsHandler,
   get_group: getGroupHandler,
+  list_groups: listGroupsHandler,
   list_topics: listTopicsHandler,
   get_topic: getTopicHandler,
   get_limits: limitsHandler,

@@ -26,6 +26,7 @@ export type CoreRouteId =
   | 'get_offsets'
   | 'reset_offsets'
   | 'get_group'
+  | 'list_groups'
   | 'list_topics'
   | 'get_topic'
   | 'get_limits'

@@ -3,6 +3,8 @@ import type {
   DeadLetterPage,
   DeadLetterQuery,
   GroupLeaseInfo,
+  GroupList,
+  GroupListRequest,
   GroupPolicyRequest,
   GroupTarget,
   LeaseAckRequest,
@@ -204,6 +206,17 @@ export const METHODS = {
     decodeRequest: lc.decodeGroupTarget,
     encodeResponse: lc.encodeGroupLeaseInfo,
     decodeResponse: lc.decodeGroupLeaseInfo,
+  }),
+
+  // Any replica may answer (the state is replicated; a follower's list may trail by a commit).
+  listGroups: method<GroupListRequest, GroupList>({
+    wire: 'partition.listGroups',
+    kind: 'read',
+    needsLeader: false,
+    encodeRequest: lc.encodeGroupListRequest,
+    decodeRequest: lc.decodeGroupListRequest,
+    encodeResponse: lc.encodeGroupList,
+    decodeResponse: lc.decodeGroupList,
   }),
 
   // ---- dead letters and replay jobs ----

@@ -2,36 +2,37 @@ import type { Command } from 'commander';
 import { collect, collectInts, intArg, timestampArg } from '../args';
 import type { GroupAnswer, PolicyAnswer, ResetAnswer } from '../api';
 import { contextFor, type Ctx } from '../context';
-import { ApiError, CliError, EXIT, UsageError } from '../errors';
+import { UsageError } from '../errors';
 import { renderData, renderFields, renderTable } from '../output';
 
 /**
- * `daftka groups list | describe | reset`. Describe is GET /v1/groups/{group} (lag per partition);
- * reset is POST /v1/groups/{group}/offsets:reset; list asks GET /v1/groups, which this version of
- * the gateway does not serve (then a clear message says how to name a group instead).
+ * `daftka groups list | describe | reset`. List is GET /v1/groups (the groups the caller may use,
+ * with their topic); describe is GET /v1/groups/{group} (lag per partition); reset is POST
+ * /v1/groups/{group}/offsets:reset.
  */
 
 const groupPath = (g: string) => `/v1/groups/${encodeURIComponent(g)}`;
 
-export async function listGroups(ctx: Ctx): Promise<void> {
-  let body: { groups: Array<string | { group?: string; name?: string }> };
-  try {
-    body = (await ctx.client.get<typeof body>('/v1/groups')).body;
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404 && err.code === 'NOT_FOUND')
-      throw new CliError(
-        'this gateway cannot list groups (no GET /v1/groups); name the group: daftka groups describe <group>',
-        EXIT.NOT_FOUND,
-      );
-    throw err;
-  }
+interface GroupListAnswer {
+  groups: Array<{ group: string; topic: string }>;
+  truncated: boolean;
+  errors?: Array<{ topic: string; partition: number; code: string }>;
+}
+
+export async function listGroups(ctx: Ctx, topics: string[], prefix: string | undefined): Promise<void> {
+  const { body } = await ctx.client.get<GroupListAnswer>('/v1/groups', {
+    query: { ...(topics.length > 0 ? { topic: topics } : {}), ...(prefix !== undefined ? { prefix } : {}) },
+  });
   if (ctx.output !== 'table') return ctx.out(renderData(ctx.output, body));
   ctx.out(
     renderTable(
-      ['group'],
-      body.groups.map((g) => [typeof g === 'string' ? g : (g.group ?? g.name)]),
+      ['group', 'topic'],
+      body.groups.map((g) => [g.group, g.topic]),
     ),
   );
+  if (body.truncated) ctx.err('some partitions hold more groups than they list: narrow with --prefix or --topic\n');
+  for (const e of body.errors ?? [])
+    ctx.err(`${e.topic}/${e.partition}: not asked (${e.code}); its groups may be missing\n`);
 }
 
 export async function describeGroup(ctx: Ctx, group: string, topics: string[]): Promise<void> {
@@ -148,9 +149,16 @@ Examples:
   groups
     .command('list')
     .alias('ls')
-    .description('list groups (needs GET /v1/groups on the gateway; this version has none)')
-    .addHelpText('after', '\nExamples:\n  $ daftka groups list -o json')
-    .action(async (_o, cmd: Command) => listGroups(contextFor(cmd)));
+    .description('list the groups you may use, with their topic')
+    .option('-t, --topic <topic>', 'only groups on this topic (repeatable)', collect, [] as string[])
+    .option('--prefix <prefix>', 'only groups whose name starts with this')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ daftka groups list\n  $ daftka groups list --topic orders --prefix billing- -o json',
+    )
+    .action(async (o: { topic: string[]; prefix?: string }, cmd: Command) =>
+      listGroups(contextFor(cmd), o.topic, o.prefix),
+    );
 
   groups
     .command('describe')

@@ -1,6 +1,7 @@
 import { DaftkaError, isDaftkaError } from '../../common/errors';
 import type { FetchResult, GroupOffset } from '../../common/partition-api';
-import { authorizeGroup, can, canUseGroup } from '../auth';
+import { MAX_GROUP_LIST } from '../../common/limits';
+import { authorize, authorizeGroup, can, canUseGroup } from '../auth';
 import type { TopicInfo } from '../catalog';
 import { invalidField, invalidParameter } from '../validation';
 import { withPartialResults } from './partial';
@@ -289,4 +290,44 @@ export async function getGroupHandler(g: GatewayContext, c: Call): Promise<Reply
   if (!named && out.length === 0)
     throw new DaftkaError('GROUP_NOT_FOUND', `group ${group} has no committed offsets on topics visible to you`);
   return { body: { group, lag: total, topics: out } };
+}
+
+/** GET /v1/groups: the groups known on the topics the caller may consume, that it may use. */
+export async function listGroupsHandler(g: GatewayContext, c: Call): Promise<Reply> {
+  const leased = g.leased?.client;
+  if (leased === undefined) throw new DaftkaError('NOT_IMPLEMENTED', 'this gateway runs without the group list');
+  const named = topicsParam(c);
+  const prefix = (c.query.prefix as string | undefined) ?? '';
+  const topics = named
+    ? named.map((n) => authorize(g.catalog, c.principal, n, 'consume'))
+    : g.catalog.list().filter((t) => can(c.principal, t, 'consume'));
+  if (topics.length === 1) c.noteTopic(topics[0].name);
+  const work = topics.flatMap((t) => allPartitions(t).map((p) => ({ t, p })));
+  if (work.length > MAX_SCAN_PARTITIONS)
+    throw invalidParameter('topic', `name the topics to list: more than ${MAX_SCAN_PARTITIONS} partitions to scan`);
+  const errors: Array<{ topic: string; partition: number; code: string }> = [];
+  let truncated = false;
+  const seen = new Set<string>();
+  const out: Array<{ group: string; topic: string }> = [];
+  const answers = await mapPool(work, FANOUT, async ({ t, p }) => {
+    try {
+      return await leased.listGroups({ topic: t.name, partition: p, limit: MAX_GROUP_LIST, requestId: c.requestId });
+    } catch (err) {
+      errors.push({ topic: t.name, partition: p, code: isDaftkaError(err) ? err.code : 'INTERNAL' });
+      return null;
+    }
+  });
+  answers.forEach((a, i) => {
+    if (a === null) return;
+    truncated ||= a.truncated;
+    const t = work[i].t;
+    for (const group of a.groups) {
+      const k = `${group}\u0000${t.name}`;
+      if (seen.has(k) || !group.startsWith(prefix) || !canUseGroup(c.principal, t, group)) continue;
+      seen.add(k);
+      out.push({ group, topic: t.name });
+    }
+  });
+  out.sort((a, b) => (a.group < b.group ? -1 : a.group > b.group ? 1 : a.topic < b.topic ? -1 : 1));
+  return { body: { groups: out, truncated, ...(errors.length > 0 ? { errors } : {}) } };
 }

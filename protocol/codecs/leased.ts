@@ -1,4 +1,6 @@
 import type {
+  GroupList,
+  GroupListRequest,
   AckAction,
   DeadLetter,
   DeadLetterAdminRequest,
@@ -464,4 +466,43 @@ export function decodeReplayStatus(body: Buffer): ReplayJobStatus | null {
     target: targetOf(o, w) ?? null,
     ...(typeof o.lastError === 'string' ? { lastError: o.lastError } : {}),
   };
+}
+
+// ---- group list ----
+//
+// request := str16 topic · u32 partition · u32 limit
+// result  := UTF-8 JSON GroupList
+
+export function encodeGroupListRequest(r: GroupListRequest): Buffer {
+  return new BufWriter(16 + r.topic.length).str16(r.topic).u32(r.partition).u32(r.limit).finish();
+}
+
+export function decodeGroupListRequest(body: Buffer, requestId: string): GroupListRequest {
+  const rd = new BufReader(body);
+  const r = { topic: rd.str16('topic'), partition: rd.u32('partition'), limit: rd.u32('limit'), requestId };
+  rd.end('group list request');
+  return r;
+}
+
+export function encodeGroupList(l: GroupList): Buffer {
+  return Buffer.from(JSON.stringify(l), 'utf8');
+}
+
+export function decodeGroupList(body: Buffer): GroupList {
+  let v: unknown;
+  try {
+    v = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new CodecError('bad_value', 'group list is not JSON');
+  }
+  const l = v as Partial<GroupList> | null;
+  if (
+    l === null ||
+    typeof l !== 'object' ||
+    !Array.isArray(l.groups) ||
+    !l.groups.every((g) => typeof g === 'string') ||
+    typeof l.truncated !== 'boolean'
+  )
+    throw new CodecError('bad_value', 'group list has the wrong shape');
+  return { groups: l.groups as string[], truncated: l.truncated };
 }

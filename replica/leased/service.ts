@@ -1,6 +1,8 @@
 import type { LeasedPartitionClient } from '../../protocol/methods';
 import { DaftkaError } from '../../common/errors';
 import type {
+  GroupList,
+  GroupListRequest,
   DeadLetter,
   DeadLetterAdminRequest,
   DeadLetterPage,
@@ -22,7 +24,7 @@ import type { RecordIn } from '../../common/partition-api';
 import { CommandKind, decodeCommand, encodeCommand } from '../state/commands';
 import type { DeadLetterRow } from '../../common/leased-api';
 import type { ReplayJobRow } from './dead-letters';
-import { LEASE_POLICY_BOUNDS, MAX_WAIT_MS } from '../../common/limits';
+import { LEASE_POLICY_BOUNDS, MAX_GROUP_LIST, MAX_WAIT_MS } from '../../common/limits';
 import { TOPIC_NAME_RE } from '../../common/names';
 import { effectivePolicy } from './commands';
 import { badRequest, checkGroup, checkPolicyOverride, leasedOut, PROPOSE_TIMEOUT_MS, type LeasedHost } from './host';
@@ -323,6 +325,16 @@ export class LeasedService implements LeasedPartitionClient {
     this.h.requireLeader();
     checkGroup(req.group);
     return this.info(req.group, req.topic, req.partition);
+  }
+
+  /** The groups this partition knows, sorted, at most `limit` (the group tables are bounded). */
+  async listGroups(req: GroupListRequest): Promise<GroupList> {
+    this.h.checkTarget(req.topic, req.partition);
+    const s = this.h.state;
+    const names = new Set<string>([...s.groups.keys(), ...s.leased.policies.keys(), ...s.leased.book.groups.keys()]);
+    const sorted = [...names].sort();
+    const limit = Math.min(req.limit, MAX_GROUP_LIST);
+    return { groups: sorted.slice(0, limit), truncated: sorted.length > limit };
   }
 
   private info(group: string, topic: string, partition: number): GroupLeaseInfo {

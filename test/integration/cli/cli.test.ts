@@ -266,11 +266,16 @@ describe('groups', () => {
     expect(after.topics[0].partitions.find((p) => p.partition === 0)!.lag).toBe(0);
   });
 
-  it('groups list says the gateway cannot list groups (exit 2)', async () => {
-    const r = await daftka(['groups', 'list']);
-    expect(r.code).toBe(2);
-    oneErrorLine(r);
-    expect(r.stderr).toContain('cannot list groups');
+  it('groups list shows the groups with their topic; --prefix narrows it', async () => {
+    const all = json<{ groups: Array<{ group: string; topic: string }> }>(
+      await daftka(['groups', 'list', '-o', 'json']),
+    );
+    expect(all.groups).toContainEqual({ group: 'billing', topic: 't' });
+    const none = json<{ groups: unknown[] }>(await daftka(['groups', 'list', '--prefix', 'zzz-', '-o', 'json']));
+    expect(none.groups).toEqual([]);
+    const table = await daftka(['groups', 'list', '--topic', 't']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/billing\s+t/);
   });
 });
 

@@ -260,6 +260,13 @@ describe('consumer group offsets (cumulative mode)', () => {
       },
     });
     expect(c.status).toBe(200);
+    // The group is listed by the replicas that hold it (GET /v1/groups asks every partition).
+    const listed = await stack.http<{ groups: Array<{ group: string; topic: string }>; truncated: boolean }>(
+      'GET',
+      `/v1/groups?prefix=${g}`,
+    );
+    expect(listed.status).toBe(200);
+    expect(listed.body).toEqual({ groups: [{ group: g, topic: 't' }], truncated: false });
 
     type Pos = {
       lag: number;

@@ -6,6 +6,8 @@ import type {
   DeadLetterQuery,
   GroupLeaseInfo,
   GroupPolicyRequest,
+  GroupList,
+  GroupListRequest,
   GroupTarget,
   LeaseAckRequest,
   LeaseAckResult,
@@ -126,6 +128,10 @@ export class FakeLeased implements LeasedPartitionClient {
   setGroupPolicy(req: GroupPolicyRequest): Promise<GroupLeaseInfo> {
     return this.svc('setGroupPolicy', req.topic, req.partition).setGroupPolicy(req);
   }
+  listGroups(req: GroupListRequest): Promise<GroupList> {
+    return this.svc('listGroups', req.topic, req.partition).listGroups(req);
+  }
+
   getGroupLeases(req: GroupTarget): Promise<GroupLeaseInfo> {
     return this.svc('getGroupLeases', req.topic, req.partition).getGroupLeases(req);
   }

@@ -174,6 +174,10 @@ const SAMPLES: { [K in MethodName]: { req: RequestOf<K>; res: ResponseOf<K> } } 
     res: job,
   },
   getReplay: { req: { ...t, jobId: 'j1' }, res: job },
+  listGroups: {
+    req: { ...t, limit: 50 },
+    res: { groups: ['alpha', 'billing'], truncated: true },
+  },
 };
 
 /** Decoded byte fields come back as views; compare contents. */
