@@ -111,6 +111,8 @@ beforeAll(async () => {
       { name: 't', partitions: 2, replicationFactor: 1, access: ALICE },
       { name: 'dl', partitions: 1, replicationFactor: 1, access: ALICE },
     ],
+    // A readiness snapshot a second, so `readiness --history` has some to show.
+    gatewayEnv: { DAFTKA_GATEWAY_READINESS_INTERVAL_MS: '1000' },
   });
   await startAuthGateway();
 });
@@ -345,7 +347,24 @@ describe('status and readiness', () => {
     expect(['ready', 'warning', 'not_ready']).toContain(j.status);
     expect(j.checks.length).toBeGreaterThan(5);
     expect(r.code).toBe(j.status === 'not_ready' ? 7 : 0);
-    expect((await daftka(['readiness', '--history', '5'])).code).toBe(0);
+    const history = await daftka(['readiness', '--history', '5']);
+    expect([0, 7]).toContain(history.code);
+    const rows = lines(history.stdout).filter((l) => /^\d{4}-\d\d-\d\dT/.test(l));
+    expect(rows.length).toBeGreaterThanOrEqual(1);
+    expect(rows.length).toBeLessThanOrEqual(5);
+    for (const row of rows) expect(row).toMatch(/ (ready|warning|not_ready)\b/);
+    expect(history.stdout).toMatch(/^\d+ snapshots, one every 1 s \(at most \d+ kept\)$/m);
+    const h = JSON.parse(
+      history.stdout.length > 0 ? (await daftka(['readiness', '--history', '3', '-o', 'json'])).stdout : '{}',
+    ) as {
+      snapshots: Array<{ at: number; status: string }>;
+      interval_ms: number;
+    };
+    expect(h.interval_ms).toBe(1000);
+    expect(h.snapshots.length).toBeGreaterThanOrEqual(1);
+    expect(h.snapshots.length).toBeLessThanOrEqual(3);
+    const at = h.snapshots.map((x) => x.at);
+    expect([...at].sort((a, b) => a - b)).toEqual(at); // oldest first
   });
 });
 
