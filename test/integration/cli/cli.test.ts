@@ -354,9 +354,8 @@ describe('status and readiness', () => {
     expect(rows.length).toBeLessThanOrEqual(5);
     for (const row of rows) expect(row).toMatch(/ (ready|warning|not_ready)\b/);
     expect(history.stdout).toMatch(/^\d+ snapshots, one every 1 s \(at most \d+ kept\)$/m);
-    const h = JSON.parse(
-      history.stdout.length > 0 ? (await daftka(['readiness', '--history', '3', '-o', 'json'])).stdout : '{}',
-    ) as {
+    // Exit 7 when the newest snapshot is not_ready: parse the JSON either way.
+    const h = JSON.parse((await daftka(['readiness', '--history', '3', '-o', 'json'])).stdout) as {
       snapshots: Array<{ at: number; status: string }>;
       interval_ms: number;
     };
