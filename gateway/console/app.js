@@ -340,13 +340,12 @@ function headersText(headers) {
 async function groupsPage(root) {
   const names = await topicNames();
   const q = params();
+  // The groups this principal may use (GET /v1/groups); a row's button shows its lag below.
+  const list = h('div', { id: 'group-list' });
   root.append(
     h('h2', {}, 'Consumer groups'),
-    h(
-      'p',
-      { class: 'note' },
-      'The API cannot list groups: name one. Without a topic, every topic you may consume on where the group committed.',
-    ),
+    list,
+    h('p', { class: 'note' }, 'Or name a group. Without a topic: every topic you may consume on where it committed.'),
   );
   const form = h(
     'form',
@@ -396,6 +395,32 @@ async function groupsPage(root) {
         ]),
       );
     });
+  });
+  void guarded(async () => {
+    const doc = await get('/v1/groups');
+    const show = (g) => () => {
+      $('#group-name').value = g.group;
+      $('#group-topic').value = g.topic;
+      form.requestSubmit();
+    };
+    list.replaceChildren(
+      doc.groups.length === 0
+        ? h('p', { class: 'note' }, 'No groups you may use have committed offsets or leases yet.')
+        : table(
+            ['group', 'topic', ''],
+            doc.groups.map((g) =>
+              h(
+                'tr',
+                { 'data-group': g.group, 'data-topic': g.topic },
+                h('td', {}, g.group),
+                h('td', {}, g.topic),
+                h('td', {}, h('button', { type: 'button', class: 'show-group', onclick: show(g) }, 'Show lag')),
+              ),
+            ),
+            { 'data-testid': 'group-list' },
+          ),
+      doc.truncated ? h('p', { class: 'note' }, 'Some partitions hold more groups than they list.') : '',
+    );
   });
   if (q.has('group')) form.requestSubmit();
 }

@@ -163,6 +163,21 @@ test('the record browser reads by offset and by timestamp, pretty-prints JSON, s
   expect(await errorText()).toBe('');
 });
 
+test('the groups page lists the groups; a row shows its lag per partition', async () => {
+  await open('#/groups');
+  await page.waitForSelector('[data-testid="group-list"] tr[data-group="billing"][data-topic="orders"]');
+  const listed = await page.$$eval('[data-testid="group-list"] tr[data-group]', (rows) =>
+    rows.map((r) => `${r.getAttribute('data-group')}@${r.getAttribute('data-topic')}`),
+  );
+  expect(listed).toEqual(
+    (await api('GET', '/v1/groups')).groups.map((g: { group: string; topic: string }) => `${g.group}@${g.topic}`),
+  );
+  await page.click('tr[data-group="billing"][data-topic="orders"] button.show-group');
+  await page.waitForSelector('[data-testid="group-partitions-orders"]');
+  await shot('groups-list');
+  expect(await errorText()).toBe('');
+});
+
 test('the groups page shows lag per partition, and a reset is a dry run until confirmed', async () => {
   await open('#/groups?group=billing&topic=orders');
   await page.waitForSelector('[data-testid="group-partitions-orders"]');
