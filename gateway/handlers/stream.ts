@@ -31,7 +31,7 @@ const sticky = new StickyPartitioner();
 
 function isNdjson(contentType: string | undefined): boolean {
   const mt = (contentType ?? '').split(';')[0].trim().toLowerCase();
-  return mt === 'application/x-ndjson' || mt === 'application/jsonl' || mt === 'application/json-seq';
+  return mt === 'application/x-ndjson' || mt === 'application/jsonl';
 }
 
 export async function produceStreamHandler(g: GatewayContext, c: Call): Promise<Reply> {
