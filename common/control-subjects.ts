@@ -12,7 +12,27 @@ export const SUBJECTS = {
   statusAll: 'daftka.v1.status.>',
   ctl: (topic: string, partition: number) => `daftka.v1.ctl.${topic}.${partition}`,
   discover: (topic: string) => `daftka.v1.discover.${topic}`,
+  /** Each operator instance's health, every few seconds (the gateway's readiness report reads it). */
+  operatorHealth: 'daftka.v1.operator.health',
 } as const;
+
+/** How often each operator instance publishes its health. */
+export const OPERATOR_HEALTH_INTERVAL_MS = 5000;
+
+/** An operator instance's health report (SUBJECTS.operatorHealth). */
+export interface OperatorHealth {
+  v: 1;
+  instance: string;
+  /** Holds the Lease: the instance that reconciles. */
+  leader: boolean;
+  /** Its caches are synced (a leader that is not yet synced does not reconcile). */
+  synced: boolean;
+  /** Reconcile errors since it started leading. */
+  reconcileErrors: number;
+  /** The latest reconcile error: when, what kind, the message (≤ 300 characters). */
+  lastError: { atMs: number; kind: string; message: string } | null;
+  ts: number;
+}
 
 export interface LeaderAnnouncement {
   v: 1;

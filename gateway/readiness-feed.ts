@@ -1,10 +1,10 @@
 import { connect, type NatsConnection } from 'nats';
 import type { Logger } from '../common/log';
 import { natsServerOptions } from '../common/nats-servers';
-import { SUBJECTS } from '../common/control-subjects';
+import { SUBJECTS, type OperatorHealth } from '../common/control-subjects';
 import { TOPIC_NAME_PATTERN } from '../common/names';
 import type { TopicCatalog } from './catalog';
-import type { ReportSignals } from './readiness';
+import type { OperatorSignals, ReportSignals } from './readiness';
 import { createAjv, type JsonSchema } from './validation';
 
 /**
@@ -36,6 +36,36 @@ const REPORT_SCHEMA: JsonSchema = {
   },
 };
 
+const OPERATOR_SCHEMA: JsonSchema = {
+  type: 'object',
+  required: ['v', 'instance', 'leader', 'synced', 'reconcileErrors', 'lastError', 'ts'],
+  properties: {
+    v: { const: 1 },
+    instance: { type: 'string', minLength: 1, maxLength: 256 },
+    leader: { type: 'boolean' },
+    synced: { type: 'boolean' },
+    reconcileErrors: { type: 'integer', minimum: 0 },
+    lastError: {
+      oneOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['atMs', 'kind', 'message'],
+          properties: {
+            atMs: { type: 'integer', minimum: 0 },
+            kind: { type: 'string', maxLength: 64 },
+            message: { type: 'string', maxLength: 300 },
+          },
+        },
+      ],
+    },
+    ts: { type: 'integer', minimum: 0 },
+  },
+};
+
+/** Operator instances whose health is kept (the newest report of each). */
+const MAX_OPERATOR_INSTANCES = 16;
+
 interface Report {
   topic: string;
   partition: number;
@@ -65,6 +95,8 @@ export class StatusReportFeed {
   private closed = false;
   private readonly reports = new Map<string, Report>();
   private readonly validate = createAjv().compile(REPORT_SCHEMA);
+  private readonly validateOperator = createAjv().compile(OPERATOR_SCHEMA);
+  private readonly operators = new Map<string, { health: OperatorHealth; receivedMs: number }>();
   private readonly now: () => number;
 
   constructor(private readonly o: StatusReportFeedOptions) {
@@ -89,6 +121,9 @@ export class StatusReportFeed {
           }
           this.nc = nc;
           nc.subscribe(SUBJECTS.statusAll, { callback: (err, msg) => (err ? undefined : this.accept(msg.data)) });
+          nc.subscribe(SUBJECTS.operatorHealth, {
+            callback: (err, msg) => (err ? undefined : this.acceptOperator(msg.data)),
+          });
           return;
         } catch (err) {
           this.o.logger.debug('status_feed_connect_failed', { error: (err as Error).message });
@@ -125,6 +160,57 @@ export class StatusReportFeed {
       ...(r.diskFull !== undefined ? { diskFull: r.diskFull } : {}),
       receivedMs: this.now(),
     });
+  }
+
+  /** Take one operator health report (exported for tests): the newest per instance, bounded. */
+  acceptOperator(data: Uint8Array): void {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(Buffer.from(data).toString('utf8'));
+    } catch {
+      return;
+    }
+    if (!this.validateOperator(doc)) return;
+    const h = doc as OperatorHealth;
+    if (!this.operators.has(h.instance) && this.operators.size >= MAX_OPERATOR_INSTANCES) {
+      // Forget the instance heard from least recently (a replaced pod).
+      let oldest: string | undefined;
+      for (const [k, v] of this.operators)
+        if (oldest === undefined || v.receivedMs < this.operators.get(oldest)!.receivedMs) oldest = k;
+      if (oldest !== undefined) this.operators.delete(oldest);
+    }
+    this.operators.set(h.instance, { health: h, receivedMs: this.now() });
+  }
+
+  /**
+   * What the operator says of itself: the instance that leads (or, with none leading, the newest
+   * report); null when no operator was ever heard (local mode, NATS off).
+   */
+  operator(): OperatorSignals | null {
+    let best: { health: OperatorHealth; receivedMs: number } | undefined;
+    for (const o of this.operators.values())
+      if (
+        best === undefined ||
+        (o.health.leader && !best.health.leader) ||
+        (o.health.leader === best.health.leader && o.receivedMs > best.receivedMs)
+      )
+        best = o;
+    if (best === undefined) return null;
+    const now = this.now();
+    return {
+      instance: best.health.instance,
+      leader: best.health.leader,
+      synced: best.health.synced,
+      reportAgeMs: now - best.receivedMs,
+      reconcileErrors: best.health.reconcileErrors,
+      lastError:
+        best.health.lastError === null
+          ? null
+          : {
+              ...best.health.lastError,
+              ageMs: Math.max(0, best.health.ts - best.health.lastError.atMs) + (now - best.receivedMs),
+            },
+    };
   }
 
   private prune(): void {

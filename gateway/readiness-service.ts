@@ -16,6 +16,7 @@ import {
   type ReadinessReport,
   type ReadinessSource,
   type ReadinessThresholds,
+  type OperatorSignals,
   type ReportSignals,
   type TrafficSignals,
 } from './readiness';
@@ -48,7 +49,7 @@ export interface ReadinessOptions {
   registry: client.Registry;
   logger: Logger;
   nats?: { connected(): boolean };
-  reports?: { signals(): ReportSignals | null };
+  reports?: { signals(): ReportSignals | null; operator?(): OperatorSignals | null };
   thresholds?: Partial<ReadinessThresholds>;
   /** Snapshot period (ms). Default 30000. */
   intervalMs?: number;
@@ -175,6 +176,7 @@ export class ReadinessService implements ReadinessSource {
         at,
         partitions,
         reports: this.o.reports?.signals() ?? null,
+        operator: this.o.reports?.operator?.() ?? null,
         nats: this.o.nats === undefined ? 'disabled' : this.o.nats.connected() ? 'connected' : 'disconnected',
         traffic: this.traffic(sample),
         deadLetters: { ...dl, ...this.growth(sample) },

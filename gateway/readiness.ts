@@ -148,11 +148,24 @@ export interface DeadLetterSignals {
   disabled: boolean;
 }
 
+/** The operator's own health report (daftka.v1.operator.health), its leading instance's. */
+export interface OperatorSignals {
+  instance: string;
+  leader: boolean;
+  synced: boolean;
+  /** Since the gateway received it. */
+  reportAgeMs: number;
+  reconcileErrors: number;
+  lastError: { atMs: number; kind: string; message: string; ageMs: number } | null;
+}
+
 export interface ReadinessSignals {
   at: number;
   partitions: PartitionSignal[];
   /** null: NATS is off, or no status report has arrived. */
   reports: ReportSignals | null;
+  /** null: no operator was ever heard (local mode, NATS off, an operator before this report). */
+  operator?: OperatorSignals | null;
   nats: 'connected' | 'disconnected' | 'disabled';
   traffic: TrafficSignals;
   deadLetters: DeadLetterSignals;
@@ -439,21 +452,58 @@ export function evaluateReadiness(s: ReadinessSignals, t: ReadinessThresholds): 
         },
   );
 
-  checks.push({
-    id: 'operator_reconcile',
-    status: 'unknown',
-    value: null,
-    threshold: null,
-    unit: '',
-    reason:
-      "the gateway reads the operator's catalog (a ConfigMap or the topics file), not Topic status conditions; " +
-      'see DaftkaOperatorReconcileErrors and `kubectl get topics`',
-  });
+  checks.push(operatorCheck(s.operator ?? null));
 
   const summary: Record<CheckStatus, number> = { ok: 0, warning: 0, not_ready: 0, unknown: 0 };
   for (const c of checks) summary[c.status]++;
   const status: OverallStatus = summary.not_ready > 0 ? 'not_ready' : summary.warning > 0 ? 'warning' : 'ready';
   return { status, at: s.at, checks, summary };
+}
+
+/** A reconcile error younger than this makes the operator check a warning. */
+export const OPERATOR_ERROR_WINDOW_MS = 5 * 60_000;
+/** The operator's leader is silent past this (it reports every 5 s). */
+export const OPERATOR_SILENT_MS = 30_000;
+
+/** The operator's reconciling, from its health report: never not_ready (it is off the data path). */
+function operatorCheck(o: OperatorSignals | null): Check {
+  const base = { id: 'operator_reconcile' as const, threshold: null, unit: '' };
+  if (o === null)
+    return {
+      ...base,
+      status: 'unknown',
+      value: null,
+      reason: 'no operator health report (local mode, NATS off, or no operator running)',
+    };
+  if (o.reportAgeMs > OPERATOR_SILENT_MS)
+    return {
+      ...base,
+      status: 'warning',
+      value: o.reconcileErrors,
+      reason: `no operator report for ${Math.round(o.reportAgeMs / 1000)} s (last from ${o.instance})`,
+    };
+  if (!o.leader)
+    return { ...base, status: 'warning', value: o.reconcileErrors, reason: 'no operator instance holds the Lease' };
+  if (!o.synced)
+    return {
+      ...base,
+      status: 'warning',
+      value: o.reconcileErrors,
+      reason: 'the leading operator is syncing its caches',
+    };
+  if (o.lastError !== null && o.lastError.ageMs < OPERATOR_ERROR_WINDOW_MS)
+    return {
+      ...base,
+      status: 'warning',
+      value: o.reconcileErrors,
+      reason: `reconcile error ${Math.round(o.lastError.ageMs / 1000)} s ago (${o.lastError.kind}): ${o.lastError.message}`,
+    };
+  return {
+    ...base,
+    status: 'ok',
+    value: o.reconcileErrors,
+    reason: `reconciling (${o.instance}); no error in the last ${OPERATOR_ERROR_WINDOW_MS / 60_000} min`,
+  };
 }
 
 /** The compact form of a snapshot in the history: overall, and each check's status and value. */

@@ -199,6 +199,10 @@ export class Controller {
     this.queue.add(REBALANCE_KEY);
   }
 
+  /** Reconcile errors since this controller started, and the latest (the operator's health report). */
+  errors = 0;
+  lastError: { atMs: number; kind: string; message: string } | null = null;
+
   get isSynced(): boolean {
     return this.synced;
   }
@@ -248,6 +252,9 @@ export class Controller {
       } catch (err) {
         result = 'error';
         this.o.metrics.reconcileErrors.inc({ kind });
+        this.errors++;
+        const message = err instanceof ReconcileError ? err.errors.join('; ') : (err as Error).message;
+        this.lastError = { atMs: Date.now(), kind, message: String(message).slice(0, 300) };
         const delay = this.queue.addRateLimited(key);
         this.o.logger.warn('reconcile_failed', {
           key,

@@ -11,6 +11,7 @@ import { sleep } from '../common/backoff';
 import { startHealthServer } from '../common/health-server';
 import { createLogger, type Logger } from '../common/log';
 import { natsServerOptions } from '../common/nats-servers';
+import { OPERATOR_HEALTH_INTERVAL_MS, SUBJECTS, type OperatorHealth } from '../common/control-subjects';
 import { identityOf, loadReplicaSettings, rebalanceSettingsOf, type OperatorConfig } from './config';
 import { Controller } from './controller';
 import type { ReplicaSettings } from './desired';
@@ -143,6 +144,29 @@ export async function startOperator(cfg: OperatorConfig, o: OperatorOptions = {}
           : { ready: false, reason: 'leading: caches syncing', leader: true },
   });
 
+  // Health on NATS every few seconds, from every instance: the gateway's readiness report shows
+  // the leader's reconcile errors (check operator_reconcile). Nothing secret: kind, time, message.
+  const healthTimer = setInterval(() => {
+    const c = nc;
+    if (c === null || c.isClosed()) return;
+    const ctl = controller;
+    const report: OperatorHealth = {
+      v: 1,
+      instance: identity,
+      leader: elector.isLeader,
+      synced: ctl?.isSynced ?? false,
+      reconcileErrors: ctl?.errors ?? 0,
+      lastError: ctl?.lastError ?? null,
+      ts: Date.now(),
+    };
+    try {
+      c.publish(SUBJECTS.operatorHealth, new TextEncoder().encode(JSON.stringify(report)));
+    } catch (err) {
+      logger.debug('operator_health_publish_failed', { error: (err as Error).message });
+    }
+  }, OPERATOR_HEALTH_INTERVAL_MS);
+  healthTimer.unref();
+
   const electionLoop = (async () => {
     while (!abort.signal.aborted) {
       if (!(await elector.acquire(abort.signal))) return;
@@ -191,6 +215,7 @@ export async function startOperator(cfg: OperatorConfig, o: OperatorOptions = {}
   const shutdown = async (release: boolean) => {
     if (abort.signal.aborted) return;
     const c = controller;
+    clearInterval(healthTimer);
     abort.abort();
     await c?.stop();
     await electionLoop;

@@ -310,7 +310,7 @@ authorization {
       user: "gateway", password: ${pw('gateway')}
       permissions: {
         publish: { allow: ["daftka.v1.discover.>"] }
-        subscribe: { allow: ["daftka.v1.leader.>", "daftka.v1.status.>", "_INBOX.>"] }
+        subscribe: { allow: ["daftka.v1.leader.>", "daftka.v1.status.>", "daftka.v1.operator.>", "_INBOX.>"] }
       }
     }
     {

@@ -1142,16 +1142,25 @@ describe('Helm chart helm/daftka', () => {
         for await (const s of gateway.status()) if (s.type === 'error') errors.push(String(s.data));
       })();
       const got: string[] = [];
-      for (const subject of ['daftka.v1.leader.>', 'daftka.v1.status.>'])
+      for (const subject of ['daftka.v1.leader.>', 'daftka.v1.status.>', 'daftka.v1.operator.>'])
         gateway.subscribe(subject, { callback: (_e, m) => got.push(m.subject) });
       await gateway.flush();
       const replica = await as('replica');
       replica.publish('daftka.v1.leader.events.0', sc.encode('{}'));
       replica.publish('daftka.v1.status.events.0.0', sc.encode('{}'));
       await replica.flush();
+      // The operator's health report (the readiness report's operator_reconcile check): only it may publish it.
+      const operator = await as('operator');
+      operator.publish('daftka.v1.operator.health', sc.encode('{}'));
+      await operator.flush();
+      expect(await refusedPublish(replica, 'daftka.v1.operator.health')).toBe(true);
       const deadline = Date.now() + 5000;
-      while (got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      expect(got.sort()).toEqual(['daftka.v1.leader.events.0', 'daftka.v1.status.events.0.0']);
+      while (got.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(got.sort()).toEqual([
+        'daftka.v1.leader.events.0',
+        'daftka.v1.operator.health',
+        'daftka.v1.status.events.0.0',
+      ]);
       expect(errors).toEqual([]);
       gateway.subscribe('daftka.v1.ctl.>');
       await gateway.flush();
