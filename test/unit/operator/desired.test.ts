@@ -271,7 +271,7 @@ describe('desired state: Partition → StatefulSet', () => {
       { name: 'DAFTKA_TOPIC', value: 'orders' },
       // Process settings the replica cannot apply itself (common/replica-process.ts).
       { name: 'MALLOC_ARENA_MAX', value: '2' },
-      { name: 'NODE_OPTIONS', value: '--enable-source-maps --max-semi-space-size=4' },
+      { name: 'NODE_OPTIONS', value: '--enable-source-maps --max-semi-space-size=8' },
     ]);
   });
 
