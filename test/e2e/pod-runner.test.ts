@@ -3,7 +3,10 @@
  * a StatefulSet's replica pod runs the real image with its Secret-sourced environment, its own
  * loopback address and a claim's directory, turns Ready through its readiness probe, is reachable
  * by its stable DNS name from another pod, and on deletion gets SIGTERM, exits 0, comes back with
- * the same volume.
+ * the same volume. Pods of a Deployment-like shape: each binds the same port on the wildcard
+ * address and gets it on its own address, a startup probe holds readiness back, a claim without a
+ * storage class is provisioned, the service account volume lets an in-cluster client authenticate,
+ * and a Service's port leads to a ready pod's target port.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -49,7 +52,13 @@ beforeAll(async () => {
   env = await startK8sEnv({ controlPlane: true });
   kube = new KubeClient({ kubeConfig: env.kc, qps: 100, burst: 200 });
   fs.rmSync(path.join(WORK, 'runner'), { recursive: true, force: true }); // logs and volumes of an earlier run
-  runner = await PodRunner.start({ kube, nodes: ['runner-0'], image, workDir: path.join(WORK, 'runner') });
+  runner = await PodRunner.start({
+    kube,
+    nodes: ['runner-0'],
+    image,
+    workDir: path.join(WORK, 'runner'),
+    apiServer: env.server,
+  });
   await eventually(async () => {
     const n = await kube.get<Obj>(resourcePath(RESOURCES.nodes, { name: 'runner-0' }));
     expect((n.spec?.taints ?? []).filter((t: Obj) => t.key.startsWith('node.kubernetes.io/'))).toEqual([]);
@@ -223,5 +232,105 @@ describe('pod runner', () => {
     expect(logOf('demo-0', 'replica')).toMatch(
       /"message":"replica_stopping"[^\n]*"signal":"SIGTERM"|"signal":"SIGTERM"[^\n]*"message":"replica_stopping"/,
     );
+  });
+
+  it("wildcard binds get the pod's address; startup probe; provisioned claim; service account; Service endpoint", async () => {
+    // Listens on 0.0.0.0:7070 after 3 s (the startup probe waits for it), answers with its pod
+    // name, the data it wrote to its claim and who the apiserver says its service account is.
+    const program = `
+      const fs = require('fs'), https = require('https'), http = require('http');
+      const dir = '/var/run/secrets/kubernetes.io/serviceaccount';
+      fs.writeFileSync('/data/mark', process.env.POD);
+      const review = () => new Promise((resolve, reject) => {
+        const body = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
+        const req = https.request({ host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT,
+          path: '/apis/authentication.k8s.io/v1/selfsubjectreviews', method: 'POST', ca: fs.readFileSync(dir + '/ca.crt'),
+          headers: { authorization: 'Bearer ' + fs.readFileSync(dir + '/token', 'utf8'), 'content-type': 'application/json' } },
+          (res) => { let t = ''; res.on('data', (d) => (t += d)); res.on('end', () => resolve(JSON.parse(t).status.userInfo.username)); });
+        req.on('error', reject); req.end(body);
+      });
+      setTimeout(() => http.createServer(async (q, r) => r.end(JSON.stringify({ pod: process.env.POD,
+        mark: fs.readFileSync('/data/mark', 'utf8'), ns: fs.readFileSync(dir + '/namespace', 'utf8'), user: await review() })))
+        .listen(7070, '0.0.0.0'), 3000);`;
+    for (const name of ['web-0', 'web-1']) {
+      await kube.apply(
+        resourcePath(RESOURCES.pvcs, { namespace: NS, name: `${name}-data` }),
+        {
+          apiVersion: 'v1',
+          kind: 'PersistentVolumeClaim',
+          metadata: { name: `${name}-data` },
+          spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+        },
+        'e2e',
+      );
+      await kube.apply(
+        resourcePath(RESOURCES.pods, { namespace: NS, name }),
+        {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name, labels: { app: 'web' } },
+          spec: {
+            securityContext: { runAsUser: 10001, fsGroup: 10001 },
+            containers: [
+              {
+                name: 'web',
+                image: 'daftka:e2e',
+                command: ['node', '-e', program],
+                env: [{ name: 'POD', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+                ports: [{ name: 'web', containerPort: 7070 }],
+                startupProbe: { tcpSocket: { port: 'web' }, periodSeconds: 1, failureThreshold: 30 },
+                readinessProbe: { httpGet: { path: '/', port: 'web' }, periodSeconds: 1 },
+                volumeMounts: [{ name: 'data', mountPath: '/data' }],
+              },
+            ],
+            volumes: [{ name: 'data', persistentVolumeClaim: { claimName: `${name}-data` } }],
+          },
+        },
+        'e2e',
+      );
+    }
+    const seenRunningNotStarted = new Set<string>();
+    const ready = await Promise.all(
+      ['web-0', 'web-1'].map((name) =>
+        eventually(async () => {
+          const got = await pod(name);
+          const cs = got?.status?.containerStatuses?.[0];
+          if (cs?.state?.running && cs.started === false) seenRunningNotStarted.add(name);
+          expect(got?.status?.conditions?.find((c: Obj) => c.type === 'Ready')?.status).toBe('True');
+          return got;
+        }, 90_000),
+      ),
+    );
+    // Running but not started (the startup probe waiting for the port) before it turned Ready.
+    expect([...seenRunningNotStarted].sort()).toEqual(['web-0', 'web-1']);
+    for (const p of ready) {
+      expect(p.status.containerStatuses[0]).toMatchObject({ started: true, ready: true, restartCount: 0 });
+      const r = await fetch(`http://${p.status.podIP}:7070/`);
+      expect(await r.json()).toEqual({
+        pod: p.metadata.name,
+        mark: p.metadata.name,
+        ns: NS,
+        user: `system:serviceaccount:${NS}:default`,
+      });
+    }
+    // Each claim bound to a volume the runner made for it.
+    for (const name of ['web-0', 'web-1']) {
+      const claim = await kube.get<Obj>(resourcePath(RESOURCES.pvcs, { namespace: NS, name: `${name}-data` }));
+      expect(claim.status.phase).toBe('Bound');
+      expect(claim.spec.volumeName).toBe(`pod-runner-${claim.metadata.uid}`);
+    }
+    await kube.apply(
+      resourcePath(RESOURCES.services, { namespace: NS, name: 'web' }),
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'web' },
+        spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'web' }] },
+      },
+      'e2e',
+    );
+    const ep = await runner.serviceEndpoint(NS, 'web', 80);
+    expect(ep?.port).toBe(7070);
+    expect(ready.map((p: Obj) => p.status.podIP)).toContain(ep?.host);
   });
 });

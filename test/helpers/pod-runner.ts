@@ -10,14 +10,27 @@
  * emptyDir per pod; Secret and ConfigMap volumes as files), resolves its environment (values,
  * Secret and ConfigMap keys, the downward API's name, namespace, podIP, nodeName), writes an
  * /etc/hosts with the cluster's names (StatefulSet pods behind headless Services, and each Service
- * name → one ready endpoint's address: no kube-proxy, so a Service port must equal its target
- * port), starts each container from the exported image (test/helpers/k8s-image.ts: the image's
- * filesystem, read-only root, as the image's user), restarts it when it exits (restartCount,
- * lastState), runs HTTP/TCP readiness and liveness probes, writes pod status, and on deletion
+ * name → one ready endpoint's address: no kube-proxy, so inside pods a Service port must equal its
+ * target port; from the test, `serviceEndpoint` maps a Service port to a ready pod's address and
+ * target port, as `kubectl port-forward svc/…` would), starts each container from the exported
+ * image (test/helpers/k8s-image.ts: the image's filesystem, read-only root, as the image's user),
+ * restarts it when it exits (restartCount, lastState), runs HTTP/TCP startup, readiness and
+ * liveness probes (readiness and liveness only once the startup probe passed; a startup probe
+ * failing `failureThreshold` times restarts the container), writes pod status, and on deletion
  * sends SIGTERM, then SIGKILL after the grace period, and removes the pod.
  *
- * Not yet: init containers, startup probes, exec probes, resource limits, image pull (every
- * container runs the one exported image unless `launchers` maps its image to something else).
+ * Every process shares the host's network namespace, so a wildcard bind (0.0.0.0, ::, no host)
+ * would take the port on every address and collide with the next pod. A pod's own network
+ * namespace is emulated for Node programs: the runner preloads (NODE_OPTIONS --require) a few
+ * lines that turn a wildcard `listen` into a listen on the pod's address. Programs run by a
+ * launcher must be given the address themselves (ContainerRun.podIP).
+ *
+ * Storage: a claim with no storage class (the cluster default when there is none) gets a
+ * PersistentVolume made for it and bound to it (`provisionClaims`, on by default), like a
+ * local-path provisioner; the volume's directory is the claim's (keyed by its UID).
+ *
+ * Not yet: init containers, exec probes, resource limits, image pull (every container runs the one
+ * exported image unless `launchers` maps its image to something else).
  */
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -44,6 +57,14 @@ export interface PodRunnerOptions {
   launchers?: Record<string, (c: ContainerRun) => ChildProcess>;
   pollMs?: number;
   clusterDomain?: string;
+  /**
+   * The apiserver's URL as pods reach it (https://127.0.0.1:<port>): given, every container gets
+   * KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT, as the kubelet sets them, so in-cluster
+   * clients find it with the service account volume (projected: token, kube-root-ca.crt, namespace).
+   */
+  apiServer?: string;
+  /** Make a PersistentVolume for each pending claim without a storage class (default true). */
+  provisionClaims?: boolean;
 }
 
 export interface ContainerRun {
@@ -61,6 +82,10 @@ interface ContainerState {
   startedAt?: string;
   lastExit?: { exitCode: number; reason: string; finishedAt: string };
   ready: boolean;
+  /** The startup probe passed (or there is none): readiness and liveness probes run from then on. */
+  started: boolean;
+  startFailures: number;
+  startProbedAtMs: number;
   live: boolean;
   liveFailures: number;
   /** When each probe last ran (probes run every periodSeconds, not every pass). */
@@ -87,6 +112,7 @@ export class PodRunner {
   private readonly pods = new Map<string, PodState>();
   private readonly timers: NodeJS.Timeout[] = [];
   private nextIp = 1;
+  private readonly provisioned = new Set<string>();
   private stopped = false;
   private busy = false;
   private readonly hostsFile: string;
@@ -224,6 +250,7 @@ export class PodRunner {
           this.pods.delete(uid);
         }
       await this.writeHosts(pods);
+      if (this.o.provisionClaims !== false) await this.provisionClaims();
       for (const st of this.pods.values()) if (!st.stopping) await this.tend(st);
     } catch (err) {
       this.note(`sync: ${(err as Error).message}`);
@@ -246,6 +273,9 @@ export class PodRunner {
         proc: null,
         restartCount: 0,
         ready: false,
+        started: false,
+        startFailures: 0,
+        startProbedAtMs: 0,
         live: true,
         liveFailures: 0,
         readyProbedAtMs: 0,
@@ -270,6 +300,9 @@ export class PodRunner {
           c.proc = await this.launch(st, st.pod.spec.containers[i]);
           c.startedAt = new Date().toISOString();
           c.ready = false;
+          c.started = false;
+          c.startFailures = 0;
+          c.startProbedAtMs = 0;
           c.live = true;
           c.liveFailures = 0;
           c.readyProbedAtMs = 0;
@@ -307,13 +340,25 @@ export class PodRunner {
     const mounts = await this.mountsOf(pod, container, st);
     mounts.push({ hostPath: this.hostsFile, containerPath: '/etc/hosts', readOnly: true });
     const custom = this.o.launchers?.[container.image];
+    if (!custom) {
+      // The pod's own address for wildcard binds (the header: a network namespace, emulated).
+      const preload = path.join(this.o.workDir, 'pods', st.uid, 'pod-net.cjs');
+      fs.mkdirSync(path.dirname(preload), { recursive: true });
+      fs.writeFileSync(preload, podNetPreload(st.podIP));
+      mounts.push({ hostPath: preload, containerPath: POD_NET_PRELOAD, readOnly: true });
+      const imageOptions = (this.o.image.config.Env ?? [])
+        .find((e) => e.startsWith('NODE_OPTIONS='))
+        ?.slice('NODE_OPTIONS='.length);
+      env.NODE_OPTIONS = [env.NODE_OPTIONS ?? imageOptions, `--require ${POD_NET_PRELOAD}`].filter((x) => x).join(' ');
+    }
     const proc = custom
       ? custom({ pod, container, env, mounts, podIP: st.podIP })
       : runFromImage(this.o.image, {
           ...(container.command ? { command: container.command } : {}),
           ...(container.args ? { args: container.args } : {}),
           env,
-          mounts,
+          // Symlinks in the image are followed inside it (/var/run → /run), never on the host.
+          mounts: mounts.map((m) => ({ ...m, containerPath: resolveInRoot(this.o.image.rootfs, m.containerPath) })),
         });
     const logFile = this.logPath(st.namespace, st.name, container.name);
     fs.mkdirSync(path.dirname(logFile), { recursive: true });
@@ -326,6 +371,12 @@ export class PodRunner {
   private async envOf(pod: Obj, container: Obj, st: PodState): Promise<Record<string, string>> {
     const ns = pod.metadata.namespace;
     const env: Record<string, string> = { HOSTNAME: pod.spec.hostname ?? pod.metadata.name };
+    if (this.o.apiServer) {
+      const u = new URL(this.o.apiServer);
+      env.KUBERNETES_SERVICE_HOST = u.hostname;
+      env.KUBERNETES_SERVICE_PORT = u.port || '443';
+      env.KUBERNETES_SERVICE_PORT_HTTPS = env.KUBERNETES_SERVICE_PORT;
+    }
     for (const from of (container.envFrom ?? []) as Obj[]) {
       const src = from.secretRef
         ? await this.o.kube.get<Obj>(resourcePath(RESOURCES.secrets, { namespace: ns, name: from.secretRef.name }))
@@ -390,6 +441,11 @@ export class PodRunner {
         fs.mkdirSync(dir, { recursive: true });
         for (const [k, val] of Object.entries((obj?.data ?? {}) as Record<string, string>))
           fs.writeFileSync(path.join(dir, k), v.secret ? Buffer.from(val, 'base64') : val);
+      } else if (v.projected) {
+        dir = path.join(this.o.workDir, 'pods', st.uid, v.name);
+        fs.mkdirSync(dir, { recursive: true });
+        for (const [file, content] of await this.projectedFiles(pod, v.projected))
+          fs.writeFileSync(path.join(dir, file), content, { mode: 0o644 });
       } else {
         dir = path.join(this.o.workDir, 'pods', st.uid, v.name); // emptyDir and anything else
       }
@@ -397,7 +453,7 @@ export class PodRunner {
       // The container's user must be able to write its volumes (fsGroup-like).
       const uid = pod.spec.securityContext?.runAsUser ?? 10001;
       const gid = pod.spec.securityContext?.fsGroup ?? uid;
-      if (!v.secret && !v.configMap) fs.chownSync(dir, uid, gid);
+      if (!v.secret && !v.configMap && !v.projected) fs.chownSync(dir, uid, gid);
       dirs.set(v.name, dir);
     }
     return ((container.volumeMounts ?? []) as Obj[]).map((m) => ({
@@ -405,6 +461,64 @@ export class PodRunner {
       containerPath: m.mountPath,
       readOnly: m.readOnly === true,
     }));
+  }
+
+  /**
+   * A projected volume's files: a service account token from the TokenRequest API (bound to the
+   * pod), ConfigMap and Secret keys, downward API fields — what the admission plugin's
+   * kube-api-access volume holds (token, ca.crt, namespace).
+   */
+  private async projectedFiles(pod: Obj, projected: Obj): Promise<Array<[string, string | Buffer]>> {
+    const ns = pod.metadata.namespace;
+    const files: Array<[string, string | Buffer]> = [];
+    for (const src of (projected.sources ?? []) as Obj[]) {
+      if (src.serviceAccountToken) {
+        const sa = pod.spec.serviceAccountName ?? 'default';
+        const r = await this.o.kube.create<Obj>(
+          `/api/v1/namespaces/${encodeURIComponent(ns)}/serviceaccounts/${encodeURIComponent(sa)}/token`,
+          {
+            apiVersion: 'authentication.k8s.io/v1',
+            kind: 'TokenRequest',
+            spec: {
+              ...(src.serviceAccountToken.audience ? { audiences: [src.serviceAccountToken.audience] } : {}),
+              expirationSeconds: src.serviceAccountToken.expirationSeconds ?? 3600,
+              boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid },
+            },
+          },
+        );
+        files.push([src.serviceAccountToken.path, r.status.token as string]);
+      } else if (src.configMap || src.secret) {
+        const ref = src.configMap ?? src.secret;
+        const obj = await this.o.kube.get<Obj>(
+          resourcePath(src.configMap ? RESOURCES.configmaps : RESOURCES.secrets, { namespace: ns, name: ref.name }),
+        );
+        if (!obj) {
+          if (ref.optional) continue;
+          throw new Error(`projected ${src.configMap ? 'ConfigMap' : 'Secret'} ${ref.name} not found`);
+        }
+        const data = (obj.data ?? {}) as Record<string, string>;
+        const items =
+          (ref.items as Array<{ key: string; path: string }> | undefined) ??
+          Object.keys(data).map((key) => ({ key, path: key }));
+        for (const it of items)
+          if (data[it.key] !== undefined)
+            files.push([it.path, src.secret ? Buffer.from(data[it.key], 'base64') : data[it.key]]);
+      } else if (src.downwardAPI) {
+        for (const it of (src.downwardAPI.items ?? []) as Obj[]) {
+          const f: string | undefined = it.fieldRef?.fieldPath;
+          const v =
+            f === 'metadata.namespace'
+              ? ns
+              : f === 'metadata.name'
+                ? pod.metadata.name
+                : f === 'metadata.uid'
+                  ? pod.metadata.uid
+                  : '';
+          files.push([it.path, v]);
+        }
+      }
+    }
+    return files;
   }
 
   private async probe(st: PodState, container: Obj, c: ContainerState): Promise<void> {
@@ -433,6 +547,19 @@ export class PodRunner {
     /** Due: past its initial delay and a period after its last run (Kubernetes' defaults: 0 s, 10 s). */
     const due = (p: Obj, last: number) =>
       since >= (p.initialDelaySeconds ?? 0) * 1000 && now - last >= (p.periodSeconds ?? 10) * 1000;
+    const sp = container.startupProbe;
+    if (!c.started) {
+      if (!sp || !(sp.httpGet || sp.tcpSocket)) c.started = true;
+      else if (due(sp, c.startProbedAtMs)) {
+        c.startProbedAtMs = now;
+        if (await check(sp)) c.started = true;
+        else if (++c.startFailures >= (sp.failureThreshold ?? 3) && c.proc) {
+          c.startFailures = 0;
+          void stopProcess(c.proc, (st.pod.spec.terminationGracePeriodSeconds ?? 30) * 1000);
+        }
+      }
+      if (!c.started) return;
+    }
     const rp = container.readinessProbe;
     if (!rp || !(rp.httpGet || rp.tcpSocket)) c.ready = true;
     else if (due(rp, c.readyProbedAtMs)) {
@@ -471,7 +598,7 @@ export class PodRunner {
         imageID: st.pod.spec.containers[i].image,
         containerID: `pod-runner://${st.uid}/${c.name}/${c.restartCount}`,
         ready: c.ready && c.proc !== null,
-        started: c.proc !== null,
+        started: c.proc !== null && c.started,
         restartCount: c.restartCount,
         state: c.proc
           ? { running: { startedAt: c.startedAt } }
@@ -523,6 +650,72 @@ export class PodRunner {
     }
   }
 
+  // ---- storage ----------------------------------------------------------------------------------
+
+  /** A PersistentVolume for each pending claim without a storage class, bound to it by claimRef. */
+  private async provisionClaims(): Promise<void> {
+    const claims = (await this.o.kube.list<Obj>(resourcePath(RESOURCES.pvcs))).items;
+    for (const c of claims) {
+      if (c.status?.phase !== 'Pending' || c.spec.volumeName || (c.spec.storageClassName ?? '') !== '') continue;
+      if (c.metadata.deletionTimestamp) continue;
+      const name = `pod-runner-${c.metadata.uid}`;
+      if (this.provisioned.has(name)) continue;
+      try {
+        await this.o.kube.create('/api/v1/persistentvolumes', {
+          apiVersion: 'v1',
+          kind: 'PersistentVolume',
+          metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'pod-runner' } },
+          spec: {
+            capacity: { storage: c.spec.resources?.requests?.storage ?? '1Gi' },
+            accessModes: c.spec.accessModes ?? ['ReadWriteOnce'],
+            persistentVolumeReclaimPolicy: 'Delete',
+            claimRef: { namespace: c.metadata.namespace, name: c.metadata.name, uid: c.metadata.uid },
+            // Never read: the runner mounts the claim's own directory (mountsOf).
+            hostPath: { path: path.join(this.o.workDir, 'pvc', c.metadata.namespace, name) },
+          },
+        });
+        this.provisioned.add(name);
+      } catch (err) {
+        if (/409|already exists/i.test((err as Error).message)) this.provisioned.add(name);
+        else this.note(`provision ${c.metadata.namespace}/${c.metadata.name}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  // ---- services ---------------------------------------------------------------------------------
+
+  /**
+   * Where a Service's port leads, as `kubectl port-forward svc/<name> <port>` would reach it: a
+   * ready pod's address and the target port (named ports resolved in that pod's containers).
+   * Undefined while no selected pod is ready.
+   */
+  async serviceEndpoint(
+    namespace: string,
+    name: string,
+    port?: number | string,
+  ): Promise<{ host: string; port: number } | undefined> {
+    const svc = await this.o.kube.get<Obj>(resourcePath(RESOURCES.services, { namespace, name }));
+    if (!svc) throw new Error(`Service ${namespace}/${name} not found`);
+    const sp = ((svc.spec.ports ?? []) as Obj[]).find((p) =>
+      port === undefined ? true : p.port === port || p.name === port,
+    );
+    if (!sp) throw new Error(`Service ${namespace}/${name} has no port ${port}`);
+    const sel = (svc.spec.selector ?? {}) as Record<string, string>;
+    for (const st of this.pods.values()) {
+      const labels = (st.pod.metadata.labels ?? {}) as Record<string, string>;
+      if (st.stopping || st.namespace !== namespace || !Object.entries(sel).every(([k, v]) => labels[k] === v))
+        continue;
+      if (!st.containers.every((c) => c.ready && c.proc !== null)) continue;
+      const target = sp.targetPort ?? sp.port;
+      if (typeof target === 'number') return { host: st.podIP, port: target };
+      for (const c of st.pod.spec.containers as Obj[]) {
+        const p = ((c.ports ?? []) as Obj[]).find((x) => x.name === target);
+        if (p) return { host: st.podIP, port: p.containerPort };
+      }
+    }
+    return undefined;
+  }
+
   // ---- names ------------------------------------------------------------------------------------
 
   /** /etc/hosts for every container: StatefulSet pods by their stable names, Services → a ready endpoint. */
@@ -562,6 +755,50 @@ export class PodRunner {
   private note(msg: string): void {
     if (this.errors.length < 200) this.errors.push(`${new Date().toISOString()} ${msg}`);
   }
+}
+
+/** A path inside an image's root with its symlinks resolved inside that root (as a chroot sees them). */
+function resolveInRoot(root: string, p: string, depth = 0): string {
+  if (depth > 16) throw new Error(`too many symlinks resolving ${p} in the image`);
+  const parts = p.split('/').filter((x) => x !== '' && x !== '.');
+  let cur = '/';
+  for (const [i, part] of parts.entries()) {
+    const next = path.posix.join(cur, part);
+    const st = fs.lstatSync(path.join(root, next), { throwIfNoEntry: false });
+    if (st?.isSymbolicLink()) {
+      const target = fs.readlinkSync(path.join(root, next));
+      const base = target.startsWith('/') ? target : path.posix.join(cur, target);
+      return resolveInRoot(root, path.posix.join(base, ...parts.slice(i + 1)), depth + 1);
+    }
+    cur = next;
+  }
+  return cur;
+}
+
+/** Where the preload is mounted in each container (under /tmp, so the image is not touched). */
+const POD_NET_PRELOAD = '/tmp/.pod-runner-net.cjs';
+
+/** net.Server#listen with a wildcard host (or none) listens on the pod's address instead. */
+function podNetPreload(podIP: string): string {
+  return `'use strict';
+// Written by the test pod runner: this pod's network namespace, emulated (a wildcard bind → ${podIP}).
+const net = require('node:net');
+const ip = ${JSON.stringify(podIP)};
+const wild = (h) => h === undefined || h === null || h === '' || h === '0.0.0.0' || h === '::';
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  const a = args[0];
+  if (a !== null && typeof a === 'object' && !('_handle' in a) && !('fd' in a) && a.path === undefined) {
+    if (wild(a.host)) args[0] = { ...a, host: ip };
+  } else if (typeof a === 'number' || (typeof a === 'string' && /^\\d+$/.test(a))) {
+    if (typeof args[1] !== 'string') args.splice(1, 0, ip);
+    else if (wild(args[1])) args[1] = ip;
+  } else if (a === undefined || typeof a === 'function') {
+    args.unshift(0, ip);
+  }
+  return listen.apply(this, args);
+};
+`;
 }
 
 function resolvePort(container: Obj, port: number | string): number {
