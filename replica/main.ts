@@ -40,6 +40,10 @@ async function main(): Promise<void> {
   // size; the flag is read at each collection, so setting it here applies to every launcher, and
   // to the storage worker's isolate (started later). Not a hard limit: nothing fails at a bound.
   if (cfg.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${cfg.heapGrowingPercent}`);
+  // The semi-space flag (common/replica-process.ts) sized this isolate's young generation when the
+  // process started; V8 would apply it to the storage worker's isolate too, over the worker's own
+  // smaller limit (replica/storage/channel.ts). Unset it before the worker starts.
+  setFlagsFromString('--max-semi-space-size=0');
   const logger = createLogger('replica', {
     level: cfg.logLevel,
     fields: { topic: cfg.topic, partition: cfg.partition, ordinal: cfg.ordinal },
