@@ -112,6 +112,14 @@ test('stalled uploads are cut after the grace: four slow chunked POSTs do not ke
 
   // Past the grace, each is slower than the minimum upload rate: cut, and its reservation released.
   await Promise.all(closed);
-  expect((await produce()).status).toBe(200);
+  // The budget is free at once: never again the body-budget 503. (A replica election on a loaded
+  // machine may still answer a retryable 503 of its own for a moment: that one is retried.)
+  let after = await produce();
+  for (let i = 0; i < 20 && after.status === 503; i++) {
+    expect(`${after.body.code}: ${after.body.detail}`).not.toMatch(/too many request bodies/);
+    await new Promise((r) => setTimeout(r, 250));
+    after = await produce();
+  }
+  expect([after.status, after.body.code]).toEqual([200, undefined]);
   for (const s of socks) s.destroy();
 });
