@@ -20,7 +20,8 @@
  *   profile   node --cpu-prof on the gateway and the replicas during a load run.
  *
  * --quick: 1 KB, in-flight 1 and 64, one repeat, short windows, no scaling/profile (< 2 min).
- * Env: BENCH_PHASES=closed,open,... (subset), BENCH_REPS, BENCH_MEASURE_MS, BENCH_DIR (where data
+ * Env: BENCH_PHASES=closed,open,... (subset), BENCH_SIZES / BENCH_WINDOWS (comma-separated lists),
+ *      BENCH_REPS, BENCH_MEASURE_MS, BENCH_DIR (where data
  *      goes), BENCH_KEEP=1 (keep data and logs), BENCH_OUT=file.json (all results as JSON).
  * Exit status 1 when any acknowledged record is missing, changed or out of order.
  */
@@ -65,8 +66,9 @@ const REPS = Number(process.env.BENCH_REPS ?? (QUICK ? 1 : 3));
 const WARMUP_MS = QUICK ? 300 : 500;
 const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? (QUICK ? 1000 : 2000));
 const OPEN_MS = QUICK ? 2000 : 3000;
-const SIZES = QUICK ? [1024] : [128, 1024, 16384];
-const WINDOWS = QUICK ? [1, 64] : [1, 16, 64, 256];
+const list = (v: string | undefined) => (v ? v.split(',').map(Number) : undefined);
+const SIZES = list(process.env.BENCH_SIZES) ?? (QUICK ? [1024] : [128, 1024, 16384]);
+const WINDOWS = list(process.env.BENCH_WINDOWS) ?? (QUICK ? [1, 64] : [1, 16, 64, 256]);
 const FAILOVER_REPS = QUICK ? 1 : 3;
 const SCALING = [1, 2, 4, 8];
 /** Cells whose bytes in flight (window × records/request × size) exceed this are cut: they only measure OVERLOADED. */
