@@ -168,6 +168,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
           catalog,
           logger,
           reconnectTimeWaitMs: cfg.natsReconnectWaitMs,
+          ...(keyFor ? { keyFor } : {}),
         });
   statusReports?.start();
   const readiness = new ReadinessService({

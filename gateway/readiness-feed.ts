@@ -1,6 +1,7 @@
 import { connect, type NatsConnection } from 'nats';
 import type { Logger } from '../common/log';
 import { natsServerOptions } from '../common/nats-servers';
+import { checkReportSig } from '../common/control-auth';
 import { SUBJECTS, type OperatorHealth } from '../common/control-subjects';
 import { TOPIC_NAME_PATTERN } from '../common/names';
 import type { TopicCatalog } from './catalog';
@@ -12,7 +13,9 @@ import { createAjv, type JsonSchema } from './validation';
  * announce interval) as the readiness report reads them: follower lag (leaders only), readiness,
  * log size, and free disk (statfs of the data directory, and whether the replica is disk-full)
  * per replica. Its own NATS connection, so the leader feed stays what it is; NATS
- * down only makes these signals stale (the checks then say `unknown`).
+ * down only makes these signals stale (the checks then say `unknown`). A topic whose client key
+ * the gateway holds must sign its reports (`keyFor`), so another topic's replicas cannot make its
+ * readiness say disk-full or lagging.
  *
  * Bounded: only reports for catalog partitions are kept, at most `maxReplicasPerPartition` per
  * partition and `maxReports` in all, and a report older than `maxAgeMs` (receive time) is dropped.
@@ -88,6 +91,13 @@ export interface StatusReportFeedOptions {
   maxReports?: number;
   reconnectTimeWaitMs?: number;
   nowMs?: () => number;
+  /**
+   * A topic's client key, when this gateway holds it: that topic's reports must then be signed
+   * with it (`sig`, common/control-auth.ts), as the operator checks them. An unsigned report is
+   * taken until the topic's first signed one (replicas of a release before signing), never after;
+   * a badly signed one never. Without a key, reports are taken as they come.
+   */
+  keyFor?: (topic: string) => Buffer | undefined;
 }
 
 export class StatusReportFeed {
@@ -97,6 +107,10 @@ export class StatusReportFeed {
   private readonly validate = createAjv().compile(REPORT_SCHEMA);
   private readonly validateOperator = createAjv().compile(OPERATOR_SCHEMA);
   private readonly operators = new Map<string, { health: OperatorHealth; receivedMs: number }>();
+  /** Topics of which a correctly signed report was seen (catalog topics only: bounded by it). */
+  private readonly signedSeen = new Set<string>();
+  /** Reports dropped for a missing or bad signature (tests, and the debug log). */
+  rejectedSignatures = 0;
   private readonly now: () => number;
 
   constructor(private readonly o: StatusReportFeedOptions) {
@@ -145,6 +159,16 @@ export class StatusReportFeed {
     const r = doc as Omit<Report, 'receivedMs'>;
     const t = this.o.catalog.get(r.topic);
     if (t === undefined || r.partition >= t.partitions) return;
+    const topicKey = this.o.keyFor?.(r.topic);
+    if (topicKey !== undefined) {
+      const sig = (doc as { sig?: unknown }).sig;
+      if (sig === undefined ? this.signedSeen.has(r.topic) : !checkReportSig(topicKey, doc as object)) {
+        this.rejectedSignatures++;
+        this.o.logger.debug('status_report_signature_refused', { topic: r.topic, signed: sig !== undefined });
+        return;
+      }
+      if (sig !== undefined) this.signedSeen.add(r.topic);
+    }
     const key = `${r.topic}/${r.partition}/${r.replicaId}`;
     if (!this.reports.has(key) && this.reports.size >= (this.o.maxReports ?? 10_000)) this.prune();
     if (!this.reports.has(key) && this.reports.size >= (this.o.maxReports ?? 10_000)) return;

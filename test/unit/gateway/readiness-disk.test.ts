@@ -3,6 +3,7 @@ import { createLogger } from '../../../common/log';
 import { StaticCatalog } from '../../../gateway/catalog';
 import { StatusReportFeed } from '../../../gateway/readiness-feed';
 import { DEFAULT_THRESHOLDS, evaluateReadiness, type ReadinessSignals } from '../../../gateway/readiness';
+import { reportSig } from '../../../common/control-auth';
 import { topic } from './fixtures';
 
 /** The readiness report's free_disk check: from the replicas' NATS status reports to a status. */
@@ -97,5 +98,39 @@ describe('readiness: free disk from the replicas’ status reports', () => {
       (x) => x.id === 'free_disk',
     )!;
     expect(c).toMatchObject({ status: 'warning', threshold: { warning: 0.5 } });
+  });
+});
+
+describe('readiness: status reports of a topic whose key the gateway holds must be signed', () => {
+  const key = Buffer.alloc(32, 7);
+  const signed = (replica: string, over: Record<string, unknown> = {}, withKey = key) => {
+    const doc = JSON.parse(Buffer.from(report(replica, over)).toString()) as Record<string, unknown>;
+    return Buffer.from(JSON.stringify({ ...doc, sig: reportSig(withKey, doc) }));
+  };
+  const keyed = () =>
+    new StatusReportFeed({
+      servers: [],
+      catalog: new StaticCatalog([topic('t', { partitions: 1 })]),
+      logger: quiet(),
+      nowMs: () => 1000,
+      keyFor: (t) => (t === 't' ? key : undefined),
+    });
+
+  it('takes signed reports, drops badly signed ones, and unsigned ones once a signed one was seen', () => {
+    const f = keyed();
+    // Unsigned before any signed one: taken (replicas of a release before signing).
+    f.accept(report('old', { freeBytes: 900, capacityBytes: 1000 }));
+    expect(f.signals()?.replicas).toBe(1);
+    // Signed with another key (a replica of another topic forging this one's health): dropped.
+    f.accept(signed('forged', { diskFull: true, freeBytes: 0, capacityBytes: 1000 }, Buffer.alloc(32, 9)));
+    expect(f.rejectedSignatures).toBe(1);
+    expect(freeDisk(f).status).not.toBe('not_ready');
+    f.accept(signed('r0', { freeBytes: 800, capacityBytes: 1000 }));
+    expect(f.signals()?.replicas).toBe(2);
+    // From now on an unsigned report of topic t is refused.
+    f.accept(report('r1', { diskFull: true, freeBytes: 0, capacityBytes: 1000 }));
+    expect(f.rejectedSignatures).toBe(2);
+    expect(f.signals()?.replicas).toBe(2);
+    expect(freeDisk(f).status).toBe('ok');
   });
 });
