@@ -66,6 +66,15 @@ const OPERATOR_SCHEMA: JsonSchema = {
   },
 };
 
+/** A NATS message's JSON, or undefined (which no schema accepts) when it is not JSON. */
+function parseMessage(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(data).toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Operator instances whose health is kept (the newest report of each). */
 const MAX_OPERATOR_INSTANCES = 16;
 
@@ -149,12 +158,7 @@ export class StatusReportFeed {
 
   /** Take one report (exported for tests): invalid or non-catalog reports are ignored. */
   accept(data: Uint8Array): void {
-    let doc: unknown;
-    try {
-      doc = JSON.parse(Buffer.from(data).toString('utf8'));
-    } catch {
-      return;
-    }
+    const doc = parseMessage(data);
     if (!this.validate(doc)) return;
     const r = doc as Omit<Report, 'receivedMs'>;
     const t = this.o.catalog.get(r.topic);
@@ -188,12 +192,7 @@ export class StatusReportFeed {
 
   /** Take one operator health report (exported for tests): the newest per instance, bounded. */
   acceptOperator(data: Uint8Array): void {
-    let doc: unknown;
-    try {
-      doc = JSON.parse(Buffer.from(data).toString('utf8'));
-    } catch {
-      return;
-    }
+    const doc = parseMessage(data);
     if (!this.validateOperator(doc)) return;
     const h = doc as OperatorHealth;
     if (!this.operators.has(h.instance) && this.operators.size >= MAX_OPERATOR_INSTANCES) {

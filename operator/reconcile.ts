@@ -20,6 +20,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from '../common/log';
+import { canonicalJson } from '../common/control-auth';
 import { clientKeyOf } from '../protocol/rpc-auth';
 import { API_VERSION, type Partition, type PartitionCrStatus, type Topic, type TopicCrStatus } from './crd-schema';
 import {
@@ -144,17 +145,6 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (x:
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
-}
-
-/** JSON with sorted keys: equal objects give equal strings. */
-export function stableJson(x: unknown): string {
-  return JSON.stringify(x, (_k, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-        )
-      : v,
-  );
 }
 
 const errorText = (what: string, err: unknown): string =>
@@ -438,7 +428,7 @@ export class TopicReconciler {
    */
   private async ensure<T extends KObject>(r: ResourceType, obj: KubeObject | Partition, full: boolean): Promise<T> {
     const key = `${r.plural}/${objectKey(obj)}`;
-    const hash = createHash('sha1').update(stableJson(obj)).digest('hex');
+    const hash = createHash('sha1').update(canonicalJson(obj)).digest('hex');
     const cached = this.cacheOf(r)?.get(objectKey(obj)) as
       (T & { metadata: { annotations?: Record<string, string> } }) | undefined;
     const version = (o: KObject) =>
@@ -599,9 +589,9 @@ export class TopicReconciler {
     previous: PartitionCrStatus | TopicCrStatus | undefined,
   ): Promise<void> {
     const key = `${r.plural}/${objectKey(obj)}`;
-    const json = stableJson(status);
+    const json = canonicalJson(status);
     // `operation` belongs to the rebalancer's field manager: not part of the comparison.
-    const prevJson = previous ? stableJson({ ...previous, operation: undefined }) : '';
+    const prevJson = previous ? canonicalJson({ ...previous, operation: undefined }) : '';
     if (json === prevJson || this.lastStatus.get(key) === json) return;
     await this.ctx.kube.apply(
       resourcePath(r, { namespace: obj.metadata.namespace, name: obj.metadata.name, subresource: 'status' }),

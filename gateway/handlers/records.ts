@@ -5,6 +5,7 @@ import { partitionForKey, StickyPartitioner } from '../../common/partitioner';
 import { invalidField } from '../validation';
 import { idempotencyKeyOf, topicFromPath, type Call, type GatewayContext, type Reply } from './context';
 import { withPartialResults } from './partial';
+import type { TopicInfo } from '../catalog';
 
 /**
  * POST /v1/topics/{topic}/records.
@@ -55,6 +56,47 @@ export function checkRecordCount(doc: unknown, limit: number): void {
     );
 }
 
+/** A record of a produce: decoded, its size checked against the topic, its partition chosen. */
+export interface PlacedRecord {
+  record: RecordIn;
+  bytes: number;
+  partition: number;
+}
+
+/**
+ * Decode `r` (already schema-valid) and place it: an explicit `partition` (404 past the topic's),
+ * else Kafka's murmur2 of the key, else `keyless()` (one partition per request or stream).
+ * `pointer` prefixes the JSON pointers of errors, `name` names the record in their text.
+ */
+export function placeRecord(
+  t: TopicInfo,
+  r: RecordJson,
+  pointer: string,
+  name: string,
+  nowMs: number,
+  keyless: () => number,
+): PlacedRecord {
+  const { record, bytes } = decodeRecord(r, pointer, nowMs);
+  if (bytes > t.maxRecordBytes)
+    throw new DaftkaError(
+      'RECORD_TOO_LARGE',
+      `${name} is ${bytes} bytes (key + value + headers); topic ${t.name} allows ${t.maxRecordBytes}`,
+      { extra: { limit: t.maxRecordBytes, ...(pointer !== '' ? { pointer } : {}) } },
+    );
+  if (r.partition !== undefined) {
+    if (r.partition >= t.partitions)
+      throw new DaftkaError(
+        'PARTITION_NOT_FOUND',
+        `topic ${t.name} has ${t.partitions} partitions (0–${t.partitions - 1})`,
+        {
+          extra: { pointer: `${pointer}/partition` },
+        },
+      );
+    return { record, bytes, partition: r.partition };
+  }
+  return { record, bytes, partition: record.key !== null ? partitionForKey(record.key, t.partitions) : keyless() };
+}
+
 export async function produceHandler(g: GatewayContext, c: Call): Promise<Reply> {
   const t = topicFromPath(g, c, 'produce');
   const idempotencyKey = idempotencyKeyOf(c);
@@ -71,29 +113,13 @@ export async function produceHandler(g: GatewayContext, c: Call): Promise<Reply>
   const groups = new Map<number, Group>();
   let stickyPartition: number | undefined;
   let totalBytes = 0;
+  const keyless = () => (stickyPartition ??= sticky.choose(t.name, t.partitions, idempotencyKey));
   for (let i = 0; i < n; i++) {
-    const r = body.records[i];
-    const pointer = `/records/${i}`;
-    const { record, bytes } = decodeRecord(r, pointer, now);
-    if (bytes > t.maxRecordBytes)
-      throw new DaftkaError(
-        'RECORD_TOO_LARGE',
-        `record ${i} is ${bytes} bytes (key + value + headers); topic ${t.name} allows ${t.maxRecordBytes}`,
-        { extra: { limit: t.maxRecordBytes, pointer } },
-      );
-    let p: number;
-    if (r.partition !== undefined) {
-      if (r.partition >= t.partitions)
-        throw new DaftkaError(
-          'PARTITION_NOT_FOUND',
-          `topic ${t.name} has ${t.partitions} partitions (0–${t.partitions - 1})`,
-          {
-            extra: { pointer: `${pointer}/partition` },
-          },
-        );
-      p = r.partition;
-    } else if (record.key !== null) p = partitionForKey(record.key, t.partitions);
-    else p = stickyPartition ??= sticky.choose(t.name, t.partitions, idempotencyKey);
+    const {
+      record,
+      bytes,
+      partition: p,
+    } = placeRecord(t, body.records[i], `/records/${i}`, `record ${i}`, now, keyless);
     let grp = groups.get(p);
     if (grp === undefined) {
       grp = { partition: p, indices: [], records: [], bytes: 0 };

@@ -1,6 +1,7 @@
 import { DaftkaError, toProblem } from '../../common/errors';
-import { partitionForKey, StickyPartitioner } from '../../common/partitioner';
-import { decodeRecord, type RecordJson } from '../codec';
+import { StickyPartitioner } from '../../common/partitioner';
+import type { RecordJson } from '../codec';
+import { placeRecord } from './records';
 import { topicFromPath, type Call, type GatewayContext, type Reply } from './context';
 
 /**
@@ -65,24 +66,11 @@ export async function produceStreamHandler(g: GatewayContext, c: Call): Promise<
         throw new DaftkaError('MALFORMED_JSON', `line ${line} is not valid JSON: ${(err as Error).message}`);
       }
       s.validateItem(doc);
-      const r = doc as RecordJson;
-      const { record, bytes: size } = decodeRecord(r, '', g.nowMs());
-      if (size > t.maxRecordBytes)
-        throw new DaftkaError(
-          'RECORD_TOO_LARGE',
-          `the record is ${size} bytes (key + value + headers); topic ${t.name} allows ${t.maxRecordBytes}`,
-          { extra: { limit: t.maxRecordBytes } },
-        );
-      let partition: number;
-      if (r.partition !== undefined) {
-        if (r.partition >= t.partitions)
-          throw new DaftkaError(
-            'PARTITION_NOT_FOUND',
-            `topic ${t.name} has ${t.partitions} partitions (0–${t.partitions - 1})`,
-            { extra: { pointer: '/partition' } },
-          );
-        partition = r.partition;
-      } else partition = record.key !== null ? partitionForKey(record.key, t.partitions) : streamPartition;
+      const {
+        record,
+        bytes: size,
+        partition,
+      } = placeRecord(t, doc as RecordJson, '', 'the record', g.nowMs(), () => streamPartition);
       g.quotas.admitProduce(t, c.principal.name, size, 1);
       const out = await g.produce(
         {
