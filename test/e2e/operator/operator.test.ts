@@ -746,9 +746,18 @@ describe('high availability', () => {
       return { status: res.status, body: await res.text() };
     };
     expect((await get('/healthz')).status).toBe(200);
-    const ready = await get('/readyz');
-    expect(ready.status).toBe(200);
-    expect(JSON.parse(ready.body)).toMatchObject({ ready: true, leader: true });
+    // Ready once it leads with synced caches. The failover test above can pass before the new
+    // leader synced (when the first operator had already made every object), so on a loaded
+    // machine /readyz may still answer 503 "caches syncing" here: wait for it, within a bound.
+    await eventually(
+      async () => {
+        const ready = await get('/readyz');
+        expect(ready.status).toBe(200);
+        expect(JSON.parse(ready.body)).toMatchObject({ ready: true, leader: true });
+      },
+      30_000,
+      250,
+    );
     const metrics = (await get('/metrics')).body;
     for (const name of [
       'daftka_operator_reconcile_duration_seconds_bucket',
