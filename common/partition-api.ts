@@ -12,6 +12,15 @@ export interface RecordIn {
   headers: Array<[string, Uint8Array]>;
   /** Milliseconds since the epoch; the gateway fills it when the client gives none. */
   timestampMs: number;
+  /**
+   * A null value (`value` is then empty): in a compacted topic the key's delete marker
+   * (tombstone). Absent means false.
+   */
+  tombstone?: boolean;
+  /** Leased groups do not offer the record before this time (ms since the epoch). */
+  deliverAtMs?: number;
+  /** Leased groups no longer offer the record from this time (ms since the epoch). */
+  expiresAtMs?: number;
 }
 
 export interface RecordOut extends RecordIn {

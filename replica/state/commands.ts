@@ -68,7 +68,11 @@ const F_IDEM = 1;
 const F_PRODUCER = 2;
 const F_REPLAY = 4;
 
-/** Hash of what makes two produce requests "the same payload" for idempotency. */
+/**
+ * Hash of what makes two produce requests "the same payload" for idempotency. A null value
+ * hashes its length as -2, so a tombstone never equals an empty value; delivery times are
+ * not hashed (a retry may recompute a relative delay, like the timestamp).
+ */
 export function payloadHash(records: readonly RecordIn[]): Uint8Array {
   const h = createHash('sha256');
   const n = Buffer.alloc(4);
@@ -76,7 +80,7 @@ export function payloadHash(records: readonly RecordIn[]): Uint8Array {
     n.writeInt32BE(r.key === null ? -1 : r.key.length);
     h.update(n);
     if (r.key) h.update(r.key);
-    n.writeInt32BE(r.value.length);
+    n.writeInt32BE(r.tombstone === true ? -2 : r.value.length);
     h.update(n);
     h.update(r.value);
     n.writeInt32BE(r.headers.length);

@@ -26,12 +26,21 @@ const u32 = fc.nat({ max: 0xffffffff });
 const offset = fc.maxSafeNat();
 const requestId = fc.stringMatching(/^[A-Za-z0-9._:-]{0,40}$/);
 
-const recordIn: fc.Arbitrary<RecordIn> = fc.record({
+const plainRecord: fc.Arbitrary<RecordIn> = fc.record({
   key: fc.option(bytes, { nil: null }),
   value: fc.oneof(bytes, fc.constant(new Uint8Array(0))),
   headers: fc.array(fc.tuple(text, bytes), { maxLength: 4 }),
   timestampMs: fc.maxSafeInteger(),
 });
+/** Plain records, tombstones (empty value) and delivery times, each field only when present. */
+const recordIn: fc.Arbitrary<RecordIn> = fc
+  .tuple(plainRecord, fc.boolean(), fc.option(offset, { nil: undefined }), fc.option(offset, { nil: undefined }))
+  .map(([r, tombstone, deliverAtMs, expiresAtMs]) => {
+    const out: RecordIn = tombstone ? { ...r, value: new Uint8Array(0), tombstone: true } : { ...r };
+    if (deliverAtMs !== undefined) out.deliverAtMs = deliverAtMs;
+    if (expiresAtMs !== undefined) out.expiresAtMs = expiresAtMs;
+    return out;
+  });
 const recordOut: fc.Arbitrary<RecordOut> = fc.tuple(recordIn, offset).map(([r, o]) => ({ ...r, offset: o }));
 
 const produceRequest: fc.Arbitrary<ProduceRequest> = fc.record(
@@ -207,6 +216,19 @@ describe('partition API decoders refuse malformed input with CodecError', () => 
     });
     const valueLenAt = b.length - (2 + 8 + 3 + 4);
     b.writeUInt32BE(1000, valueLenAt);
+    expectCodecError(() => codec.decodeProduceRequest(b, ''));
+  });
+
+  it('a tombstone that carries value bytes, and record flags from a newer layout', () => {
+    const one = (r: RecordIn): Buffer =>
+      codec.encodeProduceRequest({ topic: 't', partition: 0, records: [r], requestId: '', timeoutMs: 1 });
+    expectCodecError(() => one({ key: null, value: Buffer.from('x'), headers: [], timestampMs: 0, tombstone: true }));
+    const b = one({ key: null, value: Buffer.from('abc'), headers: [], timestampMs: 0 });
+    const flagsAt = b.length - (2 + 8 + 3 + 4 + 1);
+    expect(b[flagsAt]).toBe(0);
+    b[flagsAt] = 0x02; // tombstone flag on a record with three value bytes
+    expectCodecError(() => codec.decodeProduceRequest(b, ''));
+    b[flagsAt] = 0x10; // an unknown bit
     expectCodecError(() => codec.decodeProduceRequest(b, ''));
   });
 
