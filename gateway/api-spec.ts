@@ -34,6 +34,8 @@ export const MAX_OFFSETS_PER_COMMIT = 1000;
 /** Largest offset or timestamp a client may send: JSON numbers are exact up to 2^53 − 1. */
 export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 export const MAX_TIMESTAMP_MS = 8_640_000_000_000_000;
+/** Longest relative delivery delay or time to live (365 days). */
+export const MAX_DELIVERY_DELAY_MS = 365 * 86_400_000;
 
 export const PRODUCER_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$';
 
@@ -76,20 +78,49 @@ export const RECORD_IN_SCHEMA: JsonSchema = {
     },
     key_b64: b64('Key as base64 bytes (hashed as these bytes).'),
     value: {
-      not: { type: 'null' },
-      'x-error': 'must be text or a JSON value other than null (null values, tombstones, are not supported)',
       description:
         'Value as text (stored as its UTF-8 bytes), or any other JSON value (stored as its JSON text; ' +
-        'fetch with encoding=json returns it as JSON). null is refused (tombstones are not supported).',
+        'fetch with encoding=json returns it as JSON). null is a null value: in a compacted topic the ' +
+        "key's delete marker (tombstone).",
     },
     value_b64: b64('Value as base64 bytes.'),
     headers: headersIn,
     partition: int(0, MAX_PARTITION_INDEX, 'Explicit partition; overrides the key.'),
     timestamp: int(0, MAX_TIMESTAMP_MS, 'Milliseconds since the epoch; the gateway sets it when absent.'),
+    deliver_after_ms: int(
+      0,
+      MAX_DELIVERY_DELAY_MS,
+      'Leased groups do not offer the record before this long after the gateway received it (at most 365 days). ' +
+        'Cumulative fetch is not delayed.',
+    ),
+    deliver_at: int(
+      0,
+      MAX_TIMESTAMP_MS,
+      'Leased groups do not offer the record before this time (ms since the epoch).',
+    ),
+    ttl_ms: int(
+      1,
+      MAX_DELIVERY_DELAY_MS,
+      'Leased groups no longer offer the record this long after the gateway received it (dropped or ' +
+        "dead-lettered as the group's policy says). Cumulative fetch still returns it while retained.",
+    ),
+    expires_at: int(
+      0,
+      MAX_TIMESTAMP_MS,
+      'Leased groups no longer offer the record from this time (ms since the epoch).',
+    ),
   },
   oneOf: [{ required: ['value'] }, { required: ['value_b64'] }],
-  not: { required: ['key', 'key_b64'] },
-  'x-error': 'must have exactly one of value, value_b64, and at most one of key, key_b64',
+  not: {
+    anyOf: [
+      { required: ['key', 'key_b64'] },
+      { required: ['deliver_after_ms', 'deliver_at'] },
+      { required: ['ttl_ms', 'expires_at'] },
+    ],
+  },
+  'x-error':
+    'must have exactly one of value, value_b64, at most one of key, key_b64, at most one of deliver_after_ms, ' +
+    'deliver_at and at most one of ttl_ms, expires_at',
 };
 
 export const PRODUCE_BODY_SCHEMA: JsonSchema = {
@@ -131,15 +162,18 @@ export const RECORD_OUT_SCHEMA: JsonSchema = {
     'Each byte field comes as text (`key`, `value`, header `value`) or as base64 (`key_b64`, `value_b64`, ' +
     'header `value_b64`): with encoding=base64 (the default) always base64; with encoding=utf8 as text when ' +
     'the bytes are valid UTF-8, else base64; with encoding=json `value` is the JSON value the bytes hold ' +
-    '(any JSON type), else `value_b64`, and key and headers as with utf8. A record without key has `key: null`.',
+    '(any JSON type), else `value_b64`, and key and headers as with utf8. A record without key has `key: null`; ' +
+    'a null value (tombstone) has `value: null` in every encoding, and only it does.',
   properties: {
     offset: { type: 'integer' },
     timestamp: { type: 'integer', description: 'Milliseconds since the epoch.' },
     key: { type: ['string', 'null'] },
     key_b64: b64(''),
-    value: { description: 'Text (encoding=utf8) or any JSON value (encoding=json).' },
+    value: { description: 'Text (encoding=utf8), any JSON value (encoding=json), or null: a null value (tombstone).' },
     value_b64: b64(''),
     headers: { type: 'array', items: headerOut },
+    deliver_at: { type: 'integer', description: 'When set at produce: leased groups offer it from this time.' },
+    expires_at: { type: 'integer', description: 'When set at produce: leased groups stop offering it at this time.' },
   },
 };
 

@@ -10,8 +10,11 @@ import { invalidField } from './validation';
  * well-formed Unicode (a lone surrogate has no UTF-8 form and would be silently replaced).
  *
  * A `value` that is not a string (object, array, number, boolean) is a JSON value: it is stored
- * as its JSON text, so JSON clients never double-encode. `null` is refused (Kafka's tombstone;
- * it gets that meaning with key compaction, not the text "null" now).
+ * as its JSON text, so JSON clients never double-encode. `value: null` is a null value — Kafka's
+ * tombstone, the delete marker of a key in a compacted topic — stored with no bytes and a flag.
+ *
+ * Delivery times for leased groups: `deliver_after_ms` / `ttl_ms` count from the gateway's
+ * receive time (`nowMs`), `deliver_at` / `expires_at` are absolute; both are stored absolute.
  *
  * Out (fetch, leased fetch, dead letters), one rule for every byte field, lossless either way:
  *   encoding=base64 (default) → always `*_b64`;
@@ -19,6 +22,8 @@ import { invalidField } from './validation';
  *   encoding=json             → the value as the JSON value its bytes hold, else (not JSON)
  *                               `value_b64`; keys and headers as with utf8.
  * A client reads `value` when present, else decodes `value_b64`. No key → `key: null`.
+ * A null value (tombstone) is `value: null` in every encoding — and only it: with encoding=json a
+ * stored JSON text `null` comes as `value_b64`, so `value: null` never means two things.
  */
 
 export type OutputEncoding = 'base64' | 'utf8' | 'json';
@@ -40,13 +45,8 @@ export function encodeText(s: string, pointer: string): Buffer {
   return Buffer.from(s, 'utf8');
 }
 
-/** A JSON value as its JSON text (the schema let through only JSON values other than null). */
+/** A JSON value other than null as its JSON text. */
 function encodeJson(v: unknown, pointer: string): Buffer {
-  if (v === null)
-    throw invalidField(
-      pointer,
-      'is null: null values (tombstones) are not supported; send "null" as text or value_b64',
-    );
   const text = JSON.stringify(v);
   if (!isWellFormed(text)) throw invalidField(pointer, 'contains a lone UTF-16 surrogate (not valid Unicode text)');
   return Buffer.from(text, 'utf8');
@@ -77,6 +77,10 @@ export interface RecordJson {
   headers?: Record<string, string> | HeaderJson[];
   partition?: number;
   timestamp?: number;
+  deliver_after_ms?: number;
+  deliver_at?: number;
+  ttl_ms?: number;
+  expires_at?: number;
 }
 
 export interface DecodedRecord {
@@ -90,12 +94,15 @@ export function decodeRecord(r: RecordJson, pointer: string, nowMs: number): Dec
   let key: Buffer | null = null;
   if (r.key_b64 !== undefined) key = decodeBase64(r.key_b64, `${pointer}/key_b64`);
   else if (typeof r.key === 'string') key = encodeText(r.key, `${pointer}/key`);
+  const tombstone = r.value_b64 === undefined && r.value === null;
   const value =
     r.value_b64 !== undefined
       ? decodeBase64(r.value_b64, `${pointer}/value_b64`)
-      : typeof r.value === 'string'
-        ? encodeText(r.value, `${pointer}/value`)
-        : encodeJson(r.value, `${pointer}/value`);
+      : tombstone
+        ? EMPTY
+        : typeof r.value === 'string'
+          ? encodeText(r.value, `${pointer}/value`)
+          : encodeJson(r.value, `${pointer}/value`);
   let bytes = (key?.length ?? 0) + value.length;
   const headers: Array<[string, Uint8Array]> = [];
   if (Array.isArray(r.headers)) {
@@ -117,8 +124,21 @@ export function decodeRecord(r: RecordJson, pointer: string, nowMs: number): Dec
       headers.push([name, v]);
     }
   }
-  return { record: { key, value, headers, timestampMs: r.timestamp ?? nowMs }, bytes };
+  const record: RecordIn = { key, value, headers, timestampMs: r.timestamp ?? nowMs };
+  if (tombstone) record.tombstone = true;
+  const deliverAtMs = r.deliver_at ?? (r.deliver_after_ms === undefined ? undefined : nowMs + r.deliver_after_ms);
+  const expiresAtMs = r.expires_at ?? (r.ttl_ms === undefined ? undefined : nowMs + r.ttl_ms);
+  if (deliverAtMs !== undefined && expiresAtMs !== undefined && expiresAtMs <= deliverAtMs)
+    throw invalidField(
+      `${pointer}/${r.expires_at !== undefined ? 'expires_at' : 'ttl_ms'}`,
+      `expires at ${expiresAtMs}, not after the record's delivery time ${deliverAtMs}: it could never be delivered`,
+    );
+  if (deliverAtMs !== undefined) record.deliverAtMs = deliverAtMs;
+  if (expiresAtMs !== undefined) record.expiresAtMs = expiresAtMs;
+  return { record, bytes };
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Size of a stored record as counted for fetch quotas and metrics. */
 export function recordBytes(r: RecordIn): number {
@@ -139,6 +159,8 @@ export interface RecordOutJson {
   value?: unknown;
   value_b64?: string;
   headers: HeaderJson[];
+  deliver_at?: number;
+  expires_at?: number;
 }
 
 export function encodeRecord(r: RecordOut, enc: OutputEncoding): RecordOutJson {
@@ -151,8 +173,9 @@ export function encodeRecord(r: RecordOut, enc: OutputEncoding): RecordOutJson {
     else out.key_b64 = k.toString('base64');
   }
   const v = asBuffer(r.value);
-  const json = enc === 'json' ? parseJson(v) : undefined;
-  if (json !== undefined) out.value = json.v;
+  const json = enc === 'json' && r.tombstone !== true ? parseJson(v) : undefined;
+  if (r.tombstone === true) out.value = null;
+  else if (json !== undefined && json.v !== null) out.value = json.v;
   else if (enc === 'utf8' && isUtf8(v)) out.value = v.toString('utf8');
   else out.value_b64 = v.toString('base64');
   for (const [name, hv] of r.headers) {
@@ -161,5 +184,7 @@ export function encodeRecord(r: RecordOut, enc: OutputEncoding): RecordOutJson {
       text && isUtf8(b) ? { name, value: b.toString('utf8') } : { name, value_b64: b.toString('base64') },
     );
   }
+  if (r.deliverAtMs !== undefined) out.deliver_at = r.deliverAtMs;
+  if (r.expiresAtMs !== undefined) out.expires_at = r.expiresAtMs;
   return out;
 }

@@ -74,7 +74,16 @@ describe('gateway: bad input gets a precise 4xx problem, never a 5xx', () => {
     [{ records: [{ key: 'k' }] }, '/records/0', /exactly one of value, value_b64/],
     [{ records: [{ value: 'a', value_b64: 'YQ==' }] }, '/records/0', /exactly one of value, value_b64/],
     [{ records: [{ value: 'a', key: 'k', key_b64: 'aw==' }] }, '/records/0', /at most one of key, key_b64/],
-    [{ records: [{ value: null }] }, '/records/0/value', /null values/],
+    [
+      { records: [{ value: 'a', deliver_at: 1, deliver_after_ms: 1 }] },
+      '/records/0',
+      /at most one of deliver_after_ms/,
+    ],
+    [{ records: [{ value: 'a', ttl_ms: 1, expires_at: 1 }] }, '/records/0', /at most one of ttl_ms, expires_at/],
+    [{ records: [{ value: 'a', ttl_ms: 0 }] }, '/records/0/ttl_ms', /must be >= 1/],
+    [{ records: [{ value: 'a', deliver_after_ms: 366 * 86_400_000 }] }, '/records/0/deliver_after_ms', /must be <=/],
+    [{ records: [{ value: 'a', deliver_at: 10, expires_at: 10 }] }, '/records/0/expires_at', /never be delivered/],
+    [{ records: [{ value: 'a', deliver_after_ms: 5000, ttl_ms: 4000 }] }, '/records/0/ttl_ms', /never be delivered/],
     [{ records: [{ value: 'a', extra: true }] }, '/records/0/extra', /not an allowed field/],
     [{ records: [{ value: 'a', headers: { h: 1 } }] }, '/records/0/headers', /object of string values or a list/],
     [

@@ -271,3 +271,68 @@ describe('JSON values', () => {
     expect(utf8.json.records[0].value).toBe('{"order":42,"items":["a","b"]}');
   });
 });
+
+describe('null values and delivery times', () => {
+  let gw: Harness;
+  beforeEach(async () => {
+    gw = await startGateway({ topics: [topic('events', { partitions: 1 })] });
+  });
+  afterEach(() => gw.close());
+
+  test('value null is a null value (tombstone): stored empty and flagged, fetched as value null in every encoding', async () => {
+    const w = await gw.req('POST', '/v1/topics/events/records', {
+      body: {
+        records: [
+          { key: 'k', value: null },
+          { key: 'k', value_b64: '' },
+          { key: 'k', value_b64: 'bnVsbA==' },
+        ],
+      },
+    });
+    expect(w.status).toBe(200);
+    const stored = gw.fake.logs.get(`events/${w.json.results[0].partition}`)!;
+    expect(stored.map((r) => [r.tombstone === true, r.value.byteLength])).toEqual([
+      [true, 0],
+      [false, 0],
+      [false, 4],
+    ]);
+    const path = `/v1/topics/events/partitions/${w.json.results[0].partition}/records?offset=0`;
+    for (const enc of ['base64', 'utf8', 'json']) {
+      const r = await gw.req('GET', `${path}&encoding=${enc}`);
+      const [tomb, empty, nullText] = r.json.records as Array<{ value?: unknown; value_b64?: string }>;
+      expect(tomb).toHaveProperty('value', null);
+      expect(tomb.value_b64).toBeUndefined();
+      // An empty value and the JSON text null are values, never `value: null`.
+      expect(empty.value ?? empty.value_b64).toBe('');
+      expect(nullText.value).not.toBeNull();
+    }
+  });
+
+  test('delivery times: relative ones count from the receive time, absolute ones are kept, both come back', async () => {
+    const now = Date.now();
+    const w = await gw.req('POST', '/v1/topics/events/records', {
+      body: {
+        records: [
+          { value: 'a', deliver_after_ms: 60_000, ttl_ms: 120_000, partition: 0 },
+          { value: 'b', deliver_at: 5_000, expires_at: 9_000, partition: 0 },
+          { value: 'c', partition: 0 },
+        ],
+      },
+    });
+    expect(w.status).toBe(200);
+    const [a, b, c] = gw.fake.logs.get('events/0')!;
+    expect(a.deliverAtMs! - now).toBeGreaterThanOrEqual(60_000);
+    expect(a.deliverAtMs! - now).toBeLessThan(70_000);
+    expect(a.expiresAtMs! - a.deliverAtMs!).toBe(60_000);
+    expect([b.deliverAtMs, b.expiresAtMs]).toEqual([5_000, 9_000]);
+    expect([c.deliverAtMs, c.expiresAtMs]).toEqual([undefined, undefined]);
+    const r = await gw.req('GET', '/v1/topics/events/partitions/0/records?offset=0');
+    expect(
+      r.json.records.map((x: { deliver_at?: number; expires_at?: number }) => [x.deliver_at, x.expires_at]),
+    ).toEqual([
+      [a.deliverAtMs, a.expiresAtMs],
+      [5_000, 9_000],
+      [undefined, undefined],
+    ]);
+  });
+});
