@@ -127,6 +127,8 @@ export class PartitionReplica {
           backoffMultiplier: c.leaseBackoffMultiplier,
           deadLetter: c.deadLetter,
           ordered: false,
+          orderingKey: false,
+          expired: 'dead_letter',
         },
         deadLetterRetentionMs: c.deadLetterRetentionMs,
         sweepIntervalMs: c.leaseSweepMs,
