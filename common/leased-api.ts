@@ -23,7 +23,20 @@ export interface LeasePolicy {
   deadLetter: boolean;
   /** Exclusive mode: one lease holder per partition at a time, records in offset order. */
   ordered: boolean;
+  /**
+   * Ordering keys: at most one record per key is leased (or waiting for redelivery) at a time,
+   * a key's records in offset order; other keys flow in parallel. A record without a key is its
+   * own key. Not together with `ordered`.
+   */
+  orderingKey: boolean;
+  /**
+   * A record past its `expiresAtMs` that was not accepted: into the dead-letter stream
+   * (`dead_letter`, when `deadLetter` is on) or dropped (`drop`).
+   */
+  expired: ExpiredAction;
 }
+
+export type ExpiredAction = 'dead_letter' | 'drop';
 
 /** A group's policy as set by PUT /v1/groups/{g}/policy: unset fields take the topic's defaults. */
 export type LeasePolicyOverride = Partial<LeasePolicy>;

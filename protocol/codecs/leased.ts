@@ -315,6 +315,9 @@ function policyOf(v: unknown): LeasePolicy {
     backoffMultiplier: num(o, 'backoffMultiplier', 'policy'),
     deadLetter: bool(o, 'deadLetter', 'policy'),
     ordered: bool(o, 'ordered', 'policy'),
+    // Absent from an older replica's answer: the defaults.
+    orderingKey: o.orderingKey === undefined ? false : bool(o, 'orderingKey', 'policy'),
+    expired: o.expired === 'drop' ? 'drop' : 'dead_letter',
   };
 }
 

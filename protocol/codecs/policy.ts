@@ -11,7 +11,12 @@ const POLICY_KEYS = [
   'backoffMultiplier',
   'deadLetter',
   'ordered',
+  'orderingKey',
+  'expired',
 ] as const;
+
+const BOOLEAN_KEYS: readonly string[] = ['deadLetter', 'ordered', 'orderingKey'];
+const EXPIRED_ACTIONS: readonly string[] = ['dead_letter', 'drop'];
 
 export function normalizeOverride(o: LeasePolicyOverride): LeasePolicyOverride {
   const out: Record<string, unknown> = {};
@@ -31,7 +36,12 @@ export function parseOverride(json: string): LeasePolicyOverride {
   const o = v as Record<string, unknown>;
   for (const k of Object.keys(o)) {
     if (!(POLICY_KEYS as readonly string[]).includes(k)) throw new CodecError('bad_json', `policy.${k} is unknown`);
-    const want = k === 'deadLetter' || k === 'ordered' ? 'boolean' : 'number';
+    if (k === 'expired') {
+      if (!EXPIRED_ACTIONS.includes(o[k] as string))
+        throw new CodecError('bad_json', `policy.expired is not one of ${EXPIRED_ACTIONS.join(', ')}`);
+      continue;
+    }
+    const want = BOOLEAN_KEYS.includes(k) ? 'boolean' : 'number';
     if (typeof o[k] !== want || (want === 'number' && !(Number.isFinite(o[k]) && (o[k] as number) >= 0)))
       throw new CodecError('bad_json', `policy.${k} is not a ${want === 'number' ? 'non-negative number' : want}`);
   }

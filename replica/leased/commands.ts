@@ -13,7 +13,8 @@ import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
  * never consult their own configuration while applying, so they cannot disagree.
  *
  *   policy       := u32 maxAttempts · i53 leaseMs · i53 backoffInitialMs · i53 backoffMaxMs
- *                   · u32 backoffMultiplier×1000 · u8 flags (1 deadLetter, 2 ordered)
+ *                   · u32 backoffMultiplier×1000 · u8 flags (1 deadLetter, 2 ordered, 4 orderingKey,
+ *                   8 expired records dropped rather than dead-lettered)
  *   leaseGrant   := str16 group · policy · i53 leaseMs · u32 max
  *   leaseAck     := str16 group · policy · u32 n · ackItem*
  *   ackItem      := i53 offset · u32 attempt · u8 action · u8 flags (1 delay, 2 leaseMs, 4 error,
@@ -136,7 +137,7 @@ export function writePolicy(w: BufWriter, p: LeasePolicy): void {
     .i53(p.backoffInitialMs)
     .i53(p.backoffMaxMs)
     .u32(Math.round(p.backoffMultiplier * 1000))
-    .u8((p.deadLetter ? 1 : 0) | (p.ordered ? 2 : 0));
+    .u8((p.deadLetter ? 1 : 0) | (p.ordered ? 2 : 0) | (p.orderingKey ? 4 : 0) | (p.expired === 'drop' ? 8 : 0));
 }
 
 export function readPolicy(rd: BufReader): LeasePolicy {
@@ -148,11 +149,15 @@ export function readPolicy(rd: BufReader): LeasePolicy {
     backoffMultiplier: rd.u32('policy.backoffMultiplier') / 1000,
     deadLetter: false,
     ordered: false,
+    orderingKey: false,
+    expired: 'dead_letter',
   };
   const flags = rd.u8('policy.flags');
-  if ((flags & ~3) !== 0) throw new CodecError('bad_value', `policy.flags 0x${flags.toString(16)}`);
+  if ((flags & ~15) !== 0) throw new CodecError('bad_value', `policy.flags 0x${flags.toString(16)}`);
   p.deadLetter = (flags & 1) !== 0;
   p.ordered = (flags & 2) !== 0;
+  p.orderingKey = (flags & 4) !== 0;
+  p.expired = (flags & 8) !== 0 ? 'drop' : 'dead_letter';
   return p;
 }
 

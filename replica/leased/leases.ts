@@ -35,6 +35,8 @@ export const DEFAULT_LEASE_POLICY: LeasePolicy = {
   backoffMultiplier: 2,
   deadLetter: true,
   ordered: false,
+  orderingKey: false,
+  expired: 'dead_letter',
 };
 
 /** Records beyond committed + this many offsets are not handed out (bounds the work of one grant). */

@@ -38,6 +38,8 @@ const policy = {
   backoffMultiplier: 2,
   deadLetter: true,
   ordered: false,
+  orderingKey: false,
+  expired: 'dead_letter' as const,
 };
 const job = {
   jobId: 'j1',

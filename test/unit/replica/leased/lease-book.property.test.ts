@@ -91,6 +91,8 @@ const policyArb: fc.Arbitrary<LeasePolicy> = fc.record({
   backoffMultiplier: fc.constantFrom(1, 1.5, 2),
   deadLetter: fc.boolean(),
   ordered: fc.boolean(),
+  orderingKey: fc.constant(false),
+  expired: fc.constant('dead_letter' as const),
 });
 
 const GROUPS = ['g0', 'g1'];
@@ -310,6 +312,8 @@ describe('lease state machine (properties)', () => {
           backoffMultiplier: 1,
           deadLetter: true,
           ordered,
+          orderingKey: false,
+          expired: 'dead_letter',
         };
         const log = { start: 0, end: n };
         let now = 0;
