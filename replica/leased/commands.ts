@@ -4,6 +4,7 @@ import { readRecord, writeRecord } from '../../protocol/records';
 import { normalizeFilter, parseFilter } from '../../protocol/codecs/dead-letters';
 import { normalizeOverride, parseOverride } from '../../protocol/codecs/policy';
 import type { ReplayTarget, ReplayWritten } from './dead-letters';
+import type { Offer } from './leases';
 import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
 
 /**
@@ -15,7 +16,11 @@ import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
  *   policy       := u32 maxAttempts · i53 leaseMs · i53 backoffInitialMs · i53 backoffMaxMs
  *                   · u32 backoffMultiplier×1000 · u8 flags (1 deadLetter, 2 ordered, 4 orderingKey,
  *                   8 expired records dropped rather than dead-lettered)
- *   leaseGrant   := str16 group · policy · i53 leaseMs · u32 max
+ *   leaseGrant   := str16 group · policy · i53 leaseMs · u32 max · [plan]   (no plan: an older leader's)
+ *   plan         := u32 n · offer* · u32 n · expireItem*
+ *   offer        := i53 offset · u8 flags (1 keyHash, 2 deliverAt, 4 expiresAt) · [u32 keyHash]
+ *                   · [i53 deliverAtMs] · [i53 expiresAtMs]
+ *   expireItem   := i53 offset · i53 expiresAtMs · u8 hasRecord · [record]
  *   leaseAck     := str16 group · policy · u32 n · ackItem*
  *   ackItem      := i53 offset · u32 attempt · u8 action · u8 flags (1 delay, 2 leaseMs, 4 error,
  *                   8 errorClass, 16 record) · [i53 delayMs] · [i53 leaseMs] · [str16 error]
@@ -50,7 +55,18 @@ export interface LeaseGrantCommand {
   policy: LeasePolicy;
   leaseMs: number;
   max: number;
+  /** The leader's plan (leases.ts GrantPlan) with the bytes of expired records to dead-letter. */
+  plan?: LeaseGrantPlan;
 }
+
+export interface LeaseGrantPlan {
+  offers: Offer[];
+  expire: Array<{ offset: number; expiresAtMs: number; record?: RecordIn }>;
+}
+
+const O_KEY = 1;
+const O_DELIVER = 2;
+const O_EXPIRES = 4;
 
 export interface LeaseAckCommandItem {
   offset: number;
@@ -168,6 +184,26 @@ export function writeLeasedCommand(w: BufWriter, c: LeasedCommand): void {
       w.str16(c.group);
       writePolicy(w, c.policy);
       w.i53(c.leaseMs).u32(c.max);
+      if (c.plan) {
+        w.u32(c.plan.offers.length);
+        for (const o of c.plan.offers) {
+          w.i53(o.offset).u8(
+            (o.keyHash !== undefined ? O_KEY : 0) |
+              (o.deliverAtMs !== undefined ? O_DELIVER : 0) |
+              (o.expiresAtMs !== undefined ? O_EXPIRES : 0),
+          );
+          if (o.keyHash !== undefined) w.u32(o.keyHash);
+          if (o.deliverAtMs !== undefined) w.i53(o.deliverAtMs);
+          if (o.expiresAtMs !== undefined) w.i53(o.expiresAtMs);
+        }
+        w.u32(c.plan.expire.length);
+        for (const e of c.plan.expire) {
+          w.i53(e.offset)
+            .i53(e.expiresAtMs)
+            .bool(e.record !== undefined);
+          if (e.record !== undefined) writeRecord(w, e.record);
+        }
+      }
       return;
     case 5:
       w.str16(c.group);
@@ -245,6 +281,7 @@ export function readLeasedCommand(kind: number, leaderTimeMs: number, rd: BufRea
         leaseMs: rd.i53('leaseMs'),
         max: rd.u32('max'),
       };
+      if (rd.remaining > 0) c.plan = readGrantPlan(rd);
       rd.end('lease grant command');
       return c;
     }
@@ -343,6 +380,32 @@ export function readLeasedCommand(kind: number, leaderTimeMs: number, rd: BufRea
     default:
       throw new CodecError('bad_value', `unknown command kind ${kind}`);
   }
+}
+
+function readGrantPlan(rd: BufReader): LeaseGrantPlan {
+  const n = rd.u32('offers');
+  if (n * 9 > rd.remaining) throw new CodecError('bad_length', `offers ${n} exceed ${rd.remaining} bytes`);
+  const offers: Offer[] = [];
+  for (let i = 0; i < n; i++) {
+    const o: Offer = { offset: rd.i53('offer.offset') };
+    const flags = rd.u8('offer.flags');
+    if ((flags & ~7) !== 0) throw new CodecError('bad_value', `offer.flags 0x${flags.toString(16)}`);
+    if (flags & O_KEY) o.keyHash = rd.u32('offer.keyHash');
+    if (flags & O_DELIVER) o.deliverAtMs = rd.i53('offer.deliverAtMs');
+    if (flags & O_EXPIRES) o.expiresAtMs = rd.i53('offer.expiresAtMs');
+    offers.push(o);
+  }
+  const m = rd.u32('expire');
+  if (m * 17 > rd.remaining) throw new CodecError('bad_length', `expire items ${m} exceed ${rd.remaining} bytes`);
+  const expire: LeaseGrantPlan['expire'] = [];
+  for (let i = 0; i < m; i++) {
+    const offset = rd.i53('expire.offset');
+    const expiresAtMs = rd.i53('expire.expiresAtMs');
+    expire.push(
+      rd.bool('expire.hasRecord') ? { offset, expiresAtMs, record: readRecord(rd) } : { offset, expiresAtMs },
+    );
+  }
+  return { offers, expire };
 }
 
 export function writeReplaySection(w: BufWriter, r: ReplaySection): void {

@@ -56,6 +56,55 @@ export interface Flight {
   outcome: FlightOutcome;
   /** The last ack applied to `attempt`, so a retried ack is answered `ok` again. */
   lastAck: '' | AckAction;
+  /** Ordering keys: the hash of the record's key (absent: no key, or not granted under ordering keys). */
+  keyHash?: number;
+  /** The record's expiry (RecordIn.expiresAtMs): from then on it is not offered again. */
+  expiresAtMs?: number;
+}
+
+/**
+ * What a grant needs to know of a record it has not delivered yet, read by the leader from its
+ * log and carried in the grant command (so every replica applies the same result).
+ */
+export interface RecordFacts {
+  /** Hash of the key (ordering keys only); absent: no key — the record is its own key. */
+  keyHash?: number;
+  deliverAtMs?: number;
+  expiresAtMs?: number;
+}
+
+/** A record never delivered, offered for its first delivery, with its facts. */
+export interface Offer extends RecordFacts {
+  offset: number;
+}
+
+/** A record whose expiry passed before it was accepted: the grant ends it (dead letter or drop). */
+export interface ExpireItem {
+  offset: number;
+  expiresAtMs: number;
+  /** The command carries its bytes (needed for a dead letter). */
+  bytes: boolean;
+}
+
+/**
+ * The leader's plan for one grant command: which new records may get a first delivery and
+ * which expired ones end. The apply checks every item against the replicated state (a plan
+ * can be stale: another grant or an ack may have applied in between) and never trusts it
+ * beyond the facts of the records themselves.
+ */
+export interface GrantPlan {
+  offers: Offer[];
+  expire: ExpireItem[];
+}
+
+/** The plan and what the leader learned making it. */
+export interface PlanResult extends GrantPlan {
+  /** Records a grant would hand out now (first deliveries and redeliveries) or discard. */
+  work: number;
+  /** Earliest future delivery time of a record held back by its deliverAtMs. */
+  nextDeliverMs?: number;
+  /** The facts of this offset are not loaded: load them and plan again. */
+  missing?: number;
 }
 
 /** Where the group's committed offset lives (the partition's group table). */
@@ -84,7 +133,13 @@ export interface GrantResult {
   redelivered: number[];
   /** Offsets discarded because they exhausted their attempts with dead-lettering off. */
   discarded: number[];
+  /** Records ended because their expiry passed (plan mode): dead-lettered (with a note) or dropped. */
+  ttlExpired: Array<{ offset: number; deadLetter?: DeadLetterNote }>;
 }
+
+/** Error class and text of a dead letter written because the record's expiry passed. */
+export const EXPIRED_ERROR_CLASS = 'expired';
+const EXPIRED_ERROR = 'expired: the record expired (expires_at) before it was accepted';
 
 /** What to write to the dead-letter stream for a record that ended there. */
 export interface DeadLetterNote {
@@ -185,6 +240,11 @@ export class LeaseBook {
    * Expired leases and due waits are redelivered with attempt + 1. A record that already had
    * `maxAttempts` deliveries is never delivered again: with dead-lettering on it waits for the
    * leader's sweep (which carries its bytes) to dead-letter it; off, it is discarded here.
+   *
+   * With a `plan` (every leader since issue 19 sends one), a record's first delivery needs an
+   * offer from the plan, checked against its facts: not before deliverAtMs, not from expiresAtMs
+   * on, and under ordering keys not while another record of its key is unfinished. The plan's
+   * expired records end first. Without a plan (commands of older leaders) every record is offered.
    */
   grant(
     group: string,
@@ -194,16 +254,37 @@ export class LeaseBook {
     log: LogBounds,
     max: number,
     sink: LeaseSink,
+    plan?: GrantPlan,
   ): GrantResult {
-    const out: GrantResult = { grants: [], expired: [], redelivered: [], discarded: [] };
+    const out: GrantResult = { grants: [], expired: [], redelivered: [], discarded: [], ttlExpired: [] };
     this.prune(group, log, sink);
     const g = this.flights(group);
-    if (policy.ordered) for (const f of g.values()) if (f.state === 'leased' && f.untilMs > nowMs) return out;
     const base = this.base(group, log);
+    if (plan) for (const e of plan.expire) this.expireTtl(group, nowMs, policy, e, log, sink, out);
+    if (policy.ordered)
+      for (const f of g.values())
+        if (f.state === 'leased' && f.untilMs > nowMs) return this.done(out, group, log, sink);
+    const offers = plan ? new Map(plan.offers.map((o) => [o.offset, o])) : undefined;
+    // Ordering keys: the lowest unfinished offset of each key. Only that record of a key may be leased.
+    const keys = policy.orderingKey ? this.unfinishedKeys(g) : undefined;
     const end = Math.min(log.end, base + LEASE_WINDOW);
     for (let o = base; o < end && out.grants.length < max; o++) {
       const f = g.get(o);
       if (f === undefined) {
+        let facts: RecordFacts = {};
+        if (offers) {
+          const offer = offers.get(o);
+          const ok =
+            offer !== undefined &&
+            !(offer.deliverAtMs !== undefined && offer.deliverAtMs > nowMs) &&
+            !(offer.expiresAtMs !== undefined && offer.expiresAtMs <= nowMs) &&
+            !(keys && offer.keyHash !== undefined && keys.has(offer.keyHash));
+          if (!ok) {
+            if (policy.ordered) break;
+            continue;
+          }
+          facts = offer;
+        }
         const nf: Flight = {
           attempt: 1,
           state: 'leased',
@@ -214,7 +295,10 @@ export class LeaseBook {
           lastErrorClass: '',
           outcome: '',
           lastAck: '',
+          ...(keys && facts.keyHash !== undefined ? { keyHash: facts.keyHash } : {}),
+          ...(facts.expiresAtMs !== undefined ? { expiresAtMs: facts.expiresAtMs } : {}),
         };
+        if (keys && nf.keyHash !== undefined) keys.set(nf.keyHash, o);
         g.set(o, nf);
         sink.flight(group, o, nf);
         out.grants.push({ offset: o, attempt: 1, leaseUntilMs: nf.untilMs });
@@ -226,6 +310,8 @@ export class LeaseBook {
         if (policy.ordered) break;
         continue;
       }
+      // Past its expiry: never offered again; the plan of a later grant ends it.
+      if (f.expiresAtMs !== undefined && f.expiresAtMs <= nowMs) continue;
       if (f.attempt >= policy.maxAttempts) {
         if (policy.deadLetter) {
           if (policy.ordered) break;
@@ -237,6 +323,9 @@ export class LeaseBook {
         if (wasLeased) out.expired.push(o);
         continue;
       }
+      // Ordering keys: an earlier unfinished record of the same key goes first (only after a
+      // change of policy can there be two).
+      if (keys && f.keyHash !== undefined && keys.get(f.keyHash) !== o) continue;
       if (f.state === 'leased') out.expired.push(o);
       else out.redelivered.push(o);
       const nf: Flight = {
@@ -251,7 +340,152 @@ export class LeaseBook {
       sink.flight(group, o, nf);
       out.grants.push({ offset: o, attempt: nf.attempt, leaseUntilMs: nf.untilMs });
     }
+    return this.done(out, group, log, sink);
+  }
+
+  private done(out: GrantResult, group: string, log: LogBounds, sink: LeaseSink): GrantResult {
     this.advance(group, log, sink);
+    return out;
+  }
+
+  /** keyHash → lowest unfinished offset, over the group's flights. */
+  private unfinishedKeys(g: Map<number, Flight>): Map<number, number> {
+    const keys = new Map<number, number>();
+    for (const [o, f] of g) {
+      if (f.state === 'done' || f.keyHash === undefined) continue;
+      const at = keys.get(f.keyHash);
+      if (at === undefined || o < at) keys.set(f.keyHash, o);
+    }
+    return keys;
+  }
+
+  /**
+   * End a record whose expiry passed, unless it is under a valid lease (the holder may still
+   * accept it) or finished. Into the dead-letter stream when the policy says so and the
+   * command carries its bytes; else dropped.
+   */
+  private expireTtl(
+    group: string,
+    nowMs: number,
+    policy: LeasePolicy,
+    e: ExpireItem,
+    log: LogBounds,
+    sink: LeaseSink,
+    out: GrantResult,
+  ): void {
+    if (e.offset < this.base(group, log) || e.offset >= log.end || e.expiresAtMs > nowMs) return;
+    const g = this.flights(group);
+    const f = g.get(e.offset);
+    if (f !== undefined && (f.state === 'done' || (f.state === 'leased' && f.untilMs > nowMs))) return;
+    if (f !== undefined && f.expiresAtMs !== e.expiresAtMs) return;
+    const base: Flight = f ?? {
+      attempt: 0,
+      state: 'waiting',
+      untilMs: 0,
+      firstDeliveryMs: 0,
+      lastDeliveryMs: 0,
+      lastError: '',
+      lastErrorClass: '',
+      outcome: '',
+      lastAck: '',
+      expiresAtMs: e.expiresAtMs,
+    };
+    const withError: Flight = { ...base, lastError: EXPIRED_ERROR, lastErrorClass: EXPIRED_ERROR_CLASS };
+    const r = this.deadEnd(group, e.offset, withError, '', {
+      policy: policy.expired === 'drop' ? { ...policy, deadLetter: false } : policy,
+      bytesAvailable: e.bytes,
+      sink,
+    });
+    out.ttlExpired.push(
+      r.status === 'ok' && r.deadLetter ? { offset: e.offset, deadLetter: r.deadLetter } : { offset: e.offset },
+    );
+  }
+
+  /**
+   * The leader's side of a grant: what a grant at `nowMs` would do, from the replicated state
+   * and the facts of the records not delivered yet (`factsOf`, read from the log; undefined:
+   * not loaded — the answer names the offset in `missing`). The same rules as `grant`, plus
+   * the ones only the log can tell: a key's records go in offset order (a record waits while
+   * an earlier record of its key is unfinished, delivered or not), a delayed record is passed
+   * over (in `ordered` mode it stops the scan) and an expired one is listed to end.
+   * At most `max` records to hand out and `maxExpire` to end; never past LEASE_WINDOW.
+   */
+  plan(
+    group: string,
+    nowMs: number,
+    policy: LeasePolicy,
+    log: LogBounds,
+    max: number,
+    maxExpire: number,
+    factsOf: (offset: number) => RecordFacts | undefined,
+  ): PlanResult {
+    const out: PlanResult = { offers: [], expire: [], work: 0 };
+    const g = this.groups.get(group) ?? new Map<number, Flight>();
+    // Exclusive mode: while one lease is out, nothing else goes.
+    if (policy.ordered) for (const f of g.values()) if (f.state === 'leased' && f.untilMs > nowMs) return out;
+    const keys = policy.orderingKey ? this.unfinishedKeys(g) : undefined;
+    const base = this.base(group, log);
+    let end = Math.min(log.end, base + LEASE_WINDOW);
+    // Only ending expired records (the sweep): as far as the group has reached, no further.
+    if (max === 0) {
+      let reached = base;
+      for (const o of g.keys()) if (o + 1 > reached) reached = o + 1;
+      end = Math.min(end, reached);
+    }
+    const more = () => (max > 0 ? out.work < max : out.expire.length < maxExpire);
+    const expire = (offset: number, expiresAtMs: number) => {
+      if (out.expire.length < maxExpire) out.expire.push({ offset, expiresAtMs, bytes: false });
+    };
+    for (let o = base; o < end && more(); o++) {
+      const f = g.get(o);
+      if (f === undefined) {
+        const facts = factsOf(o);
+        if (facts === undefined) return { ...out, missing: o };
+        if (facts.expiresAtMs !== undefined && facts.expiresAtMs <= nowMs) {
+          expire(o, facts.expiresAtMs);
+          continue;
+        }
+        const key = keys ? facts.keyHash : undefined;
+        if (facts.deliverAtMs !== undefined && facts.deliverAtMs > nowMs) {
+          if (out.nextDeliverMs === undefined || facts.deliverAtMs < out.nextDeliverMs)
+            out.nextDeliverMs = facts.deliverAtMs;
+          // Delayed: in order, it holds back everything after it; by key, the later ones of its key.
+          if (policy.ordered) break;
+          if (key !== undefined && !keys!.has(key)) keys!.set(key, o);
+          continue;
+        }
+        if (out.work >= max || (key !== undefined && keys!.has(key))) continue;
+        if (key !== undefined) keys!.set(key, o);
+        out.offers.push({
+          offset: o,
+          ...(key !== undefined ? { keyHash: key } : {}),
+          ...(facts.deliverAtMs !== undefined ? { deliverAtMs: facts.deliverAtMs } : {}),
+          ...(facts.expiresAtMs !== undefined ? { expiresAtMs: facts.expiresAtMs } : {}),
+        });
+        out.work++;
+        continue;
+      }
+      if (f.state === 'done') continue;
+      if (f.untilMs > nowMs) {
+        if (policy.ordered) break;
+        continue;
+      }
+      if (f.expiresAtMs !== undefined && f.expiresAtMs <= nowMs) {
+        expire(o, f.expiresAtMs);
+        continue;
+      }
+      if (out.work >= max) continue;
+      if (f.attempt >= policy.maxAttempts) {
+        if (policy.deadLetter) {
+          if (policy.ordered) break;
+          continue;
+        }
+        out.work++;
+        continue;
+      }
+      if (keys && f.keyHash !== undefined && keys.get(f.keyHash) !== o) continue;
+      out.work++;
+    }
     return out;
   }
 

@@ -1,11 +1,15 @@
 import { counter, gauge } from '../../common/metrics';
 import type { LeasedHost } from './host';
+import type { RecordFactsCache } from './facts';
 
 /**
  * The leased stack's metrics (docs/metrics.md). `group` labels are capped by the service (the
  * first 100 groups, then `other`); the dead-letter gauge is read from the state at scrape time.
  */
-export function leasedMetrics(h: Pick<LeasedHost, 'registry' | 'state' | 'topic' | 'partition'>) {
+export function leasedMetrics(
+  h: Pick<LeasedHost, 'registry' | 'state' | 'topic' | 'partition'>,
+  facts?: Pick<RecordFactsCache, 'size' | 'maxEntries'>,
+) {
   const reg = h.registry;
   const tpg = ['topic', 'partition', 'group'] as const;
   const store = () => h.state.leased.deadLetters;
@@ -28,13 +32,18 @@ export function leasedMetrics(h: Pick<LeasedHost, 'registry' | 'state' | 'topic'
     }),
     deadLetterWrites: counter(reg, {
       name: 'daftka_dead_letter_writes_total',
-      help: 'Records written to the dead-letter stream, by reason (reject, max_attempts)',
+      help: 'Records written to the dead-letter stream, by reason (reject, max_attempts, expired)',
       labelNames: ['topic', 'partition', 'group', 'reason'] as const,
     }),
     discarded: counter(reg, {
       name: 'daftka_lease_discarded_total',
       help: 'Records that ended without a dead letter (dead-lettering off, or removed by retention)',
       labelNames: tpg,
+    }),
+    ttlExpired: counter(reg, {
+      name: 'daftka_lease_ttl_expired_total',
+      help: 'Records no longer offered because their expiry passed, by outcome (dead_lettered, dropped)',
+      labelNames: ['topic', 'partition', 'group', 'outcome'] as const,
     }),
     waitersFull: counter(reg, {
       name: 'daftka_lease_waiters_full_total',
@@ -55,6 +64,15 @@ export function leasedMetrics(h: Pick<LeasedHost, 'registry' | 'state' | 'topic'
       for (const [state, n] of Object.entries(store().countByState())) this.set({ ...lbl, state }, n);
     },
   });
+  if (facts)
+    gauge(reg, {
+      name: 'daftka_lease_record_facts',
+      help: 'Records whose grant facts (key hash, delivery times) the leader holds in memory (bound: 2 lease windows)',
+      labelNames: ['topic', 'partition'] as const,
+      collect() {
+        this.set(lbl, facts.size);
+      },
+    });
   return m;
 }
 

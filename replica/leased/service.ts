@@ -30,7 +30,9 @@ import { effectivePolicy } from './commands';
 import { badRequest, checkGroup, checkPolicyOverride, leasedOut, PROPOSE_TIMEOUT_MS, type LeasedHost } from './host';
 import { leasedMetrics, type LeasedMetrics } from './metrics';
 import { ReplayRunner } from './replay-runner';
-import type { LogBounds } from './leases';
+import { LEASE_WINDOW, type LogBounds, type PlanResult } from './leases';
+import { RecordFactsCache } from './facts';
+import type { LeaseGrantPlan } from './commands';
 
 /**
  * The leader's side of leased groups and dead letters: turns partition API calls into Raft
@@ -51,6 +53,15 @@ const WAITERS_FULL_RETRY_AFTER_MS = 1000;
 const MAX_GRANT = 10_000;
 const MAX_ACKS = 10_000;
 const SWEEP_BATCH = 500;
+/** Expired records one fetch's grant ends at most (each may carry its bytes for a dead letter). */
+const EXPIRE_BATCH = 100;
+/** Facts the leader keeps (facts.ts): two lease windows, so one plan's scan always fits. */
+export const FACTS_CACHE_ENTRIES = 2 * LEASE_WINDOW;
+/** First read of facts when a plan reaches unloaded offsets; doubles up to the maximum. */
+const FACTS_CHUNK_MIN = 256;
+const FACTS_CHUNK_MAX = 8192;
+/** Loads one plan may need before giving up (OVERLOADED): others evicting what it loaded. */
+const MAX_PLAN_LOADS = 64;
 const RETENTION_CHECK_MS = 10_000;
 /** Groups that get their own metric label; the rest share `other` (labels stay bounded). */
 const MAX_GROUP_LABELS = 100;
@@ -65,9 +76,11 @@ export class LeasedService implements LeasedPartitionClient {
   private readonly groupLabels = new Set<string>();
   private readonly m: LeasedMetrics;
   private readonly replays: ReplayRunner;
+  private readonly facts: RecordFactsCache;
 
   constructor(private readonly h: LeasedHost) {
-    this.m = leasedMetrics(h);
+    this.facts = new RecordFactsCache(h, FACTS_CACHE_ENTRIES);
+    this.m = leasedMetrics(h, this.facts);
     this.replays = new ReplayRunner(h, this.m.replays);
   }
 
@@ -168,6 +181,58 @@ export class LeasedService implements LeasedPartitionClient {
     return out;
   }
 
+  /**
+   * The leader's plan for a grant (leases.ts plan), with the facts of the records it passes
+   * over loaded from the log as it reaches them.
+   */
+  private async planGrant(
+    group: string,
+    nowMs: number,
+    policy: LeasePolicy,
+    max: number,
+    maxExpire: number,
+  ): Promise<PlanResult> {
+    const book = this.h.state.leased.book;
+    let chunk = FACTS_CHUNK_MIN;
+    for (let loads = 0; ; loads++) {
+      const plan = book.plan(group, nowMs, policy, this.bounds(), max, maxExpire, (o) => this.facts.get(o));
+      if (plan.missing === undefined) return plan;
+      if (loads >= MAX_PLAN_LOADS)
+        throw new DaftkaError('OVERLOADED', 'the leased fetch could not read the records it needs (try again)', {
+          retryAfterMs: WAITERS_FULL_RETRY_AFTER_MS,
+        });
+      await this.facts.load(plan.missing, plan.missing + chunk);
+      chunk = Math.min(FACTS_CHUNK_MAX, chunk * 2);
+    }
+  }
+
+  /** The command's plan: expired records carry their bytes when they go to the dead-letter stream. */
+  private async commandPlan(plan: PlanResult, policy: LeasePolicy): Promise<LeaseGrantPlan> {
+    const toDeadLetter = policy.deadLetter && policy.expired === 'dead_letter';
+    const recs = toDeadLetter && plan.expire.length ? await this.readRecords(plan.expire.map((e) => e.offset)) : null;
+    return {
+      offers: plan.offers,
+      expire: plan.expire.map((e) => {
+        const record = recs?.get(e.offset);
+        return record
+          ? { offset: e.offset, expiresAtMs: e.expiresAtMs, record }
+          : { offset: e.offset, expiresAtMs: e.expiresAtMs };
+      }),
+    };
+  }
+
+  /** Count what a grant ended because the records expired. */
+  private countTtl(group: string, ttl: Array<{ offset: number; deadLetter?: unknown }>): void {
+    if (ttl.length === 0) return;
+    const l = this.lbl(group);
+    const dl = ttl.filter((x) => x.deadLetter !== undefined).length;
+    if (dl) {
+      this.m.ttlExpired.inc({ ...l, outcome: 'dead_lettered' }, dl);
+      this.m.deadLetterWrites.inc({ ...l, reason: 'expired' }, dl);
+    }
+    if (ttl.length - dl) this.m.ttlExpired.inc({ ...l, outcome: 'dropped' }, ttl.length - dl);
+  }
+
   // ---- leased fetch and acks ----
 
   async leaseFetch(req: LeaseFetchRequest): Promise<LeaseFetchResult> {
@@ -185,8 +250,9 @@ export class LeasedService implements LeasedPartitionClient {
     for (;;) {
       this.h.requireLeader();
       const now = Date.now();
-      if (this.h.state.leased.book.wouldGrant(req.group, now, policy, this.bounds())) {
-        if (req.maxRecords === 0) return this.fetchResult(req.group, [], true);
+      const plan = await this.planGrant(req.group, now, policy, Math.max(1, req.maxRecords), EXPIRE_BATCH);
+      if (plan.work > 0 && req.maxRecords === 0) return this.fetchResult(req.group, [], true);
+      if ((plan.work > 0 || plan.expire.length > 0) && req.maxRecords > 0) {
         const r = await this.h.propose(
           encodeCommand({
             kind: CommandKind.LeaseGrant,
@@ -195,6 +261,7 @@ export class LeasedService implements LeasedPartitionClient {
             policy,
             leaseMs,
             max: req.maxRecords,
+            plan: await this.commandPlan(plan, policy),
           }),
           PROPOSE_TIMEOUT_MS,
         );
@@ -204,6 +271,7 @@ export class LeasedService implements LeasedPartitionClient {
         const redelivered = grant.grants.filter((g) => g.attempt > 1).length;
         if (redelivered) this.m.redeliveries.inc(l, redelivered);
         if (grant.discarded.length) this.m.discarded.inc(l, grant.discarded.length);
+        this.countTtl(req.group, grant.ttlExpired);
         if (grant.grants.length > 0) {
           const recs = await this.readRecords(grant.grants.map((g) => g.offset));
           const out: LeasedRecord[] = [];
@@ -214,10 +282,14 @@ export class LeasedService implements LeasedPartitionClient {
           }
           if (out.length > 0) return this.fetchResult(req.group, out, true);
         }
+        // Records ended (expired, discarded): what they held back may go now — plan again.
+        if (grant.ttlExpired.length > 0 || grant.discarded.length > 0) continue;
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) return this.fetchResult(req.group, [], false);
-      const due = this.h.state.leased.book.nextDueMs(req.group, now);
+      let due = this.h.state.leased.book.nextDueMs(req.group, now);
+      // A delayed record wakes the poll when it comes due.
+      if (plan.nextDeliverMs !== undefined && (due === undefined || plan.nextDeliverMs < due)) due = plan.nextDeliverMs;
       await this.waitChange(Math.min(remaining, due !== undefined ? due - now + 1 : remaining));
     }
   }
@@ -306,6 +378,10 @@ export class LeasedService implements LeasedPartitionClient {
       const eff = effectivePolicy(this.h.settings.defaults, req.policy);
       if (eff.backoffMaxMs < eff.backoffInitialMs)
         throw badRequest('policy backoffMaxMs must be at least backoffInitialMs');
+      if (eff.ordered && eff.orderingKey)
+        throw badRequest(
+          'policy ordered (one lease holder per partition) and orderingKey (one per key) exclude each other',
+        );
     }
     const r = await this.h.propose(
       encodeCommand({
@@ -487,6 +563,26 @@ export class LeasedService implements LeasedPartitionClient {
       for (const group of [...book.groups.keys()]) {
         const now = Date.now();
         const policy = this.policyOf(group);
+        // Expired records among those the group has reached end without waiting for a fetch.
+        const plan = await this.planGrant(group, now, policy, 0, SWEEP_BATCH);
+        if (plan.expire.length > 0) {
+          const r = await this.h.propose(
+            encodeCommand({
+              kind: CommandKind.LeaseGrant,
+              leaderTimeMs: now,
+              group,
+              policy,
+              leaseMs: policy.leaseMs,
+              max: 0,
+              plan: await this.commandPlan(plan, policy),
+            }),
+            PROPOSE_TIMEOUT_MS,
+          );
+          const { grant } = leasedOut(r, 'grant');
+          this.countTtl(group, grant.ttlExpired);
+          if (grant.ttlExpired.length)
+            this.h.logger.info('lease_records_expired', { group, records: grant.ttlExpired.length });
+        }
         const ex = book.exhausted(group, now, policy, this.bounds(), SWEEP_BATCH);
         if (ex.length === 0) continue;
         const recs = policy.deadLetter ? await this.readRecords(ex.map((e) => e.offset)) : new Map<number, RecordIn>();

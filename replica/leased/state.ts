@@ -87,7 +87,7 @@ function strKey(prefix: number, s: string): Buffer {
 }
 
 function encodeFlight(f: Flight): Buffer {
-  return new BufWriter(64 + f.lastError.length * 3)
+  const w = new BufWriter(80 + f.lastError.length * 3)
     .u32(f.attempt)
     .u8(FLIGHT_STATES.indexOf(f.state))
     .i53(f.untilMs)
@@ -97,7 +97,10 @@ function encodeFlight(f: Flight): Buffer {
     .str16(f.lastErrorClass)
     .u8(OUTCOMES.indexOf(f.outcome))
     .u8(ACKS.indexOf(f.lastAck))
-    .finish();
+    .u8((f.keyHash !== undefined ? 1 : 0) | (f.expiresAtMs !== undefined ? 2 : 0));
+  if (f.keyHash !== undefined) w.u32(f.keyHash);
+  if (f.expiresAtMs !== undefined) w.i53(f.expiresAtMs);
+  return w.finish();
 }
 
 function decodeFlight(v: Uint8Array): Flight {
@@ -113,6 +116,12 @@ function decodeFlight(v: Uint8Array): Flight {
     outcome: OUTCOMES[rd.u8('outcome')] ?? '',
     lastAck: ACKS[rd.u8('lastAck')] ?? '',
   };
+  // Flights written before issue 19 end here.
+  if (rd.remaining > 0) {
+    const flags = rd.u8('flight.flags');
+    if (flags & 1) f.keyHash = rd.u32('keyHash');
+    if (flags & 2) f.expiresAtMs = rd.i53('expiresAtMs');
+  }
   rd.end('flight');
   return f;
 }
@@ -124,6 +133,9 @@ function copyRecord(r: RecordIn): RecordIn {
     value: Uint8Array.from(r.value),
     headers: r.headers.map(([k, v]) => [k, Uint8Array.from(v)]),
     timestampMs: r.timestampMs,
+    ...(r.tombstone ? { tombstone: true } : {}),
+    ...(r.deliverAtMs !== undefined ? { deliverAtMs: r.deliverAtMs } : {}),
+    ...(r.expiresAtMs !== undefined ? { expiresAtMs: r.expiresAtMs } : {}),
   };
 }
 
@@ -211,11 +223,24 @@ export class LeasedState {
   private applyOne(c: LeasedCommand): LeasedApplyOutput {
     const log = this.host.bounds();
     switch (c.kind) {
-      case 4:
-        return {
-          op: 'grant',
-          grant: this.book.grant(c.group, c.leaderTimeMs, c.policy, c.leaseMs, log, c.max, this.leaseSink),
-        };
+      case 4: {
+        const plan = c.plan
+          ? {
+              offers: c.plan.offers,
+              expire: c.plan.expire.map((e) => ({
+                offset: e.offset,
+                expiresAtMs: e.expiresAtMs,
+                bytes: e.record !== undefined,
+              })),
+            }
+          : undefined;
+        const grant = this.book.grant(c.group, c.leaderTimeMs, c.policy, c.leaseMs, log, c.max, this.leaseSink, plan);
+        for (const x of grant.ttlExpired) {
+          const record = x.deadLetter ? c.plan?.expire.find((e) => e.offset === x.offset)?.record : undefined;
+          if (x.deadLetter && record) this.addDeadLetter(c.group, x.deadLetter, record, c.leaderTimeMs);
+        }
+        return { op: 'grant', grant };
+      }
       case 5: {
         const outcomes = c.items.map((it) => {
           const out = this.book.ack(
