@@ -1,11 +1,14 @@
 import type { ReplicaClient } from '../protocol/methods';
 import { unwatchFile, watchFile } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../common/config';
 import { parseEndpoint, type Endpoint } from '../common/names';
 import { createLogger, type Logger } from '../common/log';
 import { createRegistry } from '../common/metrics';
+import { clientTlsOf, TLS_CERT_FILE, TLS_KEY_FILE, TlsSource } from '../common/tls';
+import { join } from 'node:path';
 
 import { RemotePartitionClient } from '../protocol/partition-client';
 import { dirKeyring } from '../protocol/rpc-auth';
@@ -36,7 +39,7 @@ import { ReadinessService } from './readiness-service';
  */
 
 export interface RunningGateway {
-  /** `http://host:port` actually bound. */
+  /** `http://host:port` (`https://` with tlsDir) actually bound. */
   url: string;
   port: number;
   /** `http://host:port` of /metrics (its own port, metricsPort). */
@@ -104,6 +107,27 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
   const auth: Authenticator =
     cfg.auth === 'tokens' ? TokenAuthenticator.fromFile(cfg.tokensFile) : new NoAuthenticator();
 
+  // TLS: the API's certificate (HTTPS), and the CA replica certificates must chain to. Both are
+  // checked now (ConfigError naming the key) and followed on disk afterwards (rotation).
+  const tlsOpts = { reloadIntervalMs: cfg.tlsReloadIntervalMs, logger, registry };
+  const apiTls =
+    cfg.tlsDir !== ''
+      ? TlsSource.open(
+          { certFile: join(cfg.tlsDir, TLS_CERT_FILE), keyFile: join(cfg.tlsDir, TLS_KEY_FILE) },
+          { key: 'tlsDir', env: 'DAFTKA_GATEWAY_TLS_DIR' },
+          { kind: 'gateway_api', ...tlsOpts },
+        )
+      : undefined;
+  const replicaCa =
+    cfg.replicaCaFile !== ''
+      ? TlsSource.open(
+          { caFile: cfg.replicaCaFile },
+          { key: 'replicaCaFile', env: 'DAFTKA_GATEWAY_REPLICA_CA_FILE' },
+          { kind: 'replica_ca', ...tlsOpts },
+        )
+      : undefined;
+  const replicaTls = replicaCa ? clientTlsOf(replicaCa, cfg.replicaTlsServerName || undefined) : undefined;
+
   const rpcClients: RpcClient[] = [];
   // Client keys: the operator's Secret watched through the API (Kubernetes), or a folder (local mode).
   const keyring =
@@ -130,6 +154,7 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
         registry,
         maxInflight: cfg.maxInflightPerEndpoint + cfg.maxInflightFetchesPerEndpoint,
         ...(keyFor ? { auth: { keyFor } } : {}),
+        ...(replicaTls ? { tls: replicaTls } : {}),
       });
       rpcClients.push(rpc);
       return new RemotePartitionClient(rpc, { defaultTimeoutMs: cfg.requestTimeoutMs });
@@ -255,10 +280,25 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
 
   // Slow clients cannot hold a connection and its body budget: headers and the whole request
   // have deadlines (408, connection closed), checked every second rather than Node's 30 s.
-  const server: Server = createServer(
-    { headersTimeout: cfg.headersTimeoutMs, requestTimeout: cfg.uploadTimeoutMs, connectionsCheckingInterval: 1000 },
-    app,
-  );
+  const httpOpts = {
+    headersTimeout: cfg.headersTimeoutMs,
+    requestTimeout: cfg.uploadTimeoutMs,
+    connectionsCheckingInterval: 1000,
+  };
+  let server: Server;
+  if (apiTls) {
+    const https = createHttpsServer(
+      { ...httpOpts, ...apiTls.serverOptions(), handshakeTimeout: cfg.headersTimeoutMs },
+      app,
+    );
+    // New connections get a rotated certificate; open ones keep theirs until they close.
+    apiTls.onReload(() => https.setSecureContext(apiTls.serverOptions()));
+    https.on('tlsClientError', (_err, socket) => {
+      apiTls.handshakeFailed('gateway_api');
+      socket.destroy();
+    });
+    server = https;
+  } else server = createServer(httpOpts, app);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(cfg.port, cfg.host, () => {
@@ -281,6 +321,8 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     port,
     metrics_port: metricsServer.port,
     metrics_on_api_port: cfg.metricsOnApiPort,
+    tls: apiTls ? { fingerprint256: apiTls.current.fingerprint256 } : 'off',
+    replica_tls: replicaCa ? { server_name: cfg.replicaTlsServerName || 'endpoint host' } : 'off',
     client_keys: keyring ? `secret ${cfg.clientKeysSecret}` : cfg.clientKeysDir !== '' ? 'folder' : 'none',
     nats: cfg.natsUrl === 'off' ? 'off' : 'on',
     auth: cfg.auth,
@@ -305,6 +347,8 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
       await feed?.close();
       await router.close();
       for (const rpc of rpcClients) rpc.close();
+      apiTls?.close();
+      replicaCa?.close();
       metricsServer.server.closeAllConnections();
       await metricsServer.close();
       kube?.close();
@@ -312,8 +356,15 @@ export async function runGateway(cfg: GatewayConfig, opts: RunOptions = {}): Pro
     })());
 
   const host = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host;
-  const base = `http://${host.includes(':') ? `[${host}]` : host}`;
-  return { url: `${base}:${port}`, port, metricsUrl: `${base}:${metricsServer.port}`, router, feed, close };
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: `${apiTls ? 'https' : 'http'}://${hostPart}:${port}`,
+    port,
+    metricsUrl: `http://${hostPart}:${metricsServer.port}`,
+    router,
+    feed,
+    close,
+  };
 }
 
 /** Entry point: exit 2 on invalid configuration, 0 after a clean shutdown. */

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { connectTls, isCertificateError, type ClientTls } from '../common/tls';
 import { DaftkaError } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { promClient } from '../common/metrics';
@@ -39,7 +40,9 @@ import {
  *                with the call in flight (`extra.delivery: 'maybe_sent'`; a produce maps this
  *                to COMMIT_UNKNOWN);
  *   UNAUTHENTICATED  the server refused this client's credential, or could not prove it holds
- *                the key itself (an endpoint that is not a replica of the topic); nothing was sent;
+ *                the key itself (an endpoint that is not a replica of the topic), or (TLS) its
+ *                certificate is not signed by the CA or does not carry the expected name; nothing
+ *                was sent;
  *   anything else: the server's own DaftkaError, rethrown as raised there.
  *
  * A connection is usable only after the admission handshake (protocol/rpc-auth.ts): the server's
@@ -70,6 +73,11 @@ export interface RpcClientOptions {
    * 300 s), and a call written as it does so would end with an unknown outcome. Default 240 000 ms.
    */
   idleReconnectMs?: number;
+  /**
+   * Connect with TLS (common/tls.ts): the server's certificate must chain to the CA and carry
+   * `serverName` (default: `host`). The admission handshake runs inside it, unchanged.
+   */
+  tls?: ClientTls;
 }
 
 export const RPC_CLIENT_DEFAULTS = {
@@ -255,13 +263,14 @@ export class RpcClient {
 
   private connect(): void {
     this.state = 'connecting';
-    const socket = net.connect({
+    const target = {
       host: this.opts.host,
       port: this.opts.port,
       noDelay: true,
       keepAlive: true,
       keepAliveInitialDelay: TCP_KEEPALIVE_MS,
-    });
+    };
+    const socket: net.Socket = this.opts.tls ? connectTls(this.opts.tls, target) : net.connect(target);
     const decoder = new FrameDecoder({ allowedTypes: RPC_FRAME_TYPES, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES });
     this.socket = socket;
     let failure: string | null = null;
@@ -274,7 +283,7 @@ export class RpcClient {
       socket.destroy();
     }, this.connectTimeoutMs);
 
-    socket.on('connect', () => {
+    socket.on(this.opts.tls ? 'secureConnect' : 'connect', () => {
       this.writer = new FrameWriter(socket);
     });
     const refuse = (why: string) => {
@@ -331,7 +340,12 @@ export class RpcClient {
       }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (failure === null) {
+      if (failure === null && this.opts.tls && isCertificateError(err)) {
+        // Not the server it should be (another CA, another name): as an endpoint that cannot prove the key.
+        refused = true;
+        failure = `the TLS certificate of ${this.endpoint} is not trusted: ${err.code ?? ''} ${err.message}`;
+        this.metrics.connects?.inc({ outcome: 'refused' });
+      } else if (failure === null) {
         failure = err.code ?? err.message;
         if (this.state === 'connecting') this.metrics.connects?.inc({ outcome: 'error' });
       }

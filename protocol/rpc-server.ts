@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { createTlsServer, type TlsSource } from '../common/tls';
 import { DaftkaError, isDaftkaError } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { promClient } from '../common/metrics';
@@ -82,6 +83,12 @@ export interface RpcServerOptions {
   partialFrameTimeoutMs?: number;
   /** Bytes of unfinished frames held across all connections; the one that passes it is closed. Default 64 MiB. */
   maxBufferedBytes?: number;
+  /**
+   * Serve TLS with this material (common/tls.ts): confidentiality and the server's identity on top
+   * of the admission handshake, which stays the credential. Reloaded certificates apply to new
+   * connections. Absent: plain TCP.
+   */
+  tls?: TlsSource;
   logger: Logger;
   registry: promClient.Registry;
 }
@@ -198,9 +205,21 @@ export class RpcServer {
 
   async start(): Promise<{ host: string; port: number }> {
     if (this.server) throw new Error('RpcServer.start() called twice');
-    const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS }, (s) =>
-      this.accept(s),
-    );
+    const sockOpts = { noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS };
+    const handshakeTimeoutMs = this.opts.handshakeTimeoutMs ?? RPC_SERVER_DEFAULTS.handshakeTimeoutMs;
+    const server = this.opts.tls
+      ? createTlsServer(this.opts.tls, { kind: 'client_port', mutual: false, handshakeTimeoutMs, ...sockOpts }, (s) =>
+          this.accept(s),
+        )
+      : net.createServer(sockOpts, (s) => this.accept(s));
+    // TLS handshakes happen before accept() counts a connection: bound them at the listener too.
+    if (this.opts.tls) {
+      server.maxConnections = this.maxConnections;
+      server.on('drop', () => {
+        this.metrics.rejected.inc({ reason: 'connections' });
+        this.log.warn('rpc_connection_refused', { reason: 'connections', limit: this.maxConnections });
+      });
+    }
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -211,7 +230,7 @@ export class RpcServer {
     });
     server.on('error', (err) => this.log.error('rpc_listener_error', { error: String(err) }));
     const addr = this.address;
-    this.log.info('rpc_server_listening', { host: addr.host, port: addr.port });
+    this.log.info('rpc_server_listening', { host: addr.host, port: addr.port, tls: this.opts.tls !== undefined });
     return addr;
   }
 

@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig, requireKeys } from '../common/config';
+import type { TlsSource } from '../common/tls';
 import { MIN_PEER_SECRET_CHARS } from '../common/peer-secret';
 import { replicaSchema, type ReplicaConfig } from '../common/replica-config';
 
@@ -17,6 +18,8 @@ export interface ResolvedReplicaConfig {
   endpoints: ReplicaEndpoint[];
   self: ReplicaEndpoint;
   clusterId: string;
+  /** The TLS material of DAFTKA_TLS_DIR, opened by the process at start (replica/main.ts); absent: plain TCP. */
+  tls?: TlsSource;
 }
 
 export function resolveReplicaConfig(

@@ -17,6 +17,7 @@ import { servePartition } from '../protocol/serve';
 import { Announcer } from './control/announcer';
 import { TopicWriter } from './control/topic-writer';
 import { resolveReplicaConfig } from './config';
+import { clientTlsOf, TlsSource, tlsDirFiles } from '../common/tls';
 import { PartitionReplica } from './replica';
 
 async function main(): Promise<void> {
@@ -49,6 +50,21 @@ async function main(): Promise<void> {
     fields: { topic: cfg.topic, partition: cfg.partition, ordinal: cfg.ordinal },
   });
   const registry = createRegistry('replica');
+  // TLS for both ports, checked before anything listens: a missing file or a key that does not
+  // match its certificate is a config error naming DAFTKA_TLS_DIR (exit 2), not a crash loop later.
+  if (cfg.tlsDir !== '') {
+    try {
+      rc.tls = TlsSource.open(
+        tlsDirFiles(cfg.tlsDir),
+        { key: 'tlsDir', env: 'DAFTKA_TLS_DIR' },
+        { kind: 'replica', reloadIntervalMs: cfg.tlsReloadIntervalMs, logger, registry },
+      );
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      logger.error('config_invalid', { key: err.key, error: err.message });
+      process.exit(2);
+    }
+  }
   let exiting = false;
   const die = (err: unknown) => {
     if (exiting) return;
@@ -69,6 +85,7 @@ async function main(): Promise<void> {
     peer_auth: cfg.peerSecret !== '',
     client_auth: cfg.peerSecret !== '' && cfg.clientAuth === 'required',
     admin_auth: cfg.adminSecret !== '',
+    tls: rc.tls ? { fingerprint256: rc.tls.current.fingerprint256, server_name: cfg.tlsServerName || 'host' } : 'off',
     bounds: boundsSummary(cfg, [
       'fsync',
       'electionTimeoutMs',
@@ -116,6 +133,7 @@ async function main(): Promise<void> {
     idleTimeoutMs: cfg.rpcIdleTimeoutMs,
     partialFrameTimeoutMs: cfg.rpcPartialFrameTimeoutMs,
     maxBufferedBytes: cfg.rpcMaxBufferedBytes,
+    ...(rc.tls ? { tls: rc.tls } : {}),
   });
   // One port, three services; each method of the table is served by exactly one of them.
   servePartition(rpc, replica.partition);
@@ -148,6 +166,7 @@ async function main(): Promise<void> {
         nats: () => announcer.connection(),
         logger,
         auth: { keyFor: (t) => (t === cfg.topic && peerKey ? peerKey : keyring(t)) },
+        ...(rc.tls ? { tls: clientTlsOf(rc.tls, cfg.tlsServerName || undefined) } : {}),
       })
     : null;
   replica.topicWriter = topicWriter;

@@ -7,6 +7,7 @@ import type { ProduceRequest, ProduceResult } from '../../common/partition-api';
 import { RemotePartitionClient } from '../../protocol/partition-client';
 import { RpcClient } from '../../protocol/rpc-client';
 import type { RpcClientAuth } from '../../protocol/rpc-auth';
+import type { ClientTls } from '../../common/tls';
 import { PartitionRouter } from '../../protocol/leader-router';
 import { MAX_PARTITION_INDEX } from '../../common/limits';
 
@@ -29,6 +30,8 @@ export interface TopicWriterOptions {
   discoverWaitMs?: number;
   /** Client keys of the target topics (client-port admission). */
   auth?: RpcClientAuth;
+  /** TLS to the target replicas' client ports (the replica's own CA, DAFTKA_TLS_DIR). */
+  tls?: ClientTls;
 }
 
 export class TopicWriter {
@@ -43,7 +46,11 @@ export class TopicWriter {
       directory: { get: () => ({ partitions: MAX_PARTITION_INDEX + 1, replicaEndpoints: [] }) },
       discover: (topic, partition) => this.discover(topic, partition),
       connect: (endpoint) => {
-        const rpc = new RpcClient({ ...parseEndpoint(endpoint)!, ...(o.auth ? { auth: o.auth } : {}) });
+        const rpc = new RpcClient({
+          ...parseEndpoint(endpoint)!,
+          ...(o.auth ? { auth: o.auth } : {}),
+          ...(o.tls ? { tls: o.tls } : {}),
+        });
         this.rpcs.push(rpc);
         return new RemotePartitionClient(rpc);
       },

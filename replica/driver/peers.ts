@@ -7,7 +7,8 @@ import { PeerTransport } from '../transport/peer';
 /**
  * The peer transport of one replica: peers are the configured ordinals of its StatefulSet,
  * reached by their stable names; any configured ordinal may connect (a fresh learner must hear
- * the leader that added it); hellos are signed with the group's secret when one is set.
+ * the leader that added it); hellos are signed with the group's secret when one is set; with
+ * DAFTKA_TLS_DIR the connections are mutual TLS.
  */
 export function peerTransport(
   rc: ResolvedReplicaConfig,
@@ -40,5 +41,6 @@ export function peerTransport(
     // connection with transport.versionFor(peer) (docs/wire-protocol.md, Versions).
     versions: { min: MESSAGE_CODEC_VERSION, max: MESSAGE_CODEC_VERSION },
     ...(cfg.peerSecret !== '' ? { secret: cfg.peerSecret } : {}),
+    ...(rc.tls ? { tls: { source: rc.tls, ...(cfg.tlsServerName ? { serverName: cfg.tlsServerName } : {}) } } : {}),
   });
 }

@@ -5,6 +5,7 @@ import type { PartitionAdmin } from '../../protocol/methods';
 import { RemotePartitionClient } from '../../protocol/partition-client';
 import { RpcClient } from '../../protocol/rpc-client';
 import { clientKeyOf } from '../../protocol/rpc-auth';
+import { clientTlsOf } from '../../common/tls';
 import { ordinalOf, type ResolvedReplicaConfig } from '../config';
 import type { RaftDriver } from '../driver/raft-driver';
 import { checkTarget } from '../partition/service';
@@ -265,7 +266,8 @@ export class Membership implements PartitionAdmin {
         peerSecret !== ''
           ? { auth: { keyFor: (t: string) => (t === topic ? clientKeyOf(peerSecret, t) : undefined) } }
           : {};
-      const rpc = new RpcClient({ host: ep.host, port: ep.clientPort, connectTimeoutMs: 500, ...auth });
+      const tls = this.rc.tls ? { tls: clientTlsOf(this.rc.tls, this.rc.cfg.tlsServerName || undefined) } : {};
+      const rpc = new RpcClient({ host: ep.host, port: ep.clientPort, connectTimeoutMs: 500, ...auth, ...tls });
       c = { rpc, client: new RemotePartitionClient(rpc, { defaultTimeoutMs: 1000 }) };
       this.peerClients.set(ordinal, c);
     }

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { clientTlsOf, connectTls, createTlsServer, type TlsSource } from '../../common/tls';
 import { Backoff, type BackoffOptions } from '../../common/backoff';
 import type { Logger } from '../../common/log';
 import type { promClient } from '../../common/metrics';
@@ -88,6 +89,13 @@ export interface PeerTransportOptions {
    * whose hello is not signed with it is refused (`unauthenticated`). Unset: no authentication.
    */
   secret?: string;
+  /**
+   * Mutual TLS on the peer port (common/tls.ts): both ends present a certificate of the same CA,
+   * and the dialling end checks the acceptor's name (`serverName`, default the host it dials).
+   * Confidentiality and integrity of the Raft traffic; the hello's HMAC stays the group
+   * credential. Reloaded certificates apply to new connections. Absent: plain TCP.
+   */
+  tls?: { source: TlsSource; serverName?: string };
   logger: Logger;
   registry: promClient.Registry;
 }
@@ -221,9 +229,14 @@ export class PeerTransport {
   /** Listen on the peer port and dial every known peer. Resolves with the bound address. */
   async start(): Promise<PeerAddress> {
     if (this.state !== 'new') throw new Error(`PeerTransport.start() called in state ${this.state}`);
-    const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS }, (s) =>
-      this.inbound.accept(s),
-    );
+    const sockOpts = { noDelay: true, keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_MS };
+    const server = this.opts.tls
+      ? createTlsServer(
+          this.opts.tls.source,
+          { kind: 'peer_port', mutual: true, handshakeTimeoutMs: this.handshakeTimeoutMs, ...sockOpts },
+          (s) => this.inbound.accept(s),
+        )
+      : net.createServer(sockOpts, (s) => this.inbound.accept(s));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -236,7 +249,12 @@ export class PeerTransport {
     this.state = 'started';
     for (const o of this.outbound.values()) this.connect(o);
     const addr = this.address;
-    this.log.info('peer_transport_listening', { host: addr.host, port: addr.port, cluster: this.clusterId });
+    this.log.info('peer_transport_listening', {
+      host: addr.host,
+      port: addr.port,
+      cluster: this.clusterId,
+      tls: this.opts.tls !== undefined,
+    });
     return addr;
   }
 
@@ -339,13 +357,15 @@ export class PeerTransport {
       return;
     }
     o.state = 'connecting';
-    const socket = net.connect({
+    const target = {
       host: addr.host,
       port: addr.port,
       noDelay: true,
       keepAlive: true,
       keepAliveInitialDelay: TCP_KEEPALIVE_MS,
-    });
+    };
+    const t = this.opts.tls;
+    const socket: net.Socket = t ? connectTls(clientTlsOf(t.source, t.serverName), target) : net.connect(target);
     const decoder = new FrameDecoder({ allowedTypes: PEER_FRAME_TYPES, maxFrameBytes: 4096 });
     o.socket = socket;
     let failure: string | null = null;
@@ -356,7 +376,7 @@ export class PeerTransport {
     }, this.handshakeTimeoutMs);
 
     let sent: Hello | null = null;
-    socket.on('connect', () => {
+    socket.on(t ? 'secureConnect' : 'connect', () => {
       const w = new FrameWriter(socket);
       sent = this.hello(o.id);
       w.write(FrameType.PEER_HELLO, [encodeHello(sent)]);

@@ -10,6 +10,7 @@ import type { PartitionStatus } from '../../common/partition-api';
 import { RemotePartitionClient } from '../../protocol/partition-client';
 import { RpcClient } from '../../protocol/rpc-client';
 import { adminKeyOf, clientKeyOf, type RpcClientAuth } from '../../protocol/rpc-auth';
+import type { ClientTls } from '../../common/tls';
 import { freePort } from './free-port';
 
 /**
@@ -111,6 +112,8 @@ export interface ReplicaClusterOptions {
   /** Where log files go; default a temp dir kept after `stop()` when `keepLogs` (or DAFTKA_KEEP_LOGS=1). */
   logDir?: string;
   keepLogs?: boolean;
+  /** TLS for `client()` (replicas started with DAFTKA_TLS_DIR in `env`). */
+  clientTls?: ClientTls;
 }
 
 export interface ExitInfo {
@@ -129,6 +132,8 @@ export class ReplicaSlot {
   private clientCache: RemotePartitionClient | null = null;
   /** The credential `client()` proves (set by the cluster: its admin key, which admits every method). */
   auth: RpcClientAuth | undefined;
+  /** TLS of `client()`, when the replicas serve it. */
+  tls: ClientTls | undefined;
 
   constructor(
     readonly ordinal: number,
@@ -159,6 +164,7 @@ export class ReplicaSlot {
         port: this.clientPort,
         connectTimeoutMs: 1000,
         ...(this.auth ? { auth: this.auth } : {}),
+        ...(this.tls ? { tls: this.tls } : {}),
       });
       this.clientCache = new RemotePartitionClient(this.rpc, { defaultTimeoutMs: 2000 });
     }
@@ -244,7 +250,10 @@ export class ReplicaCluster {
         ),
       );
     const cluster = new ReplicaCluster(opts, slots, baseDir, logDir);
-    for (const s of slots) s.auth = cluster.adminAuth;
+    for (const s of slots) {
+      s.auth = cluster.adminAuth;
+      s.tls = opts.clientTls;
+    }
     for (const o of opts.startOrdinals ?? slots.map((s) => s.ordinal)) cluster.spawn(o);
     return cluster;
   }
