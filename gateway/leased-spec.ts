@@ -57,13 +57,29 @@ const policyFields: Record<string, JsonSchema> = {
   dead_letter: { type: 'boolean', description: 'false: rejected and exhausted records are discarded.' },
   ordered: {
     type: 'boolean',
-    description: 'Exclusive mode: one lease holder per partition at a time, records handed out in offset order.',
+    description:
+      'Exclusive mode: one lease holder per partition at a time, records handed out in offset order. ' +
+      'A record delayed by deliver_at holds back every record after it.',
+  },
+  ordering_key: {
+    type: 'boolean',
+    description:
+      'Ordering keys: at most one record per key leased (or waiting for redelivery) at a time, a key’s ' +
+      'records in offset order — the next only after the previous is accepted, rejected or dead-lettered; ' +
+      'other keys flow in parallel. A record without a key is its own key. Not with ordered.',
+  },
+  expired: {
+    type: 'string',
+    enum: ['dead_letter', 'drop'],
+    description:
+      'A record past its expires_at (produced with ttl_ms or expires_at) is no longer offered: dead_letter ' +
+      '(default; dropped when dead_letter is false) or drop.',
   },
 };
 
 const policyOut: JsonSchema = {
   type: 'object',
-  required: ['max_attempts', 'lease_ms', 'backoff', 'dead_letter', 'ordered'],
+  required: ['max_attempts', 'lease_ms', 'backoff', 'dead_letter', 'ordered', 'ordering_key', 'expired'],
   properties: {
     max_attempts: { type: 'integer' },
     lease_ms: { type: 'integer' },
@@ -73,6 +89,8 @@ const policyOut: JsonSchema = {
     },
     dead_letter: { type: 'boolean' },
     ordered: { type: 'boolean' },
+    ordering_key: { type: 'boolean' },
+    expired: { type: 'string', enum: ['dead_letter', 'drop'] },
   },
 };
 

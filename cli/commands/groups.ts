@@ -70,6 +70,8 @@ export async function describeLeased(ctx: Ctx, group: string, topic: string): Pr
       ['backoff', JSON.stringify(pol.backoff)],
       ['dead letter', String(pol.dead_letter)],
       ['ordered', String(pol.ordered)],
+      ['ordering key', String(pol.ordering_key ?? false)],
+      ['expired', String(pol.expired ?? 'dead_letter')],
       ['override', JSON.stringify(body.override)],
     ]) +
       '\n' +

@@ -337,6 +337,8 @@ interface PolicyBody {
   backoff?: { initial_ms?: number; max_ms?: number; multiplier?: number };
   dead_letter?: boolean;
   ordered?: boolean;
+  ordering_key?: boolean;
+  expired?: 'dead_letter' | 'drop';
 }
 
 function overrideOf(b: PolicyBody): LeasePolicyOverride {
@@ -348,6 +350,8 @@ function overrideOf(b: PolicyBody): LeasePolicyOverride {
   if (b.backoff?.multiplier !== undefined) o.backoffMultiplier = b.backoff.multiplier;
   if (b.dead_letter !== undefined) o.deadLetter = b.dead_letter;
   if (b.ordered !== undefined) o.ordered = b.ordered;
+  if (b.ordering_key !== undefined) o.orderingKey = b.ordering_key;
+  if (b.expired !== undefined) o.expired = b.expired;
   return o;
 }
 
@@ -362,6 +366,8 @@ export function policyJson(p: LeasePolicyOverride): Record<string, unknown> {
     ...(Object.keys(backoff).length > 0 ? { backoff } : {}),
     ...(p.deadLetter !== undefined ? { dead_letter: p.deadLetter } : {}),
     ...(p.ordered !== undefined ? { ordered: p.ordered } : {}),
+    ...(p.orderingKey !== undefined ? { ordering_key: p.orderingKey } : {}),
+    ...(p.expired !== undefined ? { expired: p.expired } : {}),
   };
 }
 
