@@ -52,6 +52,22 @@ export const operatorSchema = defineSchema({
     patternDoc: 'secret-name/key (the Secret must exist in each Topic namespace)',
     doc: 'replicas read their NATS URL from this Secret key instead of a plain value in the pod spec',
   },
+  replicaTlsSecret: {
+    type: 'string',
+    env: 'DAFTKA_OPERATOR_REPLICA_TLS_SECRET',
+    default: '',
+    pattern: /^$|^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
+    patternDoc: 'a Secret name (the Secret must exist in each Topic namespace)',
+    doc: 'a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt; e.g. made by a cert-manager Certificate) that replica pods mount as DAFTKA_TLS_DIR: TLS on the client port, mutual TLS on the peer port; pods stay ContainerCreating until it exists; empty = plain TCP',
+  },
+  replicaTlsServerName: {
+    type: 'string',
+    env: 'DAFTKA_OPERATOR_REPLICA_TLS_SERVER_NAME',
+    default: '',
+    pattern: /^$|^[A-Za-z0-9.*-]{1,253}$/,
+    patternDoc: 'a DNS name',
+    doc: "with replicaTlsSecret: the name replicas check in each other's certificates (DAFTKA_TLS_SERVER_NAME); empty = each pod's DNS name",
+  },
   replicaSettingsFile: {
     type: 'string',
     env: 'DAFTKA_OPERATOR_REPLICA_SETTINGS_FILE',
@@ -352,6 +368,14 @@ export function loadReplicaSettings(
     extraEnv,
     ...(cfg.replicaImage !== '' ? { image: cfg.replicaImage } : {}),
     natsUrl: cfg.replicaNatsUrl !== '' ? cfg.replicaNatsUrl : cfg.natsUrl,
+    ...(cfg.replicaTlsSecret !== ''
+      ? {
+          tls: {
+            secretName: cfg.replicaTlsSecret,
+            ...(cfg.replicaTlsServerName !== '' ? { serverName: cfg.replicaTlsServerName } : {}),
+          },
+        }
+      : {}),
     ...(cfg.replicaNatsSecret !== ''
       ? {
           natsUrlSecret: {

@@ -29,6 +29,7 @@ import {
   partitionSelector,
   adminSecretName,
   CLIENT_KEYS_MOUNT,
+  TLS_MOUNT,
   NAMESPACE_CLIENT_KEYS_SECRET,
   peerSecretName,
   replicaHost,
@@ -76,6 +77,12 @@ export interface ReplicaSettings {
    * as DAFTKA_CLIENT_KEYS_DIR: replay into another topic of the same namespace.
    */
   namespaceClientKeys?: boolean;
+  /**
+   * Replica pods mount this kubernetes.io/tls Secret of their namespace (tls.crt, tls.key, ca.crt;
+   * cert-manager's layout) as DAFTKA_TLS_DIR: TLS on the client port, mutual TLS on the peer port.
+   * `serverName`: the name replicas check in each other's certificates (default: the pod DNS name).
+   */
+  tls?: { secretName: string; serverName?: string };
 }
 
 export type KubeObject = {
@@ -209,7 +216,14 @@ export function desiredAdminSecret(topic: Topic, installAdminSecret: string): Ku
 
 const CONTRACT_ENV = new Set(['DAFTKA_ORDINAL']);
 /** Security settings extraEnv may not set: secrets come from Secrets, admission is never switched off. */
-const RESERVED_ENV = new Set([PEER_SECRET_ENV, ADMIN_SECRET_ENV, CLIENT_AUTH_ENV, 'DAFTKA_CLIENT_KEYS_DIR']);
+const RESERVED_ENV = new Set([
+  PEER_SECRET_ENV,
+  ADMIN_SECRET_ENV,
+  CLIENT_AUTH_ENV,
+  'DAFTKA_CLIENT_KEYS_DIR',
+  'DAFTKA_TLS_DIR',
+  'DAFTKA_TLS_SERVER_NAME',
+]);
 
 /**
  * The pod environment: the contract of ordinal 0 with DAFTKA_ORDINAL taken from the pod's index
@@ -241,6 +255,8 @@ function podEnv(topic: string, replicas: readonly DesiredReplica[], s: ReplicaSe
       valueFrom: { secretKeyRef: { name: adminSecretName(topic), key: ADMIN_SECRET_KEY } },
     });
   if (s.namespaceClientKeys) env.push({ name: 'DAFTKA_CLIENT_KEYS_DIR', value: CLIENT_KEYS_MOUNT });
+  if (s.tls) env.push({ name: 'DAFTKA_TLS_DIR', value: TLS_MOUNT });
+  if (s.tls?.serverName) env.push({ name: 'DAFTKA_TLS_SERVER_NAME', value: s.tls.serverName });
   for (const [k, v] of Object.entries(contract)) {
     if (k === 'DAFTKA_ORDINAL')
       env.push({ name: k, valueFrom: { fieldRef: { fieldPath: `metadata.labels['${POD_INDEX_LABEL}']` } } });
@@ -421,6 +437,9 @@ export function desiredStatefulSet(
                 ...(s.namespaceClientKeys
                   ? [{ name: 'client-keys', mountPath: CLIENT_KEYS_MOUNT, readOnly: true }]
                   : []),
+                // The whole folder, never subPath: the kubelet updates a mounted Secret by swapping a
+                // symlink, which a subPath mount never sees (the replica polls the files, common/tls.ts).
+                ...(s.tls ? [{ name: 'tls', mountPath: TLS_MOUNT, readOnly: true }] : []),
               ],
             },
           ],
@@ -430,6 +449,8 @@ export function desiredStatefulSet(
             ...(s.namespaceClientKeys
               ? [{ name: 'client-keys', secret: { secretName: NAMESPACE_CLIENT_KEYS_SECRET, optional: true } }]
               : []),
+            // Not optional: a replica told to serve TLS must not start without its certificate.
+            ...(s.tls ? [{ name: 'tls', secret: { secretName: s.tls.secretName, defaultMode: 0o440 } }] : []),
           ],
         },
       },

@@ -58,6 +58,8 @@ export { ADMIN_SECRET_ENV } from '../common/topic-credentials';
  */
 export const NAMESPACE_CLIENT_KEYS_SECRET = 'daftka-client-keys';
 export const CLIENT_KEYS_MOUNT = '/etc/daftka/client-keys';
+/** Where replica pods mount the TLS Secret (DAFTKA_TLS_DIR), when the operator names one. */
+export const TLS_MOUNT = '/etc/daftka/tls';
 export const podName = (topic: string, index: number, ordinal: number): string => `${topic}-${index}-${ordinal}`;
 export const pvcName = (topic: string, index: number, ordinal: number): string =>
   `${VOLUME_NAME}-${podName(topic, index, ordinal)}`;

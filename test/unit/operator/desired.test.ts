@@ -271,7 +271,7 @@ describe('desired state: Partition → StatefulSet', () => {
       { name: 'DAFTKA_TOPIC', value: 'orders' },
       // Process settings the replica cannot apply itself (common/replica-process.ts).
       { name: 'MALLOC_ARENA_MAX', value: '2' },
-      { name: 'NODE_OPTIONS', value: '--enable-source-maps --max-semi-space-size=8' },
+      { name: 'NODE_OPTIONS', value: '--enable-source-maps --max-semi-space-size=4' },
     ]);
   });
 
@@ -332,6 +332,34 @@ describe('desired state: Partition → StatefulSet', () => {
     });
     const pointed = { ...settings, extraEnv: { DAFTKA_CLIENT_KEYS_DIR: '/elsewhere' } };
     expect(keysOf(desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, pointed)).env).toEqual([]);
+  });
+
+  it('with a TLS Secret, mounts it whole (rotation needs the symlink swap, not a subPath) as DAFTKA_TLS_DIR; never from extraEnv', () => {
+    const tlsOf = (sts: any) => {
+      const pod = sts.spec.template.spec;
+      return {
+        env: pod.containers[0].env.filter((e: any) => e.name.startsWith('DAFTKA_TLS_')),
+        mounts: pod.containers[0].volumeMounts.filter((m: any) => m.name === 'tls'),
+        volumes: pod.volumes.filter((v: any) => v.name === 'tls'),
+      };
+    };
+    expect(tlsOf(sts)).toEqual({ env: [], mounts: [], volumes: [] });
+    const withTls = { ...settings, tls: { secretName: 'daftka-replica-tls', serverName: 'replica.daftka.internal' } };
+    expect(tlsOf(desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, withTls))).toEqual({
+      env: [
+        { name: 'DAFTKA_TLS_DIR', value: '/etc/daftka/tls' },
+        { name: 'DAFTKA_TLS_SERVER_NAME', value: 'replica.daftka.internal' },
+      ],
+      mounts: [{ name: 'tls', mountPath: '/etc/daftka/tls', readOnly: true }],
+      // Not optional: a replica told to serve TLS does not start without its certificate.
+      volumes: [{ name: 'tls', secret: { secretName: 'daftka-replica-tls', defaultMode: 0o440 } }],
+    });
+    // extraEnv can neither switch TLS off nor point it elsewhere.
+    const pointed = { ...withTls, extraEnv: { DAFTKA_TLS_DIR: '', DAFTKA_TLS_SERVER_NAME: 'evil' } };
+    expect(tlsOf(desiredStatefulSet(t, partitionObj('orders-1'), 1, replicas, pointed)).env).toEqual([
+      { name: 'DAFTKA_TLS_DIR', value: '/etc/daftka/tls' },
+      { name: 'DAFTKA_TLS_SERVER_NAME', value: 'replica.daftka.internal' },
+    ]);
   });
 
   it('takes image and resources from the operator config unless the Topic sets resources', () => {

@@ -146,4 +146,23 @@ describe('operator config', () => {
     const cfg = loadOperatorConfig({ ...base, DAFTKA_OPERATOR_REPLICA_NATS_SECRET: 'nats-clients/replica-url' }, []);
     expect(loadReplicaSettings(cfg).natsUrlSecret).toEqual({ name: 'nats-clients', key: 'replica-url' });
   });
+
+  it('names the replicas TLS Secret (and the server name they check) when configured; none by default', () => {
+    expect(loadReplicaSettings(loadOperatorConfig(base, [])).tls).toBeUndefined();
+    const cfg = loadOperatorConfig(
+      {
+        ...base,
+        DAFTKA_OPERATOR_REPLICA_TLS_SECRET: 'daftka-replica-tls',
+        DAFTKA_OPERATOR_REPLICA_TLS_SERVER_NAME: 'replica.daftka.internal',
+      },
+      [],
+    );
+    expect(loadReplicaSettings(cfg).tls).toEqual({
+      secretName: 'daftka-replica-tls',
+      serverName: 'replica.daftka.internal',
+    });
+    expect(() => loadOperatorConfig({ ...base, DAFTKA_OPERATOR_REPLICA_TLS_SECRET: 'Not/A Secret' }, [])).toThrow(
+      /replicaTlsSecret/,
+    );
+  });
 });
