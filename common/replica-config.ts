@@ -145,7 +145,7 @@ export const replicaSchema = defineSchema({
   entryCacheBytes: {
     type: 'int',
     env: 'DAFTKA_ENTRY_CACHE_BYTES',
-    default: 8 * 1024 * 1024,
+    default: 4 * 1024 * 1024,
     min: 0,
     unit: 'bytes',
     doc: 'recent log entries kept in memory for replication and fetch: data plus ~200 B per entry (daftka_raft_entry_cache_bytes)',
@@ -153,7 +153,7 @@ export const replicaSchema = defineSchema({
   heapGrowingPercent: {
     type: 'int',
     env: 'DAFTKA_HEAP_GROWING_PERCENT',
-    default: 50,
+    default: 30,
     min: 0,
     max: 300,
     unit: 'percent',
@@ -162,7 +162,7 @@ export const replicaSchema = defineSchema({
   rocksdbBlockCacheBytes: {
     type: 'int',
     env: 'DAFTKA_ROCKSDB_BLOCK_CACHE_BYTES',
-    default: 16 * 1024 * 1024,
+    default: 8 * 1024 * 1024,
     min: 1024 * 1024,
     unit: 'bytes',
     doc: 'RocksDB block cache: data, index and filter blocks of the log and state (daftka_storage_rocksdb_memory_bytes{kind="block_cache"})',
@@ -170,7 +170,7 @@ export const replicaSchema = defineSchema({
   rocksdbMemtableBytes: {
     type: 'int',
     env: 'DAFTKA_ROCKSDB_MEMTABLE_BYTES',
-    default: 32 * 1024 * 1024,
+    default: 16 * 1024 * 1024,
     min: 4 * 1024 * 1024,
     unit: 'bytes',
     doc: 'RocksDB memtable budget: a quarter per memtable, up to six (daftka_storage_rocksdb_memory_bytes{kind="memtables"})',

@@ -4,15 +4,17 @@
  * apply them itself (what it can, it does at start: `heapGrowingPercent`, replica/main.ts).
  * Measured with `npm run bench -- scale --quick` (docs/benchmarks.md, Scale; issue 20):
  *
- * - `--max-semi-space-size=8`: V8's young generation defaults to 16 MB semi-spaces. At 8 MB the
+ * - `--max-semi-space-size=4`: V8's young generation defaults to 16 MB semi-spaces. At 8 MB the
  *   RSS while producing was ~13 MB lower (178 → 165 MB at 200,000 records) for ~5 % more CPU per
- *   record, within the noise; at 4 MB ~6 MB lower still, for ~15 % more CPU (more scavenges,
- *   more promoted garbage). Allowed in NODE_OPTIONS, so it can be given either way.
+ *   record, within the noise; at 4 MB ~6–8 MB lower still, for ~10–15 % more CPU (more
+ *   scavenges, more promoted garbage). 4 MB is what keeps a writing replica near 150 MB with the
+ *   other defaults (smaller RocksDB budgets and entry cache; docs/benchmarks.md, Scale). Allowed
+ *   in NODE_OPTIONS, so a replica started by hand can trade memory for CPU the other way.
  * - `MALLOC_ARENA_MAX=2`: glibc gives each thread that allocates (the storage worker, RocksDB's
  *   flush and compaction threads, libuv's pool) an arena of its own, and each keeps its free
  *   pages; two arenas saved ~13 MB of RSS while producing and ~10 MB after a restart.
  */
-export const REPLICA_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
+export const REPLICA_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
 export const REPLICA_PROCESS_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 
 /**

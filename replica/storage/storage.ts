@@ -64,8 +64,8 @@ export { LogCompactedError } from './errors';
 export const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_VERIFY_TAIL_ENTRIES = 4096;
-export const DEFAULT_BLOCK_CACHE_BYTES = 16 * 1024 * 1024;
-export const DEFAULT_MEMTABLE_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_BLOCK_CACHE_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_MEMTABLE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_DISK_FULL_PROBE_MAX_MS = 5000;
 
 export class ReplicaStorage {

@@ -62,9 +62,9 @@ export interface StorageOptions {
   maxPendingBytes?: number;
   /** How many good entries below the torn tail are CRC-checked at open. Default 4096. */
   verifyTailEntries?: number;
-  /** RocksDB block cache (data, index and filter blocks), bytes. Default 16 MiB. */
+  /** RocksDB block cache (data, index and filter blocks), bytes. Default 8 MiB. */
   blockCacheBytes?: number;
-  /** RocksDB memtable budget, bytes. Default 32 MiB. */
+  /** RocksDB memtable budget, bytes. Default 16 MiB. */
   memtableBytes?: number;
   /** Called on the main thread after every group commit (for metrics). */
   onFlush?: (s: FlushStats) => void;
