@@ -330,6 +330,77 @@ describe('partition state machine: leased groups and dead letters', () => {
     expect(h.reloaded().leased.deadLetters.jobs.get('jt')).toMatchObject({ state: 'done', written: 2 });
   });
 
+  test('a grant with a plan: ordering keys and expiry through the binary command, the flights reload with their key and expiry', () => {
+    const h = new Harness();
+    h.apply({
+      kind: CommandKind.Produce,
+      leaderTimeMs: 1,
+      records: [
+        { ...rec('a'), expiresAtMs: 5000 },
+        { ...rec('b'), expiresAtMs: 500 },
+        { ...rec('c'), deliverAtMs: 9000 },
+      ],
+    });
+    const keyed = { ...policy, orderingKey: true };
+    const out = h.leased({
+      kind: 4,
+      leaderTimeMs: 1000,
+      group: 'g',
+      policy: keyed,
+      leaseMs: 100,
+      max: 3,
+      plan: {
+        offers: [
+          { offset: 0, keyHash: 7, expiresAtMs: 5000 },
+          // The leader would not offer these: offset 2 is not due, the key of 0 is out.
+          { offset: 2, deliverAtMs: 9000 },
+        ],
+        expire: [{ offset: 1, expiresAtMs: 500, record: { ...rec('b'), expiresAtMs: 500 } }],
+      },
+    });
+    if (out.op !== 'grant') throw new Error(out.op);
+    expect(out.grant.grants.map((g) => g.offset)).toEqual([0]);
+    expect(out.grant.ttlExpired).toEqual([
+      { offset: 1, deadLetter: expect.objectContaining({ offset: 1, attempts: 0 }) },
+    ]);
+    const reloaded = h.reloaded();
+    expect(reloaded.leased.book.groups.get('g')?.get(0)).toMatchObject({ keyHash: 7, expiresAtMs: 5000 });
+    const [dl] = reloaded.leased.deadLetters.query({}, -1, 10).rows;
+    expect(dl).toMatchObject({ originOffset: 1, errorClass: 'expired', attempts: 0 });
+    expect(dl.record.expiresAtMs).toBe(500);
+    // A second record of key 7 is refused while offset 0 is unfinished, whatever the plan says.
+    h.produce('d');
+    const again = h.leased({
+      kind: 4,
+      leaderTimeMs: 1001,
+      group: 'g',
+      policy: keyed,
+      leaseMs: 100,
+      max: 3,
+      plan: { offers: [{ offset: 3, keyHash: 7 }], expire: [] },
+    });
+    if (again.op !== 'grant') throw new Error(again.op);
+    expect(again.grant.grants).toEqual([]);
+  });
+
+  test('expired records are dropped when the policy says drop', () => {
+    const h = new Harness();
+    h.apply({ kind: CommandKind.Produce, leaderTimeMs: 1, records: [{ ...rec('a'), expiresAtMs: 500 }] });
+    const out = h.leased({
+      kind: 4,
+      leaderTimeMs: 1000,
+      group: 'g',
+      policy: { ...policy, expired: 'drop' },
+      leaseMs: 100,
+      max: 0,
+      plan: { offers: [], expire: [{ offset: 0, expiresAtMs: 500, record: rec('a') }] },
+    });
+    if (out.op !== 'grant') throw new Error(out.op);
+    expect(out.grant.ttlExpired).toEqual([{ offset: 0 }]);
+    expect(h.reloaded().leased.deadLetters.query({}, -1, 10).rows).toEqual([]);
+    expect(h.reloaded().groups.get('g')?.offset).toBe(1);
+  });
+
   test('malformed leased commands are codec errors', () => {
     const data = encodeCommand({ kind: 4, leaderTimeMs: 1, group: 'g', policy, leaseMs: 1, max: 1 });
     expect(() => decodeCommand(data.subarray(0, data.length - 1))).toThrow(/short/);
