@@ -113,6 +113,7 @@ export class PodRunner {
   private readonly timers: NodeJS.Timeout[] = [];
   private nextIp = 1;
   private readonly provisioned = new Set<string>();
+  private readonly claimsToWipe = new Set<string>();
   private stopped = false;
   private busy = false;
   private readonly hostsFile: string;
@@ -145,6 +146,72 @@ export class PodRunner {
     );
     this.pods.clear();
   }
+
+  /**
+   * The containers of the pods this runner plays (pods being deleted included), for tests that
+   * watch processes come and go: whether each runs now, its pid, readiness and restarts.
+   */
+  containers(namespace?: string): Array<{
+    namespace: string;
+    pod: string;
+    uid: string;
+    node: string;
+    podIP: string;
+    labels: Record<string, string>;
+    container: string;
+    pid: number | null;
+    running: boolean;
+    ready: boolean;
+    restartCount: number;
+    stopping: boolean;
+  }> {
+    return [...this.pods.values()]
+      .filter((st) => namespace === undefined || st.namespace === namespace)
+      .flatMap((st) =>
+        st.containers.map((c) => ({
+          namespace: st.namespace,
+          pod: st.name,
+          uid: st.uid,
+          node: st.node,
+          podIP: st.podIP,
+          labels: (st.pod.metadata.labels ?? {}) as Record<string, string>,
+          container: c.name,
+          pid: c.proc?.pid ?? null,
+          running: c.proc !== null,
+          ready: c.ready && c.proc !== null,
+          restartCount: c.restartCount,
+          stopping: st.stopping,
+        })),
+      );
+  }
+
+  /**
+   * Sends `signal` to a running container's process group (as a crash or the OOM killer would:
+   * the runner restarts it per the pod's restartPolicy). False when no such container runs.
+   */
+  signalContainer(namespace: string, pod: string, container: string, signal: NodeJS.Signals): boolean {
+    const st = [...this.pods.values()].find((p) => p.namespace === namespace && p.name === pod && !p.stopping);
+    const proc = st?.containers.find((c) => c.name === container)?.proc;
+    if (!proc?.pid) return false;
+    try {
+      process.kill(-proc.pid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The claim's volume is emptied right before the next container that mounts it starts (a disk
+   * lost or wiped under a pod: the claim stays bound, its data is gone). Done at start, not now,
+   * so a process still running cannot write into the emptied directory.
+   */
+  wipeClaimBeforeNextStart(namespace: string, claim: string): void {
+    this.claimsToWipe.add(`${namespace}/${claim}`);
+  }
+
+  /** Claims wiped so far (namespace/name), in order. */
+  readonly wipedClaims: string[] = [];
 
   /** Where a container's output goes. */
   logPath(namespace: string, pod: string, container: string): string {
@@ -433,6 +500,11 @@ export class PodRunner {
         );
         if (!claim) throw new Error(`volume ${v.name}: claim ${v.persistentVolumeClaim.claimName} not found`);
         dir = path.join(this.o.workDir, 'pvc', ns, `${claim.metadata.name}-${claim.metadata.uid}`);
+        const wipe = `${ns}/${claim.metadata.name}`;
+        if (this.claimsToWipe.delete(wipe)) {
+          fs.rmSync(dir, { recursive: true, force: true });
+          this.wipedClaims.push(wipe);
+        }
       } else if (v.secret || v.configMap) {
         const r = v.secret ? RESOURCES.secrets : RESOURCES.configmaps;
         const name = v.secret ? v.secret.secretName : v.configMap.name;
