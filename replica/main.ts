@@ -61,7 +61,7 @@ async function main(): Promise<void> {
       );
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
-      logger.error('config_invalid', { key: err.key, error: err.message });
+      logger.error('config_invalid', { setting: err.key, error: err.message }); // a field named key is redacted
       process.exit(2);
     }
   }

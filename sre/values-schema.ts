@@ -145,6 +145,20 @@ export function valuesSchema(): Schema {
         natsUrlFromSecret: bool(
           'Replica pods read their NATS URL from the credentials Secret (which must exist in each Topic namespace)',
         ),
+        tls: obj({
+          secretName: str(
+            'kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt) in every Topic namespace: TLS on the client port, mutual TLS on the peer port; empty = plain TCP',
+            { pattern: `^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$` },
+          ),
+          serverName: str(
+            "Name every replica certificate carries, checked by replicas and the gateway; empty = each pod's DNS name",
+            { pattern: `^([A-Za-z0-9.*-]{1,253})?$` },
+          ),
+          caSecretName: str(
+            'Secret in the release namespace whose ca.crt the gateway trusts for replicas; empty = secretName',
+            { pattern: `^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$` },
+          ),
+        }),
       }),
       gateway: obj({
         replicas: int('Gateway pods (ignored with hpa.enabled)', 1, 1000),
@@ -170,6 +184,12 @@ export function valuesSchema(): Schema {
           patternProperties: { '^DAFTKA_[A-Z0-9_]+$': { type: ['string', 'number', 'boolean'] } },
           additionalProperties: false,
         },
+        tls: obj({
+          secretName: str(
+            'kubernetes.io/tls Secret (tls.crt, tls.key) in the release namespace: HTTPS on the API port; empty = plain HTTP',
+            { pattern: `^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$` },
+          ),
+        }),
         service: obj({
           type: enumOf('Service type', ['ClusterIP', 'NodePort', 'LoadBalancer']),
           port: int('Service port', 1, 65535),

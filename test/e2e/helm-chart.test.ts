@@ -49,9 +49,11 @@ const ALL_ENABLED = {
   replica: {
     extraEnv: { DAFTKA_MAX_RECORD_BYTES: 2097152, DAFTKA_ELECTION_TIMEOUT_MS: '300' },
     natsUrlFromSecret: true,
+    tls: { secretName: 'daftka-replica-tls', serverName: 'replica.daftka.internal' },
   },
   gateway: {
     hpa: { enabled: true },
+    tls: { secretName: 'daftka-gateway-tls' },
     auth: { mode: 'tokens', tokensSecret: 'my-tokens' },
     extraEnv: { DAFTKA_GATEWAY_FETCH_MAX_BYTES: 16777216 },
   },
@@ -632,6 +634,23 @@ describe('Helm chart helm/daftka', () => {
       expect(cfg.clientKeysSecret).toBe(`${NS}/daftka-gateway-client-keys`);
       expect(cfg.clientKeysDir).toBe('');
       expect([cfg.metricsPort, cfg.metricsOnApiPort]).toEqual([9464, false]);
+      // TLS (docs/security.md): HTTPS on the API port, TLS to replicas checked against their CA.
+      const tls = objs === allEnabled;
+      expect([cfg.tlsDir, cfg.replicaCaFile, cfg.replicaTlsServerName]).toEqual(
+        tls ? ['/etc/daftka/tls', '/etc/daftka/replica-ca/ca.crt', 'replica.daftka.internal'] : ['', '', ''],
+      );
+      const pod = (find(objs, 'Deployment', 'daftka-gateway') as Any).spec.template.spec;
+      const volumes = pod.volumes.filter((v: Any) => ['tls', 'replica-ca'].includes(v.name));
+      // The gateway gets the replicas' CA only, never their key; probes speak HTTPS to an HTTPS port.
+      expect(volumes.map((v: Any) => [v.secret.secretName, v.secret.items.map((i: Any) => i.key)])).toEqual(
+        tls
+          ? [
+              ['daftka-gateway-tls', ['tls.crt', 'tls.key']],
+              ['daftka-replica-tls', ['ca.crt']],
+            ]
+          : [],
+      );
+      expect(pod.containers[0].readinessProbe.httpGet.scheme).toBe(tls ? 'HTTPS' : undefined);
     }
     expect(
       loadGatewayConfig(
@@ -660,6 +679,10 @@ describe('Helm chart helm/daftka', () => {
       if (objs === allEnabled)
         expect(settings.natsUrlSecret).toEqual({ name: 'daftka-nats-clients', key: 'replica-url' });
       else expect(settings.natsUrlSecret).toBeUndefined();
+      // Replica pods mount the TLS Secret of their namespace when the chart names one.
+      expect(settings.tls).toEqual(
+        objs === allEnabled ? { secretName: 'daftka-replica-tls', serverName: 'replica.daftka.internal' } : undefined,
+      );
       // An empty command: replica pods run the image's default command (dist/replica/main.js).
       expect(settings.command).toEqual([]);
     }

@@ -7,13 +7,17 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import tls from 'node:tls';
+import { ConfigError } from '../../../common/config';
 import { DaftkaError } from '../../../common/errors';
+import { loadGatewayConfig } from '../../../gateway/config';
+import { runGateway } from '../../../gateway/main';
 import { encodeFrame, FrameType } from '../../../protocol/frame';
 import { RemotePartitionClient } from '../../../protocol/partition-client';
 import { clientKeyOf } from '../../../protocol/rpc-auth';
 import { RpcClient } from '../../../protocol/rpc-client';
 import { encodeHello } from '../../../replica/transport/handshake';
 import { freePort } from '../../helpers/free-port';
+import { quietLogger } from '../../helpers/observe';
 import { metricFromText, ReplicaCluster, sleep } from '../../helpers/replica-cluster';
 import { issue, makeCa, type TestCa } from '../../helpers/tls-certs';
 
@@ -376,4 +380,34 @@ test('replacing the certificate files rotates them for the next connection, with
   expect(gateway.exitCode).toBeNull();
   await sleep(10);
   await cluster.waitFormed(20_000);
+});
+
+test('a replica whose TLS folder lacks its key, or a gateway whose CA file is missing, stops at start naming the key', async () => {
+  const broken = join(base, 'broken-tls');
+  issue(ca, broken, SANS, 'broken');
+  rmSync(join(broken, 'tls.key'));
+  const one = await ReplicaCluster.start({ size: 1, topic: 'broken', env: { DAFTKA_TLS_DIR: broken } });
+  try {
+    const exit = await one.slots[0].exited;
+    expect(exit.code).toBe(2);
+    const invalid = one.slots[0].logEvents().find((e) => e.message === 'config_invalid');
+    expect(invalid?.setting).toBe('tlsDir');
+    expect(String(invalid?.error)).toContain(`${join(broken, 'tls.key')} cannot be read (ENOENT)`);
+  } finally {
+    await one.stop();
+  }
+
+  const topicsFile = join(base, 'topics.json');
+  const cfg = loadGatewayConfig({
+    DAFTKA_GATEWAY_HOST: '127.0.0.1',
+    DAFTKA_GATEWAY_PORT: '0',
+    DAFTKA_GATEWAY_METRICS_PORT: '0',
+    DAFTKA_GATEWAY_TOPICS_FILE: topicsFile,
+    DAFTKA_NATS_URL: 'off',
+    DAFTKA_GATEWAY_REPLICA_CA_FILE: join(base, 'no-such-ca.crt'),
+  });
+  const err = await runGateway(cfg, { logger: quietLogger('gateway'), topicsReloadMs: 0 }).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(ConfigError);
+  expect((err as ConfigError).key).toBe('replicaCaFile');
+  expect((err as ConfigError).message).toMatch(/DAFTKA_GATEWAY_REPLICA_CA_FILE.*no-such-ca\.crt cannot be read/);
 });
