@@ -34,11 +34,16 @@ export interface TopicAnswer {
 export interface ProduceRecord {
   key?: string | null;
   key_b64?: string;
-  value?: string;
+  /** Text, any other JSON value (stored as its JSON text), or null: a null value (tombstone). */
+  value?: unknown;
   value_b64?: string;
   headers?: Record<string, string> | Array<{ name: string; value?: string; value_b64?: string }>;
   partition?: number;
   timestamp?: number;
+  deliver_after_ms?: number;
+  deliver_at?: number;
+  ttl_ms?: number;
+  expires_at?: number;
 }
 
 export interface ProduceAnswer {

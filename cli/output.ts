@@ -50,7 +50,10 @@ export function truncate(s: string | undefined, n: number): string {
 
 // ---- records -------------------------------------------------------------------------------
 
-/** A record as the gateway returns it with encoding=utf8 (text when valid UTF-8, else *_b64). */
+/**
+ * A record as the gateway returns it with encoding=utf8 (text when valid UTF-8, else *_b64) or
+ * encoding=json (`value` any JSON value); `value: null` is a null value (tombstone).
+ */
 export interface ApiRecord {
   topic?: string;
   partition?: number;
@@ -58,9 +61,11 @@ export interface ApiRecord {
   timestamp: number;
   key?: string | null;
   key_b64?: string;
-  value?: string;
+  value?: unknown;
   value_b64?: string;
   headers: Array<{ name: string; value?: string; value_b64?: string }>;
+  deliver_at?: number;
+  expires_at?: number;
   delivery_attempt?: number;
   lease_token?: string;
   lease_expires_at?: number;
@@ -69,8 +74,11 @@ export interface ApiRecord {
 /** How `consume` prints each record. */
 export type RecordFormat = 'value' | 'json' | 'template';
 
+/** The value as text: text as it is, a JSON value (encoding=json) as compact JSON, a null value as ''. */
 export function recordValue(r: ApiRecord): string {
-  return r.value ?? r.value_b64 ?? '';
+  if (r.value === null) return '';
+  if (r.value === undefined) return r.value_b64 ?? '';
+  return typeof r.value === 'string' ? r.value : JSON.stringify(r.value);
 }
 
 export function recordKey(r: ApiRecord): string {
@@ -156,7 +164,7 @@ function fieldGetter(name: string): (r: ApiRecord, topic: string, partition: num
     case 'key_b64':
       return (r) => b64(r.key, r.key_b64);
     case 'value_b64':
-      return (r) => b64(r.value, r.value_b64);
+      return (r) => b64(r.value === null || r.value === undefined ? null : recordValue(r), r.value_b64);
     case 'headers':
       return (r) => r.headers.map((h) => `${h.name}=${headerText(h)}`).join(',');
     case 'delivery_attempt':

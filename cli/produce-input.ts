@@ -7,7 +7,8 @@ import { UsageError } from './errors';
  *   lines   one record per line, the line is the value (text); with --key-separator the part
  *           before the first separator is the key
  *   ndjson  one JSON object per line, in the API's record form: {key?, key_b64?, value | value_b64,
- *           headers?, partition?, timestamp?}; a `value` that is not a string is sent as its JSON text
+ *           headers?, partition?, timestamp?, deliver_after_ms? | deliver_at?, ttl_ms? | expires_at?};
+ *           `value` is sent as it is: any JSON value (stored as its JSON text), null a tombstone
  *   raw     the whole input is one record (value_b64: bytes are kept as they are)
  * Flags (--key, --header, --partition) apply to every record unless the NDJSON line sets its own.
  */
@@ -65,7 +66,19 @@ export function recordFromLine(line: string, d: RecordDefaults): ProduceRecord |
   return r;
 }
 
-const NDJSON_FIELDS = new Set(['key', 'key_b64', 'value', 'value_b64', 'headers', 'partition', 'timestamp']);
+const NDJSON_FIELDS = new Set([
+  'key',
+  'key_b64',
+  'value',
+  'value_b64',
+  'headers',
+  'partition',
+  'timestamp',
+  'deliver_after_ms',
+  'deliver_at',
+  'ttl_ms',
+  'expires_at',
+]);
 
 /** One line of `ndjson` input (lineNo for the error message); null for an empty line. */
 export function recordFromJsonLine(line: string, lineNo: number, d: RecordDefaults): ProduceRecord | null {
@@ -84,8 +97,7 @@ export function recordFromJsonLine(line: string, lineNo: number, d: RecordDefaul
       throw new UsageError(`input line ${lineNo}: unknown field "${k}" (allowed: ${[...NDJSON_FIELDS].join(', ')})`);
   if (o.value === undefined && o.value_b64 === undefined)
     throw new UsageError(`input line ${lineNo}: needs "value" or "value_b64"`);
-  const r = { ...o } as ProduceRecord & { value?: unknown };
-  if (r.value !== undefined && typeof r.value !== 'string') r.value = JSON.stringify(r.value);
+  const r = { ...o } as ProduceRecord;
   if (r.key === undefined && r.key_b64 === undefined && d.key !== undefined) r.key = d.key;
   if (r.headers === undefined) {
     const h = headersOf(d);

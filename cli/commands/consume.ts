@@ -35,6 +35,7 @@ export interface ConsumeOpts {
   delay?: number;
   leaseMs?: number;
   format?: RecordFormat;
+  encoding: 'utf8' | 'json' | 'base64';
   template?: string;
   wait: number;
   fetchSize: number;
@@ -163,7 +164,7 @@ async function consumeByOffset(
     committed = new Map(body.partitions.map((x) => [x.partition, x.offset ?? null]));
   }
   const fetchOpts = (offset: number, maxRecords: number, waitMs: number) => ({
-    query: { offset, max_records: maxRecords, wait_ms: waitMs, encoding: 'utf8' },
+    query: { offset, max_records: maxRecords, wait_ms: waitMs, encoding: o.encoding },
     timeoutMs: waitMs + ctx.settings.timeoutMs,
     signal: stop.signal,
   });
@@ -294,7 +295,7 @@ async function consumeLeased(
                 topics: [t.name],
                 max_records: Math.max(1, Math.min(want, 10_000)),
                 wait_ms: waitMs,
-                encoding: 'utf8',
+                encoding: o.encoding,
                 ...(o.leaseMs !== undefined ? { lease_ms: o.leaseMs } : {}),
               },
               { timeoutMs: waitMs + ctx.settings.timeoutMs, signal: stop.signal },
@@ -379,6 +380,14 @@ export function registerConsume(program: Command): void {
       ),
     )
     .option('-T, --template <text>', 'e.g. "{{partition}}/{{offset}} {{key}}={{value}}" (implies --format template)')
+    .addOption(
+      new Option(
+        '-E, --encoding <encoding>',
+        'how the gateway sends byte fields: utf8 (text when valid UTF-8, else base64), json (values as JSON), base64',
+      )
+        .choices(['utf8', 'json', 'base64'])
+        .default('utf8'),
+    )
     .addOption(
       new Option('--wait <duration>', 'long-poll wait per request with --follow')
         .argParser(parseDurationMs)

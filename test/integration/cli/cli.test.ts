@@ -202,6 +202,24 @@ describe('produce and consume', () => {
     expect(json(await daftka(args))).toMatchObject({ records: 30, written: 0, duplicate: 30 });
   });
 
+  it('JSON values and null values: produced from NDJSON as they are, consumed as JSON with -E json', async () => {
+    const file = join(home, 'json.ndjson');
+    const rows = [{ order: 42, items: ['a'] }, [1, 2], null, 'text'];
+    writeFileSync(file, rows.map((value) => JSON.stringify({ key: 'json-1', value })).join('\n') + '\n');
+    const sum = json<{ partitions: Array<{ partition: number; first_offset: number }> }>(
+      await daftka(['produce', 't', '--format', 'ndjson', '-f', file, '-o', 'json']),
+    );
+    const { partition, first_offset } = sum.partitions[0];
+    const from = ['-p', String(partition), '--offset', String(first_offset), '-n', '4'];
+    const asJson = await daftka(['consume', 't', ...from, '-E', 'json', '-F', 'json']);
+    expect(asJson.code).toBe(0);
+    const recs = lines(asJson.stdout).map((l) => JSON.parse(l) as { value?: unknown; value_b64?: string });
+    expect(recs.slice(0, 3).map((r) => r.value)).toEqual([{ order: 42, items: ['a'] }, [1, 2], null]);
+    expect(recs[3].value_b64).toBe(Buffer.from('text').toString('base64')); // not JSON text
+    const asValue = await daftka(['consume', 't', ...from, '-E', 'json']);
+    expect(asValue.stdout.split('\n').slice(0, 4)).toEqual(['{"order":42,"items":["a"]}', '[1,2]', '', 'dGV4dA==']);
+  });
+
   it('--rate holds the producer to the rate', async () => {
     const r = json<{ elapsed_ms: number; records: number }>(
       await daftka(['produce', 't', '--rate', '40', '-o', 'json'], {

@@ -46,7 +46,7 @@ describe('flag values', () => {
 });
 
 describe('consume options', () => {
-  const base: ConsumeOpts = { commit: true, ack: 'accept', wait: 5000, fetchSize: 500 };
+  const base: ConsumeOpts = { commit: true, ack: 'accept', encoding: 'utf8', wait: 5000, fetchSize: 500 };
   it('refuses combinations that mean nothing', () => {
     expect(() => checkConsumeOpts({ ...base, offset: { kind: 'earliest' }, timestamp: 1 })).toThrow(/exclude/);
     expect(() => checkConsumeOpts({ ...base, leased: true })).toThrow(/--leased needs --group/);

@@ -88,6 +88,18 @@ describe('record output', () => {
     expect(recordFormatter('value')({ ...rec, value: undefined, value_b64: 'AAE=' }, 't', 0)).toBe('AAE=\n');
   });
 
+  it('value: a JSON value (--encoding json) as compact JSON, a null value (tombstone) as an empty line', () => {
+    expect(recordFormatter('value')({ ...rec, value: { order: 42, items: [1] } }, 't', 0)).toBe(
+      '{"order":42,"items":[1]}\n',
+    );
+    expect(recordFormatter('value')({ ...rec, value: 7 }, 't', 0)).toBe('7\n');
+    expect(recordFormatter('value')({ ...rec, value: null }, 't', 0)).toBe('\n');
+    expect(compileTemplate('{{value_b64}}')({ ...rec, value: { a: 1 } }, 't', 0)).toBe(
+      Buffer.from('{"a":1}').toString('base64') + '\n',
+    );
+    expect(compileTemplate('[{{value_b64}}]')({ ...rec, value: null }, 't', 0)).toBe('[]\n');
+  });
+
   it('json: one JSON line with topic and partition and without the lease token', () => {
     const line = recordFormatter('json')({ ...rec, lease_token: 'secret' }, 't', 1);
     expect(line.endsWith('\n')).toBe(true);

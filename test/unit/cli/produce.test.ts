@@ -36,11 +36,17 @@ describe('produce input', () => {
     expect(recordFromLine('nokey', { keySeparator: ':', key: 'dflt' })).toEqual({ key: 'dflt', value: 'nokey' });
   });
 
-  it('ndjson: API records; a non-string value is sent as its JSON text; the line wins over flags', () => {
+  it('ndjson: API records; JSON values, null values and delivery times go as they are; the line wins over flags', () => {
     expect(recordFromJsonLine('{"key":"a","value":{"n":1},"partition":1}', 1, { key: 'x', partition: 0 })).toEqual({
       key: 'a',
-      value: '{"n":1}',
+      value: { n: 1 },
       partition: 1,
+    });
+    expect(recordFromJsonLine('{"key":"a","value":null}', 2, {})).toEqual({ key: 'a', value: null });
+    expect(recordFromJsonLine('{"value":"v","deliver_after_ms":5000,"ttl_ms":60000}', 2, {})).toEqual({
+      value: 'v',
+      deliver_after_ms: 5000,
+      ttl_ms: 60000,
     });
     expect(recordFromJsonLine('{"value_b64":"AAE="}', 1, { key: 'x' })).toEqual({ value_b64: 'AAE=', key: 'x' });
     expect(recordFromJsonLine('  ', 3, {})).toBeNull();
