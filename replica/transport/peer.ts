@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { clientTlsOf, connectTls, createTlsServer, type TlsSource } from '../../common/tls';
+import { clientTlsOf, connectTls, createTlsServer, isCertificateError, type TlsSource } from '../../common/tls';
 import { Backoff, type BackoffOptions } from '../../common/backoff';
 import type { Logger } from '../../common/log';
 import type { promClient } from '../../common/metrics';
@@ -419,7 +419,8 @@ export class PeerTransport {
       }
     });
     socket.on('error', (err) => {
-      failure ??= errorCode(err);
+      // A peer whose certificate the CA did not sign, or without the expected name: a bounded label.
+      failure ??= t && isCertificateError(err) ? 'tls_certificate' : errorCode(err);
     });
     socket.on('close', () => {
       if (o.socket !== socket) return;

@@ -15,9 +15,11 @@ import { encodeFrame, FrameType } from '../../../protocol/frame';
 import { RemotePartitionClient } from '../../../protocol/partition-client';
 import { clientKeyOf } from '../../../protocol/rpc-auth';
 import { RpcClient } from '../../../protocol/rpc-client';
+import { TlsSource, tlsDirFiles } from '../../../common/tls';
 import { encodeHello } from '../../../replica/transport/handshake';
+import { PeerTransport } from '../../../replica/transport/peer';
 import { freePort } from '../../helpers/free-port';
-import { quietLogger } from '../../helpers/observe';
+import { metricValue, quietLogger, testRegistry, waitFor } from '../../helpers/observe';
 import { metricFromText, ReplicaCluster, sleep } from '../../helpers/replica-cluster';
 import { issue, makeCa, type TestCa } from '../../helpers/tls-certs';
 
@@ -410,4 +412,59 @@ test('a replica whose TLS folder lacks its key, or a gateway whose CA file is mi
   expect(err).toBeInstanceOf(ConfigError);
   expect((err as ConfigError).key).toBe('replicaCaFile');
   expect((err as ConfigError).message).toMatch(/DAFTKA_GATEWAY_REPLICA_CA_FILE.*no-such-ca\.crt cannot be read/);
+});
+
+test('a replica sends no hello to a peer port whose certificate another CA signed', async () => {
+  // An impostor on the peer's address with a certificate of another CA, asking for a client certificate.
+  const received: Buffer[] = [];
+  const impostor = tls.createServer(
+    {
+      cert: readFileSync(join(rogueDir, 'tls.crt')),
+      key: readFileSync(join(rogueDir, 'tls.key')),
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
+    (s) => {
+      s.on('data', (d: Buffer) => received.push(d));
+      s.on('error', () => {});
+    },
+  );
+  impostor.on('tlsClientError', () => {});
+  await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
+  const registry = testRegistry();
+  const source = TlsSource.open(
+    tlsDirFiles(replicaTlsDir),
+    { key: 'tlsDir', env: 'DAFTKA_TLS_DIR' },
+    { kind: 'replica' },
+  );
+  const t = new PeerTransport({
+    selfId: 'r0',
+    clusterId: `${TOPIC}/0`,
+    listenHost: '127.0.0.1',
+    listenPort: 0,
+    resolve: () => ({ host: '127.0.0.1', port: (impostor.address() as net.AddressInfo).port }),
+    peers: ['r1'],
+    backoff: { initialMs: 10, maxMs: 50, multiplier: 2, jitter: 0.5 },
+    logger: quietLogger('r0'),
+    registry,
+    secret: cluster.peerSecret,
+    tls: { source },
+  });
+  await t.start();
+  try {
+    t.send('r1', Buffer.from('my vote'));
+    await waitFor(
+      async () =>
+        (await metricValue(registry, 'daftka_peer_connect_failures_total', { reason: 'tls_certificate' })) >= 2,
+      10_000,
+      'refused connection attempts',
+    );
+    // Nothing reached the impostor: not the hello (signed, but still ours), never the message.
+    expect(Buffer.concat(received).length).toBe(0);
+    expect(await metricValue(registry, 'daftka_peer_connected_peers')).toBe(0);
+  } finally {
+    await t.close();
+    source.close();
+    await new Promise((r) => impostor.close(r));
+  }
 });
