@@ -34,6 +34,7 @@ import {
   peerSecretName,
   replicaHost,
   topicLabels,
+  REPLICA_CONTAINER,
 } from './names';
 
 /** What the operator's config decides about every replica pod (operator/config.ts). */
@@ -396,7 +397,7 @@ export function desiredStatefulSet(
           ],
           containers: [
             {
-              name: 'replica',
+              name: REPLICA_CONTAINER,
               image: s.image,
               imagePullPolicy: s.imagePullPolicy,
               ...(s.command.length > 0 ? { command: s.command } : {}),

@@ -36,6 +36,8 @@ export const PORTS = { client: 9092, peer: 9093, http: 9100 } as const;
 export const DATA_MOUNT = '/var/lib/daftka';
 export const DATA_DIR = `${DATA_MOUNT}/data`;
 export const VOLUME_NAME = 'data';
+/** The replica pod's one container. */
+export const REPLICA_CONTAINER = 'replica';
 
 export const partitionName = (topic: string, index: number): string => `${topic}-${index}`;
 /** One per topic: every replica of the topic reads it, replicas of other topics cannot (replica peer auth). */

@@ -46,6 +46,7 @@ import {
   PEER_SECRET_KEY,
   POD_INDEX_LABEL,
   REVISION_LABEL,
+  REPLICA_CONTAINER,
   HASH_ANNOTATION,
   parsePodName,
   partitionName,
@@ -77,7 +78,14 @@ export interface StatefulSetObject extends KObject {
 
 export interface PodObject extends KObject {
   spec?: { nodeName?: string; schedulingGates?: Array<{ name: string }> };
-  status?: { phase?: string; conditions?: Array<{ type: string; status: string }> };
+  status?: {
+    phase?: string;
+    conditions?: Array<{ type: string; status: string }>;
+    containerStatuses?: Array<{
+      name: string;
+      state?: { running?: { startedAt?: string }; waiting?: unknown; terminated?: unknown };
+    }>;
+  };
 }
 
 export interface NodeObject extends KObject {
@@ -164,8 +172,18 @@ export function podInfoOf(p: PodObject): PodInfo | null {
     deleting: p.metadata.deletionTimestamp !== undefined,
     ...(p.metadata.labels?.[REVISION_LABEL] ? { revision: p.metadata.labels[REVISION_LABEL] } : {}),
     ...(p.metadata.creationTimestamp ? { createdAtMs: Date.parse(p.metadata.creationTimestamp) } : {}),
+    ...replicaContainerOf(p),
     ...(p.spec?.schedulingGates?.some((g) => g.name === SPARE_GATE) ? { gated: true } : {}),
   };
+}
+
+/** The replica container's start time, or that it is down (a container status without `running`). */
+function replicaContainerOf(p: PodObject): Pick<PodInfo, 'containerStartedAtMs' | 'containerDown'> {
+  const c = p.status?.containerStatuses?.find((x) => x.name === REPLICA_CONTAINER);
+  if (!c?.state) return {};
+  if (!c.state.running) return { containerDown: true };
+  const at = c.state.running.startedAt ? Date.parse(c.state.running.startedAt) : NaN;
+  return Number.isFinite(at) ? { containerStartedAtMs: at } : {};
 }
 
 const CLEANUP_STALL_MS = 2 * 60_000;

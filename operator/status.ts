@@ -29,6 +29,14 @@ export interface PodInfo {
   /** controller-revision-hash label: the StatefulSet revision the pod runs. */
   revision?: string;
   createdAtMs?: number;
+  /**
+   * When the replica container last started (its containerStatus's state.running.startedAt): a
+   * container restarted in the same pod (a crash, the OOM killer, a failed liveness probe) is a new
+   * process, so reports received before it are its predecessor's.
+   */
+  containerStartedAtMs?: number;
+  /** The kubelet reports the replica container not running (exited, waiting to be restarted). */
+  containerDown?: boolean;
   /** Held by the spare-slot scheduling gate (operator/slots.ts): not scheduled, runs nothing. */
   gated?: boolean;
 }
@@ -153,8 +161,13 @@ export function observePartition(input: {
     // The newest report of this ordinal (a wiped replica comes back as a new incarnation), from the
     // current pod: a report received before the pod existed is its predecessor's, still "fresh" for a
     // while after that pod went — it must not make a successor that has not spoken yet look healthy.
-    // (creationTimestamp has whole seconds, hence the margin.)
-    const since = pod?.createdAtMs !== undefined ? pod.createdAtMs + 1000 : -Infinity;
+    // (creationTimestamp has whole seconds, hence the margin.) Likewise a container restarted in
+    // its pod: the dead process's last report stays fresh for staleMs, and a crashed replica must
+    // not look healthy meanwhile (a roll or move would then disrupt another replica of the group).
+    const since = Math.max(
+      pod?.createdAtMs !== undefined ? pod.createdAtMs + 1000 : -Infinity,
+      pod?.containerStartedAtMs !== undefined ? pod.containerStartedAtMs + 1000 : -Infinity,
+    );
     let latest: ReportEntry | undefined;
     for (const e of input.reports)
       if (
@@ -173,6 +186,7 @@ export function observePartition(input: {
     else if (pod.deleting) problem = `pod ${pod.name} is being deleted`;
     else if (pod.gated) problem = `pod ${pod.name} waits for the operator to admit it (spare slot)`;
     else if (!pod.node) problem = `pod ${pod.name} is not scheduled`;
+    else if (pod.containerDown) problem = `the replica container of ${pod.name} is not running`;
     else if (!latest) problem = `no status report from ${pod.name}`;
     else if (!isFresh)
       problem = `no status report from ${pod.name} for ${Math.round((nowMs - latest.receivedAtMs) / 1000)} s`;

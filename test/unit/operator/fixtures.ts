@@ -109,6 +109,8 @@ export function view(o: {
   operation?: PartitionView['operation'];
   uids?: Record<number, string>;
   ids?: Record<number, string>;
+  /** More pod fields per ordinal (e.g. the replica container's state). */
+  podExtra?: Record<number, Partial<PodInfo>>;
 }): PartitionView {
   const t = o.topic ?? 't';
   const rf = o.rf ?? o.nodes.length;
@@ -131,6 +133,7 @@ export function view(o: {
       deleting: false,
       revision: o.revisions?.[ord] ?? o.updateRevision ?? 'rev1',
       ...(gated ? { gated: true } : {}),
+      ...o.podExtra?.[ord],
     });
   }
   // Default membership: every occupied slot but a move's target (not joined yet) and the learners.

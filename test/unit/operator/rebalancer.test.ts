@@ -4,7 +4,7 @@ import {
   type Decision,
   type RebalanceSettings,
 } from '../../../operator/rebalancer';
-import type { PartitionView } from '../../../operator/status';
+import type { PartitionView, PodInfo } from '../../../operator/status';
 import { NOW, node, nodesOf, view } from './fixtures';
 
 const three = nodesOf(node('n1', 'a'), node('n2', 'b'), node('n3', 'c'));
@@ -318,6 +318,23 @@ describe('rebalancer: operator-driven rolls (OnDelete)', () => {
     expect(
       plan([outdated({ notReady: [2], revisions: { 0: 'rev1', 1: 'rev1', 2: 'rev2' } })], three).decisions.map(brief),
     ).toEqual(['blocked t/0 quorum-at-risk']);
+  });
+
+  it('a replica whose container just crashed blocks it, though its last report is still fresh', () => {
+    // Ordinal 1 rolled already; ordinal 2's process died a moment ago (the kubelet restarts it in
+    // the same pod): its last report, sent before, would count as fresh for reportStaleSeconds.
+    const crashed = (extra: Record<number, Partial<PodInfo>>) =>
+      plan([outdated({ revisions: { 0: 'rev1', 1: 'rev2', 2: 'rev2' }, podExtra: extra })], three, {
+        maxLeaderTransfers: 0,
+      }).decisions.map(brief);
+    expect(crashed({ 2: { containerDown: true } })).toEqual(['blocked t/0 quorum-at-risk']);
+    // Running again, but not a word from the new process yet.
+    expect(crashed({ 2: { containerStartedAtMs: NOW - 100 } })).toEqual(['blocked t/0 quorum-at-risk']);
+    // It has reported since it started: the roll goes on.
+    expect(crashed({ 2: { containerStartedAtMs: NOW - 60_000 } })).toEqual([
+      'start roll t-0-0 (revision)',
+      'transfer t/0 0.inc0→1.inc1 (before-roll)',
+    ]);
   });
 
   it('moves leadership off the leader before restarting it, and only when it is the last one', () => {

@@ -5,6 +5,7 @@ import {
   topicStatus,
   type PodInfo,
 } from '../../../operator/status';
+import { podInfoOf } from '../../../operator/reconcile';
 import { HEALTH, NOW, node, nodesOf, report, view } from './fixtures';
 
 const nodes = nodesOf(node('n1', 'zone-a'), node('n2', 'zone-b'), node('n3', 'zone-c'));
@@ -116,6 +117,36 @@ describe('status: a partition from replica reports, pods and nodes', () => {
     expect(cond(s.conditions, 'LeaderElected')).toMatchObject({ status: 'Unknown', reason: 'NoReports' });
     expect(cond(s.conditions, 'QuorumHealthy')).toMatchObject({ status: 'Unknown' });
     expect(cond(s.conditions, 'Ready')!.message).toContain('no status report from t-0-0 for 30 s');
+  });
+
+  it("a container restarted in its pod: the dead process's last report does not make it healthy", () => {
+    const v = (extra: Partial<PodInfo>) =>
+      view({ index: 0, nodes: ['n1', 'n2', 'n3'], leader: 0, nodeInfo: nodes, podExtra: { 2: extra } });
+    // Exited, waiting to be restarted (its last report, NOW − 500, is still fresh).
+    const down = v({ containerDown: true }).replicaViews[2];
+    expect(down).toMatchObject({ healthy: false, problem: 'the replica container of t-0-2 is not running' });
+    // Started again after that report: the report was its predecessor's.
+    const restarted = v({ containerStartedAtMs: NOW - 200 }).replicaViews[2];
+    expect(restarted).toMatchObject({ healthy: false, problem: 'no status report from t-0-2' });
+    expect(v({ containerStartedAtMs: NOW - 200 }).underReplicated).toBe(true);
+    // A report received more than a second after the start is the running process's own.
+    expect(v({ containerStartedAtMs: NOW - 5000 }).replicaViews[2]).toMatchObject({ healthy: true });
+  });
+
+  it('the pod object: the replica container running since startedAt, or down', () => {
+    const pod = (state: object | undefined) => ({
+      metadata: { name: 't-0-2', labels: { 'apps.kubernetes.io/pod-index': '2' } },
+      spec: { nodeName: 'n3' },
+      status: { phase: 'Running', ...(state ? { containerStatuses: [{ name: 'replica', state }] } : {}) },
+    });
+    expect(podInfoOf(pod({ running: { startedAt: '2026-01-02T03:04:05Z' } }))).toMatchObject({
+      containerStartedAtMs: Date.parse('2026-01-02T03:04:05Z'),
+    });
+    expect(podInfoOf(pod({ waiting: { reason: 'CrashLoopBackOff' } }))).toMatchObject({ containerDown: true });
+    expect(podInfoOf(pod({ terminated: { exitCode: 137 } }))).toMatchObject({ containerDown: true });
+    const fresh = podInfoOf(pod(undefined))!; // not started by a kubelet yet: nothing known
+    expect(fresh.containerDown).toBeUndefined();
+    expect(fresh.containerStartedAtMs).toBeUndefined();
   });
 
   it('a wiped replica back as a new incarnation: the newest report of the ordinal counts; a learner is not healthy', () => {
