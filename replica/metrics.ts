@@ -117,6 +117,42 @@ export function replicaMetrics(reg: promClient.Registry) {
       help: 'Log start advances by retention',
       labelNames: tp,
     }),
+    compactionDirtyBytes: gauge(reg, {
+      name: 'daftka_compaction_dirty_bytes',
+      help: 'Key compaction lag: record bytes (as written) not yet through a compaction pass on this replica (0 unless cleanup includes compact)',
+      labelNames: tp,
+    }),
+    compactionDirtyRatio: gauge(reg, {
+      name: 'daftka_compaction_dirty_ratio',
+      help: 'Dirty bytes over dirty + clean bytes (the clean section as left by the last pass); the leader requests a pass at compactionMinDirtyPercent',
+      labelNames: tp,
+    }),
+    compactionReclaimed: counter(reg, {
+      name: 'daftka_compaction_reclaimed_bytes_total',
+      help: 'Record bytes removed from the log by key compaction on this replica (superseded records and expired tombstones)',
+      labelNames: tp,
+    }),
+    compactionRemoved: counter(reg, {
+      name: 'daftka_compaction_removed_records_total',
+      help: 'Records removed by key compaction on this replica, by reason (superseded, tombstone)',
+      labelNames: ['topic', 'partition', 'reason'] as const,
+    }),
+    compactionPasses: counter(reg, {
+      name: 'daftka_compaction_passes_total',
+      help: 'Key compaction passes run on this replica, by result (done, partial: the dedupe buffer filled and the rest waits for the next pass, aborted)',
+      labelNames: ['topic', 'partition', 'result'] as const,
+    }),
+    compactionDuration: histogram(reg, {
+      name: 'daftka_compaction_pass_duration_seconds',
+      help: 'Duration of one key compaction pass (map the dirty stretch, rewrite the log below its end)',
+      labelNames: tp,
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300],
+    }),
+    compactionRequests: counter(reg, {
+      name: 'daftka_compaction_requests_total',
+      help: 'Key compaction requests this replica proposed as leader',
+      labelNames: tp,
+    }),
     snapshotsSent: counter(reg, {
       name: 'daftka_raft_snapshots_total',
       help: 'Snapshots built (leader) or installed (follower)',

@@ -10,6 +10,7 @@ import { checkTarget, PartitionService } from './partition/service';
 import type { RaftNode } from './raft';
 import { PartitionState } from './state/partition-state';
 import { DiskGuard } from './storage/disk-guard';
+import { Compactor } from './driver/compactor';
 import { ReplicaStorage } from './storage/storage';
 
 /**
@@ -32,6 +33,8 @@ export class PartitionReplica {
   readonly leased: LeasedService;
   /** Free space of the data directory and the disk-full state (storage/disk-guard.ts). */
   readonly disk: DiskGuard;
+  /** Key compaction: the leader's requests, every replica's passes (driver/compactor.ts). */
+  readonly compactor: Compactor;
   /** Writes to other topics (dead-letter replay to a target topic); set by main when NATS is configured. */
   topicWriter: TopicWriter | null = null;
   /** Called on leadership and status changes (the NATS announcer listens). */
@@ -81,6 +84,7 @@ export class PartitionReplica {
         applied: (hwMoved) => {
           if (hwMoved) this.partition.applied();
           this.leased.onApplied();
+          this.compactor.onApplied();
         },
         leadershipChanged: (leader, term) => {
           // Long-polls of leased fetch look again (a deposed leader answers them NOT_LEADER at once).
@@ -98,6 +102,22 @@ export class PartitionReplica {
       logger,
       admitWrite: () => this.disk.admitWrite(),
       diskFull: () => this.disk.full !== null,
+    });
+    this.compactor = new Compactor({
+      host: {
+        state: this.state,
+        readEntries: (lo, hi) => this.driver.readEntries(lo, hi),
+        rewriteEntries: (entries, ops) => this.driver.rewriteEntries(entries, ops),
+        appliedWritten: () => this.driver.appliedWritten(),
+        isLeader: () => this.driver.isLeader,
+        peerMatches: () => this.driver.peerMatches(),
+        propose: (data, timeoutMs) => this.driver.propose(data, timeoutMs),
+      },
+      settings: c,
+      metrics: this.metrics,
+      lbl: { topic: c.topic, partition: String(c.partition) },
+      logger,
+      replica: this.id,
     });
     this.membership = new Membership({
       rc,
@@ -205,6 +225,7 @@ export class PartitionReplica {
     this.membership.start();
     this.partition.start();
     this.leased.start();
+    this.compactor.start();
   }
 
   get raft(): RaftNode | null {
@@ -300,6 +321,7 @@ export class PartitionReplica {
     this.membership.stop();
     this.partition.stop();
     this.leased.stop();
+    this.compactor.stop();
     await this.driver.close();
   }
 }

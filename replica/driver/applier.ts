@@ -200,6 +200,8 @@ export class Applier {
 
   async install(s: Snapshot): Promise<void> {
     const { pairs, stateIndex } = decodeSnapshotState(s.data);
+    // A compaction pass of the old state must not write after the install (its progress would win).
+    this.o.state.invalidate();
     await this.applyChain;
     await this.o.storage.installSnapshot(s.meta, pairs);
     this.log.installed(s.meta);

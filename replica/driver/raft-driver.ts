@@ -22,7 +22,7 @@ import {
   type Ready,
 } from '../raft';
 import type { ApplyResult, PartitionState } from '../state/partition-state';
-import type { ReplicaStorage } from '../storage/storage';
+import type { ReplicaStorage, StateOp } from '../storage/storage';
 import type { PeerTransport } from '../transport/peer';
 import { Applier } from './applier';
 import { Proposals } from './proposals';
@@ -170,6 +170,30 @@ export class RaftDriver {
   /** Entries [lo, hi) in as few storage reads as the log allows (a prefix when some are missing). */
   readEntries(lo: number, hi: number): Promise<Entry[]> {
     return this.log.read(lo, hi, Number.MAX_SAFE_INTEGER);
+  }
+
+  /**
+   * Key compaction rewrote these applied entries: into storage (with `ops`, one batch), then the
+   * entry cache, so appends to followers and fetches serve the rewritten data.
+   */
+  async rewriteEntries(entries: Entry[], ops: StateOp[]): Promise<void> {
+    await this.storage.rewriteEntries(entries, ops);
+    this.log.rewritten(entries);
+  }
+
+  /** Every applied batch so far is on its way to storage (in order before any later write). */
+  appliedWritten(): Promise<void> {
+    return this.applier.settled();
+  }
+
+  /** Leader: the highest log index each other member is known to hold (matching ours); else undefined. */
+  peerMatches(): number[] | undefined {
+    const n = this.node;
+    if (n === null || n.role !== 'leader') return undefined;
+    const progress = n.status().progress ?? {};
+    return Object.entries(progress)
+      .filter(([id]) => id !== this.id)
+      .map(([, p]) => p.match);
   }
 
   // ---- start-up ----

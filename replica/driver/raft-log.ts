@@ -174,6 +174,23 @@ export class ReplicaLog implements RaftStorage {
     this.evict();
   }
 
+  /**
+   * Key compaction rewrote these (applied) entries in storage: cached copies take the new data,
+   * so the leader's appends and fetch serve what the disk has. An entry cached with another term
+   * is a different entry (a snapshot replaced the log meanwhile): left alone.
+   */
+  rewritten(entries: readonly Entry[]): void {
+    for (const e of entries) {
+      if (e.index >= this.cacheStart && e.index <= this.last) {
+        const at = e.index - this.cacheStart;
+        const old = this.cache[at];
+        if (old === undefined || old.term !== e.term) continue;
+        this.cacheBytes += cachedSize(e) - cachedSize(old);
+        this.cache[at] = e;
+      } else if (this.loaded.get(e.index)?.term === e.term) this.loaded.set(e.index, e);
+    }
+  }
+
   setConf(conf: ConfState): void {
     this.conf = { voters: [...conf.voters], learners: [...conf.learners] };
   }

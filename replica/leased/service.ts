@@ -21,7 +21,7 @@ import type {
   ReplayJobStatus,
 } from '../../common/leased-api';
 import type { RecordIn } from '../../common/partition-api';
-import { CommandKind, decodeCommand, encodeCommand } from '../state/commands';
+import { CommandKind, decodeCommand, encodeCommand, recordsBySpan } from '../state/commands';
 import type { DeadLetterRow } from '../../common/leased-api';
 import type { ReplayJobRow } from './dead-letters';
 import { LEASE_POLICY_BOUNDS, MAX_GROUP_LIST, MAX_WAIT_MS } from '../../common/limits';
@@ -160,7 +160,7 @@ export class LeasedService implements LeasedPartitionClient {
   /** The records at `offsets` that this replica's log still has. */
   async readRecords(offsets: readonly number[]): Promise<Map<number, RecordIn>> {
     const out = new Map<number, RecordIn>();
-    const cache = new Map<number, RecordIn[] | null>();
+    const cache = new Map<number, Array<RecordIn | undefined> | null>();
     for (const o of offsets) {
       if (o < this.h.state.logStartOffset || o >= this.h.state.nextOffset) continue;
       const row = await this.h.state.rowAt(o);
@@ -171,7 +171,8 @@ export class LeasedService implements LeasedPartitionClient {
         const e = await this.h.readEntry(row.logIndex);
         if (e !== undefined && e.index === row.logIndex) {
           const cmd = decodeCommand(e.data);
-          if (cmd.kind === CommandKind.Produce) recs = cmd.records;
+          // By offset within the batch: key compaction may have removed some (docs/compaction.md).
+          if (cmd.kind === CommandKind.Produce) recs = recordsBySpan(cmd);
         }
         cache.set(row.logIndex, recs);
       }

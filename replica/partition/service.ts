@@ -17,7 +17,7 @@ import type { ResolvedReplicaConfig } from '../config';
 import type { RaftDriver } from '../driver/raft-driver';
 import type { ReplicaMetrics } from '../metrics';
 import type { Entry } from '../raft';
-import { CommandKind, decodeCommand, encodeCommand, payloadHash, recordBytes } from '../state/commands';
+import { CommandKind, decodeCommand, encodeCommand, offsetOf, payloadHash, recordBytes } from '../state/commands';
 import type { ApplyResult, PartitionState } from '../state/partition-state';
 import { FetchWaiters } from './fetch-waiters';
 import { DEFAULT_MAX_FRAME_BYTES } from '../../protocol/frame';
@@ -125,6 +125,14 @@ export class PartitionService implements PartitionClient {
             `record ${i} has timestamp ${req.records[i].timestampMs}, more than ${cfg.maxTimestampSkewMs} ms ahead of the leader's clock`,
             { extra: { reason: 'timestamp_in_future', limit: cfg.maxTimestampSkewMs, index: i } },
           );
+        // A compacted topic keeps the latest record per key: a record without one could never be
+        // superseded or deleted (Kafka refuses it too).
+        if (cfg.cleanupPolicy !== 'delete' && req.records[i].key === null)
+          throw new DaftkaError(
+            'INVALID_REQUEST',
+            `record ${i} has no key; topic ${cfg.topic} is compacted (cleanup ${cfg.cleanupPolicy}) and needs a key on every record`,
+            { extra: { reason: 'key_required', index: i } },
+          );
         const size = recordBytes([req.records[i]]);
         if (size > cfg.maxRecordBytes)
           throw new DaftkaError(
@@ -197,6 +205,9 @@ export class PartitionService implements PartitionClient {
     }
     const records: RecordOut[] = [];
     let bytes = 0;
+    // Every offset below this was looked at: records compaction removed are gaps the answer's
+    // next offset steps over (offsets never move; a fetch just does not return what is gone).
+    let scannedTo = req.offset;
     let wireBytes = 0;
     const want = Math.max(1, req.maxRecords);
     // The reply always fits the client's frame cap, whatever max_bytes asked for (a gateway may
@@ -237,7 +248,7 @@ export class PartitionService implements PartitionClient {
       const cmd = decodeCommand(e.data);
       if (cmd.kind !== CommandKind.Produce) break;
       for (let i = 0; i < cmd.records.length; i++) {
-        const offset = row.base + i;
+        const offset = offsetOf(cmd, row.base, i);
         if (offset < req.offset) continue;
         const r = cmd.records[i];
         const size = recordBytes([r]);
@@ -251,12 +262,14 @@ export class PartitionService implements PartitionClient {
         wireBytes += wire;
         records.push({ ...r, offset });
         bytes += size;
+        scannedTo = offset + 1;
       }
+      scannedTo = Math.max(scannedTo, row.base + row.count);
       if (records.length >= want) break;
     }
     this.metrics.fetchRecords.inc(this.lbl, records.length);
     this.metrics.fetchBytes.inc(this.lbl, bytes);
-    const next = records.length > 0 ? records[records.length - 1].offset + 1 : req.offset;
+    const next = Math.min(s.nextOffset, Math.max(scannedTo, req.offset));
     return { records, nextOffset: next, highWatermark: s.nextOffset, logStartOffset: s.logStartOffset };
   }
 
@@ -366,7 +379,8 @@ export class PartitionService implements PartitionClient {
 
   /** Leader: propose moving the log start when records fell out of the time or size retention. */
   checkRetention(): void {
-    if (!this.driver.isLeader || this.retentionRunning) return;
+    // cleanup: compact alone keeps every key's latest record however old (docs/compaction.md).
+    if (!this.driver.isLeader || this.retentionRunning || this.rc.cfg.cleanupPolicy === 'compact') return;
     // The decision walks the index on disk: one walk at a time.
     this.retentionRunning = true;
     const log = this.o.logger;

@@ -22,10 +22,18 @@ import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
  *   groupCommit  := u8 2 · i53 leaderTimeMs · str16 group · i53 offset · str16 metadata
  *   logStart     := u8 3 · i53 leaderTimeMs · i53 newLogStartOffset
  *   kinds 4–9    := leased groups and dead letters, see replica/leased/commands.ts
+ *   compact      := u8 10 · i53 leaderTimeMs · i53 upToOffset · i53 tombstonesBefore
+ *                   · i53 horizonOffset · i53 horizonMs     (docs/compaction.md)
  *
  * A produce with flag 4 carries a replay section (str16 jobId · u32 n · i53 seq* · i53 cursorTo,
  * after the producer section): its records are dead letters written back by a replay job, and
  * applying it marks them replayed in the same step (replica/leased/dead-letters.ts).
+ *
+ * A produce with flag 8 was rewritten by key compaction (replica/state/compaction.ts): after the
+ * other sections it carries `u32 span · u32 spanBytes · i53 spanMaxTimestampMs`, the offset
+ * span and the record bytes and newest timestamp of the batch as written, and each surviving
+ * record is preceded by its `u32 position` in the span. Applying it gives the same offsets and
+ * index row as the original batch; fetch serves offset base + position.
  */
 export const enum CommandKind {
   Produce = 1,
@@ -37,6 +45,7 @@ export const enum CommandKind {
   GroupPolicy = 7,
   DeadLetterAdmin = 8,
   ReplayJob = 9,
+  Compact = 10,
 }
 
 export interface ProduceCommand {
@@ -48,7 +57,34 @@ export interface ProduceCommand {
   producer?: ProducerIdentity;
   /** Dead letters written back by a replay job (flag 4). */
   replay?: ReplaySection;
+  /** The surviving records (all of them unless `compacted`). */
   records: RecordIn[];
+  /** Set on a batch rewritten by key compaction (flag 8). */
+  compacted?: CompactedSpan;
+}
+/** What a compacted produce entry keeps of the batch as written. */
+export interface CompactedSpan {
+  /** Records the batch was written with: its offset span (offsets never move). */
+  span: number;
+  /** recordBytes of the batch as written (the offset index row is the same as before). */
+  bytes: number;
+  maxTimestampMs: number;
+  /** Position in the span of each surviving record, increasing; `records[i]` is at base + positions[i]. */
+  positions: number[];
+}
+/**
+ * Key compaction request (docs/compaction.md): every replica compacts the records below
+ * `upToOffset` (latest per key survives), dropping tombstones below `tombstonesBefore`. The
+ * horizon is the leader's bookkeeping for the tombstone delay: offsets covered by a request at
+ * `horizonMs` (state clock) become droppable `deleteRetentionMs` later.
+ */
+export interface CompactCommand {
+  kind: CommandKind.Compact;
+  leaderTimeMs: number;
+  upToOffset: number;
+  tombstonesBefore: number;
+  horizonOffset: number;
+  horizonMs: number;
 }
 export interface GroupCommitCommand {
   kind: CommandKind.GroupCommit;
@@ -62,11 +98,12 @@ export interface AdvanceLogStartCommand {
   leaderTimeMs: number;
   logStartOffset: number;
 }
-export type Command = ProduceCommand | GroupCommitCommand | AdvanceLogStartCommand | LeasedCommand;
+export type Command = ProduceCommand | GroupCommitCommand | AdvanceLogStartCommand | CompactCommand | LeasedCommand;
 
 const F_IDEM = 1;
 const F_PRODUCER = 2;
 const F_REPLAY = 4;
+const F_COMPACTED = 8;
 
 /**
  * Hash of what makes two produce requests "the same payload" for idempotency. A null value
@@ -104,15 +141,30 @@ export function encodeCommand(c: Command): Buffer {
   switch (c.kind) {
     case CommandKind.Produce: {
       const flags =
-        (c.idempotencyKey !== undefined ? F_IDEM : 0) | (c.producer ? F_PRODUCER : 0) | (c.replay ? F_REPLAY : 0);
+        (c.idempotencyKey !== undefined ? F_IDEM : 0) |
+        (c.producer ? F_PRODUCER : 0) |
+        (c.replay ? F_REPLAY : 0) |
+        (c.compacted ? F_COMPACTED : 0);
       w.u8(flags);
       if (c.idempotencyKey !== undefined) w.str16(c.idempotencyKey).bytes32(c.payloadHash ?? payloadHash(c.records));
       if (c.producer) w.str16(c.producer.producerId).u32(c.producer.epoch).i53(c.producer.seq);
       if (c.replay) writeReplaySection(w, c.replay);
+      const k = c.compacted;
+      if (k) {
+        if (k.positions.length !== c.records.length)
+          throw new CodecError('bad_length', `${k.positions.length} positions for ${c.records.length} records`);
+        w.u32(k.span).u32(k.bytes).i53(k.maxTimestampMs, Number.MIN_SAFE_INTEGER);
+      }
       w.u32(c.records.length);
-      for (const r of c.records) writeRecord(w, r);
+      for (let i = 0; i < c.records.length; i++) {
+        if (k) w.u32(k.positions[i]);
+        writeRecord(w, c.records[i]);
+      }
       break;
     }
+    case CommandKind.Compact:
+      w.i53(c.upToOffset).i53(c.tombstonesBefore).i53(c.horizonOffset).i53(c.horizonMs);
+      break;
     case CommandKind.GroupCommit:
       w.str16(c.group).i53(c.offset).str16(c.metadata);
       break;
@@ -145,11 +197,44 @@ export function decodeCommand(data: Uint8Array): Command {
           seq: rd.i53('producer.seq'),
         };
       if (flags & F_REPLAY) c.replay = readReplaySection(rd);
+      if (flags & F_COMPACTED)
+        c.compacted = {
+          span: rd.u32('produce.span'),
+          bytes: rd.u32('produce.spanBytes'),
+          maxTimestampMs: rd.i53('produce.spanMaxTimestampMs', Number.MIN_SAFE_INTEGER),
+          positions: [],
+        };
       const n = rd.u32('produce.count');
       if (n > rd.remaining) throw new CodecError('bad_length', `produce.count ${n} exceeds ${rd.remaining} bytes left`);
       c.records = new Array(n);
-      for (let i = 0; i < n; i++) c.records[i] = readRecord(rd);
+      const k = c.compacted;
+      if (k) {
+        if (n > k.span) throw new CodecError('bad_length', `produce.count ${n} exceeds its span ${k.span}`);
+        k.positions = new Array<number>(n);
+      }
+      for (let i = 0; i < n; i++) {
+        if (k) {
+          const at = rd.u32('produce.position');
+          // Strictly increasing inside the span: fetch relies on offset order.
+          if (at >= k.span || (i > 0 && at <= k.positions[i - 1]))
+            throw new CodecError('bad_value', `produce.position ${at} out of order or past the span ${k.span}`);
+          k.positions[i] = at;
+        }
+        c.records[i] = readRecord(rd);
+      }
       rd.end('produce command');
+      return c;
+    }
+    case CommandKind.Compact: {
+      const c: CompactCommand = {
+        kind,
+        leaderTimeMs,
+        upToOffset: rd.i53('upToOffset'),
+        tombstonesBefore: rd.i53('tombstonesBefore'),
+        horizonOffset: rd.i53('horizonOffset'),
+        horizonMs: rd.i53('horizonMs'),
+      };
+      rd.end('compact command');
       return c;
     }
     case CommandKind.GroupCommit: {
@@ -180,7 +265,28 @@ export function decodeCommand(data: Uint8Array): Command {
   }
 }
 
-/** Number of records in a produce entry without decoding them (for offset assignment on apply). */
+/** Offsets a produce entry spans (records as written; a compacted entry keeps its span). */
+export function spanOf(c: ProduceCommand): number {
+  return c.compacted ? c.compacted.span : c.records.length;
+}
+
+/** Offset of `c.records[i]` in a batch whose first offset is `base`. */
+export function offsetOf(c: ProduceCommand, base: number, i: number): number {
+  return base + (c.compacted ? c.compacted.positions[i] : i);
+}
+
+/**
+ * The records of a produce entry by position in its span: `[o - base]` is the record at offset
+ * o, undefined where compaction removed it.
+ */
+export function recordsBySpan(c: ProduceCommand): Array<RecordIn | undefined> {
+  if (!c.compacted) return c.records;
+  const out = new Array<RecordIn | undefined>(c.compacted.span);
+  for (let i = 0; i < c.records.length; i++) out[c.compacted.positions[i]] = c.records[i];
+  return out;
+}
+
+/** Record bytes of a produce entry's records (key, value, header names and values). */
 export function recordBytes(records: readonly RecordIn[]): number {
   let n = 0;
   for (const r of records) {

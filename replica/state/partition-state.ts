@@ -1,6 +1,14 @@
 import { DaftkaError } from '../../common/errors';
 import type { StateOp } from '../storage/storage';
-import { CommandKind, decodeCommand, recordBytes, type Command, type ProduceCommand } from './commands';
+import {
+  CommandKind,
+  decodeCommand,
+  recordBytes,
+  spanOf,
+  type Command,
+  type CompactCommand,
+  type ProduceCommand,
+} from './commands';
 import { LeasedState, type LeasedApplyOutput } from '../leased/state';
 import { BufReader, BufWriter } from '../../protocol/bytes';
 import { DedupTable, P_DEDUP } from './dedup-table';
@@ -63,6 +71,14 @@ const K_META_CUM = enc.encode('m/cum');
 const K_META_CLOCK = enc.encode('m/clock');
 /** The time index's running max timestamp and the cumulative bytes at its last key. */
 const K_META_TIME = enc.encode('m/time');
+/** The replicated key-compaction request (docs/compaction.md). */
+const K_META_COMPACT = enc.encode('m/compact');
+/**
+ * This replica's own compaction progress: what its passes have rewritten. Not changed by apply;
+ * written by the compactor with the entries it rewrites, and carried by snapshots (a follower's
+ * entries then come from a leader at least that far).
+ */
+const K_META_CLEANED = enc.encode('m/cleaned');
 const P_PRODUCER = 0x70; // 'p'
 const P_GROUP = 0x67; // 'g'
 /**
@@ -138,6 +154,33 @@ export interface StateStats extends IndexStats {
   groupsExpired: number;
 }
 
+/** The key-compaction request every replica compacts to (replicated; CompactCommand). */
+export interface CompactionRequest {
+  upToOffset: number;
+  tombstonesBefore: number;
+  horizonOffset: number;
+  horizonMs: number;
+}
+
+/** What this replica's compaction passes have done (local; see K_META_CLEANED). */
+export interface CompactionProgress {
+  /** Every offset below this has been through a pass (the clean section ends here). */
+  cleanedTo: number;
+  /** Tombstones below this are gone from the clean section. */
+  tombstonesBefore: number;
+  /** Record bytes left in the clean section after the last pass (for the dirty ratio). */
+  cleanBytes: number;
+}
+
+export function encodeProgress(p: CompactionProgress): Uint8Array {
+  return new BufWriter(24).i53(p.cleanedTo).i53(p.tombstonesBefore).i53(p.cleanBytes).finish();
+}
+
+/** The state op that records a pass's progress (written with its last rewrite). */
+export function progressOp(p: CompactionProgress): StateOp {
+  return { op: 'put', key: K_META_CLEANED, value: encodeProgress(p) };
+}
+
 export class PartitionState {
   /** Offset the next record will get = high watermark of applied (committed) records. */
   nextOffset = 0;
@@ -146,6 +189,15 @@ export class PartitionState {
   clockMs = 0;
   /** Record bytes of every batch since offset 0. */
   private cumBytes = 0;
+  /** The key-compaction request (replicated, docs/compaction.md). */
+  compaction: CompactionRequest = { upToOffset: 0, tombstonesBefore: 0, horizonOffset: 0, horizonMs: 0 };
+  /** This replica's compaction progress (local; the compactor sets it after each pass). */
+  cleaned: CompactionProgress = { cleanedTo: 0, tombstonesBefore: 0, cleanBytes: 0 };
+  /**
+   * Bumped when the state is about to be replaced (snapshot install) and when it is loaded: a
+   * compaction pass that began in another epoch writes nothing more (its view is gone).
+   */
+  epoch = 0;
   private readonly index: OffsetIndex;
   private readonly dedup: DedupTable;
   /** In order of last use (= state clock order): expiry looks at the front only. */
@@ -183,6 +235,7 @@ export class PartitionState {
    * whatever the log's length. `appliedIndex`: every index row up to it is in storage.
    */
   load(pairs: Iterable<[Uint8Array, Uint8Array]>, appliedIndex = 0): void {
+    this.epoch++;
     this.index.reset();
     this.dedup.clear();
     this.producers.clear();
@@ -193,6 +246,8 @@ export class PartitionState {
     this.logStartOffset = 0;
     this.clockMs = 0;
     this.cumBytes = 0;
+    this.compaction = { upToOffset: 0, tombstonesBefore: 0, horizonOffset: 0, horizonMs: 0 };
+    this.cleaned = { cleanedTo: 0, tombstonesBefore: 0, cleanBytes: 0 };
     const producers: Array<[string, ProducerRow]> = [];
     const groups: Array<[string, GroupRow, number]> = [];
     for (const [k, v] of pairs) {
@@ -229,6 +284,19 @@ export class PartitionState {
           else if (sameKey(name, K_META_START)) this.logStartOffset = readNum(v);
           else if (sameKey(name, K_META_CUM)) this.cumBytes = readNum(v);
           else if (sameKey(name, K_META_CLOCK)) this.clockMs = readNum(v);
+          else if (sameKey(name, K_META_COMPACT))
+            this.compaction = {
+              upToOffset: rd.i53('upTo'),
+              tombstonesBefore: rd.i53('tombstones'),
+              horizonOffset: rd.i53('horizon'),
+              horizonMs: rd.i53('horizonMs'),
+            };
+          else if (sameKey(name, K_META_CLEANED))
+            this.cleaned = {
+              cleanedTo: rd.i53('cleanedTo'),
+              tombstonesBefore: rd.i53('tombstones'),
+              cleanBytes: rd.i53('cleanBytes'),
+            };
           else if (sameKey(name, K_META_TIME)) {
             this.index.runningMaxTs = rd.i53('max', Number.MIN_SAFE_INTEGER);
             this.index.lastTimeKeyCum = rd.i53('cum', Number.MIN_SAFE_INTEGER);
@@ -276,6 +344,9 @@ export class PartitionState {
       case CommandKind.AdvanceLogStart:
         result = this.applyLogStart(command.logStartOffset, ops);
         break;
+      case CommandKind.Compact:
+        result = this.applyCompact(command, ops);
+        break;
       default:
         result = { kind: 'leased', out: this.leased.apply(command, ops) };
     }
@@ -284,7 +355,8 @@ export class PartitionState {
   }
 
   private applyProduce(logIndex: number, c: ProduceCommand, ops: StateOp[]): ApplyResult {
-    const n = c.records.length;
+    // A batch rewritten by compaction keeps its span: the same offsets on every replica.
+    const n = spanOf(c);
     if (c.idempotencyKey !== undefined) {
       const seen = this.dedup.get(c.idempotencyKey);
       if (seen) {
@@ -303,9 +375,11 @@ export class PartitionState {
     }
     const base = this.nextOffset;
     this.nextOffset += n;
+    // ... and the index row of the batch as written (bytes, newest timestamp).
     let maxTs = Number.MIN_SAFE_INTEGER;
-    for (const r of c.records) if (r.timestampMs > maxTs) maxTs = r.timestampMs;
-    const bytes = recordBytes(c.records);
+    if (c.compacted) maxTs = c.compacted.maxTimestampMs;
+    else for (const r of c.records) if (r.timestampMs > maxTs) maxTs = r.timestampMs;
+    const bytes = c.compacted ? c.compacted.bytes : recordBytes(c.records);
     this.cumBytes += bytes;
     const timeBefore = this.index.lastTimeKeyCum;
     const maxBefore = this.index.runningMaxTs;
@@ -396,6 +470,41 @@ export class PartitionState {
     // Index rows wholly below the new start: one range delete, nothing read.
     this.index.dropBelow(start, ops);
     return { kind: 'ok' };
+  }
+
+  /**
+   * A compaction request: both bounds only grow (a stale request, e.g. from an old leader, changes
+   * nothing). Offsets past the high watermark are never requested (clamped).
+   */
+  private applyCompact(c: CompactCommand, ops: StateOp[]): ApplyResult {
+    const cur = this.compaction;
+    const upTo = Math.min(Math.max(cur.upToOffset, c.upToOffset), this.nextOffset);
+    const tomb = Math.min(Math.max(cur.tombstonesBefore, c.tombstonesBefore), upTo);
+    if (upTo === cur.upToOffset && tomb === cur.tombstonesBefore) return { kind: 'none' };
+    this.compaction = {
+      upToOffset: upTo,
+      tombstonesBefore: tomb,
+      horizonOffset: c.horizonOffset,
+      horizonMs: c.horizonMs,
+    };
+    ops.push({
+      op: 'put',
+      key: K_META_COMPACT,
+      value: new BufWriter(32).i53(upTo).i53(tomb).i53(c.horizonOffset).i53(c.horizonMs).finish(),
+    });
+    return { kind: 'ok' };
+  }
+
+  /** A snapshot is about to replace the state (before its storage write): see `epoch`. */
+  invalidate(): void {
+    this.epoch++;
+  }
+
+  /** Record bytes (as written) from the batch holding `offset` to the end of the log. */
+  async bytesFrom(offset: number): Promise<number> {
+    if (offset >= this.nextOffset) return 0;
+    const row = await this.rowAt(Math.max(offset, this.logStartOffset));
+    return row === undefined ? 0 : this.cumBytes - (row.cumBytes - row.bytes);
   }
 
   /** Dedup keys, producers and groups past their time on the state clock, oldest first. */

@@ -10,7 +10,8 @@
  *
  * Entry value (all integers big-endian):
  *   [0, 4)   crc32 (zlib) over the 9-byte key, then bytes [4, end) of the value
- *   [4, 8)   type (u32)
+ *   [4, 8)   type (u32); bit 8 (REWRITTEN_TYPE_FLAG) marks an entry rewritten in place by key
+ *            compaction (same index, term and cumulative count; shorter data)
  *   [8, 16)  term (u64)
  *   [16, 24) cumulative log bytes up to and including this entry (u64)
  *   [24, …)  data
@@ -41,6 +42,12 @@ export const META = {
 export type MetaName = (typeof META)[keyof typeof META];
 
 export const FORMAT_VERSION = 1;
+/**
+ * Set in the stored type of an entry whose data key compaction rewrote (docs/compaction.md). Its
+ * cumulative count stays the count as written, so its stored size is at most the difference
+ * to its predecessor's count, not equal to it; readers see the type without the flag.
+ */
+export const REWRITTEN_TYPE_FLAG = 0x100;
 export const ENTRY_HEADER_BYTES = 24;
 const TWO_32 = 2 ** 32;
 
@@ -145,8 +152,10 @@ export interface DecodedEntry {
   term: number;
   type: number;
   cumBytes: number;
-  /** Stored size of this entry (header + data); what it adds to `cumBytes`. */
+  /** Stored size of this entry (header + data); what it adds to `cumBytes` (at most, if rewritten). */
   storedBytes: number;
+  /** Rewritten in place by key compaction (REWRITTEN_TYPE_FLAG). */
+  rewritten: boolean;
   /** View into the value buffer; copy before the buffer is reused. */
   data: Uint8Array;
 }
@@ -156,9 +165,11 @@ export function decodeEntry(key: Uint8Array, value: Uint8Array): DecodedEntry | 
   if (!isLogKey(key) || value.byteLength < ENTRY_HEADER_BYTES) return null;
   const dv = new DataView(value.buffer, value.byteOffset, value.byteLength);
   if (dv.getUint32(0) !== entryCrc(key, value)) return null;
+  const type = dv.getUint32(4);
   return {
     index: logIndexOf(key),
-    type: dv.getUint32(4),
+    type: type & ~REWRITTEN_TYPE_FLAG,
+    rewritten: (type & REWRITTEN_TYPE_FLAG) !== 0,
     term: readU64(value, 8),
     cumBytes: readU64(value, 16),
     storedBytes: value.byteLength,

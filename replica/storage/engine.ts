@@ -14,6 +14,8 @@ import {
   logKey,
   META,
   metaKey,
+  ENTRY_HEADER_BYTES,
+  REWRITTEN_TYPE_FLAG,
   sealEntry,
   STATE_KEY_END,
   STATE_KEY_MIN,
@@ -26,6 +28,7 @@ import type {
   LogPosition,
   OpenParams,
   OpenResult,
+  RewriteEntries,
   RocksMemory,
   WireEntries,
   WriteGroup,
@@ -356,6 +359,48 @@ export class Engine {
     this.prevCum = start.prevCum;
     this.runs = runs;
     await this.db.clear({ gte: logKey(old), lt: logKey(firstIndex) });
+    return this.position();
+  }
+
+  /**
+   * Key compaction: replace the data of applied entries in place, keeping index, term, type and
+   * cumulative count (the entry is flagged REWRITTEN so recovery accepts the shorter value), with
+   * the state ops (the pass's progress) in the same batch. An entry that is no longer there with
+   * the expected term (retention dropped it, a snapshot replaced the log) is skipped: the pass
+   * read it before that happened. Unsynced: a crash that loses it loses the progress with it,
+   * and the pass runs again.
+   */
+  async rewrite(e: RewriteEntries, ops: StateOp[]): Promise<LogPosition> {
+    this.assertUsable();
+    const batch = this.db.batch();
+    let off = 0;
+    for (let i = 0; i < e.indexes.length; i++) {
+      const index = e.indexes[i];
+      const term = e.meta[3 * i];
+      const len = ENTRY_HEADER_BYTES + e.meta[3 * i + 2];
+      const value = e.arena.subarray(off, off + len);
+      off += len;
+      // Only committed, applied entries are ever rewritten (their content is final but for compaction).
+      invariant(index <= this.applied, `rewrite of entry ${index} above the applied index ${this.applied}`);
+      if (index < this.firstIndex || index > this.lastIndex) continue;
+      const cur = await this.readDecoded(index);
+      if (cur.term !== term) continue;
+      invariant(cur.type === e.meta[3 * i + 1], `rewrite of entry ${index} changes its type`);
+      invariant(len <= cur.storedBytes, `rewrite of entry ${index} grows it (${len} > ${cur.storedBytes} bytes)`);
+      const key = logKey(index);
+      sealEntry(key, value, { term, type: cur.type | REWRITTEN_TYPE_FLAG }, cur.cumBytes);
+      batch.put(key, value);
+    }
+    if (ops.length > 0) await this.addStateOps(batch, ops);
+    if (batch.length > 0) {
+      try {
+        await batch.write({ sync: false });
+      } catch (err) {
+        const ce = classifyRocksError(err, 'rocksdb rewrite');
+        if (ce.failureClass === 'fatal') this.broken = ce;
+        throw ce;
+      }
+    }
     return this.position();
   }
 

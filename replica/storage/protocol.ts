@@ -22,6 +22,17 @@ export interface WireEntries {
 }
 
 /**
+ * Entries rewritten in place by key compaction: entry i is at index indexes[i], expected term
+ * meta[3i], type meta[3i+1], meta[3i+2] data bytes, laid out in `arena` as in WireEntries (with
+ * ENTRY_HEADER_BYTES of header space before each).
+ */
+export interface RewriteEntries {
+  indexes: Float64Array;
+  meta: Float64Array;
+  arena: Uint8Array;
+}
+
+/**
  * One group commit: everything gathered while the previous write ran, merged into one atomic
  * RocksDB WriteBatch. Order inside the batch: log, hard state, conf, state ops, applied index.
  */
@@ -63,6 +74,7 @@ export type Request =
   | { id: number; op: 'get'; key: Uint8Array }
   | { id: number; op: 'scan'; gte: Uint8Array; lt: Uint8Array; limit: number; reverse: boolean }
   | { id: number; op: 'compact'; firstIndex: number }
+  | { id: number; op: 'rewrite'; entries: RewriteEntries; ops: StateOp[] }
   | { id: number; op: 'export' }
   | { id: number; op: 'install'; meta: StoredSnapshotMeta; state: Array<[Uint8Array, Uint8Array]> }
   | { id: number; op: 'memory' }

@@ -26,6 +26,7 @@ import { ClassifiedError } from '../../common/crash-policy';
 import { WorkerChannel, type RequestBody } from './channel';
 import { invariant, overloadedError, storageClosedError } from './errors';
 import { LogView } from './log-view';
+import { ENTRY_HEADER_BYTES } from './codec';
 import {
   entryBytes,
   opBytes,
@@ -270,6 +271,38 @@ export class ReplicaStorage {
     }
     this.view.applyCompact(firstIndex);
     return this.barrier(0, () => ({ body: { op: 'compact', firstIndex }, transfer: [] }));
+  }
+
+  /**
+   * Key compaction: replace the data of applied entries in place (same index, term, type; data
+   * no longer than before), with `ops` (the pass's progress) in the same batch; a barrier, like
+   * compactLog. An entry no longer stored with that term is skipped (docs/compaction.md).
+   */
+  rewriteEntries(entries: readonly StoredEntry[], ops: StateOp[]): Promise<void> {
+    const refused = this.refuseWrite();
+    if (refused) return Promise.reject(refused);
+    let bytes = opBytes(ops);
+    for (const e of entries) bytes += e.data.byteLength;
+    return this.barrier(bytes, () => {
+      const indexes = new Float64Array(entries.length);
+      const meta = new Float64Array(3 * entries.length);
+      let total = 0;
+      for (const e of entries) total += ENTRY_HEADER_BYTES + e.data.byteLength;
+      const arena = new Uint8Array(total);
+      let off = 0;
+      entries.forEach((e, i) => {
+        indexes[i] = e.index;
+        meta[3 * i] = e.term;
+        meta[3 * i + 1] = e.type;
+        meta[3 * i + 2] = e.data.byteLength;
+        arena.set(e.data, off + ENTRY_HEADER_BYTES);
+        off += ENTRY_HEADER_BYTES + e.data.byteLength;
+      });
+      return {
+        body: { op: 'rewrite', entries: { indexes, meta, arena }, ops },
+        transfer: [indexes.buffer, meta.buffer, arena.buffer],
+      };
+    });
   }
 
   /**

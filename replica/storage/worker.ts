@@ -41,6 +41,8 @@ async function handle(req: Request): Promise<{ result: unknown; transfer: ArrayB
     }
     case 'compact':
       return { result: await engine.compact(req.firstIndex), transfer: [] };
+    case 'rewrite':
+      return { result: await engine.rewrite(req.entries, req.ops), transfer: [] };
     case 'export': {
       const p = await engine.exportState();
       return { result: p.value, transfer: p.transfer };
