@@ -109,6 +109,9 @@ export const PEER_DEFAULTS = {
   maxPendingInbound: 64,
 } as const;
 
+/** Replicas of one group other than this one (replication factor ≤ 7, plus a spare slot). */
+const MAX_PEERS = 8;
+
 export type DropReason = 'queue_full' | 'too_large' | 'unknown_peer' | 'peer_removed' | 'closed';
 
 /** One peer's outbound side: queue, connection, reconnect timer. */
@@ -237,6 +240,12 @@ export class PeerTransport {
           (s) => this.inbound.accept(s),
         )
       : net.createServer(sockOpts, (s) => this.inbound.accept(s));
+    if (this.opts.tls) {
+      // TLS handshakes run before the inbound bound (maxPendingInbound) sees a connection: cap them
+      // at the listener too — the pending ones plus one established connection per possible peer.
+      server.maxConnections = this.maxPendingInbound + MAX_PEERS;
+      server.on('drop', () => this.metrics.handshakeRejected.inc({ reason: 'too_many_pending' }));
+    }
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
