@@ -1,6 +1,6 @@
 import { murmur2 } from '../../common/partitioner';
 import type { RecordIn } from '../../common/partition-api';
-import { CommandKind, decodeCommand } from '../state/commands';
+import { CommandKind, decodeCommand, recordsBySpan } from '../state/commands';
 import type { LeasedHost } from './host';
 import type { RecordFacts } from './leases';
 
@@ -18,6 +18,8 @@ import type { RecordFacts } from './leases';
 
 /** Facts of a record with none of them (no key, no delivery times), shared. */
 const NO_FACTS: RecordFacts = Object.freeze({});
+/** An offset whose record key compaction removed (superseded by a later record of its key). */
+const GONE: RecordFacts = Object.freeze({ gone: true as const });
 
 export function factsOf(r: RecordIn): RecordFacts {
   if (r.key === null && r.deliverAtMs === undefined && r.expiresAtMs === undefined) return NO_FACTS;
@@ -46,8 +48,8 @@ export class RecordFactsCache {
 
   /**
    * Load the facts of the records in [from, to) (clipped to the log), whole entries at a time.
-   * An offset the log no longer has (retention, compaction) gets no facts: a grant finds no
-   * record to serve there, as before.
+   * An offset inside a batch whose record compaction removed is `gone` (the grant skips it);
+   * one the log cannot show at all (retention racing the read) gets no facts.
    */
   async load(from: number, to: number): Promise<void> {
     const s = this.h.state;
@@ -61,15 +63,16 @@ export class RecordFactsCache {
         o++;
         continue;
       }
-      let recs: RecordIn[] | null = null;
+      let recs: Array<RecordIn | undefined> | null = null;
       const e = await this.h.readEntry(row.logIndex);
       if (e !== undefined && e.index === row.logIndex) {
         const cmd = decodeCommand(e.data);
-        if (cmd.kind === CommandKind.Produce) recs = cmd.records;
+        // By offset within the batch: key compaction may have removed some.
+        if (cmd.kind === CommandKind.Produce) recs = recordsBySpan(cmd);
       }
       for (let i = 0; i < row.count; i++) {
         const r = recs?.[i];
-        this.put(row.base + i, r ? factsOf(r) : NO_FACTS);
+        this.put(row.base + i, r ? factsOf(r) : recs ? GONE : NO_FACTS);
       }
       o = row.base + row.count;
     }

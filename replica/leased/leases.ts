@@ -71,6 +71,8 @@ export interface RecordFacts {
   keyHash?: number;
   deliverAtMs?: number;
   expiresAtMs?: number;
+  /** Key compaction removed the record: the plan ends it (as if expired long ago, without bytes). */
+  gone?: true;
 }
 
 /** A record never delivered, offered for its first delivery, with its facts. */
@@ -441,6 +443,10 @@ export class LeaseBook {
       if (f === undefined) {
         const facts = factsOf(o);
         if (facts === undefined) return { ...out, missing: o };
+        if (facts.gone) {
+          expire(o, 0);
+          continue;
+        }
         if (facts.expiresAtMs !== undefined && facts.expiresAtMs <= nowMs) {
           expire(o, facts.expiresAtMs);
           continue;

@@ -222,10 +222,13 @@ export class LeasedService implements LeasedPartitionClient {
     };
   }
 
-  /** Count what a grant ended because the records expired. */
-  private countTtl(group: string, ttl: Array<{ offset: number; deadLetter?: unknown }>): void {
-    if (ttl.length === 0) return;
+  /** Count what a grant ended because the records expired (or compaction removed them: discarded). */
+  private countTtl(group: string, all: Array<{ offset: number; deadLetter?: unknown }>, plan: LeaseGrantPlan): void {
+    if (all.length === 0) return;
     const l = this.lbl(group);
+    const gone = new Set(plan.expire.filter((e) => e.expiresAtMs === 0).map((e) => e.offset));
+    const ttl = all.filter((x) => !gone.has(x.offset));
+    if (all.length > ttl.length) this.m.discarded.inc(l, all.length - ttl.length);
     const dl = ttl.filter((x) => x.deadLetter !== undefined).length;
     if (dl) {
       this.m.ttlExpired.inc({ ...l, outcome: 'dead_lettered' }, dl);
@@ -254,6 +257,7 @@ export class LeasedService implements LeasedPartitionClient {
       const plan = await this.planGrant(req.group, now, policy, Math.max(1, req.maxRecords), EXPIRE_BATCH);
       if (plan.work > 0 && req.maxRecords === 0) return this.fetchResult(req.group, [], true);
       if ((plan.work > 0 || plan.expire.length > 0) && req.maxRecords > 0) {
+        const cmdPlan = await this.commandPlan(plan, policy);
         const r = await this.h.propose(
           encodeCommand({
             kind: CommandKind.LeaseGrant,
@@ -262,7 +266,7 @@ export class LeasedService implements LeasedPartitionClient {
             policy,
             leaseMs,
             max: req.maxRecords,
-            plan: await this.commandPlan(plan, policy),
+            plan: cmdPlan,
           }),
           PROPOSE_TIMEOUT_MS,
         );
@@ -272,7 +276,7 @@ export class LeasedService implements LeasedPartitionClient {
         const redelivered = grant.grants.filter((g) => g.attempt > 1).length;
         if (redelivered) this.m.redeliveries.inc(l, redelivered);
         if (grant.discarded.length) this.m.discarded.inc(l, grant.discarded.length);
-        this.countTtl(req.group, grant.ttlExpired);
+        this.countTtl(req.group, grant.ttlExpired, cmdPlan);
         if (grant.grants.length > 0) {
           const recs = await this.readRecords(grant.grants.map((g) => g.offset));
           const out: LeasedRecord[] = [];
@@ -567,6 +571,7 @@ export class LeasedService implements LeasedPartitionClient {
         // Expired records among those the group has reached end without waiting for a fetch.
         const plan = await this.planGrant(group, now, policy, 0, SWEEP_BATCH);
         if (plan.expire.length > 0) {
+          const cmdPlan = await this.commandPlan(plan, policy);
           const r = await this.h.propose(
             encodeCommand({
               kind: CommandKind.LeaseGrant,
@@ -575,12 +580,12 @@ export class LeasedService implements LeasedPartitionClient {
               policy,
               leaseMs: policy.leaseMs,
               max: 0,
-              plan: await this.commandPlan(plan, policy),
+              plan: cmdPlan,
             }),
             PROPOSE_TIMEOUT_MS,
           );
           const { grant } = leasedOut(r, 'grant');
-          this.countTtl(group, grant.ttlExpired);
+          this.countTtl(group, grant.ttlExpired, cmdPlan);
           if (grant.ttlExpired.length)
             this.h.logger.info('lease_records_expired', { group, records: grant.ttlExpired.length });
         }

@@ -24,12 +24,14 @@ import {
 
 interface Rec {
   key: number | null;
+  /** Key compaction removed it. */
+  gone: boolean;
   deliverAtMs?: number;
   expiresAtMs?: number;
 }
 
 type Op =
-  | { kind: 'produce'; recs: Array<{ key: number | null; delay: number | null; ttl: number | null }> }
+  | { kind: 'produce'; recs: Array<{ key: number | null; delay: number | null; ttl: number | null; gone: boolean }> }
   | { kind: 'tick'; ms: number }
   | { kind: 'fetch'; max: number; leaseMs: number }
   | { kind: 'plan'; max: number; leaseMs: number }
@@ -42,6 +44,7 @@ const recArb = fc.record({
   key: fc.option(fc.integer({ min: 0, max: 3 }), { nil: null, freq: 4 }),
   delay: fc.option(fc.integer({ min: 0, max: 800 }), { nil: null, freq: 2 }),
   ttl: fc.option(fc.integer({ min: 1, max: 1500 }), { nil: null, freq: 2 }),
+  gone: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
 });
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -124,6 +127,10 @@ function run(policy: LeasePolicy, ops: Op[], forged = false): void {
   const factsOf = (o: number): RecordFacts | undefined => {
     const r = recs[o];
     if (r === undefined) return undefined;
+    return r.gone ? { gone: true } : trueFacts(r);
+  };
+  /** A record's facts whatever compaction did (a forged plan lies about offsets, not about facts). */
+  const trueFacts = (r: Rec): RecordFacts => {
     return {
       ...(r.key !== null ? { keyHash: r.key } : {}),
       ...(r.deliverAtMs !== undefined ? { deliverAtMs: r.deliverAtMs } : {}),
@@ -144,6 +151,7 @@ function run(policy: LeasePolicy, ops: Op[], forged = false): void {
     expect(r.grants.length).toBeLessThanOrEqual(max);
     for (const gr of r.grants) {
       const rec = recs[gr.offset];
+      if (!forged) expect(rec.gone).toBe(false);
       // Never before its time, never from its expiry on.
       if (rec.deliverAtMs !== undefined) expect(rec.deliverAtMs).toBeLessThanOrEqual(nowMs);
       if (rec.expiresAtMs !== undefined) expect(rec.expiresAtMs).toBeGreaterThan(nowMs);
@@ -159,6 +167,7 @@ function run(policy: LeasePolicy, ops: Op[], forged = false): void {
     }
     for (const x of r.ttlExpired) {
       const rec = recs[x.offset];
+      if (rec.gone) continue;
       expect(rec.expiresAtMs).toBeDefined();
       expect(rec.expiresAtMs!).toBeLessThanOrEqual(nowMs);
       if (x.deadLetter) expect(policy.deadLetter && policy.expired === 'dead_letter').toBe(true);
@@ -202,6 +211,7 @@ function run(policy: LeasePolicy, ops: Op[], forged = false): void {
         for (const r of op.recs)
           recs.push({
             key: r.key,
+            gone: r.gone,
             ...(r.delay !== null ? { deliverAtMs: now + r.delay } : {}),
             ...(r.ttl !== null ? { expiresAtMs: now + (r.delay ?? 0) + r.ttl } : {}),
           });
@@ -230,9 +240,9 @@ function run(policy: LeasePolicy, ops: Op[], forged = false): void {
         sweep(op.bytes);
         break;
       case 'forged': {
-        const offers = op.offsets.filter((o) => o < recs.length).map((o) => ({ offset: o, ...factsOf(o) }));
+        const offers = op.offsets.filter((o) => o < recs.length).map((o) => ({ offset: o, ...trueFacts(recs[o]) }));
         const expire = op.expire
-          .filter((o) => o < recs.length && recs[o].expiresAtMs !== undefined)
+          .filter((o) => o < recs.length && recs[o].expiresAtMs !== undefined && !recs[o].gone)
           .map((o) => ({ offset: o, expiresAtMs: recs[o].expiresAtMs!, bytes: true }));
         apply({ offers, expire }, now, op.max, policy.leaseMs);
         break;
