@@ -11,6 +11,9 @@ export interface TopicSpec {
   partitions: number;
   replicationFactor: 1 | 3 | 5 | 7;
   retention?: { ms?: number; bytes?: number };
+  /** How old records go (Kafka's cleanup.policy); absent: delete. docs/compaction.md. */
+  cleanup?: CleanupPolicy;
+  compaction?: { deleteRetentionMs?: number; minLagMs?: number; minDirtyPercent?: number };
   maxRecordBytes?: number;
   quotas?: { produceBytesPerSecond?: number; fetchBytesPerSecond?: number; recordsPerSecond?: number };
   storage?: { size?: string; storageClassName?: string };
@@ -19,6 +22,11 @@ export interface TopicSpec {
   deletionPolicy?: 'Retain' | 'Delete';
   deletionProtection?: boolean;
 }
+
+export const CLEANUP_POLICIES = ['delete', 'compact', 'compact,delete'] as const;
+export type CleanupPolicy = (typeof CLEANUP_POLICIES)[number];
+/** Whether a topic keeps the latest record per key (and so needs a key on every record). */
+export const isCompacted = (p: CleanupPolicy | undefined): boolean => p === 'compact' || p === 'compact,delete';
 
 /**
  * A group grant: the principals that may use the consumer groups matched by `name` (exact;
@@ -94,6 +102,22 @@ export function validateTopic(name: string, spec: TopicSpec): string | null {
     return `partitions must be an integer from 1 to 1000, got ${spec.partitions}`;
   if (![1, 3, 5, 7].includes(spec.replicationFactor))
     return `replicationFactor must be 1, 3, 5 or 7, got ${spec.replicationFactor}`;
+  if (spec.cleanup !== undefined && !(CLEANUP_POLICIES as readonly string[]).includes(spec.cleanup))
+    return `cleanup must be one of ${CLEANUP_POLICIES.join(', ')}, got ${JSON.stringify(spec.cleanup)}`;
+  const k = spec.compaction;
+  if (k !== undefined) {
+    if (k === null || typeof k !== 'object') return 'compaction must be an object';
+    for (const f of Object.keys(k))
+      if (!['deleteRetentionMs', 'minLagMs', 'minDirtyPercent'].includes(f)) return `compaction has no field ${f}`;
+    for (const f of ['deleteRetentionMs', 'minLagMs'] as const)
+      if (k[f] !== undefined && !(Number.isSafeInteger(k[f]) && k[f]! >= 0))
+        return `compaction.${f} must be a non-negative integer (ms), got ${k[f]}`;
+    if (
+      k.minDirtyPercent !== undefined &&
+      !(Number.isInteger(k.minDirtyPercent) && k.minDirtyPercent >= 0 && k.minDirtyPercent <= 100)
+    )
+      return `compaction.minDirtyPercent must be an integer from 0 to 100, got ${k.minDirtyPercent}`;
+  }
   return null;
 }
 
@@ -131,6 +155,17 @@ export function desiredReplicas(
           DAFTKA_RETENTION_MS: String(spec.retention?.ms ?? TOPIC_DEFAULTS.retentionMs),
           DAFTKA_RETENTION_BYTES: String(spec.retention?.bytes ?? TOPIC_DEFAULTS.retentionBytes),
           DAFTKA_MAX_RECORD_BYTES: String(spec.maxRecordBytes ?? TOPIC_DEFAULTS.maxRecordBytes),
+          // Key compaction (only when set: an unchanged spec keeps its pods' template, no roll).
+          ...(spec.cleanup !== undefined ? { DAFTKA_CLEANUP_POLICY: spec.cleanup } : {}),
+          ...(spec.compaction?.deleteRetentionMs !== undefined
+            ? { DAFTKA_DELETE_RETENTION_MS: String(spec.compaction.deleteRetentionMs) }
+            : {}),
+          ...(spec.compaction?.minLagMs !== undefined
+            ? { DAFTKA_MIN_COMPACTION_LAG_MS: String(spec.compaction.minLagMs) }
+            : {}),
+          ...(spec.compaction?.minDirtyPercent !== undefined
+            ? { DAFTKA_COMPACTION_MIN_DIRTY_PERCENT: String(spec.compaction.minDirtyPercent) }
+            : {}),
           // Leased groups: the topic's dead-letter defaults (a group's policy may override them).
           ...(spec.deadLetter?.maxAttempts !== undefined
             ? { DAFTKA_DEAD_LETTER_MAX_ATTEMPTS: String(spec.deadLetter.maxAttempts) }
@@ -159,6 +194,7 @@ export function catalogEntry(topic: string, spec: TopicSpec, replicas: readonly 
     // The endpoints may list more than RF slots (the operator's spare slot): say what RF is.
     replicationFactor: spec.replicationFactor,
     maxRecordBytes: spec.maxRecordBytes ?? TOPIC_DEFAULTS.maxRecordBytes,
+    ...(spec.cleanup !== undefined ? { cleanup: spec.cleanup } : {}),
     quotas: spec.quotas ?? {},
     // Closed by default: what the spec does not grant, nobody holds.
     access: {

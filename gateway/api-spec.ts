@@ -429,6 +429,11 @@ export const TOPIC_RESPONSE_SCHEMA: JsonSchema = {
     name: { type: 'string' },
     partition_count: { type: 'integer' },
     max_record_bytes: { type: 'integer' },
+    cleanup: {
+      enum: ['delete', 'compact', 'compact,delete'],
+      description:
+        'How old records go: delete (time and size retention), compact (the latest record per key is kept; tombstones go after a delay; every record needs a key), or both. docs/compaction.md.',
+    },
     quotas: quotasOut,
     rights: { type: 'array', items: { enum: ['produce', 'consume', 'admin'] }, description: "The caller's rights." },
     partitions: {

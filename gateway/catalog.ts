@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ENDPOINT_PATTERN, GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../common/names';
-import type { GroupGrant } from '../common/topic-spec';
+import { CLEANUP_POLICIES, type CleanupPolicy, type GroupGrant } from '../common/topic-spec';
 import { createAjv, pointerOf, type JsonSchema } from './validation';
 
 /**
@@ -30,6 +30,8 @@ export interface TopicInfo {
   partitions: number;
   /** Largest record (key + value + header names and values), in bytes. */
   maxRecordBytes: number;
+  /** The Topic's cleanup policy (docs/compaction.md); absent: delete. Compacted topics need a key on every record. */
+  cleanup?: CleanupPolicy;
   quotas: TopicQuotas;
   access: TopicAccess;
   /** Per partition, the client `host:port` of each replica (the seeds when no leader is known). */
@@ -87,6 +89,7 @@ export const TOPICS_FILE_SCHEMA: JsonSchema = {
           partitions: { type: 'integer', minimum: 1, maximum: 10_000 },
           replicationFactor: { type: 'integer', minimum: 1, maximum: 7 },
           maxRecordBytes: { type: 'integer', minimum: 1, maximum: 64 * 1_048_576 },
+          cleanup: { enum: [...CLEANUP_POLICIES] },
           quotas: {
             type: 'object',
             additionalProperties: false,
@@ -131,6 +134,7 @@ interface TopicSpecIn {
   name: string;
   partitions: number;
   maxRecordBytes?: number;
+  cleanup?: CleanupPolicy;
   quotas?: TopicQuotas;
   access?: Partial<TopicAccess>;
   replicaEndpoints: string[][];
@@ -159,6 +163,7 @@ export function parseTopics(doc: unknown, source = 'topics'): TopicInfo[] {
       name: t.name,
       partitions: t.partitions,
       maxRecordBytes: t.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
+      ...(t.cleanup !== undefined ? { cleanup: t.cleanup } : {}),
       quotas: { ...(t.quotas ?? {}) },
       // No access list means nobody (but the anonymous principal when auth is off).
       access: {

@@ -72,6 +72,33 @@ export const topicSpecSchema = object(
       },
       { description: 'Retention per partition; the defaults are 7 days and unbounded bytes.' },
     ),
+    cleanup: stringEnum(['delete', 'compact', 'compact,delete'] as const, {
+      description:
+        "How old records go (Kafka's cleanup.policy): delete = time and size retention; compact = keep the latest record of each key, drop tombstones (null values) after compaction.deleteRetentionMs, no retention (docs/compaction.md); compact,delete = both. On a compacted topic every record needs a key. Absent: delete.",
+    }),
+    compaction: object(
+      {
+        deleteRetentionMs: int({
+          description:
+            "How long a tombstone stays readable after the compaction pass that first covered it (Kafka's delete.retention.ms); default 86400000 (1 day).",
+          min: 0,
+          format: 'int64',
+        }),
+        minLagMs: int({
+          description:
+            "A record is compacted only once its batch is this old (Kafka's min.compaction.lag.ms); default 0.",
+          min: 0,
+          format: 'int64',
+        }),
+        minDirtyPercent: int({
+          description:
+            "A pass is requested once uncompacted bytes are this share of the log (Kafka's min.cleanable.dirty.ratio × 100); default 50.",
+          min: 0,
+          max: 100,
+        }),
+      },
+      { description: 'Key compaction settings, used when cleanup includes compact.' },
+    ),
     maxRecordBytes: int({
       description:
         'Largest record (key + value + headers), bytes. At most 8 MiB: a produce batch is bounded by 8 MiB so its Raft entry fits the 16 MiB frame.',

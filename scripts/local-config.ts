@@ -20,7 +20,7 @@ export const localSchema = defineSchema({
     type: 'string',
     env: 'DAFTKA_LOCAL_TOPICS_JSON',
     default: '',
-    doc: 'topics as a JSON list of Topic specs with a name, e.g. [{"name":"orders","partitions":2,"replicationFactor":3,"maxRecordBytes":65536,"quotas":{"recordsPerSecond":100}}] (partitions/replicationFactor default to 3; quotas: produceBytesPerSecond, fetchBytesPerSecond, recordsPerSecond); replaces topics when set',
+    doc: 'topics as a JSON list of Topic specs with a name, e.g. [{"name":"orders","partitions":2,"replicationFactor":3,"maxRecordBytes":65536,"quotas":{"recordsPerSecond":100}}] (partitions/replicationFactor default to 3; quotas: produceBytesPerSecond, fetchBytesPerSecond, recordsPerSecond; cleanup: delete, compact or compact,delete with compaction: {deleteRetentionMs, minLagMs, minDirtyPercent}, docs/compaction.md); replaces topics when set',
   },
   gatewayPort: {
     type: 'int',

@@ -2,6 +2,7 @@ import { DaftkaError, isDaftkaError } from '../../common/errors';
 import type { ProducerIdentity, ProduceResult, RecordIn } from '../../common/partition-api';
 import { decodeRecord, type RecordJson } from '../codec';
 import { partitionForKey, StickyPartitioner } from '../../common/partitioner';
+import { isCompacted } from '../../common/topic-spec';
 import { invalidField } from '../validation';
 import { idempotencyKeyOf, topicFromPath, type Call, type GatewayContext, type Reply } from './context';
 import { withPartialResults } from './partial';
@@ -82,6 +83,14 @@ export function placeRecord(
       'RECORD_TOO_LARGE',
       `${name} is ${bytes} bytes (key + value + headers); topic ${t.name} allows ${t.maxRecordBytes}`,
       { extra: { limit: t.maxRecordBytes, ...(pointer !== '' ? { pointer } : {}) } },
+    );
+  // A compacted topic keeps the latest record per key: a keyless record could never be superseded
+  // or deleted, so it is refused (as Kafka refuses it on a compacted topic).
+  if (record.key === null && isCompacted(t.cleanup))
+    throw new DaftkaError(
+      'INVALID_REQUEST',
+      `${name} has no key; topic ${t.name} is compacted (cleanup ${t.cleanup}) and every record needs a key`,
+      { extra: { reason: 'key_required', ...(pointer !== '' ? { pointer: `${pointer}/key` } : {}) } },
     );
   if (r.partition !== undefined) {
     if (r.partition >= t.partitions)

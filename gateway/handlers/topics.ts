@@ -51,6 +51,7 @@ export async function getTopicHandler(g: GatewayContext, c: Call): Promise<Reply
       name: t.name,
       partition_count: t.partitions,
       max_record_bytes: t.maxRecordBytes,
+      cleanup: t.cleanup ?? 'delete',
       quotas: quotasJson(t.quotas),
       rights: (['produce', 'consume', 'admin'] as const).filter((r) => can(c.principal, t, r)),
       partitions,
