@@ -554,7 +554,16 @@ export const replicaSchema = defineSchema({
     min: 10,
     max: 60_000,
     unit: 'ms',
-    doc: 'leader: how often exhausted leases are dead-lettered and replay jobs advance',
+    doc: 'leader: how often exhausted leases are dead-lettered, expired records end and replay jobs advance',
+  },
+  leaseFactsCacheEntries: {
+    type: 'int',
+    env: 'DAFTKA_LEASE_FACTS_CACHE_ENTRIES',
+    default: 100_000,
+    min: 50_000,
+    max: 10_000_000,
+    unit: 'records',
+    doc: 'leader: records whose grant facts (key hash, deliver/expiry times) leased fetch keeps in memory (~60 B each; at least one lease window, 50000); gauge daftka_lease_record_facts',
   },
   logLevel: {
     type: 'enum',

@@ -152,6 +152,7 @@ export class PartitionReplica {
         },
         deadLetterRetentionMs: c.deadLetterRetentionMs,
         sweepIntervalMs: c.leaseSweepMs,
+        factsCacheEntries: c.leaseFactsCacheEntries,
         maxWaiters: c.maxFetchWaiters,
       },
     });

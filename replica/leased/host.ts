@@ -22,6 +22,8 @@ export interface LeasedSettings {
   sweepIntervalMs: number;
   /** Long-polls waiting at once; more are answered at once (empty). */
   maxWaiters: number;
+  /** Records whose grant facts the leader caches (facts.ts); default FACTS_CACHE_ENTRIES. */
+  factsCacheEntries?: number;
 }
 
 export interface LeasedHost {

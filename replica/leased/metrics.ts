@@ -67,7 +67,7 @@ export function leasedMetrics(
   if (facts)
     gauge(reg, {
       name: 'daftka_lease_record_facts',
-      help: 'Records whose grant facts (key hash, delivery times) the leader holds in memory (bound: 2 lease windows)',
+      help: 'Records whose grant facts (key hash, delivery times) the leader holds in memory (bound: DAFTKA_LEASE_FACTS_CACHE_ENTRIES)',
       labelNames: ['topic', 'partition'] as const,
       collect() {
         this.set(lbl, facts.size);

@@ -55,7 +55,7 @@ const MAX_ACKS = 10_000;
 const SWEEP_BATCH = 500;
 /** Expired records one fetch's grant ends at most (each may carry its bytes for a dead letter). */
 const EXPIRE_BATCH = 100;
-/** Facts the leader keeps (facts.ts): two lease windows, so one plan's scan always fits. */
+/** Facts the leader keeps by default (facts.ts, DAFTKA_LEASE_FACTS_CACHE_ENTRIES): two lease windows, so one plan's scan always fits. */
 export const FACTS_CACHE_ENTRIES = 2 * LEASE_WINDOW;
 /** First read of facts when a plan reaches unloaded offsets; doubles up to the maximum. */
 const FACTS_CHUNK_MIN = 256;
@@ -79,7 +79,7 @@ export class LeasedService implements LeasedPartitionClient {
   private readonly facts: RecordFactsCache;
 
   constructor(private readonly h: LeasedHost) {
-    this.facts = new RecordFactsCache(h, FACTS_CACHE_ENTRIES);
+    this.facts = new RecordFactsCache(h, Math.max(LEASE_WINDOW, h.settings.factsCacheEntries ?? FACTS_CACHE_ENTRIES));
     this.m = leasedMetrics(h, this.facts);
     this.replays = new ReplayRunner(h, this.m.replays);
   }
