@@ -196,6 +196,27 @@ describe('gateway leased groups', () => {
     expect(cleared.json.policy.ordered).toBe(false);
   });
 
+  test('policy ordering_key and expired: set, shown, cleared; ordered with ordering_key or an unknown expired action is 400', async () => {
+    const put = await gw.req('PUT', '/v1/groups/keyed/policy', {
+      body: { topic: 'orders', ordering_key: true, expired: 'drop' },
+    });
+    expect(put.status).toBe(200);
+    expect(put.json.policy).toMatchObject({ ordering_key: true, expired: 'drop', ordered: false });
+    expect(put.json.override).toEqual({ ordering_key: true, expired: 'drop' });
+    const both = await gw.req('PUT', '/v1/groups/keyed/policy', {
+      body: { topic: 'orders', ordering_key: true, ordered: true },
+    });
+    expect(both.status).toBe(400);
+    expect(both.json.detail).toMatch(/exclude each other/);
+    const unknown = await gw.req('PUT', '/v1/groups/keyed/policy', { body: { topic: 'orders', expired: 'keep' } });
+    expect(unknown.json).toMatchObject({ code: 'INVALID_REQUEST', pointer: '/expired' });
+    // The refused ones changed nothing.
+    const get = await gw.req('GET', '/v1/groups/keyed/policy?topic=orders');
+    expect(get.json.override).toEqual({ ordering_key: true, expired: 'drop' });
+    const cleared = await gw.req('PUT', '/v1/groups/keyed/policy', { body: { topic: 'orders' } });
+    expect(cleared.json.policy).toMatchObject({ ordering_key: false, expired: 'dead_letter' });
+  });
+
   test('poison records reach the dead-letter stream after max_attempts; replay returns them once', async () => {
     await gw.req('PUT', '/v1/groups/billing/policy', { body: { topic: 'orders', max_attempts: 2 } });
     for (let i = 0; i < 2; i++) {
