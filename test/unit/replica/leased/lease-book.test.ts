@@ -1,8 +1,10 @@
 import {
   DEFAULT_LEASE_POLICY,
   LeaseBook,
+  LEASE_WINDOW,
   backoffMs,
   errorClassOf,
+  type RecordFacts,
   type LeasePolicy,
   type LeaseSink,
 } from '../../../../replica/leased/leases';
@@ -152,6 +154,70 @@ describe('lease state machine', () => {
     ).toEqual({ status: 'ok', leaseUntilMs: 1550 });
     expect(book.grant('a', 1200, policy, 100, log, 1, sink).grants[0].offset).toBe(1);
     expect(book.grant('b', 1200, policy, 100, log, 1, sink).grants[0]).toMatchObject({ offset: 0, attempt: 1 });
+  });
+
+  /** A leader's plan from the records' facts, applied at once (what service.ts does through Raft). */
+  function planAndGrant(
+    s: ReturnType<typeof setup>,
+    nowMs: number,
+    max: number,
+    facts: (o: number) => RecordFacts,
+    policy = s.policy,
+  ) {
+    const p = s.book.plan('g', nowMs, policy, s.log, max, 100, facts);
+    expect(p.missing).toBeUndefined();
+    const plan = { offers: p.offers, expire: p.expire.map((e) => ({ ...e, bytes: true })) };
+    return { plan: p, grant: s.book.grant('g', nowMs, policy, 100, s.log, max, s.sink, plan) };
+  }
+
+  test('a record delayed far ahead holds back nothing behind it in an unordered group, up to the lease window', () => {
+    const s = setup();
+    s.log.end = LEASE_WINDOW + 10;
+    const facts = (o: number): RecordFacts => (o === 0 ? { deliverAtMs: 1e12 } : {});
+    let granted = 0;
+    for (let i = 0; i < 10; i++) {
+      const { grant } = planAndGrant(s, 1000, 10_000, facts);
+      for (const g of grant.grants) {
+        expect(g.offset).toBeGreaterThan(0);
+        expect(s.book.ack('g', 1001, s.policy, { ...g, action: 'accept' }, s.log, true, s.sink).status).toBe('ok');
+      }
+      granted += grant.grants.length;
+    }
+    // Everything in the window behind it went out; the committed offset waits at the delayed one.
+    expect(granted).toBe(LEASE_WINDOW - 1);
+    expect(s.committed.get('g')).toBeUndefined();
+    const late = planAndGrant(s, 1e12, 10, facts);
+    expect(late.grant.grants.map((g) => g.offset)).toEqual([0]);
+    s.book.ack('g', 1e12, s.policy, { offset: 0, attempt: 1, action: 'accept' }, s.log, true, s.sink);
+    expect(s.committed.get('g')).toBe(LEASE_WINDOW);
+    expect(planAndGrant(s, 1e12, 10, facts).grant.grants.map((g) => g.offset)).toEqual(
+      Array.from({ length: 10 }, (_, i) => LEASE_WINDOW + i),
+    );
+  });
+
+  test('in an ordered group a delayed record holds back everything after it; the long-poll learns when it is due', () => {
+    const s = setup({ ordered: true });
+    const facts = (o: number): RecordFacts => (o === 1 ? { deliverAtMs: 5000 } : {});
+    const first = planAndGrant(s, 1000, 10, facts);
+    expect(first.grant.grants.map((g) => g.offset)).toEqual([0]);
+    s.book.ack('g', 1001, s.policy, { offset: 0, attempt: 1, action: 'accept' }, s.log, true, s.sink);
+    const blocked = planAndGrant(s, 1002, 10, facts);
+    expect(blocked.grant.grants).toEqual([]);
+    expect(blocked.plan.nextDeliverMs).toBe(5000);
+    // Due: it and the ones after it, in offset order, to this one holder.
+    expect(planAndGrant(s, 5000, 10, facts).grant.grants.map((g) => g.offset)).toEqual([1, 2, 3, 4]);
+  });
+
+  test('ordering keys: the next record of a key waits for the previous to finish; a release gives the same record back first', () => {
+    const s = setup({ orderingKey: true });
+    // Offsets 0, 2, 4 have key 7; 1 and 3 have no key (each its own key).
+    const facts = (o: number): RecordFacts => (o % 2 === 0 ? { keyHash: 7 } : {});
+    expect(planAndGrant(s, 1000, 10, facts).grant.grants.map((g) => g.offset)).toEqual([0, 1, 3]);
+    expect(planAndGrant(s, 1001, 10, facts).grant.grants).toEqual([]);
+    s.book.ack('g', 1002, s.policy, { offset: 0, attempt: 1, action: 'release', delayMs: 0 }, s.log, true, s.sink);
+    expect(planAndGrant(s, 1003, 10, facts).grant.grants).toEqual([{ offset: 0, attempt: 2, leaseUntilMs: 1103 }]);
+    s.book.ack('g', 1004, s.policy, { offset: 0, attempt: 2, action: 'reject' }, s.log, true, s.sink);
+    expect(planAndGrant(s, 1005, 10, facts).grant.grants.map((g) => g.offset)).toEqual([2]);
   });
 
   test('backoff and error classes', () => {
