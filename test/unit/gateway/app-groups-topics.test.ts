@@ -175,6 +175,7 @@ describe('gateway introspection and health', () => {
       expect(r.json).toEqual({
         name: 'orders',
         partition_count: 2,
+        cleanup: 'delete',
         max_record_bytes: 1024,
         quotas: { records_per_second: 10 },
         rights: ['produce', 'consume', 'admin'],
