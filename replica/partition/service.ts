@@ -34,6 +34,8 @@ import { DEFAULT_MAX_FRAME_BYTES } from '../../protocol/frame';
  * first record is always served (it is at most maxRecordBytes ≤ maxBatchBytes ≤ 12 MiB).
  */
 const FETCH_REPLY_MAX_BYTES = DEFAULT_MAX_FRAME_BYTES - 1024 * 1024;
+/** Plans a fetch makes past stretches that key compaction emptied, before it answers empty. */
+const FETCH_GAP_ROUNDS = 16;
 /** A record's framing in a fetch reply beyond its key, value and headers (upper bound). */
 const RECORD_WIRE_OVERHEAD_BYTES = 64;
 
@@ -217,55 +219,63 @@ export class PartitionService implements PartitionClient {
     // The index rows this answer can use (bounded by the records and bytes they hold), then their
     // entries in as few reads as possible: one storage round trip per entry made a fetch below
     // the entry cache (a restarted replica, a consumer far behind) take seconds for 1000s of rows.
-    const rows: Array<{ base: number; count: number; logIndex: number; bytes: number }> = [];
-    let planned = 0;
-    let plannedBytes = 0;
-    // The offset index: the tail in memory, older rows one seek and a page away on disk.
-    plan: for (let cursor = req.offset; ;) {
-      const page = await s.rowsFrom(cursor, Math.min(1024, want - planned + 1));
-      if (page.length === 0) break;
-      for (const row of page) {
-        rows.push(row);
-        planned += row.base + row.count - Math.max(row.base, req.offset);
-        plannedBytes += row.bytes;
-        cursor = row.base + row.count;
-        if (planned >= want || plannedBytes >= maxBytes) break plan;
+    // A compacted stretch can hold no record at all: plan again from where the last plan ended
+    // (a few rounds, each bounded like the first), so a consumer is not answered empty while
+    // records follow the gap; past the rounds its next offset still moves on.
+    for (let round = 0; round < FETCH_GAP_ROUNDS && records.length === 0 && scannedTo < s.nextOffset; round++) {
+      const from = scannedTo;
+      const rows: Array<{ base: number; count: number; logIndex: number; bytes: number }> = [];
+      let planned = 0;
+      let plannedBytes = 0;
+      // The offset index: the tail in memory, older rows one seek and a page away on disk.
+      plan: for (let cursor = from; ;) {
+        const page = await s.rowsFrom(cursor, round === 0 ? Math.min(1024, want - planned + 1) : 1024);
+        if (page.length === 0) break;
+        for (const row of page) {
+          rows.push(row);
+          planned += row.base + row.count - Math.max(row.base, from);
+          plannedBytes += row.bytes;
+          cursor = row.base + row.count;
+          // Past a gap (round > 0) the span says little about the records left: bytes and rows bound it.
+          if ((round === 0 && planned >= want) || plannedBytes >= maxBytes || rows.length >= 1024) break plan;
+        }
       }
-    }
-    const byIndex = new Map<number, Entry>();
-    if (rows.length > 0) {
-      const hi = rows[rows.length - 1].logIndex + 1;
-      for (let lo = rows[0].logIndex; lo < hi;) {
-        const got = await this.driver.readEntries(lo, hi);
-        if (got.length === 0 || got[0].index !== lo) break;
-        for (const e of got) byIndex.set(e.index, e);
-        lo = got[got.length - 1].index + 1;
+      const byIndex = new Map<number, Entry>();
+      if (rows.length > 0) {
+        const hi = rows[rows.length - 1].logIndex + 1;
+        for (let lo = rows[0].logIndex; lo < hi;) {
+          const got = await this.driver.readEntries(lo, hi);
+          if (got.length === 0 || got[0].index !== lo) break;
+          for (const e of got) byIndex.set(e.index, e);
+          lo = got[got.length - 1].index + 1;
+        }
       }
-    }
-    outer: for (const row of rows) {
-      const e = byIndex.get(row.logIndex);
-      if (e === undefined) break; // not replicated here yet (after a snapshot)
-      const cmd = decodeCommand(e.data);
-      if (cmd.kind !== CommandKind.Produce) break;
-      for (let i = 0; i < cmd.records.length; i++) {
-        const offset = offsetOf(cmd, row.base, i);
-        if (offset < req.offset) continue;
-        const r = cmd.records[i];
-        const size = recordBytes([r]);
-        // The reply's size on the wire (with each record's framing) stays under the frame cap.
-        const wire = size + RECORD_WIRE_OVERHEAD_BYTES + 8 * r.headers.length;
-        if (
-          records.length > 0 &&
-          (records.length >= want || bytes + size > req.maxBytes || wireBytes + wire > FETCH_REPLY_MAX_BYTES)
-        )
-          break outer;
-        wireBytes += wire;
-        records.push({ ...r, offset });
-        bytes += size;
-        scannedTo = offset + 1;
+      outer: for (const row of rows) {
+        const e = byIndex.get(row.logIndex);
+        if (e === undefined) break; // not replicated here yet (after a snapshot)
+        const cmd = decodeCommand(e.data);
+        if (cmd.kind !== CommandKind.Produce) break;
+        for (let i = 0; i < cmd.records.length; i++) {
+          const offset = offsetOf(cmd, row.base, i);
+          if (offset < from) continue;
+          const r = cmd.records[i];
+          const size = recordBytes([r]);
+          // The reply's size on the wire (with each record's framing) stays under the frame cap.
+          const wire = size + RECORD_WIRE_OVERHEAD_BYTES + 8 * r.headers.length;
+          if (
+            records.length > 0 &&
+            (records.length >= want || bytes + size > req.maxBytes || wireBytes + wire > FETCH_REPLY_MAX_BYTES)
+          )
+            break outer;
+          wireBytes += wire;
+          records.push({ ...r, offset });
+          bytes += size;
+          scannedTo = offset + 1;
+        }
+        scannedTo = Math.max(scannedTo, row.base + row.count);
+        if (records.length >= want) break;
       }
-      scannedTo = Math.max(scannedTo, row.base + row.count);
-      if (records.length >= want) break;
+      if (scannedTo === from) break;
     }
     this.metrics.fetchRecords.inc(this.lbl, records.length);
     this.metrics.fetchBytes.inc(this.lbl, bytes);

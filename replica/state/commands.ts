@@ -30,10 +30,11 @@ import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
  * applying it marks them replayed in the same step (replica/leased/dead-letters.ts).
  *
  * A produce with flag 8 was rewritten by key compaction (replica/state/compaction.ts): after the
- * other sections it carries `u32 span · u32 spanBytes · i53 spanMaxTimestampMs`, the offset
- * span and the record bytes and newest timestamp of the batch as written, and each surviving
- * record is preceded by its `u32 position` in the span. Applying it gives the same offsets and
- * index row as the original batch; fetch serves offset base + position.
+ * other sections it carries `u32 span · u32 spanBytes · i53 spanMaxTimestampMs · bitmap`, the
+ * offset span, the record bytes and newest timestamp of the batch as written, and which positions
+ * of the span survive (⌈span/8⌉ bytes, bit i of byte i>>3 = position i, LSB first; as many bits
+ * set as records follow). Applying it gives the same offsets and index row as the original
+ * batch; fetch serves the k-th surviving record at base + the k-th set position.
  */
 export const enum CommandKind {
   Produce = 1,
@@ -154,12 +155,17 @@ export function encodeCommand(c: Command): Buffer {
         if (k.positions.length !== c.records.length)
           throw new CodecError('bad_length', `${k.positions.length} positions for ${c.records.length} records`);
         w.u32(k.span).u32(k.bytes).i53(k.maxTimestampMs, Number.MIN_SAFE_INTEGER);
+        const bitmap = Buffer.alloc(Math.ceil(k.span / 8));
+        for (let i = 0; i < k.positions.length; i++) {
+          const at = k.positions[i];
+          if (at >= k.span || (i > 0 && at <= k.positions[i - 1]))
+            throw new CodecError('bad_value', `position ${at} out of order or past the span ${k.span}`);
+          bitmap[at >> 3] |= 1 << (at & 7);
+        }
+        w.bytes(bitmap);
       }
       w.u32(c.records.length);
-      for (let i = 0; i < c.records.length; i++) {
-        if (k) w.u32(k.positions[i]);
-        writeRecord(w, c.records[i]);
-      }
+      for (const r of c.records) writeRecord(w, r);
       break;
     }
     case CommandKind.Compact:
@@ -197,31 +203,23 @@ export function decodeCommand(data: Uint8Array): Command {
           seq: rd.i53('producer.seq'),
         };
       if (flags & F_REPLAY) c.replay = readReplaySection(rd);
-      if (flags & F_COMPACTED)
-        c.compacted = {
-          span: rd.u32('produce.span'),
-          bytes: rd.u32('produce.spanBytes'),
-          maxTimestampMs: rd.i53('produce.spanMaxTimestampMs', Number.MIN_SAFE_INTEGER),
-          positions: [],
-        };
+      if (flags & F_COMPACTED) {
+        const span = rd.u32('produce.span');
+        const bytes = rd.u32('produce.spanBytes');
+        const maxTimestampMs = rd.i53('produce.spanMaxTimestampMs', Number.MIN_SAFE_INTEGER);
+        if (Math.ceil(span / 8) > rd.remaining)
+          throw new CodecError('bad_length', `produce.span ${span} exceeds ${rd.remaining} bytes left`);
+        const bitmap = rd.bytes(Math.ceil(span / 8), 'produce.bitmap');
+        const positions: number[] = [];
+        for (let i = 0; i < span; i++) if (bitmap[i >> 3] & (1 << (i & 7))) positions.push(i);
+        c.compacted = { span, bytes, maxTimestampMs, positions };
+      }
       const n = rd.u32('produce.count');
       if (n > rd.remaining) throw new CodecError('bad_length', `produce.count ${n} exceeds ${rd.remaining} bytes left`);
+      if (c.compacted && n !== c.compacted.positions.length)
+        throw new CodecError('bad_length', `produce.count ${n}, but ${c.compacted.positions.length} positions survive`);
       c.records = new Array(n);
-      const k = c.compacted;
-      if (k) {
-        if (n > k.span) throw new CodecError('bad_length', `produce.count ${n} exceeds its span ${k.span}`);
-        k.positions = new Array<number>(n);
-      }
-      for (let i = 0; i < n; i++) {
-        if (k) {
-          const at = rd.u32('produce.position');
-          // Strictly increasing inside the span: fetch relies on offset order.
-          if (at >= k.span || (i > 0 && at <= k.positions[i - 1]))
-            throw new CodecError('bad_value', `produce.position ${at} out of order or past the span ${k.span}`);
-          k.positions[i] = at;
-        }
-        c.records[i] = readRecord(rd);
-      }
+      for (let i = 0; i < n; i++) c.records[i] = readRecord(rd);
       rd.end('produce command');
       return c;
     }

@@ -11,7 +11,7 @@
  * Entry value (all integers big-endian):
  *   [0, 4)   crc32 (zlib) over the 9-byte key, then bytes [4, end) of the value
  *   [4, 8)   type (u32); bit 8 (REWRITTEN_TYPE_FLAG) marks an entry rewritten in place by key
- *            compaction (same index, term and cumulative count; shorter data)
+ *            compaction (same index, term and cumulative count; other data)
  *   [8, 16)  term (u64)
  *   [16, 24) cumulative log bytes up to and including this entry (u64)
  *   [24, …)  data
@@ -44,8 +44,8 @@ export type MetaName = (typeof META)[keyof typeof META];
 export const FORMAT_VERSION = 1;
 /**
  * Set in the stored type of an entry whose data key compaction rewrote (docs/compaction.md). Its
- * cumulative count stays the count as written, so its stored size is at most the difference
- * to its predecessor's count, not equal to it; readers see the type without the flag.
+ * cumulative count stays the count as written, so its stored size no longer is the difference
+ * to its predecessor's count (its CRC still covers it); readers see the type without the flag.
  */
 export const REWRITTEN_TYPE_FLAG = 0x100;
 export const ENTRY_HEADER_BYTES = 24;
@@ -152,7 +152,7 @@ export interface DecodedEntry {
   term: number;
   type: number;
   cumBytes: number;
-  /** Stored size of this entry (header + data); what it adds to `cumBytes` (at most, if rewritten). */
+  /** Stored size of this entry (header + data); what it adds to `cumBytes` (unless rewritten). */
   storedBytes: number;
   /** Rewritten in place by key compaction (REWRITTEN_TYPE_FLAG). */
   rewritten: boolean;

@@ -364,7 +364,8 @@ export class Engine {
 
   /**
    * Key compaction: replace the data of applied entries in place, keeping index, term, type and
-   * cumulative count (the entry is flagged REWRITTEN so recovery accepts the shorter value), with
+   * cumulative count (the entry is flagged REWRITTEN: recovery does not expect its size to match
+   * the count; a batch that lost few records can even grow by its bitmap), with
    * the state ops (the pass's progress) in the same batch. An entry that is no longer there with
    * the expected term (retention dropped it, a snapshot replaced the log) is skipped: the pass
    * read it before that happened. Unsynced: a crash that loses it loses the progress with it,
@@ -386,7 +387,6 @@ export class Engine {
       const cur = await this.readDecoded(index);
       if (cur.term !== term) continue;
       invariant(cur.type === e.meta[3 * i + 1], `rewrite of entry ${index} changes its type`);
-      invariant(len <= cur.storedBytes, `rewrite of entry ${index} grows it (${len} > ${cur.storedBytes} bytes)`);
       const key = logKey(index);
       sealEntry(key, value, { term, type: cur.type | REWRITTEN_TYPE_FLAG }, cur.cumBytes);
       batch.put(key, value);

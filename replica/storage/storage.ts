@@ -274,8 +274,7 @@ export class ReplicaStorage {
   }
 
   /**
-   * Key compaction: replace the data of applied entries in place (same index, term, type; data
-   * no longer than before), with `ops` (the pass's progress) in the same batch; a barrier, like
+   * Key compaction: replace the data of applied entries in place (same index, term, type), with `ops` (the pass's progress) in the same batch; a barrier, like
    * compactLog. An entry no longer stored with that term is skipped (docs/compaction.md).
    */
   rewriteEntries(entries: readonly StoredEntry[], ops: StateOp[]): Promise<void> {

@@ -40,7 +40,9 @@ export async function fetchAll(
       requestId: `fetchall-${ordinal}`,
     });
     out.push(...r.records);
-    if (r.records.length === 0 || r.nextOffset >= r.highWatermark) return { records: out, last: r };
+    // An empty page whose next offset moved on stepped over records key compaction removed.
+    if (r.nextOffset >= r.highWatermark || (r.records.length === 0 && r.nextOffset <= offset))
+      return { records: out, last: r };
     offset = r.nextOffset;
   }
 }
