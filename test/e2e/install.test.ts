@@ -8,7 +8,6 @@
  * image forming Raft groups → reports on NATS), then the README's produce and consume through the
  * gateway Service (reached as `kubectl port-forward svc/daftka-gateway 8080:80` would reach it).
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,7 +16,8 @@ import { KubeClient, RESOURCES, resourcePath } from '../../common/kube';
 import { buildAndExportImage, type ExportedImage } from '../helpers/k8s-image';
 import { startK8sEnv, type K8sEnv } from '../helpers/k8s-env';
 import { REPO_ROOT, requireTool } from '../helpers/k8s-tools';
-import { PodRunner, type ContainerRun } from '../helpers/pod-runner';
+import { natsLauncher, runCommand } from '../helpers/k8s-install';
+import { PodRunner } from '../helpers/pod-runner';
 
 jest.setTimeout(180_000);
 
@@ -47,21 +47,6 @@ async function eventually<T>(what: string, fn: () => Promise<T>, timeoutMs: numb
   }
 }
 
-/** A command line run without blocking the event loop (the runner keeps tending pods meanwhile). */
-function run(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}\n${err}${out}`)),
-    );
-  });
-}
-
 /** One shell command of the README's "Install on Kubernetes" section (so the test follows the text). */
 function readmeCommand(startsWith: string): string {
   const section = README.split('## Install on Kubernetes')[1]?.split('\n## ')[0] ?? '';
@@ -71,19 +56,6 @@ function readmeCommand(startsWith: string): string {
   let cmd = lines[i].trim();
   for (let j = i + 1; cmd.endsWith('\\'); j++) cmd = `${cmd.slice(0, -1).trim()} ${lines[j].trim()}`;
   return cmd.replace(/\s+#.*$/, '');
-}
-
-/** The bundled NATS image runs as the machine's nats-server, on the pod's address, paths mapped to its volumes. */
-function natsLauncher(c: ContainerRun) {
-  const args = ((c.container.args ?? []) as string[]).map((a) => {
-    const m = c.mounts.find((x) => a === x.containerPath || a.startsWith(`${x.containerPath}/`));
-    return m ? m.hostPath + a.slice(m.containerPath.length) : a;
-  });
-  return spawn('nats-server', [...args, '--addr', c.podIP], {
-    env: { ...c.env, PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
 }
 
 beforeAll(async () => {
@@ -134,7 +106,7 @@ describe("the README's Install on Kubernetes", () => {
           .replace(/^image\.repository=.*/, 'image.repository=localhost/daftka')
           .replace(/^image\.tag=.*/, 'image.tag=e2e'),
       );
-    await run(requireTool('helm'), [...args, '--kubeconfig', env.kubeconfigPath]);
+    await runCommand(requireTool('helm'), [...args, '--kubeconfig', env.kubeconfigPath]);
     for (const d of ['daftka-operator', 'daftka-gateway'])
       await eventually(
         `Deployment ${d} ready`,

@@ -23,7 +23,6 @@
  * The operator's pace is set for a test (rebalance pass every second, status every 2 s, transfer
  * cool-down 2 s): the same decisions as in production, taken sooner.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -33,7 +32,8 @@ import { buildAndExportImage, type ExportedImage } from '../helpers/k8s-image';
 import { startK8sEnv, type K8sEnv } from '../helpers/k8s-env';
 import { GatewayLoad, readWholeLog, replicaClient } from '../helpers/k8s-gateway-load';
 import { REPO_ROOT, requireTool } from '../helpers/k8s-tools';
-import { PodRunner, type ContainerRun } from '../helpers/pod-runner';
+import { natsLauncher, runCommand } from '../helpers/k8s-install';
+import { PodRunner } from '../helpers/pod-runner';
 
 jest.setTimeout(150_000);
 
@@ -70,31 +70,6 @@ async function eventually<T>(what: string, fn: () => Promise<T>, timeoutMs: numb
       await sleep(everyMs);
     }
   }
-}
-
-/** A command line run without blocking the event loop (the runner keeps tending pods meanwhile). */
-function run(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd}: exit ${code}\n${out}`))));
-  });
-}
-
-/** The bundled NATS image runs as the machine's nats-server, on the pod's address, paths mapped to its volumes. */
-function natsLauncher(c: ContainerRun) {
-  const args = ((c.container.args ?? []) as string[]).map((a) => {
-    const m = c.mounts.find((x) => a === x.containerPath || a.startsWith(`${x.containerPath}/`));
-    return m ? m.hostPath + a.slice(m.containerPath.length) : a;
-  });
-  return spawn('nats-server', [...args, '--addr', c.podIP], {
-    env: { ...c.env, PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
 }
 
 const topicPath = (name = TOPIC) => resourcePath(RESOURCES.topics, { namespace: NS, name });
@@ -296,7 +271,7 @@ beforeAll(async () => {
     apiServer: env.server,
     launchers: { [natsImage]: natsLauncher },
   });
-  await run(requireTool('helm'), [
+  await runCommand(requireTool('helm'), [
     'install',
     'daftka',
     'helm/daftka',
