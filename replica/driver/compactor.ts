@@ -140,6 +140,8 @@ export class Compactor {
     // A request applied while a pass ran (and made it stop short) is picked up here at the latest.
     this.onApplied();
     const st = this.o.host.state;
+    // A topic that never was compacted: nothing to measure or decide.
+    if (!this.compactTopic && st.compaction.upToOffset === 0) return;
     const dirty = await this.dirtyBytes(st.nextOffset);
     const ratio = dirty + st.cleaned.cleanBytes > 0 ? dirty / (dirty + st.cleaned.cleanBytes) : 0;
     if (this.compactTopic) {
