@@ -94,7 +94,7 @@ export function replicaMetrics(reg: promClient.Registry) {
     }),
     stateCache: gauge(reg, {
       name: 'daftka_state_cache_bytes',
-      help: 'Bytes held by the partition state per kind of row: the offset-index tail (bound indexCacheBytes) and the dedup table (bound dedupMaxBytes)',
+      help: 'Bytes held by the partition state per kind of row: the offset-index tail (bound indexCacheBytes), the dedup table (bound dedupMaxBytes) and the key-compaction map (bound compactionDedupeBufferBytes)',
       labelNames: ['topic', 'partition', 'kind'] as const,
     }),
     stateEntries: gauge(reg, {

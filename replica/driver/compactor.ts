@@ -4,7 +4,7 @@ import type { ReplicaConfig } from '../../common/replica-config';
 import type { ReplicaMetrics } from '../metrics';
 import type { Entry } from '../raft';
 import { CommandKind, decodeCommand, encodeCommand, type ProduceCommand } from '../state/commands';
-import { DedupeMap, mapBatch, rewriteBatch } from '../state/compaction';
+import { DEDUPE_SLOT_BYTES, DedupeMap, mapBatch, rewriteBatch } from '../state/compaction';
 import { progressOp, type CompactionProgress, type IndexRow, type PartitionState } from '../state/partition-state';
 import type { StateOp } from '../storage/storage';
 import { LogCompactedError } from '../storage/storage';
@@ -74,7 +74,7 @@ export class Compactor {
   private running: Promise<PassResult> | null = null;
   private proposing = false;
   private stopped = false;
-  /** Allocated at the first pass, then reused: its bytes are the bound (compactionDedupeBufferBytes). */
+  /** The pass's map, reused while its size fits; never more than compactionDedupeBufferBytes. */
   private map: DedupeMap | null = null;
   private readonly now: () => number;
 
@@ -235,7 +235,17 @@ export class Compactor {
       const start = st.logStartOffset;
       const from = Math.max(st.cleaned.cleanedTo, start);
       const target = req.upToOffset;
-      this.map ??= new DedupeMap(this.o.settings.compactionDedupeBufferBytes);
+      // No more slots than the stretch has records (a few keys never cost the whole buffer); the
+      // map is kept for the next pass when it is as large as that one needs.
+      const slots = Math.min(
+        Math.floor(this.o.settings.compactionDedupeBufferBytes / DEDUPE_SLOT_BYTES),
+        Math.ceil(Math.max(0, target - from) / 0.75) + 16,
+      );
+      const bytes = Math.max(16, slots) * DEDUPE_SLOT_BYTES;
+      if (this.map === null || this.map.bytes < bytes || this.map.bytes > 2 * bytes) {
+        this.map = new DedupeMap(bytes);
+        this.o.metrics.stateCache.set({ ...lbl, kind: 'compaction' }, this.map.bytes);
+      }
       const map = this.map;
       map.clear();
       // 1. Map [from, target) until the map is full.
