@@ -17,7 +17,7 @@ import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
  *                   · u32 backoffMultiplier×1000 · u8 flags (1 deadLetter, 2 ordered, 4 orderingKey,
  *                   8 expired records dropped rather than dead-lettered)
  *   leaseGrant   := str16 group · policy · i53 leaseMs · u32 max · [plan]   (no plan: an older leader's)
- *   plan         := u32 n · offer* · u32 n · expireItem*
+ *   plan         := u32 n · offer* · u32 n · expireItem* · [u32 n · offer*]   (the last: records to hold apart)
  *   offer        := i53 offset · u8 flags (1 keyHash, 2 deliverAt, 4 expiresAt) · [u32 keyHash]
  *                   · [i53 deliverAtMs] · [i53 expiresAtMs]
  *   expireItem   := i53 offset · i53 expiresAtMs · u8 hasRecord · [record]
@@ -62,6 +62,8 @@ export interface LeaseGrantCommand {
 export interface LeaseGrantPlan {
   offers: Offer[];
   expire: Array<{ offset: number; expiresAtMs: number; record?: RecordIn }>;
+  /** Delayed records to hold apart from the committed offset (leases.ts Flight.apart). */
+  defer?: Offer[];
 }
 
 const O_KEY = 1;
@@ -185,17 +187,7 @@ export function writeLeasedCommand(w: BufWriter, c: LeasedCommand): void {
       writePolicy(w, c.policy);
       w.i53(c.leaseMs).u32(c.max);
       if (c.plan) {
-        w.u32(c.plan.offers.length);
-        for (const o of c.plan.offers) {
-          w.i53(o.offset).u8(
-            (o.keyHash !== undefined ? O_KEY : 0) |
-              (o.deliverAtMs !== undefined ? O_DELIVER : 0) |
-              (o.expiresAtMs !== undefined ? O_EXPIRES : 0),
-          );
-          if (o.keyHash !== undefined) w.u32(o.keyHash);
-          if (o.deliverAtMs !== undefined) w.i53(o.deliverAtMs);
-          if (o.expiresAtMs !== undefined) w.i53(o.expiresAtMs);
-        }
+        writeOffers(w, c.plan.offers);
         w.u32(c.plan.expire.length);
         for (const e of c.plan.expire) {
           w.i53(e.offset)
@@ -203,6 +195,7 @@ export function writeLeasedCommand(w: BufWriter, c: LeasedCommand): void {
             .bool(e.record !== undefined);
           if (e.record !== undefined) writeRecord(w, e.record);
         }
+        if (c.plan.defer?.length) writeOffers(w, c.plan.defer);
       }
       return;
     case 5:
@@ -382,7 +375,21 @@ export function readLeasedCommand(kind: number, leaderTimeMs: number, rd: BufRea
   }
 }
 
-function readGrantPlan(rd: BufReader): LeaseGrantPlan {
+function writeOffers(w: BufWriter, offers: readonly Offer[]): void {
+  w.u32(offers.length);
+  for (const o of offers) {
+    w.i53(o.offset).u8(
+      (o.keyHash !== undefined ? O_KEY : 0) |
+        (o.deliverAtMs !== undefined ? O_DELIVER : 0) |
+        (o.expiresAtMs !== undefined ? O_EXPIRES : 0),
+    );
+    if (o.keyHash !== undefined) w.u32(o.keyHash);
+    if (o.deliverAtMs !== undefined) w.i53(o.deliverAtMs);
+    if (o.expiresAtMs !== undefined) w.i53(o.expiresAtMs);
+  }
+}
+
+function readOffers(rd: BufReader): Offer[] {
   const n = rd.u32('offers');
   if (n * 9 > rd.remaining) throw new CodecError('bad_length', `offers ${n} exceed ${rd.remaining} bytes`);
   const offers: Offer[] = [];
@@ -395,6 +402,11 @@ function readGrantPlan(rd: BufReader): LeaseGrantPlan {
     if (flags & O_EXPIRES) o.expiresAtMs = rd.i53('offer.expiresAtMs');
     offers.push(o);
   }
+  return offers;
+}
+
+function readGrantPlan(rd: BufReader): LeaseGrantPlan {
+  const offers = readOffers(rd);
   const m = rd.u32('expire');
   if (m * 17 > rd.remaining) throw new CodecError('bad_length', `expire items ${m} exceed ${rd.remaining} bytes`);
   const expire: LeaseGrantPlan['expire'] = [];
@@ -405,6 +417,7 @@ function readGrantPlan(rd: BufReader): LeaseGrantPlan {
       rd.bool('expire.hasRecord') ? { offset, expiresAtMs, record: readRecord(rd) } : { offset, expiresAtMs },
     );
   }
+  if (rd.remaining > 0) return { offers, expire, defer: readOffers(rd) };
   return { offers, expire };
 }
 

@@ -42,6 +42,9 @@ export const DEFAULT_LEASE_POLICY: LeasePolicy = {
 /** Records beyond committed + this many offsets are not handed out (bounds the work of one grant). */
 export const LEASE_WINDOW = 50_000;
 
+/** Delayed records a group holds apart from its committed offset (Flight.apart), at most. */
+export const MAX_APART = 10_000;
+
 export interface Flight {
   /** The attempt number of the last delivery (1 = first). */
   attempt: number;
@@ -60,6 +63,12 @@ export interface Flight {
   keyHash?: number;
   /** The record's expiry (RecordIn.expiresAtMs): from then on it is not offered again. */
   expiresAtMs?: number;
+  /**
+   * Held apart from the committed offset: a record delayed (deliverAtMs) when the group reached
+   * it, so the committed offset moved past it while it waits (attempt 0, `waiting` until its
+   * time). Kept below the committed offset until it finishes; at most MAX_APART per group.
+   */
+  apart?: true;
 }
 
 /**
@@ -97,10 +106,13 @@ export interface ExpireItem {
 export interface GrantPlan {
   offers: Offer[];
   expire: ExpireItem[];
+  /** Delayed records at the front of the group to hold apart, so the committed offset can pass them. */
+  defer?: Offer[];
 }
 
 /** The plan and what the leader learned making it. */
 export interface PlanResult extends GrantPlan {
+  defer: Offer[];
   /** Records a grant would hand out now (first deliveries and redeliveries) or discard. */
   work: number;
   /** Earliest future delivery time of a record held back by its deliverAtMs. */
@@ -220,21 +232,42 @@ export class LeaseBook {
     return Math.max(this.committedOffsets.get(group) ?? log.start, log.start);
   }
 
-  /** The base each group was last pruned at: flights below a base appear only when it moves. */
-  private readonly prunedAt = new Map<string, number>();
+  /** The base and log start each group was last pruned at: flights below a base appear only when they move. */
+  private readonly prunedAt = new Map<string, string>();
 
-  /** Forget flights below the base (committed elsewhere, or removed by retention). */
+  /** The log bounds of the command being applied (finish() drops finished flights held apart). */
+  private log: LogBounds = { start: 0, end: 0 };
+
+  /**
+   * Forget flights below the base (committed elsewhere, or removed by retention) — except the
+   * ones held apart, until retention removes their record.
+   */
   private prune(group: string, log: LogBounds, sink: LeaseSink): void {
+    this.log = log;
     const g = this.groups.get(group);
     if (!g) return;
     const base = this.base(group, log);
-    if (this.prunedAt.get(group) === base) return;
-    this.prunedAt.set(group, base);
-    for (const o of g.keys())
-      if (o < base) {
+    const mark = `${base}/${log.start}`;
+    if (this.prunedAt.get(group) === mark) return;
+    this.prunedAt.set(group, mark);
+    for (const [o, f] of g)
+      if (o < base && !(f.apart && f.state !== 'done' && o >= log.start)) {
         g.delete(o);
         sink.flight(group, o, null);
       }
+  }
+
+  /** Flights held apart below the base, in offset order. */
+  private apartBelow(g: Map<number, Flight>, base: number): Array<[number, Flight]> {
+    const out: Array<[number, Flight]> = [];
+    for (const [o, f] of g) if (o < base && f.apart) out.push([o, f]);
+    return out.sort((a, b) => a[0] - b[0]);
+  }
+
+  private apartCount(g: Map<number, Flight>): number {
+    let n = 0;
+    for (const f of g.values()) if (f.apart && f.state !== 'done') n++;
+    return n;
   }
 
   /**
@@ -263,12 +296,52 @@ export class LeaseBook {
     const g = this.flights(group);
     const base = this.base(group, log);
     if (plan) for (const e of plan.expire) this.expireTtl(group, nowMs, policy, e, log, sink, out);
+    if (plan?.defer?.length && !policy.ordered) this.holdApart(group, nowMs, policy, plan.defer, log, sink);
     if (policy.ordered)
       for (const f of g.values())
         if (f.state === 'leased' && f.untilMs > nowMs) return this.done(out, group, log, sink);
     const offers = plan ? new Map(plan.offers.map((o) => [o.offset, o])) : undefined;
     // Ordering keys: the lowest unfinished offset of each key. Only that record of a key may be leased.
     const keys = policy.orderingKey ? this.unfinishedKeys(g) : undefined;
+    /** A record that has a flight: redeliver it if it is due. 'stop': nothing after it may go (ordered). */
+    const flight = (o: number, f: Flight): 'stop' | 'next' => {
+      if (f.state === 'done') return 'next';
+      // Leased to someone else, or waiting for its backoff (or its time). In order, nothing after it may go.
+      if (f.untilMs > nowMs) return policy.ordered ? 'stop' : 'next';
+      // Past its expiry: never offered again; the plan of a later grant ends it.
+      if (f.expiresAtMs !== undefined && f.expiresAtMs <= nowMs) return 'next';
+      if (f.attempt >= policy.maxAttempts) {
+        if (policy.deadLetter) return policy.ordered ? 'stop' : 'next';
+        const wasLeased = f.state === 'leased';
+        this.finish(group, o, f, 'discarded', sink);
+        out.discarded.push(o);
+        if (wasLeased) out.expired.push(o);
+        return 'next';
+      }
+      // Ordering keys: an earlier unfinished record of the same key goes first (only after a
+      // change of policy can there be two).
+      if (keys && f.keyHash !== undefined && keys.get(f.keyHash) !== o) return 'next';
+      if (f.state === 'leased') out.expired.push(o);
+      else if (f.attempt > 0) out.redelivered.push(o);
+      const nf: Flight = {
+        ...f,
+        attempt: f.attempt + 1,
+        state: 'leased',
+        untilMs: nowMs + leaseMs,
+        ...(f.attempt === 0 ? { firstDeliveryMs: nowMs } : {}),
+        lastDeliveryMs: nowMs,
+        lastAck: '',
+      };
+      g.set(o, nf);
+      sink.flight(group, o, nf);
+      out.grants.push({ offset: o, attempt: nf.attempt, leaseUntilMs: nf.untilMs });
+      return 'next';
+    };
+    // Delayed records held apart below the committed offset go first (offset order).
+    for (const [o, f] of this.apartBelow(g, base)) {
+      if (out.grants.length >= max) break;
+      flight(o, f);
+    }
     const end = Math.min(log.end, base + LEASE_WINDOW);
     for (let o = base; o < end && out.grants.length < max; o++) {
       const f = g.get(o);
@@ -306,41 +379,7 @@ export class LeaseBook {
         out.grants.push({ offset: o, attempt: 1, leaseUntilMs: nf.untilMs });
         continue;
       }
-      if (f.state === 'done') continue;
-      if (f.untilMs > nowMs) {
-        // Leased to someone else, or waiting for its backoff. In order, nothing after it may go.
-        if (policy.ordered) break;
-        continue;
-      }
-      // Past its expiry: never offered again; the plan of a later grant ends it.
-      if (f.expiresAtMs !== undefined && f.expiresAtMs <= nowMs) continue;
-      if (f.attempt >= policy.maxAttempts) {
-        if (policy.deadLetter) {
-          if (policy.ordered) break;
-          continue;
-        }
-        const wasLeased = f.state === 'leased';
-        this.finish(group, o, f, 'discarded', sink);
-        out.discarded.push(o);
-        if (wasLeased) out.expired.push(o);
-        continue;
-      }
-      // Ordering keys: an earlier unfinished record of the same key goes first (only after a
-      // change of policy can there be two).
-      if (keys && f.keyHash !== undefined && keys.get(f.keyHash) !== o) continue;
-      if (f.state === 'leased') out.expired.push(o);
-      else out.redelivered.push(o);
-      const nf: Flight = {
-        ...f,
-        attempt: f.attempt + 1,
-        state: 'leased',
-        untilMs: nowMs + leaseMs,
-        lastDeliveryMs: nowMs,
-        lastAck: '',
-      };
-      g.set(o, nf);
-      sink.flight(group, o, nf);
-      out.grants.push({ offset: o, attempt: nf.attempt, leaseUntilMs: nf.untilMs });
+      if (flight(o, f) === 'stop') break;
     }
     return this.done(out, group, log, sink);
   }
@@ -348,6 +387,47 @@ export class LeaseBook {
   private done(out: GrantResult, group: string, log: LogBounds, sink: LeaseSink): GrantResult {
     this.advance(group, log, sink);
     return out;
+  }
+
+  /**
+   * Hold delayed records apart (plan.defer): a flight in `waiting` until its deliverAtMs, attempt
+   * 0, that the committed offset may pass. Only records never delivered, still delayed, inside
+   * the log, and while the group holds fewer than MAX_APART.
+   */
+  private holdApart(
+    group: string,
+    nowMs: number,
+    policy: LeasePolicy,
+    defer: readonly Offer[],
+    log: LogBounds,
+    sink: LeaseSink,
+  ): void {
+    const g = this.flights(group);
+    const base = this.base(group, log);
+    let held = this.apartCount(g);
+    for (const d of defer) {
+      if (held >= MAX_APART) break;
+      if (d.offset < base || d.offset >= log.end || g.has(d.offset)) continue;
+      if (d.deliverAtMs === undefined || d.deliverAtMs <= nowMs) continue;
+      if (d.expiresAtMs !== undefined && d.expiresAtMs <= nowMs) continue;
+      const nf: Flight = {
+        attempt: 0,
+        state: 'waiting',
+        untilMs: d.deliverAtMs,
+        firstDeliveryMs: 0,
+        lastDeliveryMs: 0,
+        lastError: '',
+        lastErrorClass: '',
+        outcome: '',
+        lastAck: '',
+        ...(policy.orderingKey && d.keyHash !== undefined ? { keyHash: d.keyHash } : {}),
+        ...(d.expiresAtMs !== undefined ? { expiresAtMs: d.expiresAtMs } : {}),
+        apart: true,
+      };
+      g.set(d.offset, nf);
+      sink.flight(group, d.offset, nf);
+      held++;
+    }
   }
 
   /** keyHash → lowest unfinished offset, over the group's flights. */
@@ -375,9 +455,10 @@ export class LeaseBook {
     sink: LeaseSink,
     out: GrantResult,
   ): void {
-    if (e.offset < this.base(group, log) || e.offset >= log.end || e.expiresAtMs > nowMs) return;
+    if (e.offset >= log.end || e.expiresAtMs > nowMs) return;
     const g = this.flights(group);
     const f = g.get(e.offset);
+    if (e.offset < this.base(group, log) && !f?.apart) return;
     if (f !== undefined && (f.state === 'done' || (f.state === 'leased' && f.untilMs > nowMs))) return;
     if (f !== undefined && f.expiresAtMs !== e.expiresAtMs) return;
     const base: Flight = f ?? {
@@ -421,7 +502,7 @@ export class LeaseBook {
     maxExpire: number,
     factsOf: (offset: number) => RecordFacts | undefined,
   ): PlanResult {
-    const out: PlanResult = { offers: [], expire: [], work: 0 };
+    const out: PlanResult = { offers: [], expire: [], defer: [], work: 0 };
     const g = this.groups.get(group) ?? new Map<number, Flight>();
     // Exclusive mode: while one lease is out, nothing else goes.
     if (policy.ordered) for (const f of g.values()) if (f.state === 'leased' && f.untilMs > nowMs) return out;
@@ -435,20 +516,45 @@ export class LeaseBook {
       end = Math.min(end, reached);
     }
     const more = () => (max > 0 ? out.work < max : out.expire.length < maxExpire);
-    const expire = (offset: number, expiresAtMs: number) => {
-      if (out.expire.length < maxExpire) out.expire.push({ offset, expiresAtMs, bytes: false });
+    const expire = (offset: number, expiresAtMs: number): boolean => {
+      if (out.expire.length >= maxExpire) return false;
+      out.expire.push({ offset, expiresAtMs, bytes: false });
+      return true;
     };
+    /** A record with a flight, as `grant` treats it. 'stop': nothing after it may go (ordered). */
+    const flight = (o: number, f: Flight): 'stop' | 'next' => {
+      if (f.state === 'done') return 'next';
+      if (f.untilMs > nowMs) return policy.ordered ? 'stop' : 'next';
+      if (f.expiresAtMs !== undefined && f.expiresAtMs <= nowMs) {
+        expire(o, f.expiresAtMs);
+        return 'next';
+      }
+      if (out.work >= max) return 'next';
+      if (f.attempt >= policy.maxAttempts) {
+        if (policy.deadLetter) return policy.ordered ? 'stop' : 'next';
+        out.work++;
+        return 'next';
+      }
+      if (keys && f.keyHash !== undefined && keys.get(f.keyHash) !== o) return 'next';
+      out.work++;
+      return 'next';
+    };
+    for (const [o, f] of this.apartBelow(g, base)) flight(o, f);
+    // Delayed records at the front (every offset before them finished or held apart) are held
+    // apart, so the committed offset passes them and the window moves on.
+    let front = !policy.ordered;
+    let apart = front ? this.apartCount(g) : 0;
     for (let o = base; o < end && more(); o++) {
       const f = g.get(o);
       if (f === undefined) {
         const facts = factsOf(o);
         if (facts === undefined) return { ...out, missing: o };
         if (facts.gone) {
-          expire(o, 0);
+          if (!expire(o, 0)) front = false;
           continue;
         }
         if (facts.expiresAtMs !== undefined && facts.expiresAtMs <= nowMs) {
-          expire(o, facts.expiresAtMs);
+          if (!expire(o, facts.expiresAtMs)) front = false;
           continue;
         }
         const key = keys ? facts.keyHash : undefined;
@@ -458,8 +564,18 @@ export class LeaseBook {
           // Delayed: in order, it holds back everything after it; by key, the later ones of its key.
           if (policy.ordered) break;
           if (key !== undefined && !keys!.has(key)) keys!.set(key, o);
+          if (front && apart < MAX_APART && out.defer.length < maxExpire) {
+            out.defer.push({
+              offset: o,
+              ...(key !== undefined ? { keyHash: key } : {}),
+              deliverAtMs: facts.deliverAtMs,
+              ...(facts.expiresAtMs !== undefined ? { expiresAtMs: facts.expiresAtMs } : {}),
+            });
+            apart++;
+          } else front = false;
           continue;
         }
+        front = false;
         if (out.work >= max || (key !== undefined && keys!.has(key))) continue;
         if (key !== undefined) keys!.set(key, o);
         out.offers.push({
@@ -471,26 +587,8 @@ export class LeaseBook {
         out.work++;
         continue;
       }
-      if (f.state === 'done') continue;
-      if (f.untilMs > nowMs) {
-        if (policy.ordered) break;
-        continue;
-      }
-      if (f.expiresAtMs !== undefined && f.expiresAtMs <= nowMs) {
-        expire(o, f.expiresAtMs);
-        continue;
-      }
-      if (out.work >= max) continue;
-      if (f.attempt >= policy.maxAttempts) {
-        if (policy.deadLetter) {
-          if (policy.ordered) break;
-          continue;
-        }
-        out.work++;
-        continue;
-      }
-      if (keys && f.keyHash !== undefined && keys.get(f.keyHash) !== o) continue;
-      out.work++;
+      if (f.state !== 'done' && !f.apart) front = false;
+      if (flight(o, f) === 'stop') break;
     }
     return out;
   }
@@ -511,8 +609,8 @@ export class LeaseBook {
   ): AckOutcome {
     this.prune(group, log, sink);
     const g = this.flights(group);
-    if (item.offset < this.base(group, log)) return { status: 'stale_attempt', why: 'finished' };
     const f = g.get(item.offset);
+    if (item.offset < this.base(group, log) && !f?.apart) return { status: 'stale_attempt', why: 'finished' };
     if (f === undefined) return { status: 'stale_attempt', why: 'unknown' };
     if (f.attempt !== item.attempt)
       return { status: 'stale_attempt', why: item.attempt < f.attempt ? 'superseded' : 'unknown' };
@@ -578,7 +676,7 @@ export class LeaseBook {
     const base = this.base(group, log);
     for (const [o, f] of g) {
       if (out.length >= limit) break;
-      if (o >= base && f.state !== 'done' && f.untilMs <= nowMs && f.attempt >= policy.maxAttempts)
+      if ((o >= base || f.apart) && f.state !== 'done' && f.untilMs <= nowMs && f.attempt >= policy.maxAttempts)
         out.push({ offset: o, attempt: f.attempt, leaseUntilMs: f.untilMs });
     }
     return out.sort((a, b) => a.offset - b.offset);
@@ -599,8 +697,8 @@ export class LeaseBook {
     sink: LeaseSink,
   ): DeadLetterNote | 'discarded' | undefined {
     this.prune(group, log, sink);
-    if (offset < this.base(group, log)) return undefined;
     const f = this.groups.get(group)?.get(offset);
+    if (offset < this.base(group, log) && !f?.apart) return undefined;
     if (!f || f.attempt !== attempt || f.state === 'done' || f.untilMs > nowMs || f.attempt < policy.maxAttempts)
       return undefined;
     const lastError = f.lastError === '' ? 'lease expired on the last attempt' : f.lastError;
@@ -641,6 +739,11 @@ export class LeaseBook {
     const nf: Flight = { ...f, state: 'done', untilMs: 0, outcome };
     this.flights(group).set(offset, nf);
     sink.flight(group, offset, nf);
+    // Held apart below the committed offset: finished, it is forgotten (the offset is long passed).
+    if (f.apart && offset < this.base(group, this.log)) {
+      this.flights(group).delete(offset);
+      sink.flight(group, offset, null);
+    }
   }
 
   /** Move the committed offset over the contiguous prefix of done records. */
@@ -651,9 +754,11 @@ export class LeaseBook {
     let o = start;
     for (;;) {
       const f = g.get(o);
-      if (f === undefined || f.state !== 'done') break;
-      g.delete(o);
-      sink.flight(group, o, null);
+      if (f === undefined) break;
+      if (f.state === 'done') {
+        g.delete(o);
+        sink.flight(group, o, null);
+      } else if (!f.apart) break;
       o++;
     }
     if (o > start) {

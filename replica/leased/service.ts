@@ -213,6 +213,7 @@ export class LeasedService implements LeasedPartitionClient {
     const recs = toDeadLetter && plan.expire.length ? await this.readRecords(plan.expire.map((e) => e.offset)) : null;
     return {
       offers: plan.offers,
+      ...(plan.defer.length ? { defer: plan.defer } : {}),
       expire: plan.expire.map((e) => {
         const record = recs?.get(e.offset);
         return record
@@ -251,12 +252,13 @@ export class LeasedService implements LeasedPartitionClient {
     if (!Number.isSafeInteger(leaseMs) || leaseMs < lb.min || leaseMs > lb.max)
       throw badRequest(`leaseMs must be ${lb.min}–${lb.max}`);
     const deadline = Date.now() + Math.min(Math.max(0, req.waitMs), MAX_WAIT_MS);
+    let replans = 0;
     for (;;) {
       this.h.requireLeader();
       const now = Date.now();
       const plan = await this.planGrant(req.group, now, policy, Math.max(1, req.maxRecords), EXPIRE_BATCH);
       if (plan.work > 0 && req.maxRecords === 0) return this.fetchResult(req.group, [], true);
-      if ((plan.work > 0 || plan.expire.length > 0) && req.maxRecords > 0) {
+      if ((plan.work > 0 || plan.expire.length > 0 || plan.defer.length > 0) && req.maxRecords > 0) {
         const cmdPlan = await this.commandPlan(plan, policy);
         const r = await this.h.propose(
           encodeCommand({
@@ -287,8 +289,10 @@ export class LeasedService implements LeasedPartitionClient {
           }
           if (out.length > 0) return this.fetchResult(req.group, out, true);
         }
-        // Records ended (expired, discarded): what they held back may go now — plan again.
-        if (grant.ttlExpired.length > 0 || grant.discarded.length > 0) continue;
+        // Records ended (expired, discarded) or held apart: what they held back may go now — plan
+        // again (a few times at most: each round changed the state).
+        if ((grant.ttlExpired.length > 0 || grant.discarded.length > 0 || plan.defer.length > 0) && ++replans <= 8)
+          continue;
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) return this.fetchResult(req.group, [], false);
@@ -570,7 +574,7 @@ export class LeasedService implements LeasedPartitionClient {
         const policy = this.policyOf(group);
         // Expired records among those the group has reached end without waiting for a fetch.
         const plan = await this.planGrant(group, now, policy, 0, SWEEP_BATCH);
-        if (plan.expire.length > 0) {
+        if (plan.expire.length > 0 || plan.defer.length > 0) {
           const cmdPlan = await this.commandPlan(plan, policy);
           const r = await this.h.propose(
             encodeCommand({

@@ -97,7 +97,7 @@ function encodeFlight(f: Flight): Buffer {
     .str16(f.lastErrorClass)
     .u8(OUTCOMES.indexOf(f.outcome))
     .u8(ACKS.indexOf(f.lastAck))
-    .u8((f.keyHash !== undefined ? 1 : 0) | (f.expiresAtMs !== undefined ? 2 : 0));
+    .u8((f.keyHash !== undefined ? 1 : 0) | (f.expiresAtMs !== undefined ? 2 : 0) | (f.apart ? 4 : 0));
   if (f.keyHash !== undefined) w.u32(f.keyHash);
   if (f.expiresAtMs !== undefined) w.i53(f.expiresAtMs);
   return w.finish();
@@ -121,6 +121,7 @@ function decodeFlight(v: Uint8Array): Flight {
     const flags = rd.u8('flight.flags');
     if (flags & 1) f.keyHash = rd.u32('keyHash');
     if (flags & 2) f.expiresAtMs = rd.i53('expiresAtMs');
+    if (flags & 4) f.apart = true;
   }
   rd.end('flight');
   return f;
@@ -232,6 +233,7 @@ export class LeasedState {
                 expiresAtMs: e.expiresAtMs,
                 bytes: e.record !== undefined,
               })),
+              ...(c.plan.defer ? { defer: c.plan.defer } : {}),
             }
           : undefined;
         const grant = this.book.grant(c.group, c.leaderTimeMs, c.policy, c.leaseMs, log, c.max, this.leaseSink, plan);

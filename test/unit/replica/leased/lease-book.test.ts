@@ -166,11 +166,11 @@ describe('lease state machine', () => {
   ) {
     const p = s.book.plan('g', nowMs, policy, s.log, max, 100, facts);
     expect(p.missing).toBeUndefined();
-    const plan = { offers: p.offers, expire: p.expire.map((e) => ({ ...e, bytes: true })) };
+    const plan = { offers: p.offers, defer: p.defer, expire: p.expire.map((e) => ({ ...e, bytes: true })) };
     return { plan: p, grant: s.book.grant('g', nowMs, policy, 100, s.log, max, s.sink, plan) };
   }
 
-  test('a record delayed far ahead holds back nothing behind it in an unordered group, up to the lease window', () => {
+  test('a record delayed far ahead holds back nothing behind it in an unordered group: held apart, the committed offset passes it', () => {
     const s = setup();
     s.log.end = LEASE_WINDOW + 10;
     const facts = (o: number): RecordFacts => (o === 0 ? { deliverAtMs: 1e12 } : {});
@@ -183,16 +183,19 @@ describe('lease state machine', () => {
       }
       granted += grant.grants.length;
     }
-    // Everything in the window behind it went out; the committed offset waits at the delayed one.
-    expect(granted).toBe(LEASE_WINDOW - 1);
-    expect(s.committed.get('g')).toBeUndefined();
+    // Everything behind it went out, past the window; the committed offset is at the end.
+    expect(granted).toBe(LEASE_WINDOW + 9);
+    expect(s.committed.get('g')).toBe(LEASE_WINDOW + 10);
+    expect(s.book.groups.get('g')?.get(0)).toMatchObject({ state: 'waiting', attempt: 0, apart: true, untilMs: 1e12 });
+    expect(s.book.summary('g', 1000)).toEqual({ leased: 0, waiting: 1, done: 0 });
+    expect(s.book.nextDueMs('g', 1000)).toBe(1e12);
+    // At its time it is delivered (attempt 1) and, accepted, forgotten.
     const late = planAndGrant(s, 1e12, 10, facts);
-    expect(late.grant.grants.map((g) => g.offset)).toEqual([0]);
-    s.book.ack('g', 1e12, s.policy, { offset: 0, attempt: 1, action: 'accept' }, s.log, true, s.sink);
-    expect(s.committed.get('g')).toBe(LEASE_WINDOW);
-    expect(planAndGrant(s, 1e12, 10, facts).grant.grants.map((g) => g.offset)).toEqual(
-      Array.from({ length: 10 }, (_, i) => LEASE_WINDOW + i),
-    );
+    expect(late.grant.grants).toEqual([{ offset: 0, attempt: 1, leaseUntilMs: 1e12 + 100 }]);
+    expect(s.book.ack('g', 1e12, s.policy, { offset: 0, attempt: 1, action: 'accept' }, s.log, true, s.sink)).toEqual({
+      status: 'ok',
+    });
+    expect(s.book.groups.get('g')?.size).toBe(0);
   });
 
   test('in an ordered group a delayed record holds back everything after it; the long-poll learns when it is due', () => {

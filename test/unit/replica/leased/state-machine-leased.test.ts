@@ -383,6 +383,43 @@ describe('partition state machine: leased groups and dead letters', () => {
     expect(again.grant.grants).toEqual([]);
   });
 
+  test('a delayed record held apart: the group offset passes it, it reloads, and it is delivered at its time', () => {
+    const h = new Harness();
+    h.apply({
+      kind: CommandKind.Produce,
+      leaderTimeMs: 1,
+      records: [{ ...rec('later'), deliverAtMs: 9000 }, rec('now')],
+    });
+    const out = h.leased({
+      kind: 4,
+      leaderTimeMs: 1000,
+      group: 'g',
+      policy,
+      leaseMs: 100,
+      max: 5,
+      plan: { offers: [{ offset: 1 }], expire: [], defer: [{ offset: 0, deliverAtMs: 9000 }] },
+    });
+    if (out.op !== 'grant') throw new Error(out.op);
+    expect(out.grant.grants.map((g) => g.offset)).toEqual([1]);
+    h.leased({ kind: 5, leaderTimeMs: 1001, group: 'g', policy, items: [{ offset: 1, attempt: 1, action: 'accept' }] });
+    const reloaded = h.reloaded();
+    expect(reloaded.groups.get('g')?.offset).toBe(2);
+    expect(reloaded.leased.book.groups.get('g')?.get(0)).toMatchObject({ state: 'waiting', attempt: 0, apart: true });
+    const due = h.leased({
+      kind: 4,
+      leaderTimeMs: 9000,
+      group: 'g',
+      policy,
+      leaseMs: 100,
+      max: 5,
+      plan: { offers: [], expire: [] },
+    });
+    if (due.op !== 'grant') throw new Error(due.op);
+    expect(due.grant.grants).toEqual([{ offset: 0, attempt: 1, leaseUntilMs: 9100 }]);
+    h.leased({ kind: 5, leaderTimeMs: 9001, group: 'g', policy, items: [{ offset: 0, attempt: 1, action: 'accept' }] });
+    expect(h.reloaded().leased.book.groups.get('g')?.size ?? 0).toBe(0);
+  });
+
   test('expired records are dropped when the policy says drop', () => {
     const h = new Harness();
     h.apply({ kind: CommandKind.Produce, leaderTimeMs: 1, records: [{ ...rec('a'), expiresAtMs: 500 }] });
