@@ -10,7 +10,20 @@
  * disk) and at the tail. At the end: kill -9, restart, time from spawn to /readyz 200 and to the
  * first acknowledged produce, RSS after restart (ready, then after 1,000 random fetches).
  *
- * Run: npm run bench -- scale [--quick] [--records=N] [--step=N] [--profile]
+ * Then (unless --no-catchup) a new replica catches up the whole log: the cluster has a second
+ * configured ordinal (RF 1 — the spare slot of docs/operator.md, not started until now), whose
+ * process starts on a fresh data directory (a new incarnation) and is added as a learner by the
+ * admin call `addLearner` (the leader's own membership check would add it too), then promoted by
+ * `promote` once its applied index reached the leader's commit. It catches up by appends from
+ * index 1 (retention is off, so the leader's log was never compacted) — or by a snapshot when
+ * DAFTKA_RETENTION_* in the environment compacted it; the snapshot counters say which. Meanwhile
+ * one produce at a time goes to the leader (it serves a writer and the learner), and the RSS of
+ * both processes is sampled every 250 ms: time to catch up, records/s, peak and final RSS of each,
+ * and the memory columns of each at its peak. The phase fails after --catchup-timeout-s
+ * (default 120 s + 1 s per 1,000 records). With the spare ordinal configured, the leader asks its
+ * (closed) client port for status every DAFTKA_MEMBERSHIP_CHECK_MS while it does not run.
+ *
+ * Run: npm run bench -- scale [--quick] [--records=N] [--step=N] [--profile] [--no-catchup]
  *   default 10,000,000 records (checkpoint every 1,000,000); --quick: 200,000 (every 50,000).
  *   --profile: the replica runs with --cpu-prof; the self time of each checkpoint's window is
  *   printed after a clean stop (SIGTERM), to find what gets slower.
@@ -51,6 +64,8 @@ const PASSED_ENV = Object.fromEntries(
     (kv): kv is [string, string] => kv[0].startsWith('DAFTKA_') && kv[1] !== undefined,
   ),
 );
+const CATCHUP = flag('no-catchup') === undefined;
+const CATCHUP_TIMEOUT_MS = Number(flag('catchup-timeout-s') || 120 + RECORDS / 1000) * 1000;
 const TOPIC = 'scale';
 const FETCHES = 200;
 
@@ -147,10 +162,256 @@ async function waitReady(httpPort: number, timeoutMs: number): Promise<void> {
 const fmt = (n: number, d = 0) =>
   Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '—';
 
+/** One 250 ms sample of the catch-up phase. */
+interface CatchUpSample {
+  atMs: number;
+  leaderRssMb: number;
+  learnerRssMb: number;
+  learnerAppliedIndex: number;
+  leaderCommitIndex: number;
+}
+
+/** A process's RSS over the phase: the highest seen (with its memory columns), and the last. */
+interface RssTrack {
+  peakRssMb: number;
+  peakMem: MemoryRow | null;
+  finalRssMb: number;
+  finalMem: MemoryRow | null;
+}
+
+interface CatchUpResult {
+  learnerId: string;
+  recordsAtJoin: number;
+  indexAtJoin: number;
+  /** 'appends' (from index 1) or 'snapshot' (the learner installed one). */
+  how: 'appends' | 'snapshot';
+  snapshots: { built: number; sent: number; installed: number };
+  addedBy: 'admin call' | 'leader membership check';
+  answeredMs: number;
+  caughtUpMs: number;
+  recordsPerSec: number;
+  promotedMs: number;
+  producedDuring: number;
+  leader: RssTrack;
+  learner: RssTrack;
+  samples: CatchUpSample[];
+}
+
+/** The RSS of the process in `ordinal`'s slot; its memory columns too when it is a new peak. */
+async function track(cluster: ReplicaCluster, ordinal: number, t: RssTrack): Promise<number> {
+  const slot = cluster.slots[ordinal];
+  if (!slot.running)
+    throw new Error(
+      `replica ${ordinal} exited (${JSON.stringify(slot.lastExit)}) during catch-up\n${cluster.describe()}`,
+    );
+  const rss = rssMb(slot.pid);
+  t.finalRssMb = rss;
+  if (rss > t.peakRssMb) {
+    t.peakRssMb = rss;
+    try {
+      t.peakMem = memoryRow(slot.pid, await cluster.metricsText(ordinal));
+    } catch {
+      /* /metrics not served yet: the RSS alone */
+    }
+  }
+  return rss;
+}
+
+/**
+ * A new replica (ordinal 1, fresh data dir) joins the group as a learner and catches up the whole
+ * log while one produce at a time goes to the leader; then it is promoted. See the header.
+ */
+async function catchUpPhase(cluster: ReplicaCluster, rec: (seq: number) => RecordIn[]): Promise<CatchUpResult> {
+  const target = { topic: TOPIC, partition: 0 };
+  const deadline = performance.now() + CATCHUP_TIMEOUT_MS;
+  const overdue = (what: string) => {
+    if (performance.now() > deadline)
+      throw new Error(
+        `catch-up phase: ${what} not done within ${fmt(CATCHUP_TIMEOUT_MS / 1000)} s (--catchup-timeout-s)\n${cluster.describe()}`,
+      );
+  };
+  const leaderAtJoin = await cluster.status(0, 5000);
+  if (leaderAtJoin?.role !== 'leader')
+    throw new Error(`catch-up phase: replica 0 does not lead (${leaderAtJoin?.role})`);
+  const leaderTrack: RssTrack = { peakRssMb: 0, peakMem: null, finalRssMb: NaN, finalMem: null };
+  const learnerTrack: RssTrack = { peakRssMb: 0, peakMem: null, finalRssMb: NaN, finalMem: null };
+  const samples: CatchUpSample[] = [];
+
+  // One produce in flight to the leader for the whole phase.
+  const rpc = new RpcClient({ host: '127.0.0.1', port: cluster.slots[0].clientPort, auth: cluster.clientAuth });
+  const client = new RemotePartitionClient(rpc);
+  let writing = true;
+  let produced = 0;
+  const writer = (async () => {
+    for (let seq = 2 ** 31; writing; seq++) {
+      try {
+        await client.produce({ requestId: 'c', topic: TOPIC, partition: 0, records: rec(seq), timeoutMs: 30_000 });
+        produced++;
+      } catch (e) {
+        if (!isDaftkaError(e) || !e.retryable) throw e;
+        await sleep(e.retryAfterMs ?? 20);
+      }
+    }
+  })();
+
+  const t0 = performance.now();
+  let caughtUpAt = NaN;
+  let promotedAt = NaN;
+  let addedAt = NaN;
+  let addedBy: CatchUpResult['addedBy'] = 'admin call';
+  let learnerId = '';
+  try {
+    await cluster.restart(1); // never started before: a fresh data dir, a new incarnation
+    // The learner answers status once it has opened its storage: its id.
+    for (;;) {
+      overdue('the new replica answering status');
+      await track(cluster, 0, leaderTrack);
+      await track(cluster, 1, learnerTrack);
+      const st = await cluster.status(1);
+      if (st !== null) {
+        learnerId = st.replicaId;
+        break;
+      }
+      await sleep(100);
+    }
+    const answeredMs = performance.now() - t0;
+    const admin = cluster.client(0);
+    try {
+      await admin.addLearner({
+        ...target,
+        id: learnerId,
+        endpoint: `127.0.0.1:${cluster.slots[1].peerPort}`,
+        requestId: 'catchup-add',
+      });
+    } catch (e) {
+      // The leader's own membership check may have added it first (same change).
+      const l = await cluster.status(0);
+      if (!isDaftkaError(e) || e.code !== 'CONFLICT' || !l?.learners.includes(learnerId)) throw e;
+      addedBy = 'leader membership check';
+    }
+    addedAt = performance.now();
+    // Every ~250 ms: both RSS, then the leader's commit, then the learner's applied index.
+    for (;;) {
+      overdue('the learner catching up');
+      const t = performance.now();
+      const leaderRssMb = await track(cluster, 0, leaderTrack);
+      const learnerRssMb = await track(cluster, 1, learnerTrack);
+      const l = await cluster.status(0);
+      const f = await cluster.status(1);
+      if (l !== null && f !== null) {
+        samples.push({
+          atMs: t - addedAt,
+          leaderRssMb,
+          learnerRssMb,
+          learnerAppliedIndex: f.appliedIndex,
+          leaderCommitIndex: l.commitIndex,
+        });
+        if (f.appliedIndex >= l.commitIndex) break;
+      }
+      await sleep(Math.max(0, 250 - (performance.now() - t)));
+    }
+    caughtUpAt = performance.now();
+    // Promote: the leader refuses (CONFLICT) while the learner is behind its commit; ask again.
+    for (;;) {
+      overdue('the promotion');
+      const l = await cluster.status(0);
+      if (l?.voters.includes(learnerId)) break;
+      if (l?.learners.includes(learnerId))
+        try {
+          await cluster.client(0).promote({ ...target, id: learnerId, requestId: 'catchup-promote' });
+        } catch (e) {
+          if (!isDaftkaError(e) || e.code !== 'CONFLICT') throw e;
+        }
+      await track(cluster, 0, leaderTrack);
+      await track(cluster, 1, learnerTrack);
+      await sleep(100);
+    }
+    promotedAt = performance.now();
+    writing = false;
+    await writer;
+    const leaderText = await cluster.metricsText(0);
+    const learnerText = await cluster.metricsText(1);
+    await track(cluster, 0, leaderTrack);
+    await track(cluster, 1, learnerTrack);
+    leaderTrack.finalMem = memoryRow(cluster.slots[0].pid, leaderText);
+    learnerTrack.finalMem = memoryRow(cluster.slots[1].pid, learnerText);
+    const snap = (text: string, action: string) => metricFromText(text, 'daftka_raft_snapshots_total', { action });
+    const snapshots = {
+      built: snap(leaderText, 'built'),
+      sent: snap(leaderText, 'sent'),
+      installed: snap(learnerText, 'installed'),
+    };
+    const caughtUpMs = caughtUpAt - addedAt;
+    const result: CatchUpResult = {
+      learnerId,
+      recordsAtJoin: leaderAtJoin.highWatermark,
+      indexAtJoin: leaderAtJoin.commitIndex,
+      how: snapshots.installed > 0 ? 'snapshot' : 'appends',
+      snapshots,
+      addedBy,
+      answeredMs,
+      caughtUpMs,
+      recordsPerSec: (leaderAtJoin.highWatermark - leaderAtJoin.logStartOffset) / (caughtUpMs / 1000),
+      promotedMs: promotedAt - caughtUpAt,
+      producedDuring: produced,
+      leader: leaderTrack,
+      learner: learnerTrack,
+      samples,
+    };
+    printCatchUp(result);
+    return result;
+  } finally {
+    writing = false;
+    await writer.catch(() => undefined);
+    rpc.close();
+  }
+}
+
+function printCatchUp(r: CatchUpResult): void {
+  const how =
+    r.how === 'snapshot'
+      ? `by a snapshot (leader built ${r.snapshots.built}, sent ${r.snapshots.sent}; learner installed ${r.snapshots.installed}) then appends`
+      : `by appends from index 1 (no snapshot: leader built ${r.snapshots.built}, sent ${r.snapshots.sent}; learner installed ${r.snapshots.installed})`;
+  console.log(
+    `\ncatch-up: a new replica (${r.learnerId}) joined at ${fmt(r.recordsAtJoin)} records (Raft index ${fmt(r.indexAtJoin)}), ${how}; ` +
+      `it answered status ${fmt(r.answeredMs)} ms after spawn, added as a learner by the ${r.addedBy}; ` +
+      `caught up (applied = leader's commit) ${fmt(r.caughtUpMs)} ms after the add: ${fmt(r.recordsPerSec)} records/s; ` +
+      `promoted ${fmt(r.promotedMs)} ms later; ${fmt(r.producedDuring)} produces acked meanwhile (1 in flight); ` +
+      `load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+  );
+  console.log(
+    `| replica | peak RSS MB | final RSS MB | at the peak (MB): ${MEMORY_HEADER} | final (MB): ${MEMORY_HEADER} |`,
+  );
+  console.log(`| -- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |`);
+  const row = (name: string, t: RssTrack) => {
+    const cells = (m: MemoryRow | null) => (m ? memoryCells(m) : '— | — | — | — | — | —');
+    console.log(
+      `| ${name} | ${fmt(t.peakRssMb)} | ${fmt(t.finalRssMb)} | ${cells(t.peakMem)} | ${cells(t.finalMem)} |`,
+    );
+  };
+  row('leader', r.leader);
+  row('learner', r.learner);
+  // RSS over the catch-up: about ten samples, evenly spaced.
+  console.log(`| s after the add | learner applied index | leader commit index | leader RSS MB | learner RSS MB |`);
+  console.log(`| --: | --: | --: | --: | --: |`);
+  const every = Math.max(1, Math.ceil(r.samples.length / 10));
+  r.samples.forEach((s, i) => {
+    if (i % every === 0 || i === r.samples.length - 1)
+      console.log(
+        `| ${fmt(s.atMs / 1000, 1)} | ${fmt(s.learnerAppliedIndex)} | ${fmt(s.leaderCommitIndex)} | ${fmt(s.leaderRssMb)} | ${fmt(s.learnerRssMb)} |`,
+      );
+  });
+}
+
 async function main(): Promise<void> {
   const profDir = PROFILE ? join(process.cwd(), 'node_modules', '.cache', `scale-prof-${process.pid}`) : '';
   const cluster = await ReplicaCluster.start({
-    size: 1,
+    // The second ordinal is the replica that catches up at the end (not started before).
+    size: CATCHUP ? 2 : 1,
+    replicationFactor: 1,
+    startOrdinals: [0],
     topic: TOPIC,
     env: {
       DAFTKA_LOG_LEVEL: 'warn',
@@ -164,7 +425,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const load0 = loadavg();
   try {
-    await cluster.waitFormed(120_000);
+    await cluster.waitFormed(120_000, [0]);
     const rpc = new RpcClient({
       host: '127.0.0.1',
       port: slot.clientPort,
@@ -292,9 +553,15 @@ async function main(): Promise<void> {
         `retries ${retries}; load average ${load1.map((l) => l.toFixed(2)).join(' ')}`,
     );
     console.log(`after restart (MB): ${MEMORY_HEADER}: ${memoryCells(memAfter)}`);
+    const catchUp = CATCHUP ? await catchUpPhase(cluster, rec) : null;
     if (process.env.BENCH_JSON === '1')
       console.log(
-        JSON.stringify({ rows, restart: { readyMs, firstProduceMs, rssReady, rssAfter }, load: [load0, load1] }),
+        JSON.stringify({
+          rows,
+          restart: { readyMs, firstProduceMs, rssReady, rssAfter },
+          catchUp,
+          load: [load0, load1, loadavg()],
+        }),
       );
   } finally {
     await cluster.stop();
