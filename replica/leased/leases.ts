@@ -19,8 +19,14 @@ import type { AckAction, LeasePolicy } from '../../common/leased-api';
  * be applied to the newer delivery: it answers `stale_attempt`.
  *
  * The group's committed offset (the cumulative-mode offset, shared so lag and cumulative readers
- * see the same truth) advances over the contiguous prefix of done records; flights below it are
- * forgotten. It never moves backwards here.
+ * see the same truth) advances over the contiguous prefix of done records — and of delayed
+ * records held apart (Flight.apart: never delivered, `waiting` until their deliverAtMs, kept
+ * below the committed offset until they finish); other flights below it are forgotten. It never
+ * moves backwards here.
+ *
+ * Ordering keys, delivery times and expiry (issue 19) are facts of the records, which only the
+ * log holds: the leader reads them and plans each grant (`plan`), the grant command carries the
+ * plan, and `grant` checks it against this state (docs/consumers.md, "How the partition decides").
  */
 
 export type { AckAction, LeasePolicy };
@@ -775,32 +781,6 @@ export class LeaseBook {
     for (const f of g.values())
       if (f.state !== 'done' && f.untilMs > nowMs && (next === undefined || f.untilMs < next)) next = f.untilMs;
     return next;
-  }
-
-  /**
-   * Whether a grant at `nowMs` would hand out anything (the leader asks before proposing, so an
-   * empty long-poll costs no Raft entry). Same rules as `grant`, without changing anything.
-   */
-  wouldGrant(group: string, nowMs: number, policy: LeasePolicy, log: LogBounds): boolean {
-    const g = this.groups.get(group);
-    if (g && policy.ordered) for (const f of g.values()) if (f.state === 'leased' && f.untilMs > nowMs) return false;
-    const base = this.base(group, log);
-    const end = Math.min(log.end, base + LEASE_WINDOW);
-    for (let o = base; o < end; o++) {
-      const f = g?.get(o);
-      if (f === undefined) return true;
-      if (f.state === 'done') continue;
-      if (f.untilMs > nowMs) {
-        if (policy.ordered) return false;
-        continue;
-      }
-      if (f.attempt >= policy.maxAttempts) {
-        if (policy.ordered && policy.deadLetter) return false;
-        continue;
-      }
-      return true;
-    }
-    return false;
   }
 
   /** Counts by state, for introspection (`GET /v1/groups/{g}` in leased mode). */
