@@ -64,6 +64,17 @@ export function leasedMetrics(
       for (const [state, n] of Object.entries(store().countByState())) this.set({ ...lbl, state }, n);
     },
   });
+  gauge(reg, {
+    name: 'daftka_lease_held_apart_records',
+    help: "Delayed records held apart from their group's committed offset until their time (at most 10000 per group)",
+    labelNames: ['topic', 'partition'] as const,
+    collect() {
+      let n = 0;
+      for (const g of h.state.leased.book.groups.values())
+        for (const f of g.values()) if (f.apart && f.state !== 'done') n++;
+      this.set(lbl, n);
+    },
+  });
   if (facts)
     gauge(reg, {
       name: 'daftka_lease_record_facts',
