@@ -285,7 +285,7 @@ export const replicaSchema = defineSchema({
     type: 'int',
     env: 'DAFTKA_COMPACTION_DEDUPE_BUFFER_BYTES',
     default: 16 * 1024 * 1024,
-    min: 64 * 1024,
+    min: 4 * 1024,
     max: 1024 * 1024 * 1024,
     unit: 'bytes',
     doc: "compacted topics: the key → latest-offset map of one pass (24 bytes a key, filled to 75 %: 16 MiB ≈ 520,000 keys; Kafka's log.cleaner.dedupe.buffer.size); a partition with more distinct keys in its uncompacted stretch is compacted in several passes",

@@ -18,15 +18,20 @@ import { LogCompactedError } from '../storage/storage';
  *    every replica like any entry.
  *  - **every replica**: when the applied request is ahead of what this replica's passes did,
  *    run a pass in the background: map the dirty stretch (bounded map), rewrite the log below its
- *    end through the storage worker (a barrier write per chunk; appends and applies keep
- *    flowing between chunks), record the progress with the last chunk. One pass at a time.
+ *    end through the storage worker (an unsynced barrier write per 1 MiB chunk; appends and
+ *    applies flow between chunks), record the progress with the last chunk. One pass at a time.
  *
  * Produce is never blocked: a pass holds no lock, reads committed entries and rewrites only
  * applied ones, and its writes queue in the storage worker like any other.
  */
 
-/** Entry bytes read or rewritten per storage call of a pass. */
+/** Entry bytes read per storage call of a pass. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * Entry bytes rewritten per storage write: each is a barrier in the storage queue, so appends
+ * queued behind one wait for it (a small unsynced batch: a few ms).
+ */
+const REWRITE_CHUNK_BYTES = 1024 * 1024;
 /** Index rows per page when a pass walks the log. */
 const PAGE_ROWS = 512;
 
@@ -290,7 +295,7 @@ export class Compactor {
         const data = encodeCommand(rw.command);
         chunk.push({ ...entry, data });
         chunkBytes += data.byteLength;
-        if (chunkBytes >= CHUNK_BYTES) return flush([]);
+        if (chunkBytes >= REWRITE_CHUNK_BYTES) return flush([]);
         return true;
       });
       if (!live) return this.finish('aborted', t0);

@@ -14,7 +14,7 @@ import { fetchAll, TEST_ENV, text, waitCaughtUp } from './helpers';
 
 jest.setTimeout(120_000);
 const T = { topic: 'users', partition: 0 };
-/** 64 KiB of dedupe buffer = 2,048 keys a pass: 2,500 keys take at least two. */
+/** 4 KiB of dedupe buffer = 127 keys a pass: every batch of 250 keys takes two passes or more. */
 const KEYS = 2500;
 let cluster: ReplicaCluster;
 
@@ -28,7 +28,7 @@ beforeAll(async () => {
       DAFTKA_COMPACTION_CHECK_MS: '200',
       DAFTKA_COMPACTION_MIN_DIRTY_PERCENT: '0',
       DAFTKA_DELETE_RETENTION_MS: '1000',
-      DAFTKA_COMPACTION_DEDUPE_BUFFER_BYTES: String(64 * 1024),
+      DAFTKA_COMPACTION_DEDUPE_BUFFER_BYTES: String(4 * 1024),
     },
   });
   await cluster.waitFormed(60_000);
