@@ -151,6 +151,22 @@ class Replica {
     });
   }
 
+  /**
+   * A snapshot install (Applier.install): the leader's state keyspace as it is now — its
+   * compaction progress included — and its log as it is now (in the replica the entries arrive
+   * after the snapshot, from the leader's log at least as compacted, and are not applied again).
+   */
+  installFrom(leader: Replica): void {
+    this.state.invalidate();
+    this.store.clear();
+    for (const [k, v] of leader.store) this.store.set(k, [v[0], v[1]]);
+    this.log.clear();
+    for (const [i, e] of leader.log) this.log.set(i, { ...e });
+    this.lastIndex = leader.lastIndex;
+    const pairs = [...this.store.keys()].sort().map((k) => this.store.get(k)!);
+    this.state.load(pairs, this.lastIndex);
+  }
+
   /** Run passes until this replica did what the request asks. */
   async settle(): Promise<void> {
     for (let i = 0; i < 1000; i++) {
@@ -410,12 +426,15 @@ const timedOpArb = fc.oneof(
   { weight: 2, arbitrary: fc.record({ replicate: fc.constant(true), leaderSettles: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ followerSettles: fc.constant(true) }) },
   { weight: 2, arbitrary: fc.record({ check: fc.constant(true), advanceMs: fc.constantFrom(0, 600, 1000) }) },
+  // The follower's log is replaced by a snapshot of the leader's state (it fell behind retention).
+  { weight: 1, arbitrary: fc.record({ snapshot: fc.constant(true) }) },
 );
 type TimedOp =
   | Array<{ key: number; tomb: boolean; v: number }>
   | { replicate: true; leaderSettles: boolean }
   | { followerSettles: true }
-  | { check: true; advanceMs: number };
+  | { check: true; advanceMs: number }
+  | { snapshot: true };
 
 async function leaderAndFollower(ops: TimedOp[]): Promise<{ leader: Replica; follower: Replica }> {
   let now = 1_000_000;
@@ -431,6 +450,7 @@ async function leaderAndFollower(ops: TimedOp[]): Promise<{ leader: Replica; fol
       if (op.leaderSettles) await leader.settle();
       replicate();
     } else if ('followerSettles' in op) await follower.settle();
+    else if ('snapshot' in op) follower.installFrom(leader);
     else {
       now += op.advanceMs;
       leader.matches = [follower.lastIndex];
@@ -472,7 +492,7 @@ test('a tombstone is dropped only once every member holds its entry: a follower 
   expect(follower.logBytes()).toEqual(leader.logBytes());
 });
 
-test('property: with entries reaching a follower at any time and the leader deciding, leader and follower end with the same log', async () => {
+test('property: with entries (or a snapshot) reaching a follower at any time and the leader deciding, leader and follower end with the same log', async () => {
   await fc.assert(
     fc.asyncProperty(fc.array(timedOpArb, { minLength: 1, maxLength: 60 }), async (ops) => {
       const { leader, follower } = await leaderAndFollower(ops as TimedOp[]);
