@@ -167,7 +167,7 @@ describe('leased groups: ordering keys, delayed delivery and expiry on the real 
     expect([...acceptSent].sort((a, b) => a - b)).toEqual([...keyOf.keys()].sort((a, b) => a - b));
   });
 
-  test('delayed delivery: an unordered group gets the records behind a delayed one at once (held apart, the committed offset passes it) and the delayed one at its time; an ordered group waits for it', async () => {
+  test('delayed delivery: an unordered group gets the records behind a delayed one at once (held apart, the committed offset passes it) and, across a restart, the delayed one at its time; an ordered group waits for it', async () => {
     const base = (await call('GET', '/v1/topics/timed')).body.partitions[0].high_watermark as number;
     const p = await call('POST', '/v1/topics/timed/records', {
       records: [
@@ -194,6 +194,16 @@ describe('leased groups: ordering keys, delayed delivery and expiry on the real 
     expect((await call('GET', '/v1/groups/delay-free/offsets?topic=timed')).body.lag).toBe(0);
     const held = await call('GET', '/v1/groups/delay-free/policy?topic=timed');
     expect(held.body.partitions[0]).toMatchObject({ waiting: 1, leased: 0 });
+    // The replica restarts (kill -9): the held-apart record is in its persisted state.
+    const before = await stack.leader('timed', 0);
+    expect(before).not.toBeNull();
+    stack.kill(before!.name);
+    let after = await stack.waitForLeader('timed', 0, { timeoutMs: 60_000 });
+    for (let i = 0; after.pid === before!.pid && i < 300; i++) {
+      await sleep(200);
+      after = await stack.waitForLeader('timed', 0, { timeoutMs: 60_000 });
+    }
+    expect(after.pid).not.toBe(before!.pid);
     // The delayed record comes to a long-poll at its time, never before.
     const got: Json[] = [];
     for (let i = 0; got.length === 0 && i < 10; i++)
