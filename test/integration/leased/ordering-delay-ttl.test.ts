@@ -171,7 +171,7 @@ describe('leased groups: ordering keys, delayed delivery and expiry on the real 
     const base = (await call('GET', '/v1/topics/timed')).body.partitions[0].high_watermark as number;
     const p = await call('POST', '/v1/topics/timed/records', {
       records: [
-        { value: 'later', deliver_after_ms: 4000, partition: 0 },
+        { value: 'later', deliver_after_ms: 6000, partition: 0 },
         { value: 'now-1', partition: 0 },
         { value: 'now-2', partition: 0 },
       ],
