@@ -131,7 +131,10 @@ export interface GroupLeaseInfo {
   effective: LeasePolicy;
   committedOffset: number | null;
   highWatermark: number;
-  /** Records under a valid lease, waiting for (re)delivery after a first delivery, and finished above committed. */
+  /**
+   * Records under a valid lease; waiting for redelivery (or delayed records held apart until their
+   * time, leases.ts Flight.apart); and finished above committed.
+   */
   leased: number;
   waiting: number;
   done: number;

@@ -125,7 +125,11 @@ export const POLICY_RESPONSE_SCHEMA: JsonSchema = {
           committed_offset: { type: ['integer', 'null'] },
           high_watermark: { type: 'integer' },
           leased: { type: 'integer', description: 'Records under a valid lease.' },
-          waiting: { type: 'integer', description: 'Delivered before, waiting for redelivery.' },
+          waiting: {
+            type: 'integer',
+            description:
+              'Delivered before and waiting for redelivery, or delayed (deliver_at) and held apart until its time.',
+          },
           done: { type: 'integer', description: 'Finished above the committed offset (gaps below them).' },
           error: partitionError,
         },
