@@ -291,8 +291,9 @@ async function catchUpPhase(cluster: ReplicaCluster, rec: (seq: number) => Recor
     }
     addedAt = performance.now();
     // Every ~250 ms: both RSS, then the leader's commit, then the learner's applied index.
-    for (;;) {
+    for (let tick = 0; ; tick++) {
       overdue('the learner catching up');
+      if (tick % 8 === 7) failOnDroppedSnapshot(cluster);
       const t = performance.now();
       const leaderRssMb = await track(cluster, 0, leaderTrack);
       const learnerRssMb = await track(cluster, 1, learnerTrack);
@@ -360,11 +361,37 @@ async function catchUpPhase(cluster: ReplicaCluster, rec: (seq: number) => Recor
     };
     printCatchUp(result);
     return result;
+  } catch (e) {
+    // What was measured before the failure (a stuck catch-up is a memory finding too).
+    const last = samples[samples.length - 1];
+    console.log(
+      `\ncatch-up failed ${fmt((performance.now() - t0) / 1000)} s after the spawn (learner ${learnerId || 'not answering'}` +
+        `${last ? `, applied ${fmt(last.learnerAppliedIndex)} of ${fmt(last.leaderCommitIndex)}` : ''}): ` +
+        `leader RSS peak ${fmt(leaderTrack.peakRssMb)} MB, last ${fmt(leaderTrack.finalRssMb)} MB; ` +
+        `learner RSS peak ${fmt(learnerTrack.peakRssMb)} MB, last ${fmt(learnerTrack.finalRssMb)} MB`,
+    );
+    if (leaderTrack.peakMem)
+      console.log(`leader at its peak (MB): ${MEMORY_HEADER}: ${memoryCells(leaderTrack.peakMem)}`);
+    throw e;
   } finally {
     writing = false;
     await writer.catch(() => undefined);
     rpc.close();
   }
+}
+
+/**
+ * A message over the peer transport's frame limit is dropped, with a warning, and sent again
+ * later: a snapshot that big never reaches the learner. Fail now rather than at the timeout.
+ */
+function failOnDroppedSnapshot(cluster: ReplicaCluster): void {
+  const dropped = cluster.slots[0].logEvents().find((e) => e.message === 'peer_message_too_large');
+  if (dropped !== undefined)
+    throw new Error(
+      `catch-up phase: the leader cannot send the learner a message of ${fmt(Number(dropped.bytes))} B, over the ` +
+        `peer frame limit of ${fmt(Number(dropped.limit))} B (peer_message_too_large in its log, ` +
+        `sent again and dropped again) — the learner would never catch up\n${cluster.describe()}`,
+    );
 }
 
 function printCatchUp(r: CatchUpResult): void {
