@@ -284,7 +284,7 @@ export class Compactor {
         if (batch.length > 0 || ops.length > 0) await host.rewriteEntries(batch, ops);
         return true;
       };
-      await this.walk(start, passEnd, epoch, async (row, cmd, entry) => {
+      const whole = await this.walk(start, passEnd, epoch, async (row, cmd, entry) => {
         const rw = rewriteBatch(cmd, row.base, map, tomb);
         kept += rw.keptBytes;
         if (rw.command === undefined) return true;
@@ -298,7 +298,8 @@ export class Compactor {
         if (chunkBytes >= REWRITE_CHUNK_BYTES) return flush([]);
         return true;
       });
-      if (!live) return this.finish('aborted', t0);
+      // Every batch below passEnd must have been through the rewrite before the progress says so.
+      if (!live || !whole) return this.finish('aborted', t0);
       const progress: CompactionProgress = { cleanedTo: passEnd, tombstonesBefore: tomb, cleanBytes: kept };
       if (!(await flush([progressOp(progress)]))) return this.finish('aborted', t0);
       st.cleaned = progress;
@@ -334,18 +335,19 @@ export class Compactor {
 
   /**
    * Visit the produce batches holding offsets in [from, end), in order, reading their entries a
-   * chunk at a time; stops when `visit` returns false or the state was replaced.
+   * chunk at a time; stops when `visit` returns false or the state was replaced. True when every
+   * batch up to `end` was visited (or `visit` stopped the walk), false when it ended short.
    */
   private async walk(
     from: number,
     end: number,
     epoch: number,
     visit: (row: IndexRow, cmd: ProduceCommand, entry: Entry) => boolean | Promise<boolean>,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const st = this.o.host.state;
     let cursor = from;
     while (cursor < end) {
-      if (st.epoch !== epoch || this.stopped) return;
+      if (st.epoch !== epoch || this.stopped) return false;
       const rows = await st.rowsFrom(cursor, PAGE_ROWS);
       const page: IndexRow[] = [];
       let bytes = 0;
@@ -355,18 +357,19 @@ export class Compactor {
         bytes += r.bytes;
         if (bytes >= CHUNK_BYTES) break;
       }
-      if (page.length === 0) return;
+      if (page.length === 0) return false;
       const entries = await this.o.host.readEntries(page[0].logIndex, page[page.length - 1].logIndex + 1);
       const byIndex = new Map<number, Entry>();
       for (const e of entries) byIndex.set(e.index, e);
       for (const row of page) {
         const e = byIndex.get(row.logIndex);
         // Not here (a snapshot's follower still receiving its log): stop; the next pass goes on.
-        if (e === undefined) return;
+        if (e === undefined) return false;
         const cmd = decodeCommand(e.data);
-        if (cmd.kind === CommandKind.Produce && !(await visit(row, cmd, e))) return;
+        if (cmd.kind === CommandKind.Produce && !(await visit(row, cmd, e))) return true;
         cursor = row.base + row.count;
       }
     }
+    return true;
   }
 }
