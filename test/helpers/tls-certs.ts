@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-function openssl(args: string[], cwd: string): void {
+/** Runs the openssl CLI in `cwd`; a failure throws with openssl's own message. */
+export function openssl(args: string[], cwd: string): void {
   try {
     execFileSync('openssl', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
@@ -18,17 +19,15 @@ function openssl(args: string[], cwd: string): void {
   }
 }
 
-export interface TestCa {
-  /** Folder holding ca.crt and ca.key. */
-  dir: string;
-  caCert: string;
-  caKey: string;
+/** A P-256 private key into `file` (relative to `cwd`). */
+export function ecKey(file: string, cwd: string): void {
+  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', file], cwd);
 }
 
-export function makeCa(parent: string, name: string, days = 2): TestCa {
-  const dir = join(parent, name);
+/** A self-signed CA in `dir`: ca.key and ca.crt with common name `cn`. */
+export function writeCa(dir: string, cn: string, days: number): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ca.key'], dir);
+  ecKey('ca.key', dir);
   openssl(
     [
       'req',
@@ -37,7 +36,7 @@ export function makeCa(parent: string, name: string, days = 2): TestCa {
       '-key',
       'ca.key',
       '-subj',
-      `/CN=${name}`,
+      `/CN=${cn}`,
       '-days',
       String(days),
       '-addext',
@@ -49,6 +48,56 @@ export function makeCa(parent: string, name: string, days = 2): TestCa {
     ],
     dir,
   );
+}
+
+/**
+ * A new key `<name>.key` and certificate `<name>.crt` in `cwd`, signed by the CA's files, with
+ * the given subject and x509v3 extensions (one per line of an openssl extfile).
+ */
+export function signWithCa(
+  ca: { caCert: string; caKey: string },
+  name: string,
+  subject: string,
+  extensions: string[],
+  cwd: string,
+  days: number,
+): void {
+  ecKey(`${name}.key`, cwd);
+  openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], cwd);
+  writeFileSync(join(cwd, `${name}.ext`), extensions.join('\n') + '\n');
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      ca.caCert,
+      '-CAkey',
+      ca.caKey,
+      '-set_serial',
+      `0x${randomBytes(16).toString('hex')}`,
+      '-days',
+      String(days),
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.crt`,
+    ],
+    cwd,
+  );
+}
+
+export interface TestCa {
+  /** Folder holding ca.crt and ca.key. */
+  dir: string;
+  caCert: string;
+  caKey: string;
+}
+
+export function makeCa(parent: string, name: string, days = 2): TestCa {
+  const dir = join(parent, name);
+  writeCa(dir, name, days);
   return { dir, caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key') };
 }
 
@@ -59,37 +108,18 @@ export function makeCa(parent: string, name: string, days = 2): TestCa {
 export function issue(ca: TestCa, outDir: string, sans: string[], cn = 'daftka-test', days = 1): void {
   mkdirSync(outDir, { recursive: true, mode: 0o700 });
   const work = mkdtempSync(join(ca.dir, 'issue-'));
-  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'tls.key'], work);
-  openssl(['req', '-new', '-key', 'tls.key', '-subj', `/CN=${cn}`, '-out', 'tls.csr'], work);
-  writeFileSync(
-    join(work, 'tls.ext'),
+  signWithCa(
+    ca,
+    'tls',
+    `/CN=${cn}`,
     [
       'basicConstraints=critical,CA:FALSE',
       'keyUsage=critical,digitalSignature,keyEncipherment',
       'extendedKeyUsage=serverAuth,clientAuth',
       `subjectAltName=${sans.join(',')}`,
-    ].join('\n') + '\n',
-  );
-  openssl(
-    [
-      'x509',
-      '-req',
-      '-in',
-      'tls.csr',
-      '-CA',
-      ca.caCert,
-      '-CAkey',
-      ca.caKey,
-      '-set_serial',
-      `0x${randomBytes(16).toString('hex')}`,
-      '-days',
-      String(days),
-      '-extfile',
-      'tls.ext',
-      '-out',
-      'tls.crt',
     ],
     work,
+    days,
   );
   copyFileSync(ca.caCert, join(work, 'ca.crt'));
   for (const f of ['ca.crt', 'tls.key', 'tls.crt']) renameSync(join(work, f), join(outDir, f));
