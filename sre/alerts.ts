@@ -441,6 +441,48 @@ export const ALERTS: readonly AlertRule[] = [
     ],
   },
 
+  {
+    alert: 'DaftkaCompactionStalled',
+    group: 'daftka-partitions',
+    expr:
+      `max by (${PARTITION_LABELS}, pod) (daftka_compaction_dirty_ratio{job="${JOBS.replica}"}) > 0.9\n` +
+      `unless on (${PARTITION_LABELS}, pod)\n` +
+      `sum by (${PARTITION_LABELS}, pod) (\n` +
+      `  increase(daftka_compaction_passes_total{job="${JOBS.replica}", result=~"done|partial"}[1h])\n` +
+      `) > 0`,
+    for: '30m',
+    severity: 'ticket',
+    summary: 'Key compaction of {{ $labels.topic }}/{{ $labels.partition }} is not keeping up on {{ $labels.pod }}',
+    description:
+      'On {{ $labels.pod }} ({{ $labels.namespace }}), {{ $value | humanizePercentage }} of the log of the compacted ' +
+      'topic {{ $labels.topic }}/{{ $labels.partition }} has not been through a compaction pass, and no pass ' +
+      'finished in the last hour: superseded records and tombstones stay, the log and reads of it grow.',
+    fires: {
+      series: [{ series: sel('daftka_compaction_dirty_ratio', replica(0, 1)), values: '0.95x90' }],
+      pendingAt: '10m',
+      at: '45m',
+      alerts: [{ labels: { ...partitionLabels, pod: 'events-0-1' }, value: '95%' }],
+    },
+    silent: [
+      {
+        why: 'passes run: a high ratio between them is a busy topic, not a stalled one',
+        series: [
+          { series: sel('daftka_compaction_dirty_ratio', replica(0, 1)), values: '0.95x90' },
+          {
+            series: sel('daftka_compaction_passes_total', { ...replica(0, 1), result: 'done' }),
+            values: '0+1x90',
+          },
+        ],
+        at: '45m',
+      },
+      {
+        why: 'a mostly compacted log',
+        series: [{ series: sel('daftka_compaction_dirty_ratio', replica(0, 1)), values: '0.3x90' }],
+        at: '45m',
+      },
+    ],
+  },
+
   // ---- storage ----
   {
     alert: 'DaftkaDiskFillingUp',
