@@ -125,6 +125,7 @@ export class PartitionReplica {
       logger,
       diskFull: () => this.disk.full,
       recheckDisk: () => this.disk.check(),
+      mayAddMember: () => !this.compactor.dropPending,
     });
     this.leased = new LeasedService({
       topic: c.topic,

@@ -102,6 +102,16 @@ export class Compactor {
     if (this.timer) clearInterval(this.timer);
   }
 
+  /**
+   * The applied request drops tombstones this replica's passes have not dropped yet. A leader in
+   * that state (it inherited the request) adds no member: one catching up meanwhile could receive
+   * an old value of a key before the pass and its tombstone after it (docs/compaction.md).
+   */
+  get dropPending(): boolean {
+    const { compaction: req, cleaned } = this.o.host.state;
+    return Math.min(req.tombstonesBefore, req.upToOffset) > Math.min(cleaned.tombstonesBefore, cleaned.cleanedTo);
+  }
+
   /** After each applied batch: run a pass if the request is ahead of this replica's passes. */
   onApplied(): void {
     if (this.behind()) void this.runPass();

@@ -30,6 +30,12 @@ export interface MembershipOptions {
   diskFull?: () => { reason: string } | null;
   /** Measure the free space now (before a handoff: the periodic value may be a second old). */
   recheckDisk?: () => Promise<void>;
+  /**
+   * Whether a new member may be added now. Key compaction: not while this leader's passes have a
+   * tombstone drop to do — a member catching up meanwhile could receive an old value of a key from
+   * this leader, and its tombstone already dropped (docs/compaction.md).
+   */
+  mayAddMember?: () => boolean;
 }
 
 /** A leader with a full disk hands leadership on at most this often (no ping-pong between full replicas). */
@@ -56,6 +62,7 @@ export class Membership implements PartitionAdmin {
   private lastDiskHandoffMs = 0;
   private readonly diskFull: () => { reason: string } | null;
   private readonly recheckDisk: () => Promise<void>;
+  private readonly mayAddMember: () => boolean;
 
   constructor(o: MembershipOptions) {
     this.rc = o.rc;
@@ -63,6 +70,7 @@ export class Membership implements PartitionAdmin {
     this.logger = o.logger;
     this.diskFull = o.diskFull ?? (() => null);
     this.recheckDisk = o.recheckDisk ?? (() => Promise.resolve());
+    this.mayAddMember = o.mayAddMember ?? (() => true);
   }
 
   /** The leader and term of the last commit index a follower learned from its leader. */
@@ -91,6 +99,10 @@ export class Membership implements PartitionAdmin {
 
   async addLearner(req: AddLearnerRequest): Promise<void> {
     checkTarget(this.rc, req.topic, req.partition);
+    if (!this.mayAddMember())
+      throw new DaftkaError('UNAVAILABLE', 'a key-compaction pass with a tombstone drop is pending here; retry', {
+        retryAfterMs: 1000,
+      });
     this.driver.changeMembership('addLearner', req.id);
   }
 
@@ -163,6 +175,8 @@ export class Membership implements PartitionAdmin {
         if (st.diskFull !== undefined) this.memberDisk.set(id, { full: st.diskFull, atMs: Date.now() });
         if (this.removed.has(id)) continue;
         if (!members.includes(id)) {
+          // Asked again at the next check (a compaction pass takes seconds).
+          if (!this.mayAddMember()) continue;
           this.driver.changeMembership('addLearner', id);
           return;
         }
