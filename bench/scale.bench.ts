@@ -276,18 +276,27 @@ async function catchUpPhase(cluster: ReplicaCluster, rec: (seq: number) => Recor
     }
     const answeredMs = performance.now() - t0;
     const admin = cluster.client(0);
-    try {
-      await admin.addLearner({
-        ...target,
-        id: learnerId,
-        endpoint: `127.0.0.1:${cluster.slots[1].peerPort}`,
-        requestId: 'catchup-add',
-      });
-    } catch (e) {
-      // The leader's own membership check may have added it first (same change).
-      const l = await cluster.status(0);
-      if (!isDaftkaError(e) || e.code !== 'CONFLICT' || !l?.learners.includes(learnerId)) throw e;
-      addedBy = 'leader membership check';
+    for (;;) {
+      overdue('the addLearner call');
+      try {
+        await admin.addLearner({
+          ...target,
+          id: learnerId,
+          endpoint: `127.0.0.1:${cluster.slots[1].peerPort}`,
+          requestId: 'catchup-add',
+        });
+        break;
+      } catch (e) {
+        // The leader's own membership check may have added it first (same change).
+        const l = await cluster.status(0);
+        if (l?.learners.includes(learnerId) || l?.voters.includes(learnerId)) {
+          addedBy = 'leader membership check';
+          break;
+        }
+        // Refused for now (e.g. UNAVAILABLE while a compaction's tombstone drop is pending): again.
+        if (!isDaftkaError(e) || !(e.retryable || e.code === 'CONFLICT')) throw e;
+        await sleep(e.retryAfterMs ?? 100);
+      }
     }
     addedAt = performance.now();
     // Every ~250 ms: both RSS, then the leader's commit, then the learner's applied index.
