@@ -124,7 +124,7 @@ export function replicaMetrics(reg: promClient.Registry) {
     }),
     compactionDirtyRatio: gauge(reg, {
       name: 'daftka_compaction_dirty_ratio',
-      help: 'Dirty bytes over dirty + clean bytes (the clean section as left by the last pass); the leader requests a pass at compactionMinDirtyPercent',
+      help: "Dirty bytes over dirty + clean bytes (the clean section's entries as stored after the last pass); the leader requests a pass at compactionMinDirtyPercent",
       labelNames: tp,
     }),
     compactionReclaimed: counter(reg, {

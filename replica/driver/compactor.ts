@@ -296,13 +296,19 @@ export class Compactor {
       };
       const whole = await this.walk(start, passEnd, epoch, async (row, cmd, entry) => {
         const rw = rewriteBatch(cmd, row.base, map, tomb);
-        kept += rw.keptBytes;
-        if (rw.command === undefined) return true;
+        // The clean part's size is what the next pass will read again: the entries as stored,
+        // an emptied batch's header and bitmap included (so passes stay amortised when many small
+        // batches are emptied, not only when records survive).
+        if (rw.command === undefined) {
+          kept += entry.data.byteLength;
+          return true;
+        }
         for (const r of cmd.records) if (r.tombstone === true && r.key !== null) tombstones++;
         for (const r of rw.command.records) if (r.tombstone === true && r.key !== null) tombstones--;
         removedRecords += rw.removedRecords;
         reclaimed += rw.removedBytes;
         const data = encodeCommand(rw.command);
+        kept += data.byteLength;
         chunk.push({ ...entry, data });
         chunkBytes += data.byteLength;
         if (chunkBytes >= REWRITE_CHUNK_BYTES) return flush([]);

@@ -168,7 +168,7 @@ export interface CompactionProgress {
   cleanedTo: number;
   /** Tombstones below this are gone from the clean section. */
   tombstonesBefore: number;
-  /** Record bytes left in the clean section after the last pass (for the dirty ratio). */
+  /** Bytes of the clean section's entries as stored after the last pass (for the dirty ratio). */
   cleanBytes: number;
 }
 
