@@ -121,6 +121,8 @@ export interface PlanResult extends GrantPlan {
   defer: Offer[];
   /** Records a grant would hand out now (first deliveries and redeliveries) or discard. */
   work: number;
+  /** Of `work`: records that exhausted their attempts with dead-lettering off (the grant discards them). */
+  discards: number;
   /** Earliest future delivery time of a record held back by its deliverAtMs. */
   nextDeliverMs?: number;
   /** The facts of this offset are not loaded: load them and plan again. */
@@ -199,6 +201,37 @@ export interface LogBounds {
 export function backoffMs(p: LeasePolicy, attempt: number): number {
   const d = p.backoffInitialMs * Math.pow(p.backoffMultiplier, Math.max(0, attempt - 1));
   return Math.floor(Math.min(p.backoffMaxMs, d));
+}
+
+/**
+ * Whether a grant command may leave its plan out (the format every release decodes) because,
+ * applied to the state the plan was made from, the plan-less grant does exactly what the plan
+ * would: the `max` to write in that command, or undefined when the plan is needed.
+ *
+ * Without a plan `grant` offers every record that has no flight, with no facts, to the first
+ * `max` available in scan order; with one it offers only `plan.offers` and copies their facts
+ * (keyHash under ordering keys, expiresAtMs) into the flight, ends `plan.expire` and holds
+ * `plan.defer` apart. Both apply every rule of flights (redelivery, backoff, exhausted attempts,
+ * `ordered`, apart) the same way. So they agree when:
+ *  - the policy has no ordering keys and no `expired: drop` (flags 4 and 8, which a release
+ *    before issue 19 cannot decode in any command: the plan costs nothing more there);
+ *  - nothing to end or hold apart (`expire`, `defer` empty) and no delayed record passed over
+ *    (`nextDeliverMs`): the plan-less grant would hand such a record out;
+ *  - no offered record has a fact (keyHash, deliverAtMs, expiresAtMs) — an expiry would be
+ *    kept in the flight, a delivery time is checked; a key hash is only there under ordering keys;
+ *  - no discards: the plan counts a discarded record against `max`, the plan-less grant does not,
+ *    so it would offer one record more per discard (than the plan scanned);
+ * and `max` is the plan's `work`: then the plan-less grant stops where the plan's scan did, so
+ * records produced after the plan was made (appended before the grant) are not reached.
+ */
+export function plainGrantMax(plan: PlanResult, policy: LeasePolicy): number | undefined {
+  if (policy.orderingKey || policy.expired === 'drop') return undefined;
+  if (plan.expire.length > 0 || plan.defer.length > 0 || plan.nextDeliverMs !== undefined) return undefined;
+  if (plan.discards > 0 || plan.work === 0) return undefined;
+  for (const o of plan.offers)
+    if (o.keyHash !== undefined || o.deliverAtMs !== undefined || o.expiresAtMs !== undefined || o.gone)
+      return undefined;
+  return plan.work;
 }
 
 const ERROR_CLASS_RE = /^\s*([A-Za-z0-9_.-]{1,64})\s*(:|$)/;
@@ -508,7 +541,7 @@ export class LeaseBook {
     maxExpire: number,
     factsOf: (offset: number) => RecordFacts | undefined,
   ): PlanResult {
-    const out: PlanResult = { offers: [], expire: [], defer: [], work: 0 };
+    const out: PlanResult = { offers: [], expire: [], defer: [], work: 0, discards: 0 };
     const g = this.groups.get(group) ?? new Map<number, Flight>();
     // Exclusive mode: while one lease is out, nothing else goes.
     if (policy.ordered) for (const f of g.values()) if (f.state === 'leased' && f.untilMs > nowMs) return out;
@@ -539,6 +572,7 @@ export class LeaseBook {
       if (f.attempt >= policy.maxAttempts) {
         if (policy.deadLetter) return policy.ordered ? 'stop' : 'next';
         out.work++;
+        out.discards++;
         return 'next';
       }
       if (keys && f.keyHash !== undefined && keys.get(f.keyHash) !== o) return 'next';

@@ -45,6 +45,16 @@ export function leasedMetrics(
       help: 'Records no longer offered because their expiry passed, by outcome (dead_lettered, dropped)',
       labelNames: ['topic', 'partition', 'group', 'outcome'] as const,
     }),
+    grantCommands: counter(reg, {
+      name: 'daftka_lease_grant_commands_total',
+      help: 'Lease grant commands proposed by this replica as leader, by kind: plain (no plan, decoded by every release) or plan (needs a release with issue 19: ordering keys, delays, expiry)',
+      labelNames: ['topic', 'partition', 'kind'] as const,
+    }),
+    unplannedGrants: counter(reg, {
+      name: 'daftka_lease_unplanned_grants_total',
+      help: 'First deliveries by a plain grant command of records its leader had not checked (its state moved between plan and apply: a leader change or retention); expected 0',
+      labelNames: ['topic', 'partition'] as const,
+    }),
     waitersFull: counter(reg, {
       name: 'daftka_lease_waiters_full_total',
       help: 'Leased long-polls refused OVERLOADED because maxFetchWaiters were already waiting',

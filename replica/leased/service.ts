@@ -30,7 +30,7 @@ import { effectivePolicy } from './commands';
 import { badRequest, checkGroup, checkPolicyOverride, leasedOut, PROPOSE_TIMEOUT_MS, type LeasedHost } from './host';
 import { leasedMetrics, type LeasedMetrics } from './metrics';
 import { ReplayRunner } from './replay-runner';
-import { LEASE_WINDOW, type LogBounds, type PlanResult } from './leases';
+import { LEASE_WINDOW, plainGrantMax, type GrantResult, type LogBounds, type PlanResult } from './leases';
 import { RecordFactsCache } from './facts';
 import type { LeaseGrantPlan } from './commands';
 
@@ -77,6 +77,8 @@ export class LeasedService implements LeasedPartitionClient {
   private readonly m: LeasedMetrics;
   private readonly replays: ReplayRunner;
   private readonly facts: RecordFactsCache;
+  /** Per group, the end of its queue of grants (grantLocked); removed when the queue empties. */
+  private readonly grantTails = new Map<string, Promise<void>>();
 
   constructor(private readonly h: LeasedHost) {
     this.facts = new RecordFactsCache(h, Math.max(LEASE_WINDOW, h.settings.factsCacheEntries ?? FACTS_CACHE_ENTRIES));
@@ -255,30 +257,16 @@ export class LeasedService implements LeasedPartitionClient {
     let replans = 0;
     for (;;) {
       this.h.requireLeader();
-      const now = Date.now();
-      const plan = await this.planGrant(req.group, now, policy, Math.max(1, req.maxRecords), EXPIRE_BATCH);
+      const step = await this.grantLocked(req.group, () => this.grantStep(req.group, policy, leaseMs, req.maxRecords));
+      const { now, plan, grant, cmdPlan } = step;
       if (plan.work > 0 && req.maxRecords === 0) return this.fetchResult(req.group, [], true);
-      if ((plan.work > 0 || plan.expire.length > 0 || plan.defer.length > 0) && req.maxRecords > 0) {
-        const cmdPlan = await this.commandPlan(plan, policy);
-        const r = await this.h.propose(
-          encodeCommand({
-            kind: CommandKind.LeaseGrant,
-            leaderTimeMs: now,
-            group: req.group,
-            policy,
-            leaseMs,
-            max: req.maxRecords,
-            plan: cmdPlan,
-          }),
-          PROPOSE_TIMEOUT_MS,
-        );
-        const { grant } = leasedOut(r, 'grant');
+      if (grant) {
         const l = this.lbl(req.group);
         if (grant.expired.length) this.m.expiries.inc(l, grant.expired.length);
         const redelivered = grant.grants.filter((g) => g.attempt > 1).length;
         if (redelivered) this.m.redeliveries.inc(l, redelivered);
         if (grant.discarded.length) this.m.discarded.inc(l, grant.discarded.length);
-        this.countTtl(req.group, grant.ttlExpired, cmdPlan);
+        if (cmdPlan) this.countTtl(req.group, grant.ttlExpired, cmdPlan);
         if (grant.grants.length > 0) {
           const recs = await this.readRecords(grant.grants.map((g) => g.offset));
           const out: LeasedRecord[] = [];
@@ -301,6 +289,88 @@ export class LeasedService implements LeasedPartitionClient {
       if (plan.nextDeliverMs !== undefined && (due === undefined || plan.nextDeliverMs < due)) due = plan.nextDeliverMs;
       await this.waitChange(Math.min(remaining, due !== undefined ? due - now + 1 : remaining));
     }
+  }
+
+  /**
+   * Run `fn` — plan a grant of `group`, propose it and wait for its apply — after the group's
+   * previous one. A plan is then made from the state its command applies to (unless a leader
+   * change or retention moved it in between), which a plain grant command relies on
+   * (leases.ts plainGrantMax); and two racing fetches of a group no longer make one stale plan
+   * that grants nothing. Bounded: one link per fetch in progress (maxWaiters) and the sweep.
+   */
+  private async grantLocked<T>(group: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.grantTails.get(group) ?? Promise.resolve()).then(fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.grantTails.set(group, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.grantTails.get(group) === tail) this.grantTails.delete(group);
+    }
+  }
+
+  /**
+   * One grant of a fetch: plan it and, when there is something to do, propose it — without its
+   * plan when the plan-less command means exactly the same (leases.ts plainGrantMax: the format
+   * a replica of a release before issue 19 can apply, so a rolling upgrade does not stop the
+   * group), else with it.
+   */
+  private async grantStep(
+    group: string,
+    policy: LeasePolicy,
+    leaseMs: number,
+    maxRecords: number,
+  ): Promise<{ now: number; plan: PlanResult; grant?: GrantResult; cmdPlan?: LeaseGrantPlan }> {
+    const now = Date.now();
+    const plan = await this.planGrant(group, now, policy, Math.max(1, maxRecords), EXPIRE_BATCH);
+    if (maxRecords === 0 || (plan.work === 0 && plan.expire.length === 0 && plan.defer.length === 0))
+      return { now, plan };
+    const plainMax = plainGrantMax(plan, policy);
+    // Held apart and due: a first delivery (attempt 0 → 1) the plan counted without an offer.
+    const unoffered = plainMax === undefined ? null : this.zeroAttemptFlights(group);
+    const cmdPlan = plainMax === undefined ? await this.commandPlan(plan, policy) : undefined;
+    const r = await this.h.propose(
+      encodeCommand({
+        kind: CommandKind.LeaseGrant,
+        leaderTimeMs: now,
+        group,
+        policy,
+        leaseMs,
+        max: plainMax ?? maxRecords,
+        ...(cmdPlan ? { plan: cmdPlan } : {}),
+      }),
+      PROPOSE_TIMEOUT_MS,
+    );
+    const { grant } = leasedOut(r, 'grant');
+    this.m.grantCommands.inc({
+      topic: this.h.topic,
+      partition: String(this.h.partition),
+      kind: cmdPlan ? 'plan' : 'plain',
+    });
+    if (unoffered) this.checkPlain(group, plan, grant, unoffered);
+    return cmdPlan ? { now, plan, grant, cmdPlan } : { now, plan, grant };
+  }
+
+  private zeroAttemptFlights(group: string): Set<number> {
+    const out = new Set<number>();
+    for (const [o, f] of this.h.state.leased.book.groups.get(group) ?? []) if (f.attempt === 0) out.add(o);
+    return out;
+  }
+
+  /**
+   * A plain grant applied to the state its plan was made from gives first deliveries only to the
+   * records the plan offered (or held apart). One that did not (its state moved: a leader change,
+   * retention) is counted and logged: it may have handed out a record without its facts checked.
+   */
+  private checkPlain(group: string, plan: PlanResult, grant: GrantResult, unoffered: Set<number>): void {
+    const offered = new Set(plan.offers.map((o) => o.offset));
+    const stray = grant.grants.filter((g) => g.attempt === 1 && !offered.has(g.offset) && !unoffered.has(g.offset));
+    if (stray.length === 0) return;
+    this.m.unplannedGrants.inc({ topic: this.h.topic, partition: String(this.h.partition) }, stray.length);
+    this.h.logger.warn('lease_unplanned_grants', { group, records: stray.length, first_offset: stray[0].offset });
   }
 
   private fetchResult(group: string, records: LeasedRecord[], available: boolean): LeaseFetchResult {
@@ -572,14 +642,17 @@ export class LeasedService implements LeasedPartitionClient {
       for (const group of [...book.groups.keys()]) {
         const now = Date.now();
         const policy = this.policyOf(group);
-        // Expired records among those the group has reached end without waiting for a fetch.
-        const plan = await this.planGrant(group, now, policy, 0, SWEEP_BATCH);
-        if (plan.expire.length > 0 || plan.defer.length > 0) {
+        // Expired records among those the group has reached end without waiting for a fetch
+        // (queued with the group's fetches: grantLocked).
+        await this.grantLocked(group, async () => {
+          const at = Date.now();
+          const plan = await this.planGrant(group, at, policy, 0, SWEEP_BATCH);
+          if (plan.expire.length === 0 && plan.defer.length === 0) return;
           const cmdPlan = await this.commandPlan(plan, policy);
           const r = await this.h.propose(
             encodeCommand({
               kind: CommandKind.LeaseGrant,
-              leaderTimeMs: now,
+              leaderTimeMs: at,
               group,
               policy,
               leaseMs: policy.leaseMs,
@@ -589,10 +662,11 @@ export class LeasedService implements LeasedPartitionClient {
             PROPOSE_TIMEOUT_MS,
           );
           const { grant } = leasedOut(r, 'grant');
+          this.m.grantCommands.inc({ topic: this.h.topic, partition: String(this.h.partition), kind: 'plan' });
           this.countTtl(group, grant.ttlExpired, cmdPlan);
           if (grant.ttlExpired.length)
             this.h.logger.info('lease_records_expired', { group, records: grant.ttlExpired.length });
-        }
+        });
         const ex = book.exhausted(group, now, policy, this.bounds(), SWEEP_BATCH);
         if (ex.length === 0) continue;
         const recs = policy.deadLetter ? await this.readRecords(ex.map((e) => e.offset)) : new Map<number, RecordIn>();
