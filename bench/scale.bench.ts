@@ -14,14 +14,19 @@
  * configured ordinal (RF 1 — the spare slot of docs/operator.md, not started until now), whose
  * process starts on a fresh data directory (a new incarnation) and is added as a learner by the
  * admin call `addLearner` (the leader's own membership check would add it too), then promoted by
- * `promote` once its applied index reached the leader's commit. It catches up by appends from
- * index 1 (retention is off, so the leader's log was never compacted) — or by a snapshot when
- * DAFTKA_RETENTION_* in the environment compacted it; the snapshot counters say which. Meanwhile
+ * `promote` once its applied index reached the leader's commit. How it catches up — by a snapshot
+ * then appends, or by appends from index 1 — is read from the snapshot counters: measured Dec 2026,
+ * always a snapshot, even with retention off (the leader drops the Raft log below the first entry
+ * that holds records, the founding entries, so a new member cannot start at index 1). Meanwhile
  * one produce at a time goes to the leader (it serves a writer and the learner), and the RSS of
  * both processes is sampled every 250 ms: time to catch up, records/s, peak and final RSS of each,
  * and the memory columns of each at its peak. The phase fails after --catchup-timeout-s
- * (default 120 s + 1 s per 1,000 records). With the spare ordinal configured, the leader asks its
- * (closed) client port for status every DAFTKA_MEMBERSHIP_CHECK_MS while it does not run.
+ * (default 120 s + 1 s per 1,000 records), and at once when the leader drops a message over the
+ * peer frame limit (peer_message_too_large): measured Dec 2026, the snapshot carried the whole
+ * offset index (~57 B a produce batch) in one message, over 16 MiB past ~290,000 batches, and the
+ * leader's RSS rose by ~1.5 KB a batch while building it. With the spare ordinal configured, the
+ * leader asks its (closed) client port for status every DAFTKA_MEMBERSHIP_CHECK_MS while it does
+ * not run.
  *
  * Run: npm run bench -- scale [--quick] [--records=N] [--step=N] [--profile] [--no-catchup]
  *   default 10,000,000 records (checkpoint every 1,000,000); --quick: 200,000 (every 50,000).
