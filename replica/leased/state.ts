@@ -96,8 +96,12 @@ function encodeFlight(f: Flight): Buffer {
     .str16(f.lastError)
     .str16(f.lastErrorClass)
     .u8(OUTCOMES.indexOf(f.outcome))
-    .u8(ACKS.indexOf(f.lastAck))
-    .u8((f.keyHash !== undefined ? 1 : 0) | (f.expiresAtMs !== undefined ? 2 : 0) | (f.apart ? 4 : 0));
+    .u8(ACKS.indexOf(f.lastAck));
+  const flags = (f.keyHash !== undefined ? 1 : 0) | (f.expiresAtMs !== undefined ? 2 : 0) | (f.apart ? 4 : 0);
+  // No flags: the layout before issue 19, byte for byte, which an older release loads (from a
+  // snapshot an upgraded leader sends it during a roll). The flags byte only when needed.
+  if (flags === 0) return w.finish();
+  w.u8(flags);
   if (f.keyHash !== undefined) w.u32(f.keyHash);
   if (f.expiresAtMs !== undefined) w.i53(f.expiresAtMs);
   return w.finish();

@@ -41,10 +41,28 @@ function oldReadGrant(data: Uint8Array): { group: string; leaseMs: number; max: 
   return { group, leaseMs, max };
 }
 
+/** The flight reader of the release before issue 19 (replica/leased/state.ts at 3bf6830^): nothing after lastAck. */
+function oldReadFlight(v: Uint8Array): { attempt: number; state: number } {
+  const rd = new BufReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+  const attempt = rd.u32('attempt');
+  const state = rd.u8('state');
+  rd.i53('untilMs');
+  rd.i53('first');
+  rd.i53('last');
+  rd.str16('lastError');
+  rd.str16('lastErrorClass');
+  rd.u8('outcome');
+  rd.u8('lastAck');
+  rd.end('flight');
+  return { attempt, state };
+}
+
 class Part {
   readonly state = new PartitionState({ dedupWindowMs: 3600_000 });
   readonly entries = new Map<number, Uint8Array>();
   readonly grants: Uint8Array[] = [];
+  /** Every flight value the state machine persisted (keys 'L…'): what a snapshot carries. */
+  readonly flights: Uint8Array[] = [];
   readonly registry = createRegistry('grant-format', { defaultMetrics: false });
   index = 0;
   readonly service: LeasedService;
@@ -77,7 +95,8 @@ class Part {
   append(data: Uint8Array) {
     const i = ++this.index;
     this.entries.set(i, data);
-    const r = this.state.apply(i, data).result;
+    const { ops, result: r } = this.state.apply(i, data);
+    for (const op of ops) if (op.op === 'put' && op.key[0] === 0x4c) this.flights.push(op.value);
     this.service.onApplied();
     return r;
   }
@@ -148,6 +167,9 @@ describe('lease grant command format', () => {
       expect(c.kind === CommandKind.LeaseGrant && c.plan).toBeUndefined();
     }
     expect(await p.formats()).toEqual({ plain: 2 });
+    // And the flights it persists (a snapshot sent to an older follower) load there too.
+    expect(p.flights.length).toBeGreaterThanOrEqual(5);
+    for (const f of p.flights) expect(oldReadFlight(f)).toEqual({ attempt: 1, state: 0 });
   });
 
   it('an `ordered` group without dead-lettering is plain too (policy flags the old release knows)', async () => {
@@ -168,6 +190,8 @@ describe('lease grant command format', () => {
     expect(c.kind === CommandKind.LeaseGrant && c.plan?.offers.map((o) => o.offset)).toEqual([0, 1, 2]);
     expect(() => oldReadGrant(p.grants[0])).toThrow(CodecError);
     expect(await p.formats()).toEqual({ plan: 1 });
+    // Its flights keep their key hash: a layout the older release cannot load.
+    expect(() => oldReadFlight(p.flights[0])).toThrow(CodecError);
   });
 
   it('a delayed record in the way gets the plan; records past it go plain again', async () => {
