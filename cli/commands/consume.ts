@@ -251,8 +251,11 @@ async function consumeByOffset(
         );
         stats.commits++;
       }
+      // An empty page ends a read that does not follow only when it made no progress: on a
+      // compacted topic a page can come back empty with next_offset past removed records.
+      const moved = next > offset;
       offset = next;
-      if (res.records.length === 0 && !o.follow) return;
+      if (res.records.length === 0 && !o.follow && !moved) return;
     }
   };
   try {
