@@ -219,19 +219,27 @@ export function backoffMs(p: LeasePolicy, attempt: number): number {
  *    (`nextDeliverMs`): the plan-less grant would hand such a record out;
  *  - no offered record has a fact (keyHash, deliverAtMs, expiresAtMs) — an expiry would be
  *    kept in the flight, a delivery time is checked; a key hash is only there under ordering keys;
- *  - no discards: the plan counts a discarded record against `max`, the plan-less grant does not,
- *    so it would offer one record more per discard (than the plan scanned);
- * and `max` is the plan's `work`: then the plan-less grant stops where the plan's scan did, so
- * records produced after the plan was made (appended before the grant) are not reached.
+ * and `max` is what the plan hands out (`work` less `discards`): then the plan-less grant stops
+ * where the plan's scan did, so records produced after the plan was made (appended before the
+ * grant) are not reached.
+ *
+ * One difference is accepted: discards (attempts exhausted, dead-lettering off). The plan counts
+ * them against `max`, the plan-less grant does not (hence `max` without them) — and a planned
+ * grant, having handed out fewer than its `max`, goes on to the end of the window discarding
+ * every exhausted record, where the plain one stops at its last grant. The grants are the same;
+ * exhausted records after the last one are discarded by a later grant or the sweep (a
+ * LeaseExpire command, which every release decodes). When the plan would only discard, the
+ * answer is 0: the leader discards them with a LeaseExpire (as the sweep does) and plans again.
+ * Safer than the plan, which a replica of an older release cannot apply, for a group that uses
+ * none of the new features.
  */
 export function plainGrantMax(plan: PlanResult, policy: LeasePolicy): number | undefined {
   if (policy.orderingKey || policy.expired === 'drop') return undefined;
   if (plan.expire.length > 0 || plan.defer.length > 0 || plan.nextDeliverMs !== undefined) return undefined;
-  if (plan.discards > 0 || plan.work === 0) return undefined;
   for (const o of plan.offers)
     if (o.keyHash !== undefined || o.deliverAtMs !== undefined || o.expiresAtMs !== undefined || o.gone)
       return undefined;
-  return plan.work;
+  return plan.work - plan.discards;
 }
 
 const ERROR_CLASS_RE = /^\s*([A-Za-z0-9_.-]{1,64})\s*(:|$)/;

@@ -260,6 +260,7 @@ export class LeasedService implements LeasedPartitionClient {
       const step = await this.grantLocked(req.group, () => this.grantStep(req.group, policy, leaseMs, req.maxRecords));
       const { now, plan, grant, cmdPlan } = step;
       if (plan.work > 0 && req.maxRecords === 0) return this.fetchResult(req.group, [], true);
+      if (step.discarded && ++replans <= 8) continue;
       if (grant) {
         const l = this.lbl(req.group);
         if (grant.expired.length) this.m.expiries.inc(l, grant.expired.length);
@@ -323,12 +324,15 @@ export class LeasedService implements LeasedPartitionClient {
     policy: LeasePolicy,
     leaseMs: number,
     maxRecords: number,
-  ): Promise<{ now: number; plan: PlanResult; grant?: GrantResult; cmdPlan?: LeaseGrantPlan }> {
+  ): Promise<{ now: number; plan: PlanResult; grant?: GrantResult; cmdPlan?: LeaseGrantPlan; discarded?: number }> {
     const now = Date.now();
     const plan = await this.planGrant(group, now, policy, Math.max(1, maxRecords), EXPIRE_BATCH);
     if (maxRecords === 0 || (plan.work === 0 && plan.expire.length === 0 && plan.defer.length === 0))
       return { now, plan };
     const plainMax = plainGrantMax(plan, policy);
+    // Only discards: end them as the sweep does, with a LeaseExpire (a command every release
+    // decodes, plainGrantMax), and plan again.
+    if (plainMax === 0) return { now, plan, discarded: await this.discardExhausted(group, now, policy) };
     // Held apart and due: a first delivery (attempt 0 → 1) the plan counted without an offer.
     const unoffered = plainMax === undefined ? null : this.zeroAttemptFlights(group);
     const cmdPlan = plainMax === undefined ? await this.commandPlan(plan, policy) : undefined;
@@ -352,6 +356,27 @@ export class LeasedService implements LeasedPartitionClient {
     });
     if (unoffered) this.checkPlain(group, plan, grant, unoffered);
     return cmdPlan ? { now, plan, grant, cmdPlan } : { now, plan, grant };
+  }
+
+  /** The exhausted leases of a group with dead-lettering off, discarded by a LeaseExpire command: how many. */
+  private async discardExhausted(group: string, now: number, policy: LeasePolicy): Promise<number> {
+    const ex = this.h.state.leased.book.exhausted(group, now, policy, this.bounds(), SWEEP_BATCH);
+    if (ex.length === 0) return 0;
+    const r = await this.h.propose(
+      encodeCommand({
+        kind: CommandKind.LeaseExpire,
+        leaderTimeMs: now,
+        group,
+        policy,
+        items: ex.map((e) => ({ offset: e.offset, attempt: e.attempt })),
+      }),
+      PROPOSE_TIMEOUT_MS,
+    );
+    const out = leasedOut(r, 'expire');
+    const l = this.lbl(group);
+    this.m.expiries.inc(l, out.deadLettered + out.discarded);
+    if (out.discarded) this.m.discarded.inc(l, out.discarded);
+    return out.discarded + out.deadLettered;
   }
 
   private zeroAttemptFlights(group: string): Set<number> {

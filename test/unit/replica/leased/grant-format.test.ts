@@ -127,7 +127,7 @@ class Part {
     expect(r.map((x) => x.status)).toEqual(offsets.map(() => 'ok'));
   }
 
-  async fetch(maxRecords: number): Promise<number[]> {
+  async fetch(maxRecords: number, leaseMs?: number): Promise<number[]> {
     const r = await this.service.leaseFetch({
       requestId: 'r',
       topic: 't',
@@ -135,6 +135,7 @@ class Part {
       group: 'g',
       maxRecords,
       waitMs: 0,
+      ...(leaseMs !== undefined ? { leaseMs } : {}),
     });
     return r.records.map((x) => x.offset);
   }
@@ -178,6 +179,27 @@ describe('lease grant command format', () => {
     p.produce(plain(2));
     expect(await p.fetch(5)).toEqual([0, 1]);
     expect(oldReadGrant(p.grants[0]).max).toBe(2);
+  });
+
+  it('dead-lettering off: what the plan would only discard ends by a LeaseExpire, grants stay plain', async () => {
+    const p = new Part();
+    await p.policy({ deadLetter: false, maxAttempts: 1 });
+    p.produce(plain(3));
+    expect(await p.fetch(1, 100)).toEqual([0]);
+    // Wait out the 100 ms lease (no assertion on time: only that it has passed).
+    await new Promise((r) => setTimeout(r, 150));
+    // Offset 0 is exhausted: the plan counts its discard against max 1 — a LeaseExpire ends it,
+    // then a plain grant leases 1.
+    expect(await p.fetch(1, 100)).toEqual([1]);
+    expect(p.state.groups.get('g')?.offset).toBe(1);
+    await new Promise((r) => setTimeout(r, 150));
+    // Offset 1 exhausted, 2 new: the plan counts both; the plain grant hands out 2 only.
+    expect(await p.fetch(2, 100)).toEqual([2]);
+    expect(p.grants.map(oldReadGrant).map((g) => g.max)).toEqual([1, 1, 1]);
+    expect(await p.formats()).toEqual({ plain: 3 });
+    // The sweep ends 1 with a LeaseExpire.
+    await p.service.sweep();
+    expect(p.state.leased.book.groups.get('g')?.get(1)).toBeUndefined();
   });
 
   it('a group with ordering keys gets the plan', async () => {

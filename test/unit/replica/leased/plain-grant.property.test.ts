@@ -19,7 +19,9 @@ import {
  * `plainGrantMax` says the plan may be left out, the plain grant (with that max) and the planned
  * grant (with the fetch's max) are applied to two copies of the same state — with records
  * produced between plan and apply, some delayed — and must leave the same flights, the same
- * committed offset and the same result.
+ * committed offset and the same result. With discards (dead-lettering off, attempts exhausted)
+ * the plain grant hands out a prefix of the planned grant's records, exactly what the plan
+ * counted (plainGrantMax).
  */
 
 interface Rec {
@@ -119,7 +121,7 @@ function outcome(r: GrantResult) {
   return { ...r, grants: [...r.grants] };
 }
 
-const counts = { plain: 0, planned: 0, grantedPlain: 0 };
+const counts = { plain: 0, planned: 0, grantedPlain: 0, withDiscards: 0, onlyDiscards: 0 };
 
 function run(policy: LeasePolicy, ops: Op[]): void {
   const w = newWorld();
@@ -127,6 +129,11 @@ function run(policy: LeasePolicy, ops: Op[]): void {
   const log: LogBounds = { start: 0, end: 0 };
   let now = 1000;
   const tokens: Array<{ offset: number; attempt: number }> = [];
+  /** The sweep's LeaseExpire of every exhausted lease (dead-lettered, or discarded with dead-lettering off). */
+  const sweepExhausted = (x: World) => {
+    for (const e of x.book.exhausted(G, now, policy, log, 1000))
+      x.book.expire(G, now, policy, e.offset, e.attempt, log, true, NO_SINK);
+  };
   const produce = (rs: Array<RecSpec>) => {
     for (const r of rs)
       recs.push({
@@ -162,20 +169,42 @@ function run(policy: LeasePolicy, ops: Op[]): void {
         const plainMax = op.kind === 'fetch' ? plainGrantMax(p, policy) : undefined;
         // Records produced after the plan was made, applied before the grant.
         if (op.kind === 'fetch') produce(op.meanwhile);
-        if (op.kind === 'sweep' && plan.expire.length === 0 && plan.defer.length === 0) break;
+        if (op.kind === 'sweep' && plan.expire.length === 0 && plan.defer.length === 0) {
+          sweepExhausted(w);
+          break;
+        }
         if (op.kind === 'fetch' && p.work === 0 && plan.expire.length === 0 && plan.defer.length === 0) break;
         const leaseMs = op.kind === 'fetch' ? op.leaseMs : policy.leaseMs;
         if (policy.orderingKey || policy.expired === 'drop') expect(plainMax).toBeUndefined();
         let r: GrantResult;
+        if (plainMax === 0) {
+          // Only discards: no grant; the sweep (LeaseExpire) ends them.
+          expect(p.discards).toBe(p.work);
+          counts.onlyDiscards++;
+          break;
+        }
         if (plainMax !== undefined) {
           counts.plain++;
           expect(plainMax).toBeLessThanOrEqual(max);
           const planned = copyOf(w);
           const rp = planned.book.grant(G, now, policy, leaseMs, { ...log }, max, NO_SINK, plan);
           r = w.book.grant(G, now, policy, leaseMs, { ...log }, plainMax, NO_SINK);
-          expect(outcome(r)).toEqual(outcome(rp));
-          expect(flightsOf(w)).toEqual(flightsOf(planned));
-          expect(w.committed.get(G)).toBe(planned.committed.get(G));
+          if (p.discards === 0) {
+            expect(outcome(r)).toEqual(outcome(rp));
+            expect(flightsOf(w)).toEqual(flightsOf(planned));
+            expect(w.committed.get(G)).toBe(planned.committed.get(G));
+          } else {
+            // Discards: the plain grant hands out what the plan counted, a prefix of the planned
+            // grant's (which, having counted discards against its max, goes on redelivering past
+            // the plan's scan); first deliveries only of offered records.
+            counts.withDiscards++;
+            expect(rp.grants.slice(0, r.grants.length)).toEqual(r.grants);
+            expect(r.grants.length).toBe(plainMax);
+            const offered = new Set(p.offers.map((o) => o.offset));
+            for (const g of r.grants)
+              if (g.attempt === 1 && !w.book.groups.get(G)?.get(g.offset)?.apart)
+                expect(offered.has(g.offset)).toBe(true);
+          }
           counts.grantedPlain += r.grants.length;
         } else {
           counts.planned++;
@@ -188,9 +217,7 @@ function run(policy: LeasePolicy, ops: Op[]): void {
           if (rec.expiresAtMs !== undefined) expect(rec.expiresAtMs).toBeGreaterThan(now);
           tokens.push({ offset: g.offset, attempt: g.attempt });
         }
-        if (op.kind === 'sweep')
-          for (const e of w.book.exhausted(G, now, policy, log, 100))
-            w.book.expire(G, now, policy, e.offset, e.attempt, log, true, NO_SINK);
+        if (op.kind === 'sweep') sweepExhausted(w);
         break;
       }
       case 'ack': {
@@ -214,12 +241,32 @@ function run(policy: LeasePolicy, ops: Op[]): void {
 describe('plain grant commands (no plan) against planned ones', () => {
   it('leave the same lease state whenever plainGrantMax allows the plan to be left out', () => {
     fc.assert(
-      fc.property(policyArb, fc.array(opArb, { minLength: 1, maxLength: 60 }), (policy, ops) => run(policy, ops)),
-      { numRuns: 400 },
+      fc.property(policyArb, fc.array(opArb, { minLength: 10, maxLength: 60, size: 'max' }), (policy, ops) =>
+        run(policy, ops),
+      ),
+      { numRuns: 600 },
     );
     // Both paths were exercised, and plain grants handed records out.
     expect(counts.plain).toBeGreaterThan(100);
     expect(counts.planned).toBeGreaterThan(100);
     expect(counts.grantedPlain).toBeGreaterThan(100);
+  });
+
+  it('hand out what the plan counted when it would discard (dead-lettering off)', () => {
+    const before = { ...counts };
+    const discarding = policyArb.map((p) => ({
+      ...p,
+      deadLetter: false,
+      maxAttempts: Math.min(p.maxAttempts, 2),
+      leaseMs: Math.min(p.leaseMs, 100),
+    }));
+    fc.assert(
+      fc.property(discarding, fc.array(opArb, { minLength: 20, maxLength: 80, size: 'max' }), (policy, ops) =>
+        run(policy, ops),
+      ),
+      { numRuns: 600 },
+    );
+    expect(counts.withDiscards - before.withDiscards).toBeGreaterThan(5);
+    expect(counts.onlyDiscards - before.onlyDiscards).toBeGreaterThan(5);
   });
 });
