@@ -16,7 +16,9 @@ import { BufReader, BufWriter, CodecError } from '../../protocol/bytes';
  *   policy       := u32 maxAttempts · i53 leaseMs · i53 backoffInitialMs · i53 backoffMaxMs
  *                   · u32 backoffMultiplier×1000 · u8 flags (1 deadLetter, 2 ordered, 4 orderingKey,
  *                   8 expired records dropped rather than dead-lettered)
- *   leaseGrant   := str16 group · policy · i53 leaseMs · u32 max · [plan]   (no plan: an older leader's)
+ *   leaseGrant   := str16 group · policy · i53 leaseMs · u32 max · [plan]   (no plan: an older leader's,
+ *                   or a grant the plan would not change — leases.ts plainGrantMax; the only
+ *                   layout a release before issue 19 reads)
  *   plan         := u32 n · offer* · u32 n · expireItem* · [u32 n · offer*]   (the last: records to hold apart)
  *   offer        := i53 offset · u8 flags (1 keyHash, 2 deliverAt, 4 expiresAt) · [u32 keyHash]
  *                   · [i53 deliverAtMs] · [i53 expiresAtMs]

@@ -323,10 +323,11 @@ export class LeaseBook {
    * `maxAttempts` deliveries is never delivered again: with dead-lettering on it waits for the
    * leader's sweep (which carries its bytes) to dead-letter it; off, it is discarded here.
    *
-   * With a `plan` (every leader since issue 19 sends one), a record's first delivery needs an
-   * offer from the plan, checked against its facts: not before deliverAtMs, not from expiresAtMs
-   * on, and under ordering keys not while another record of its key is unfinished. The plan's
-   * expired records end first. Without a plan (commands of older leaders) every record is offered.
+   * With a `plan`, a record's first delivery needs an offer from the plan, checked against its
+   * facts: not before deliverAtMs, not from expiresAtMs on, and under ordering keys not while
+   * another record of its key is unfinished. The plan's expired records end first. Without a
+   * plan every record is offered: commands of leaders before issue 19, and those a leader writes
+   * when the plan would change nothing (plainGrantMax) — the format every release applies.
    */
   grant(
     group: string,
