@@ -142,6 +142,14 @@ export const replicaSchema = defineSchema({
     unit: 'bytes',
     doc: 'uncommitted payload before produce is refused OVERLOADED',
   },
+  maxCommittedBytesPerReady: {
+    type: 'int',
+    env: 'DAFTKA_MAX_COMMITTED_BYTES_PER_READY',
+    default: 4 * 1024 * 1024,
+    min: 64 * 1024,
+    unit: 'bytes',
+    doc: 'committed entries handed to the apply in one loop turn: bounds the memory of a replica catching up (each entry applied costs objects and state writes several times its bytes until written)',
+  },
   entryCacheBytes: {
     type: 'int',
     env: 'DAFTKA_ENTRY_CACHE_BYTES',

@@ -93,6 +93,7 @@ async function main(): Promise<void> {
       'maxInflightMsgs',
       'maxInflightBytes',
       'maxUncommittedBytes',
+      'maxCommittedBytesPerReady',
       'entryCacheBytes',
       'heapGrowingPercent',
       'maxFetchWaiters',

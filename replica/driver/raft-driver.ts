@@ -264,6 +264,7 @@ export class RaftDriver {
       maxInflightMsgs: cfg.maxInflightMsgs,
       maxInflightBytes: cfg.maxInflightBytes,
       maxUncommittedBytes: cfg.maxUncommittedBytes,
+      maxCommittedBytesPerReady: cfg.maxCommittedBytesPerReady,
       applied: Math.max(this.storage.recovered.appliedIndex, this.log.firstIndex() - 1),
     });
     this.tickTimer = setInterval(() => {

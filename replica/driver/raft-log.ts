@@ -1,6 +1,8 @@
 import type { ConfState, Entry, HardState, RaftStorage, Snapshot } from '../raft';
 import type { Recovered, ReplicaStorage } from '../storage/storage';
 
+/** Entries loaded below the cache and kept until the core takes them (one request's worth). */
+const LOADED_MAX_ENTRIES = 10_000;
 /**
  * The Raft core's read side (RaftStorage) over the replica's RocksDB log. The core reads
  * synchronously; RocksDB lives in a worker thread. So this keeps the tail of the log in memory
@@ -129,13 +131,15 @@ export class ReplicaLog implements RaftStorage {
   private load(lo: number, hi: number, maxBytes: number): void {
     if (this.loading) return;
     this.loading = true;
-    const end = Math.min(hi, this.cacheStart, this.last + 1);
+    // At most the side cache's bound: a longer read would evict its own first entries (the
+    // oldest go first), `lo` among them, and the core would ask for it again, for ever.
+    const end = Math.min(hi, this.cacheStart, this.last + 1, lo + LOADED_MAX_ENTRIES);
     this.storage
       .readEntries(lo, end, Math.max(maxBytes, 1))
       .then((es) => {
         for (const e of es) this.loaded.set(e.index, e as Entry);
         // Bound the side cache: it only bridges one core request.
-        while (this.loaded.size > 10_000) this.loaded.delete(this.loaded.keys().next().value as number);
+        while (this.loaded.size > LOADED_MAX_ENTRIES) this.loaded.delete(this.loaded.keys().next().value as number);
         this.loading = false;
         this.opts.onAvailable();
       })

@@ -8,9 +8,12 @@ const EMPTY = new Uint8Array(0);
  * default) and receives a snapshot from the leader first, so no replica ever holds log entries
  * without knowing the configuration they build on.
  */
+/** The log index of every group's founding snapshot: a log never compacted starts right after it. */
+export const BOOTSTRAP_INDEX = 1;
+
 export function bootstrapSnapshot(voters: string[], data: Uint8Array = EMPTY): Snapshot {
   if (voters.length === 0) throw new RangeError('a group needs at least one voter');
-  return { meta: { index: 1, term: 1, conf: { voters: [...voters].sort(), learners: [] } }, data };
+  return { meta: { index: BOOTSTRAP_INDEX, term: 1, conf: { voters: [...voters].sort(), learners: [] } }, data };
 }
 
 /**
