@@ -150,6 +150,15 @@ export const replicaSchema = defineSchema({
     unit: 'bytes',
     doc: 'committed entries handed to the apply in one loop turn: bounds the memory of a replica catching up (each entry applied costs objects and state writes several times its bytes until written)',
   },
+  snapshotChunkBytes: {
+    type: 'int',
+    env: 'DAFTKA_SNAPSHOT_CHUNK_BYTES',
+    default: 1024 * 1024,
+    min: 1024,
+    max: 8 * 1024 * 1024,
+    unit: 'bytes',
+    doc: "state pulled per request when a far-behind replica fetches a snapshot from its leader (the leader's memory per transfer; under the 16 MiB peer frame)",
+  },
   entryCacheBytes: {
     type: 'int',
     env: 'DAFTKA_ENTRY_CACHE_BYTES',

@@ -94,6 +94,7 @@ async function main(): Promise<void> {
       'maxInflightBytes',
       'maxUncommittedBytes',
       'maxCommittedBytesPerReady',
+      'snapshotChunkBytes',
       'entryCacheBytes',
       'heapGrowingPercent',
       'maxFetchWaiters',

@@ -158,6 +158,16 @@ export function replicaMetrics(reg: promClient.Registry) {
       help: 'Snapshots built (leader) or installed (follower)',
       labelNames: ['topic', 'partition', 'action'] as const,
     }),
+    snapshotTransferBytes: counter(reg, {
+      name: 'daftka_raft_snapshot_transfer_bytes_total',
+      help: 'Snapshot state moved in chunks between replicas: sent by a leader, received by a follower',
+      labelNames: ['topic', 'partition', 'action'] as const,
+    }),
+    snapshotTransfersAborted: counter(reg, {
+      name: 'daftka_raft_snapshot_transfers_aborted_total',
+      help: 'Snapshot transfers a follower gave up (export_gone, timeout, replaced, stage_failed); the leader sends the snapshot again',
+      labelNames: ['topic', 'partition', 'reason'] as const,
+    }),
     membershipChanges: counter(reg, {
       name: 'daftka_raft_membership_changes_total',
       help: 'Membership changes proposed by this leader',

@@ -13,7 +13,14 @@ import { OLD_FORMAT_RANGE, RECOVERY_RANGES, type PartitionState, type StateStats
 import type { ReplicaStorage, StateOp } from '../storage/storage';
 import type { Proposals } from './proposals';
 import type { ReplicaLog } from './raft-log';
-import { decodeSnapshotState, encodeSnapshotState, stateIndexOf } from './snapshots';
+import {
+  decodeSnapshotState,
+  encodeSnapshotState,
+  encodeStreamedSnapshot,
+  stateIndexOf,
+  streamedSnapshotOf,
+} from './snapshots';
+import type { SnapshotTransfer } from './snapshot-transfer';
 
 /**
  * The apply side of the driver: committed entries into the partition state (and its storage
@@ -30,6 +37,8 @@ export interface ApplierOptions {
   metrics: ReplicaMetrics;
   lbl: { topic: string; partition: string };
   logger: Logger;
+  /** Snapshots of a compacted log are pulled in chunks through it (snapshot-transfer.ts). */
+  transfer: SnapshotTransfer;
   /** Where a NOT_LEADER answer should send the caller (the current leader's client endpoint). */
   leaderHint: () => string | null;
   /** The membership changed (a configuration entry, or a snapshot): peers to talk to follow it. */
@@ -63,12 +72,21 @@ export class Applier {
         'this data directory holds the old partition-state format (offset index keyed by base offset); ' +
           'this build does not convert it: wipe the volume and the replica rejoins as a new incarnation',
       );
-    const pairs: Array<[Uint8Array, Uint8Array]> = [];
-    for (const range of RECOVERY_RANGES) for (const kv of await this.o.storage.scan(range)) pairs.push(kv);
-    this.stateIndex = stateIndexOf(pairs);
-    this.o.state.load(pairs, Math.max(rec.appliedIndex, this.stateIndex));
+    this.stateIndex = await this.loadState(rec.appliedIndex);
     this.conf = rec.conf ?? rec.snapshot?.conf ?? { voters: [], learners: [] };
     this.publishStateStats();
+  }
+
+  /**
+   * The partition state from its stored keyspace (the bounded tables and meta keys only) as of
+   * `appliedIndex`; returns the stored state index.
+   */
+  private async loadState(appliedIndex: number): Promise<number> {
+    const pairs: Array<[Uint8Array, Uint8Array]> = [];
+    for (const range of RECOVERY_RANGES) for (const kv of await this.o.storage.scan(range)) pairs.push(kv);
+    const stateIndex = stateIndexOf(pairs);
+    this.o.state.load(pairs, Math.max(appliedIndex, stateIndex));
+    return stateIndex;
   }
 
   /** The log view (created by the driver after recovery, with this applier's snapshot builder). */
@@ -169,7 +187,10 @@ export class Applier {
   private async compactToRetention(appliedTo: number): Promise<void> {
     const applied = Math.max(appliedTo, this.stateIndex);
     const first = (await this.o.state.firstRetainedLogIndex()) ?? applied + 1;
-    const target = Math.min(first, applied + 1, this.log.lastIndex() + 1);
+    // A follower may be pulling the snapshot at the compaction point: keep it the point (and
+    // every entry after it there) until the transfer ends (snapshot-transfer.ts, pinnedIndex).
+    const pinned = this.o.transfer.pinnedIndex();
+    const target = Math.min(first, applied + 1, this.log.lastIndex() + 1, pinned === undefined ? Infinity : pinned + 1);
     if (target <= this.log.firstIndex()) return;
     await this.applyChain;
     await this.o.storage.compactLog(target);
@@ -209,20 +230,38 @@ export class Applier {
       this.o.metrics.snapshotsSent.inc({ ...this.o.lbl, action: 'built' });
       return { meta: { index, term, conf: this.conf }, data: encodeSnapshotState([], index) };
     }
-    const { meta, state } = await this.o.storage.exportState();
+    // The state is not put in the message: it grows with the retained log (the offset index), and
+    // the follower pulls it a chunk at a time from a fixed view of it (snapshot-transfer.ts).
+    const { exportKey, meta } = await this.o.transfer.open(index);
     const stateIndex = Math.max(meta.index, this.stateIndex);
     this.o.metrics.snapshotsSent.inc({ ...this.o.lbl, action: 'built' });
-    return { meta: { index, term, conf: this.conf }, data: encodeSnapshotState(state, stateIndex) };
+    return { meta: { index, term, conf: this.conf }, data: encodeStreamedSnapshot(stateIndex, exportKey) };
   }
 
   async install(s: Snapshot): Promise<void> {
-    const { pairs, stateIndex } = decodeSnapshotState(s.data);
+    const streamed = streamedSnapshotOf(s.data);
     // A compaction pass of the old state must not write after the install (its progress would win).
     this.o.state.invalidate();
     await this.applyChain;
-    await this.o.storage.installSnapshot(s.meta, pairs);
-    this.log.installed(s.meta);
-    this.o.state.load(pairs, Math.max(s.meta.index, stateIndex));
+    let stateIndex: number;
+    if (streamed !== null) {
+      // The driver stepped this snapshot only once its state was staged (snapshot-transfer.ts);
+      // installing without it would leave an empty state under a log that says otherwise.
+      const staged = this.o.transfer.stagedExport();
+      if (staged !== streamed.exportKey)
+        throw new Error(`snapshot ${streamed.exportKey} installed but ${staged ?? 'nothing'} is staged`);
+      await this.o.storage.installStaged(s.meta);
+      this.o.transfer.finished(streamed.exportKey);
+      this.log.installed(s.meta);
+      stateIndex = streamed.stateIndex;
+      await this.loadState(Math.max(s.meta.index, stateIndex));
+    } else {
+      const inline = decodeSnapshotState(s.data);
+      stateIndex = inline.stateIndex;
+      await this.o.storage.installSnapshot(s.meta, inline.pairs);
+      this.log.installed(s.meta);
+      this.o.state.load(inline.pairs, Math.max(s.meta.index, stateIndex));
+    }
     this.stateIndex = stateIndex;
     this.conf = s.meta.conf;
     this.o.membershipChanged(this.conf);

@@ -28,7 +28,8 @@ import { Applier } from './applier';
 import { Proposals } from './proposals';
 import { peerTransport } from './peers';
 import { ReplicaLog } from './raft-log';
-import { encodeSnapshotState } from './snapshots';
+import { encodeSnapshotState, streamedSnapshotOf } from './snapshots';
+import { isTransferFrame, SNAPSHOT_TRANSFER_DEFAULTS, SnapshotTransfer } from './snapshot-transfer';
 
 /**
  * The Raft driver of one replica: the core (replica/raft) fed by real storage (the RocksDB
@@ -75,6 +76,7 @@ export class RaftDriver {
   private tickTimer: NodeJS.Timeout | null = null;
   private readonly proposals = new Proposals();
   private readonly applier: Applier;
+  private readonly transfer: SnapshotTransfer;
   /** A commit-only hard state not written yet: it rides on the next durable write (see handleReady). */
   private deferredHardState: HardState | undefined;
   /**
@@ -107,6 +109,17 @@ export class RaftDriver {
     this.metrics = o.metrics;
     this.hooks = o.hooks;
     this.lbl = { topic: o.rc.cfg.topic, partition: String(o.rc.cfg.partition) };
+    this.transfer = new SnapshotTransfer({
+      id: o.id,
+      storage: o.storage,
+      metrics: o.metrics,
+      lbl: this.lbl,
+      logger: o.logger,
+      settings: { ...SNAPSHOT_TRANSFER_DEFAULTS, chunkBytes: o.rc.cfg.snapshotChunkBytes },
+      send: (to, payload) => this.transport.send(to, payload),
+      deliver: (msg) => this.stepMessage(msg),
+      exportClosed: () => this.log.forgetSnapshot(),
+    });
     this.applier = new Applier({
       id: o.id,
       storage: o.storage,
@@ -115,6 +128,7 @@ export class RaftDriver {
       metrics: o.metrics,
       lbl: this.lbl,
       logger: o.logger,
+      transfer: this.transfer,
       leaderHint: () => this.leaderEndpoint(),
       membershipChanged: () => {
         this.transport.setPeers(this.peerIds());
@@ -269,6 +283,7 @@ export class RaftDriver {
     });
     this.tickTimer = setInterval(() => {
       this.node!.tick();
+      this.transfer.tick(Date.now());
       this.sendUrgent();
       this.kick();
     }, cfg.tickMs);
@@ -377,6 +392,10 @@ export class RaftDriver {
 
   private onPeerMessage(from: string, payload: Buffer): void {
     if (this.node === null) return; // not started yet: the sender retries
+    if (isTransferFrame(payload)) {
+      this.transfer.onFrame(from, payload);
+      return;
+    }
     let msg: Message;
     try {
       msg = decodeMessage(payload);
@@ -396,6 +415,23 @@ export class RaftDriver {
       this.leaderContactMs = Date.now();
     // A fresh learner must answer a leader it has no configuration for yet.
     if (!this.transport.peers().includes(from)) this.transport.setPeers([...this.peerIds(), from]);
+    if (msg.type === MessageType.Snap) {
+      let streamed: ReturnType<typeof streamedSnapshotOf>;
+      try {
+        streamed = streamedSnapshotOf(msg.snapshot.data);
+      } catch (err) {
+        this.logger.warn('peer_message_malformed', { from, error: (err as Error).message });
+        return;
+      }
+      // Its state is pulled first; the message reaches the core once the state is staged.
+      if (streamed !== null && !this.transfer.offer(msg, streamed.exportKey, streamed.stateIndex)) return;
+    }
+    this.stepMessage(msg);
+  }
+
+  /** Into the core, then send what must go now and run the loop. */
+  private stepMessage(msg: Message): void {
+    if (this.node === null || this.fatalError !== null) return;
     try {
       this.node.step(msg);
     } catch (err) {
@@ -566,6 +602,7 @@ export class RaftDriver {
   async close(): Promise<void> {
     this.stopping = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
+    this.transfer.close();
     this.proposals.rejectAll(() => new DaftkaError('COMMIT_UNKNOWN', 'replica stopped with the write in flight'));
     await this.transport?.close();
     // A write held for disk space would keep the loop and the apply chain waiting for ever:

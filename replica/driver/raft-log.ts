@@ -93,6 +93,11 @@ export class ReplicaLog implements RaftStorage {
     return out;
   }
 
+  /** The snapshot built last may no longer be sent (its export closed): build another next time. */
+  forgetSnapshot(): void {
+    this.snap = null;
+  }
+
   snapshot(): Snapshot | null {
     if (this.snap !== null && this.snap.meta.index === this.first - 1) return this.snap;
     if (!this.snapping) {

@@ -1,17 +1,38 @@
 import { BufReader, BufWriter } from '../../protocol/bytes';
 
 /**
- * The state-machine part of a Raft snapshot: every pair of the state keyspace plus the state
- * index X (the applied index the state was exported at). A follower that installs it skips the
- * state changes of entries ≤ X when they reach it again (its state already holds them).
+ * The state-machine part of a Raft snapshot, in one of two forms:
  *
- *   version u8 (1) · i53 stateIndex · u32 n · (bytes32 key · bytes32 value)*
+ *   inline    version u8 (1) · i53 stateIndex · u32 n · (bytes32 key · bytes32 value)*
+ *   streamed  version u8 (2) · i53 stateIndex · str16 exportKey
+ *
+ * Inline carries every pair of the state keyspace (only the founding snapshot's empty state is
+ * sent so now); streamed names an export on the sending leader, from which the follower pulls
+ * the state in chunks (snapshot-transfer.ts). Either way the state index X is the applied index
+ * the state was exported at: a follower that installs it skips the state changes of entries ≤ X
+ * when they reach it again (its state already holds them).
  */
 
 /** Where the state index is kept in the state keyspace (written with the state it belongs to). */
 export const K_STATE_INDEX = new TextEncoder().encode('m/stateIndex');
 
 const SNAPSHOT_STATE_VERSION = 1;
+const SNAPSHOT_STREAMED_VERSION = 2;
+
+export function encodeStreamedSnapshot(stateIndex: number, exportKey: string): Uint8Array {
+  return new BufWriter(64).u8(SNAPSHOT_STREAMED_VERSION).i53(stateIndex).str16(exportKey).finish();
+}
+
+/** The export a streamed snapshot names, or null for an inline one. Throws on malformed data. */
+export function streamedSnapshotOf(data: Uint8Array): { stateIndex: number; exportKey: string } | null {
+  if (data.byteLength === 0 || data[0] !== SNAPSHOT_STREAMED_VERSION) return null;
+  const rd = new BufReader(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  rd.u8('snapshot.version');
+  const stateIndex = rd.i53('snapshot.stateIndex');
+  const exportKey = rd.str16('snapshot.exportKey');
+  rd.end('streamed snapshot');
+  return { stateIndex, exportKey };
+}
 
 export function encodeSnapshotState(state: Array<[Uint8Array, Uint8Array]>, stateIndex: number): Uint8Array {
   const w = new BufWriter(1024);

@@ -7,6 +7,8 @@
  *   0x03 state  — 0x03 + caller key → caller value (the state machine; opaque to storage)
  *   0x04 terms  — 0x04 + u64 big-endian start index → u64 term: one key per run of equal terms
  *                 in the retained log, written in the same batch as the entries it describes
+ *   0x05 staged — 0x05 + caller key → caller value: a snapshot's state as it arrives in chunks
+ *                 from the leader, moved into the state keyspace by installStaged (engine.ts)
  *
  * Entry value (all integers big-endian):
  *   [0, 4)   crc32 (zlib) over the 9-byte key, then bytes [4, end) of the value
@@ -26,6 +28,7 @@ export const PREFIX_META = 0x01;
 export const PREFIX_LOG = 0x02;
 export const PREFIX_STATE = 0x03;
 export const PREFIX_TERM_RUN = 0x04;
+export const PREFIX_STAGED = 0x05;
 
 export const META = {
   formatVersion: 'format_version',
@@ -36,6 +39,12 @@ export const META = {
   /** {firstIndex, prevTerm, prevCum}: where the retained log starts and what precedes it. */
   logStart: 'log_start',
   snapshot: 'snapshot',
+  /**
+   * Set (with the new log position) while a staged snapshot replaces the state keyspace: the
+   * staged keys are complete and durable, the state keys may be half replaced. Recovery finishes
+   * the move before anything reads the state (engine.ts, finishStagedInstall).
+   */
+  pendingInstall: 'pending_install',
   /** Written only to carry an otherwise empty synced batch (fsync 'interval'). */
   syncMark: 'sync_mark',
 } as const;
@@ -97,6 +106,15 @@ export function stateKey(userKey: Uint8Array): Buffer {
 }
 export const STATE_KEY_MIN = Buffer.from([PREFIX_STATE]);
 export const STATE_KEY_END = Buffer.from([PREFIX_STATE + 1]);
+
+export function stagedKey(userKey: Uint8Array): Buffer {
+  const k = Buffer.allocUnsafe(1 + userKey.length);
+  k[0] = PREFIX_STAGED;
+  k.set(userKey, 1);
+  return k;
+}
+export const STAGED_KEY_MIN = Buffer.from([PREFIX_STAGED]);
+export const STAGED_KEY_END = Buffer.from([PREFIX_STAGED + 1]);
 
 export function termRunKey(startIndex: number): Buffer {
   const k = Buffer.allocUnsafe(9);

@@ -20,11 +20,15 @@ import {
   STATE_KEY_END,
   STATE_KEY_MIN,
   stateKey,
+  STAGED_KEY_END,
+  STAGED_KEY_MIN,
+  stagedKey,
   termRunKey,
   type DecodedEntry,
 } from './codec';
 import { classifyRocksError, corruption, invariant, LogCompactedError } from './errors';
 import type {
+  ExportChunk,
   LogPosition,
   OpenParams,
   OpenResult,
@@ -35,9 +39,18 @@ import type {
   WriteResult,
 } from './protocol';
 import { readDecoded, recover, type EngineInit, type LogStart } from './recovery';
-import { createRocksDb, forEachRow, type RocksBatch, type RocksDb } from './rocksdb';
+import { createRocksDb, forEachRow, type RocksBatch, type RocksDb, type RocksIterator } from './rocksdb';
 import { compactRuns, extendRuns, runTermAt, truncateRuns, type TermRun } from './term-runs';
 import type { StateOp, StoredConf, StoredHardState, StoredSnapshotMeta } from './types';
+
+/**
+ * Open state exports at most (a leader serves one snapshot at a time; a second covers the moment
+ * a new one replaces it). Opening one more closes the oldest: each pins a RocksDB view (its
+ * memtables and SST files stay until it is closed).
+ */
+export const MAX_OPEN_EXPORTS = 2;
+/** Rows moved per batch when a staged snapshot replaces the state keyspace. */
+const STAGED_MOVE_BATCH_BYTES = 1024 * 1024;
 
 /** Rows whose bytes were copied into one fresh ArrayBuffer, so they can be transferred. */
 export interface Packed<T> {
@@ -61,6 +74,9 @@ export class Engine {
   private runs: TermRun[];
   /** Set after a fatal write failure: the in-memory position may no longer match the disk. */
   private broken: Error | null = null;
+  /** Open state exports by id: each an iterator holding one consistent view of the state keyspace. */
+  private readonly exports = new Map<number, RocksIterator>();
+  private nextExportId = 1;
 
   private constructor(
     private readonly db: RocksDb,
@@ -104,7 +120,12 @@ export class Engine {
     }
     try {
       const { init, recovered } = await recover(db, params);
-      return { engine: new Engine(db, init), result: { recovered } };
+      const engine = new Engine(db, init);
+      // A staged snapshot install cut short by a crash: finish it before anything reads the state.
+      const [pending] = await db.getMany([metaKey(META.pendingInstall)]);
+      if (pending !== undefined) await engine.finishStagedInstall();
+      else await db.clear({ gte: STAGED_KEY_MIN, lt: STAGED_KEY_END });
+      return { engine, result: { recovered } };
     } catch (err) {
       await db.close().catch(() => undefined);
       throw err;
@@ -404,16 +425,140 @@ export class Engine {
     return this.position();
   }
 
-  /** Snapshot of the state keyspace at the applied index, with its term and the stored conf. */
-  async exportState(): Promise<Packed<{ meta: StoredSnapshotMeta; state: Array<[Uint8Array, Uint8Array]> }>> {
+  /**
+   * Open an export of the state keyspace as of now (the applied index): a RocksDB iterator, whose
+   * view stays fixed however the state changes after, read a chunk at a time by exportChunk. The
+   * leader streams a snapshot from it to a far-behind follower (replica/driver/snapshot-transfer.ts)
+   * instead of holding the whole state in memory.
+   */
+  exportOpen(): { exportId: number; meta: StoredSnapshotMeta } {
     this.assertUsable();
+    while (this.exports.size >= MAX_OPEN_EXPORTS) this.exportClose(Math.min(...this.exports.keys()));
+    const exportId = this.nextExportId++;
+    this.exports.set(exportId, this.db.iterator({ gte: STATE_KEY_MIN, lt: STATE_KEY_END, keys: true, values: true }));
     const meta: StoredSnapshotMeta = {
       index: this.applied,
       term: this.termAt(this.applied),
       conf: this.conf ?? EMPTY_CONF,
     };
-    const state = await this.scanState({ gte: STATE_KEY_MIN, lt: STATE_KEY_END, limit: -1, reverse: false });
-    return { value: { meta, state: state.value }, transfer: state.transfer };
+    return { exportId, meta };
+  }
+
+  /** Pairs of an export after key `after` (from the first when null), up to maxBytes (at least one). */
+  async exportChunk(exportId: number, after: Uint8Array | null, maxBytes: number): Promise<Packed<ExportChunk>> {
+    this.assertUsable();
+    const it = this.exports.get(exportId);
+    if (it === undefined) return { value: { pairs: [], done: false, gone: true }, transfer: [] };
+    // Seek to the asked key (or the start) in the export's own view, then skip the key itself.
+    it.seek(after === null ? STATE_KEY_MIN : stateKey(after));
+    const rows: Array<[Buffer, Buffer]> = [];
+    let bytes = 0;
+    let done = false;
+    const skip = after === null ? null : stateKey(after);
+    for (;;) {
+      const batch = await it.nextv(256);
+      if (batch.length === 0) {
+        done = true;
+        break;
+      }
+      let full = false;
+      for (const [k, v] of batch) {
+        if (skip !== null && k.equals(skip)) continue;
+        const value = v ?? Buffer.alloc(0);
+        if (rows.length > 0 && bytes + k.length + value.length > maxBytes) {
+          full = true;
+          break;
+        }
+        rows.push([k, value]);
+        bytes += k.length - 1 + value.length;
+      }
+      if (full) break;
+    }
+    const arena = new Uint8Array(bytes);
+    let off = 0;
+    const take = (src: Uint8Array): Uint8Array => {
+      arena.set(src, off);
+      off += src.byteLength;
+      return arena.subarray(off - src.byteLength, off);
+    };
+    const pairs = rows.map(([k, v]): [Uint8Array, Uint8Array] => [take(k.subarray(1)), take(v)]);
+    return { value: { pairs, done, gone: false }, transfer: [arena.buffer] };
+  }
+
+  exportClose(exportId: number): void {
+    const it = this.exports.get(exportId);
+    if (it === undefined) return;
+    this.exports.delete(exportId);
+    void it.close().catch(() => undefined);
+  }
+
+  /** Start receiving a snapshot: drop whatever an earlier, abandoned one staged. */
+  async stageBegin(): Promise<void> {
+    this.assertUsable();
+    await this.db.clear({ gte: STAGED_KEY_MIN, lt: STAGED_KEY_END });
+  }
+
+  /**
+   * One chunk of a snapshot's state, kept apart from the live state (unsynced: installStaged's
+   * synced batch makes every earlier write durable, the WAL being one sequential file).
+   */
+  async stageChunk(pairs: Array<[Uint8Array, Uint8Array]>): Promise<void> {
+    this.assertUsable();
+    if (pairs.length === 0) return;
+    const b = this.db.batch();
+    for (const [k, v] of pairs) b.put(stagedKey(k), v);
+    await this.writeUnsynced(b, 'rocksdb stage snapshot chunk');
+  }
+
+  /**
+   * Install a snapshot whose state was staged (stageChunk): like install, but the state arrives
+   * from the staged keyspace in bounded batches instead of one message. Crash-safe in two steps:
+   * one synced batch moves the log position and sets META.pendingInstall; then the state keyspace
+   * is replaced from the staged keys and the marker cleared. A crash between them leaves the
+   * marker, and open() finishes the move before anything reads the state — the staged keys are
+   * durable and complete before the marker exists, so the move can always be redone.
+   */
+  async installStaged(meta: StoredSnapshotMeta): Promise<LogPosition> {
+    this.assertUsable();
+    invariant(meta.index >= this.applied, `snapshot at ${meta.index} is behind the applied index ${this.applied}`);
+    const b = this.db.batch();
+    b.put(metaKey(META.pendingInstall), encodeMeta(meta));
+    const old = await this.replaceLogInBatch(b, meta);
+    await this.writeSynced(b, 'rocksdb staged snapshot install');
+    const position = this.afterInstall(meta, old);
+    await this.finishStagedInstall();
+    await this.db.clear({ gte: logKey(Math.min(old.firstIndex, meta.index + 1)), lt: logKey(meta.index + 1) });
+    return position;
+  }
+
+  /** Replace the state keyspace by the staged one (bounded batches), then clear the marker. */
+  async finishStagedInstall(): Promise<void> {
+    await this.db.clear({ gte: STATE_KEY_MIN, lt: STATE_KEY_END });
+    const it = this.db.iterator({ gte: STAGED_KEY_MIN, lt: STAGED_KEY_END, keys: true, values: true });
+    try {
+      let b = this.db.batch();
+      let bytes = 0;
+      for (;;) {
+        const rows = await it.nextv(1024);
+        if (rows.length === 0) break;
+        for (const [k, v] of rows) {
+          const value = v ?? Buffer.alloc(0);
+          b.put(stateKey(k.subarray(1)), value);
+          bytes += k.length + value.length;
+        }
+        if (bytes >= STAGED_MOVE_BATCH_BYTES) {
+          // Unsynced: the marker stays until the last batch, which is synced (and syncs these).
+          await this.writeUnsynced(b, 'rocksdb staged snapshot move');
+          b = this.db.batch();
+          bytes = 0;
+        }
+      }
+      b.del(metaKey(META.pendingInstall));
+      await this.writeSynced(b, 'rocksdb staged snapshot move');
+    } finally {
+      await it.close();
+    }
+    await this.db.clear({ gte: STAGED_KEY_MIN, lt: STAGED_KEY_END });
   }
 
   /**
@@ -431,6 +576,22 @@ export class Engine {
       b.del(k);
     });
     for (const [k, v] of state) b.put(stateKey(k), v);
+    const old = await this.replaceLogInBatch(b, meta);
+    await this.writeSynced(b, 'rocksdb snapshot install');
+    const position = this.afterInstall(meta, old);
+    await this.db.clear({ gte: logKey(Math.min(old.firstIndex, meta.index + 1)), lt: logKey(meta.index + 1) });
+    return position;
+  }
+
+  /**
+   * Into `b`: the log emptied to start after the snapshot (entries above meta.index deleted, the
+   * term runs dropped), applied = meta.index, the snapshot meta and conf, and a stored commit
+   * below meta.index raised to it. Returns what the position was, for afterInstall.
+   */
+  private async replaceLogInBatch(
+    b: RocksBatch,
+    meta: StoredSnapshotMeta,
+  ): Promise<{ firstIndex: number; hardState: StoredHardState | null }> {
     await forEachRow(this.db, { gte: logKey(meta.index + 1), lt: LOG_KEY_END, values: false }, (k) => {
       b.del(k);
     });
@@ -446,20 +607,32 @@ export class Engine {
       hardState = { ...hardState, commit: meta.index };
       b.put(metaKey(META.hardState), encodeMeta(hardState));
     }
-    await this.writeSynced(b, 'rocksdb snapshot install');
-    const old = this.firstIndex;
-    this.firstIndex = start.firstIndex;
-    this.prevTerm = start.prevTerm;
-    this.prevCum = start.prevCum;
+    return { firstIndex: this.firstIndex, hardState };
+  }
+
+  /** The in-memory position once replaceLogInBatch's batch is durable. */
+  private afterInstall(meta: StoredSnapshotMeta, o: { hardState: StoredHardState | null }): LogPosition {
+    this.firstIndex = meta.index + 1;
+    this.prevTerm = meta.term;
+    this.prevCum = 0;
     this.lastIndex = meta.index;
     this.lastTerm = meta.term;
     this.lastCum = 0;
     this.runs = [];
     this.applied = meta.index;
     this.conf = meta.conf;
-    this.hardState = hardState;
-    await this.db.clear({ gte: logKey(Math.min(old, start.firstIndex)), lt: logKey(start.firstIndex) });
+    this.hardState = o.hardState;
     return this.position();
+  }
+
+  private async writeUnsynced(b: RocksBatch, during: string): Promise<void> {
+    try {
+      await b.write({ sync: false });
+    } catch (err) {
+      const e = classifyRocksError(err, during);
+      if (e.failureClass === 'fatal') this.broken = e;
+      throw e;
+    }
   }
 
   private async writeSynced(b: RocksBatch, during: string): Promise<void> {

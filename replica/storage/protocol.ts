@@ -75,10 +75,23 @@ export type Request =
   | { id: number; op: 'scan'; gte: Uint8Array; lt: Uint8Array; limit: number; reverse: boolean }
   | { id: number; op: 'compact'; firstIndex: number }
   | { id: number; op: 'rewrite'; entries: RewriteEntries; ops: StateOp[] }
-  | { id: number; op: 'export' }
   | { id: number; op: 'install'; meta: StoredSnapshotMeta; state: Array<[Uint8Array, Uint8Array]> }
+  | { id: number; op: 'exportOpen' }
+  | { id: number; op: 'exportChunk'; exportId: number; after: Uint8Array | null; maxBytes: number }
+  | { id: number; op: 'exportClose'; exportId: number }
+  | { id: number; op: 'stageBegin' }
+  | { id: number; op: 'stageChunk'; pairs: Array<[Uint8Array, Uint8Array]> }
+  | { id: number; op: 'installStaged'; meta: StoredSnapshotMeta }
   | { id: number; op: 'memory' }
   | { id: number; op: 'close' };
+
+/** A chunk of an export: pairs in key order after the asked key, and whether it was the last. */
+export interface ExportChunk {
+  pairs: Array<[Uint8Array, Uint8Array]>;
+  done: boolean;
+  /** The export is no longer open (closed, replaced, or this process restarted). */
+  gone: boolean;
+}
 
 /** The log position after a mutation; the facade mirrors it for stats(). */
 export interface LogPosition {

@@ -18,6 +18,8 @@ export interface RangeOptions {
 export interface RocksIterator {
   /** Up to `size` rows; an empty array at the end. `value` is undefined when values: false. */
   nextv(size: number): Promise<Array<[Buffer, Buffer | undefined]>>;
+  /** Position at the first key ≥ target within the iterator's own (fixed) view of the db. */
+  seek(target: Uint8Array): void;
   close(): Promise<void>;
 }
 

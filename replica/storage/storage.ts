@@ -36,7 +36,7 @@ import {
   type Slot,
   type Waiter,
 } from './write-group';
-import type { LogPosition, OpenResult, RocksMemory, WireEntries, WriteResult } from './protocol';
+import type { ExportChunk, LogPosition, OpenResult, RocksMemory, WireEntries, WriteResult } from './protocol';
 import type {
   DiskFullState,
   FlushStats,
@@ -333,6 +333,46 @@ export class ReplicaStorage {
     });
   }
 
+  /**
+   * installSnapshot for a state that was staged (stageChunk) instead of passed: the state
+   * keyspace is replaced by the staged keys in bounded batches, crash-safe (engine.ts).
+   */
+  installStaged(meta: StoredSnapshotMeta): Promise<void> {
+    const refused = this.refuseWrite();
+    if (refused) return Promise.reject(refused);
+    try {
+      this.view.checkInstall(meta);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.view.applyInstall(meta);
+    return this.barrier(0, () => ({ body: { op: 'installStaged', meta }, transfer: [] }));
+  }
+
+  /** Drop anything staged and start staging a new snapshot's state (straight to the worker). */
+  stageBegin(): Promise<void> {
+    return this.read({ op: 'stageBegin' });
+  }
+
+  /**
+   * Stage one chunk of a snapshot's state, apart from the live state. Not a log write: it goes
+   * straight to the worker, ordered before a later installStaged by the worker's arrival order.
+   */
+  stageChunk(pairs: Array<[Uint8Array, Uint8Array]>): Promise<void> {
+    let bytes = 0;
+    for (const [k, v] of pairs) bytes += k.byteLength + v.byteLength;
+    const arena = new Uint8Array(bytes);
+    let off = 0;
+    const take = (src: Uint8Array): Uint8Array => {
+      arena.set(src, off);
+      off += src.byteLength;
+      return arena.subarray(off - src.byteLength, off);
+    };
+    const packed = pairs.map(([k, v]): [Uint8Array, Uint8Array] => [take(k), take(v)]);
+    if (this.closing) return Promise.reject(storageClosedError());
+    return this.channel.call({ op: 'stageChunk', pairs: packed }, [arena.buffer]);
+  }
+
   // ---------------------------------------------------------------- reads
 
   /**
@@ -383,8 +423,22 @@ export class ReplicaStorage {
   }
 
   /** The state keyspace at the current (written) applied index, with its term and conf. */
-  exportState(): Promise<{ meta: StoredSnapshotMeta; state: Array<[Uint8Array, Uint8Array]> }> {
-    return this.read({ op: 'export' });
+  /**
+   * Open a fixed view of the state keyspace as of every write whose promise has resolved (the
+   * applied index it is at comes back in `meta`); read it with exportChunk, release it with
+   * exportClose. At most MAX_OPEN_EXPORTS stay open: opening another closes the oldest.
+   */
+  exportOpen(): Promise<{ exportId: number; meta: StoredSnapshotMeta }> {
+    return this.read({ op: 'exportOpen' });
+  }
+
+  /** State pairs of an open export after key `after` (from the start when null), up to maxBytes. */
+  exportChunk(exportId: number, after: Uint8Array | null, maxBytes: number): Promise<ExportChunk> {
+    return this.read({ op: 'exportChunk', exportId, after, maxBytes });
+  }
+
+  exportClose(exportId: number): Promise<void> {
+    return this.read({ op: 'exportClose', exportId });
   }
 
   stats(): { logBytes: number; firstIndex: number; lastIndex: number; pendingBytes: number } {

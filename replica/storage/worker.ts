@@ -43,12 +43,22 @@ async function handle(req: Request): Promise<{ result: unknown; transfer: ArrayB
       return { result: await engine.compact(req.firstIndex), transfer: [] };
     case 'rewrite':
       return { result: await engine.rewrite(req.entries, req.ops), transfer: [] };
-    case 'export': {
-      const p = await engine.exportState();
-      return { result: p.value, transfer: p.transfer };
-    }
     case 'install':
       return { result: await engine.install(req.meta, req.state), transfer: [] };
+    case 'exportOpen':
+      return { result: engine.exportOpen(), transfer: [] };
+    case 'exportChunk': {
+      const p = await engine.exportChunk(req.exportId, req.after, req.maxBytes);
+      return { result: p.value, transfer: p.transfer };
+    }
+    case 'exportClose':
+      return { result: engine.exportClose(req.exportId), transfer: [] };
+    case 'stageBegin':
+      return { result: await engine.stageBegin(), transfer: [] };
+    case 'stageChunk':
+      return { result: await engine.stageChunk(req.pairs), transfer: [] };
+    case 'installStaged':
+      return { result: await engine.installStaged(req.meta), transfer: [] };
     case 'memory':
       // This thread's own V8 heap (an isolate of its own, not in the main thread's heap metrics).
       return { result: { ...engine.memory(), workerHeapBytes: getHeapStatistics().total_heap_size }, transfer: [] };

@@ -5,7 +5,8 @@ import { fetchAll, record, TEST_ENV, text, waitCaughtUp } from './helpers';
  * Retention with real processes: the leader advances the log start offset (a replicated
  * command), every replica drops the Raft log below it, fetch below it is OFFSET_OUT_OF_RANGE
  * with a message that says so, and a follower that was away while the log start moved past its
- * own log receives a snapshot and then serves records from the new log start.
+ * own log receives a snapshot — its state pulled from the leader in chunks — and then serves
+ * records from the new log start.
  */
 
 jest.setTimeout(150_000);
@@ -25,6 +26,8 @@ beforeAll(async () => {
       // Few appends in flight per follower: one that goes away falls behind the log start
       // instead of finding everything queued for it on its way back.
       DAFTKA_MAX_INFLIGHT_MSGS: '4',
+      // The smallest chunk: the snapshot's state (offset index, idempotency keys) takes several.
+      DAFTKA_SNAPSHOT_CHUNK_BYTES: '1024',
     },
   });
   await cluster.waitFormed(60_000);
@@ -132,6 +135,11 @@ test('a follower away while the log start passed its log receives a snapshot and
   await waitCaughtUp(cluster, f, hw);
   const events = cluster.slots[f].logEvents().filter((e) => e.pid === pid);
   expect(events.some((e) => e.message === 'snapshot_installed')).toBe(true);
+  // The state came in chunks pulled from the leader's export, not in the Snap message.
+  const staged = events.find((e) => e.message === 'snapshot_transfer_staged');
+  expect(staged).toBeDefined();
+  expect(Number(staged!.chunks)).toBeGreaterThan(2);
+  expect(String(staged!.export)).toMatch(/^[^/]+\/[0-9a-f]{12}\/\d+$/);
 
   const start = await logStartOf(leader);
   await cluster.waitFor(async () => (await logStartOf(f)) >= start, 10_000, 'the follower to apply the log start');

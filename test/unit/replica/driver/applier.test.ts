@@ -1,6 +1,7 @@
 import { createRegistry } from '../../../../common/metrics';
 import { Applier } from '../../../../replica/driver/applier';
 import { Proposals } from '../../../../replica/driver/proposals';
+import { SNAPSHOT_TRANSFER_DEFAULTS, SnapshotTransfer } from '../../../../replica/driver/snapshot-transfer';
 import { replicaMetrics } from '../../../../replica/metrics';
 import { PartitionState } from '../../../../replica/state/partition-state';
 import { entries, openStorage, quietLogger, removeDir, tempDir } from '../../../helpers/storage';
@@ -8,14 +9,28 @@ import { entries, openStorage, quietLogger, removeDir, tempDir } from '../../../
 /** The applier's recovery reads a fixed set of ranges; a directory it cannot serve is refused. */
 
 function applierOn(storage: Awaited<ReturnType<typeof openStorage>>): Applier {
+  const metrics = replicaMetrics(createRegistry('test', { defaultMetrics: false }));
+  const lbl = { topic: 't', partition: '0' };
+  const transfer = new SnapshotTransfer({
+    id: '0.test',
+    storage,
+    metrics,
+    lbl,
+    logger: quietLogger(),
+    settings: SNAPSHOT_TRANSFER_DEFAULTS,
+    send: () => {},
+    deliver: () => {},
+    exportClosed: () => {},
+  });
   return new Applier({
     id: '0.test',
     storage,
     state: new PartitionState({ dedupWindowMs: 60_000 }),
     proposals: new Proposals(),
-    metrics: replicaMetrics(createRegistry('test', { defaultMetrics: false })),
-    lbl: { topic: 't', partition: '0' },
+    metrics,
+    lbl,
     logger: quietLogger(),
+    transfer,
     leaderHint: () => null,
     membershipChanged: () => {},
     applied: () => {},
