@@ -126,6 +126,9 @@ function hist() {
   return build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
 }
 
+/** The log start last seen (moves only with retention on). */
+let logStart = 0;
+
 async function fetchLatency(
   client: RemotePartitionClient,
   count: number,
@@ -134,16 +137,29 @@ async function fetchLatency(
   const h = hist();
   for (let i = 0; i < count; i++) {
     const t = performance.now();
-    const r = await client.fetch({
-      requestId: 'f',
-      topic: TOPIC,
-      partition: 0,
-      offset: offsetOf(),
-      maxRecords: 10,
-      maxBytes: 1 << 20,
-      waitMs: 0,
-    });
-    if (r.records.length === 0) throw new Error(`empty fetch at ${offsetOf()}`);
+    // With retention on (a DAFTKA_RETENTION_* setting passed through), offsets below the log start
+    // are gone: a random offset is drawn over what is retained.
+    const offset = Math.max(logStart, offsetOf());
+    let r;
+    try {
+      r = await client.fetch({
+        requestId: 'f',
+        topic: TOPIC,
+        partition: 0,
+        offset,
+        maxRecords: 10,
+        maxBytes: 1 << 20,
+        waitMs: 0,
+      });
+    } catch (err) {
+      const start = (err as { extra?: { log_start_offset?: number } }).extra?.log_start_offset;
+      if (!(isDaftkaError(err) && err.code === 'OFFSET_OUT_OF_RANGE' && typeof start === 'number')) throw err;
+      logStart = start;
+      i--;
+      continue;
+    }
+    logStart = Math.max(logStart, r.logStartOffset);
+    if (r.records.length === 0) throw new Error(`empty fetch at ${offset}`);
     h.recordValue(Math.max(1, Math.round((performance.now() - t) * 1000)));
   }
   const out = { p50: h.getValueAtPercentile(50) / 1000, p99: h.getValueAtPercentile(99) / 1000 };
