@@ -22,9 +22,10 @@
  * both processes is sampled every 250 ms: time to catch up, records/s, peak and final RSS of each,
  * and the memory columns of each at its peak. The phase fails after --catchup-timeout-s
  * (default 120 s + 1 s per 1,000 records), and at once when the leader drops a message over the
- * peer frame limit (peer_message_too_large): measured Dec 2026, the snapshot carried the whole
- * offset index (~57 B a produce batch) in one message, over 16 MiB past ~290,000 batches, and the
- * leader's RSS rose by ~1.5 KB a batch while building it. With the spare ordinal configured, the
+ * peer frame limit (peer_message_too_large: before issue 20's chunked transfer the snapshot of a
+ * retention-compacted log carried the whole offset index, ~57 B a batch, in one message).
+ * Pass DAFTKA_RETENTION_BYTES (and DAFTKA_RETENTION_CHECK_MS) to make the log compacted, so the
+ * new member's snapshot carries the state in chunks. With the spare ordinal configured, the
  * leader asks its (closed) client port for status every DAFTKA_MEMBERSHIP_CHECK_MS while it does
  * not run.
  *

@@ -346,10 +346,17 @@ export class RaftDriver {
   private async handleReady(rd: Ready): Promise<void> {
     const early: Message[] = [];
     const late: Message[] = [];
+    const before = this.log.initialState().hardState;
     const termOrVote =
+      rd.hardState !== undefined && (rd.hardState.term !== before.term || rd.hardState.vote !== before.vote);
+    // A vote is an event worth a line: with the incarnation it lets a reader (and the e2e tier)
+    // check that no replica ever voted for two candidates in one term, across restarts and wipes.
+    const vote =
       rd.hardState !== undefined &&
-      (rd.hardState.term !== this.log.initialState().hardState.term ||
-        rd.hardState.vote !== this.log.initialState().hardState.vote);
+      rd.hardState.vote !== null &&
+      (rd.hardState.vote !== before.vote || rd.hardState.term !== before.term)
+        ? { term: rd.hardState.term, vote: rd.hardState.vote }
+        : null;
     for (const m of rd.messages) {
       // Requests from a leader promise nothing about our disk; responses and votes do.
       if (!termOrVote && (m.type === MessageType.App || m.type === MessageType.Heartbeat)) early.push(m);
@@ -378,6 +385,13 @@ export class RaftDriver {
       this.log.appended(rd.entries, hardState);
       if (rd.entries.length > 0) this.metrics.appendBatch.observe(this.lbl, rd.entries.length);
     }
+    if (vote !== null)
+      this.logger.info('vote_cast', {
+        replica: this.id,
+        incarnation: this.storage.recovered.incarnation,
+        term: vote.term,
+        vote: vote.vote,
+      });
     this.send(late);
     if (rd.softState) this.onSoftState(rd.softState.leader, rd.softState.role);
     if (rd.committed.length > 0) await this.applier.apply(rd.committed);

@@ -222,7 +222,7 @@ function replicaLogLines(p: number, fromMs = 0): Obj[] {
         .readFileSync(path.join(dir, f), 'utf8')
         .split('\n')
         .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as Obj)
+        .map((l) => ({ ...(JSON.parse(l) as Obj), logFile: f }))
         .filter((l) => Date.parse(l.timestamp) >= fromMs),
     );
 }
@@ -552,6 +552,19 @@ describe('the product under produce load', () => {
       expect(st.voters).not.toContain(oldId);
     } finally {
       rc.close();
+    }
+    // Never a second vote in a term: every vote any replica pod cast (its old and new incarnation
+    // alike, read from the pod's log across restarts) names one candidate per term.
+    for (const p of [0, 1]) {
+      const votes = replicaLogLines(p).filter((l) => l.message === 'vote_cast');
+      expect(votes.length).toBeGreaterThan(0);
+      const byPodTerm = new Map<string, Set<string>>();
+      for (const v of votes) {
+        const k = `${v.logFile} term ${v.term}`;
+        byPodTerm.set(k, (byPodTerm.get(k) ?? new Set()).add(String(v.vote)));
+      }
+      const twice = [...byPodTerm].filter(([, c]) => c.size > 1).map(([k, c]) => `${k}: ${[...c].join(', ')}`);
+      expect(twice).toEqual([]);
     }
   });
 
