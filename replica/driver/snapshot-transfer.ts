@@ -164,6 +164,11 @@ export class SnapshotTransfer {
   private readonly nonce = randomBytes(6).toString('hex');
   private current: { exportKey: string; exportId: number; index: number; lastUsedMs: number } | null = null;
   private download: Download | null = null;
+  /**
+   * The export installed last: a retry of its Snap that arrives after the install is stepped
+   * at once (the core ignores a snapshot at or below its commit) instead of pulled again.
+   */
+  private installedExport: string | null = null;
 
   constructor(private readonly o: SnapshotTransferOptions) {}
 
@@ -213,6 +218,7 @@ export class SnapshotTransfer {
    * state is staged), false while it is held (the transfer starts or goes on).
    */
   offer(msg: Message, exportKey: string, stateIndex: number): boolean {
+    if (exportKey === this.installedExport) return true;
     const d = this.download;
     if (d !== null && d.exportKey === exportKey) {
       if (d.staged) return true;
@@ -266,6 +272,7 @@ export class SnapshotTransfer {
   /** The staged state was installed (or the core declined it): the transfer is over. */
   finished(exportKey: string): void {
     if (this.download?.exportKey === exportKey) this.download = null;
+    this.installedExport = exportKey;
   }
 
   private request(d: Download): void {

@@ -132,6 +132,11 @@ test('the follower stages exactly the state the leader exported, in chunks, then
   expect(frames.length).toBeGreaterThanOrEqual(2 * 15); // ~40 B rows, 1 KiB chunks: a request and an answer per chunk
   expect(Math.max(...frames)).toBeLessThan(2048);
   expect(await stagedRows(b.storage)).toEqual([...expected, `${dec(K_STATE_INDEX)}=X`].sort());
+  // Installed: a late retry of the same snapshot goes to the core at once (it ignores it), not
+  // into a second transfer.
+  b.transfer.finished(exportKey);
+  expect(b.transfer.offer(msg, exportKey, 15)).toBe(true);
+  expect(b.transfer.stagedExport()).toBeNull();
   const received = await b.metrics.snapshotTransferBytes.get();
   expect(received.values.find((v) => v.labels.action === 'received')?.value).toBeGreaterThan(500 * 40);
 });
