@@ -646,6 +646,10 @@ export class Engine {
   }
 
   async close(): Promise<void> {
+    for (const [id, it] of this.exports) {
+      this.exports.delete(id);
+      await it.close().catch(() => undefined);
+    }
     await this.db.close();
   }
 }
