@@ -3,6 +3,7 @@ import type { Logger } from '../../common/log';
 import { BufReader, BufWriter } from '../../protocol/bytes';
 import type { ReplicaMetrics } from '../metrics';
 import type { Message } from '../raft';
+import { encodePairsBlock } from '../storage/codec';
 import type { ReplicaStorage, StoredSnapshotMeta } from '../storage/storage';
 import { encodeStateIndex, K_STATE_INDEX } from './snapshots';
 
@@ -33,7 +34,10 @@ import { encodeStateIndex, K_STATE_INDEX } from './snapshots';
  *
  *   request   u8 TAG · u8 1 · str16 exportKey · u32 seq · u8 hasAfter · [bytes32 after] · u32 maxBytes
  *   response  u8 TAG · u8 2 · str16 exportKey · u32 seq · u8 status (0 ok, 1 gone) · u8 done
- *             · u32 n · n × (bytes32 key · bytes32 value)
+ *             · u32 count · bytes32 lastKey · block (the rest: storage/codec.ts encodePairsBlock)
+ *
+ * The block is made by the leader's storage worker and written by the follower's: neither main
+ * thread (both also serve produces) makes an object per pair; the follower's worker validates it.
  */
 
 export const TRANSFER_TAG = 0xf5;
@@ -65,8 +69,13 @@ interface ChunkResponse {
   seq: number;
   gone: boolean;
   done: boolean;
-  pairs: Array<[Uint8Array, Uint8Array]>;
+  count: number;
+  lastKey: Uint8Array;
+  block: Uint8Array;
 }
+
+const EMPTY = new Uint8Array(0);
+const NOTHING = { gone: false, done: false, count: 0, lastKey: EMPTY, block: EMPTY };
 
 export function isTransferFrame(payload: Uint8Array): boolean {
   return payload.byteLength > 0 && payload[0] === TRANSFER_TAG;
@@ -84,18 +93,15 @@ function encodeRequest(r: ChunkRequest): Buffer {
 }
 
 function encodeResponse(r: ChunkResponse): Buffer {
-  let bytes = 64;
-  for (const [k, v] of r.pairs) bytes += 8 + k.byteLength + v.byteLength;
-  const w = new BufWriter(bytes);
+  const w = new BufWriter(64 + r.exportKey.length + r.lastKey.byteLength);
   w.u8(TRANSFER_TAG)
     .u8(KIND_RESPONSE)
     .str16(r.exportKey)
     .u32(r.seq)
     .u8(r.gone ? 1 : 0)
     .u8(r.done ? 1 : 0);
-  w.u32(r.pairs.length);
-  for (const [k, v] of r.pairs) w.bytes32(k).bytes32(v);
-  return w.finish();
+  w.u32(r.count).bytes32(r.lastKey);
+  return Buffer.concat([w.finish(), r.block]);
 }
 
 /** A transfer frame, validated (throws CodecError on anything malformed). */
@@ -116,11 +122,11 @@ export function decodeTransferFrame(
   if (kind !== KIND_RESPONSE) throw new RangeError(`unknown transfer frame kind ${kind}`);
   const gone = rd.u8('transfer.status') === 1;
   const done = rd.u8('transfer.done') === 1;
-  const n = rd.u32('transfer.count');
-  const pairs: Array<[Uint8Array, Uint8Array]> = [];
-  for (let i = 0; i < n; i++) pairs.push([rd.bytes32('transfer.key'), rd.bytes32('transfer.value')]);
-  rd.end('transfer response');
-  return { kind: 'response', res: { exportKey, seq, gone, done, pairs } };
+  const count = rd.u32('transfer.count');
+  const lastKey = rd.bytes32('transfer.lastKey');
+  if (count > 0 && lastKey.byteLength === 0) throw new RangeError('transfer response: pairs without a last key');
+  const block = rd.rest();
+  return { kind: 'response', res: { exportKey, seq, gone, done, count, lastKey, block } };
 }
 
 export interface SnapshotTransferOptions {
@@ -199,12 +205,20 @@ export class SnapshotTransfer {
     const cur = this.current;
     let res: ChunkResponse;
     if (cur === null || cur.exportKey !== req.exportKey) {
-      res = { exportKey: req.exportKey, seq: req.seq, gone: true, done: false, pairs: [] };
+      res = { ...NOTHING, exportKey: req.exportKey, seq: req.seq, gone: true };
     } else {
       cur.lastUsedMs = Date.now();
       const maxBytes = Math.max(1, Math.min(req.maxBytes, this.o.settings.chunkBytes));
-      const chunk = await this.o.storage.exportChunk(cur.exportId, req.after, maxBytes);
-      res = { exportKey: req.exportKey, seq: req.seq, gone: chunk.gone, done: chunk.done, pairs: chunk.pairs };
+      const c = await this.o.storage.exportChunk(cur.exportId, req.after, maxBytes);
+      res = {
+        exportKey: req.exportKey,
+        seq: req.seq,
+        gone: c.gone,
+        done: c.done,
+        count: c.count,
+        lastKey: c.lastKey ?? EMPTY,
+        block: c.block,
+      };
     }
     const frame = encodeResponse(res);
     this.o.metrics.snapshotTransferBytes.inc({ ...this.o.lbl, action: 'sent' }, frame.byteLength);
@@ -294,41 +308,44 @@ export class SnapshotTransfer {
       this.abort('export_gone');
       return;
     }
-    const pairs = res.pairs;
-    const last = pairs.length > 0 ? Buffer.from(pairs[pairs.length - 1][0]) : d.after;
-    if (res.done) {
+    const last = res.count > 0 ? Buffer.from(res.lastKey) : d.after;
+    d.writing = true;
+    this.o.storage
+      .stageBlock(res.block)
       // The state index written with the exported state may be older than the one the snapshot
       // was made at: the descriptor's wins (staged last, so it is what lands).
-      pairs.push([K_STATE_INDEX, encodeStateIndex(d.stateIndex)]);
-    }
-    d.writing = true;
-    this.o.storage.stageChunk(pairs).then(
-      () => {
-        if (this.download !== d) return;
-        d.writing = false;
-        d.retries = 0;
-        d.chunks++;
-        d.bytes += frameBytes;
-        d.after = last;
-        if (!res.done) {
-          this.request(d);
-          return;
-        }
-        d.staged = true;
-        d.stagedMs = Date.now();
-        this.o.metrics.snapshotsSent.inc({ ...this.o.lbl, action: 'transferred' });
-        this.o.logger.info('snapshot_transfer_staged', {
-          replica: this.o.id,
-          from: d.from,
-          export: d.exportKey,
-          chunks: d.chunks,
-          bytes: d.bytes,
-          duration_ms: Date.now() - d.startedMs,
-        });
-        this.o.deliver(d.msg);
-      },
-      (err) => this.failed(d, err),
-    );
+      .then(() =>
+        res.done
+          ? this.o.storage.stageBlock(encodePairsBlock([[K_STATE_INDEX, encodeStateIndex(d.stateIndex)]]))
+          : undefined,
+      )
+      .then(
+        () => {
+          if (this.download !== d) return;
+          d.writing = false;
+          d.retries = 0;
+          d.chunks++;
+          d.bytes += frameBytes;
+          d.after = last;
+          if (!res.done) {
+            this.request(d);
+            return;
+          }
+          d.staged = true;
+          d.stagedMs = Date.now();
+          this.o.metrics.snapshotsSent.inc({ ...this.o.lbl, action: 'transferred' });
+          this.o.logger.info('snapshot_transfer_staged', {
+            replica: this.o.id,
+            from: d.from,
+            export: d.exportKey,
+            chunks: d.chunks,
+            bytes: d.bytes,
+            duration_ms: Date.now() - d.startedMs,
+          });
+          this.o.deliver(d.msg);
+        },
+        (err: unknown) => this.failed(d, err),
+      );
   }
 
   private failed(d: Download, err: unknown): void {

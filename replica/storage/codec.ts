@@ -195,6 +195,51 @@ export function decodeEntry(key: Uint8Array, value: Uint8Array): DecodedEntry | 
   };
 }
 
+/**
+ * State pairs as one block — (u32 key length · key · u32 value length · value)*, big-endian, in
+ * key order — as a snapshot's state travels between replicas: made by the leader's storage
+ * worker, carried as bytes by both main threads, written by the follower's worker.
+ */
+export function encodePairsBlock(pairs: ReadonlyArray<readonly [Uint8Array, Uint8Array]>): Uint8Array {
+  let size = 0;
+  for (const [k, v] of pairs) size += 8 + k.byteLength + v.byteLength;
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  let off = 0;
+  for (const [k, v] of pairs) {
+    dv.setUint32(off, k.byteLength);
+    out.set(k, off + 4);
+    off += 4 + k.byteLength;
+    dv.setUint32(off, v.byteLength);
+    out.set(v, off + 4);
+    off += 4 + v.byteLength;
+  }
+  return out;
+}
+
+/** Visit each pair of a block (views into it); throws RangeError when it is malformed. */
+export function decodePairsBlock(block: Uint8Array, visit: (key: Uint8Array, value: Uint8Array) => void): number {
+  const dv = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  let off = 0;
+  let n = 0;
+  const take = (what: string): Uint8Array => {
+    if (off + 4 > block.byteLength) throw new RangeError(`pairs block: ${what} length past the end at ${off}`);
+    const len = dv.getUint32(off);
+    if (off + 4 + len > block.byteLength)
+      throw new RangeError(`pairs block: ${what} of ${len} bytes past the end at ${off}`);
+    const view = block.subarray(off + 4, off + 4 + len);
+    off += 4 + len;
+    return view;
+  };
+  while (off < block.byteLength) {
+    const k = take('key');
+    if (k.byteLength === 0) throw new RangeError(`pairs block: empty key at pair ${n}`);
+    visit(k, take('value'));
+    n++;
+  }
+  return n;
+}
+
 /** Meta values are small JSON documents. */
 export function encodeMeta(v: unknown): Buffer {
   return Buffer.from(JSON.stringify(v), 'utf8');

@@ -23,6 +23,8 @@ import {
   STAGED_KEY_END,
   STAGED_KEY_MIN,
   stagedKey,
+  decodePairsBlock,
+  encodePairsBlock,
   termRunKey,
   type DecodedEntry,
 } from './codec';
@@ -444,11 +446,15 @@ export class Engine {
     return { exportId, meta };
   }
 
-  /** Pairs of an export after key `after` (from the first when null), up to maxBytes (at least one). */
+  /**
+   * Pairs of an export after key `after` (from the first when null), up to maxBytes (at least
+   * one), as one block: the main threads carry it without making an object per pair.
+   */
   async exportChunk(exportId: number, after: Uint8Array | null, maxBytes: number): Promise<Packed<ExportChunk>> {
     this.assertUsable();
     const it = this.exports.get(exportId);
-    if (it === undefined) return { value: { pairs: [], done: false, gone: true }, transfer: [] };
+    if (it === undefined)
+      return { value: { block: new Uint8Array(0), count: 0, lastKey: null, done: false, gone: true }, transfer: [] };
     // Seek to the asked key (or the start) in the export's own view, then skip the key itself.
     it.seek(after === null ? STATE_KEY_MIN : stateKey(after));
     const rows: Array<[Buffer, Buffer]> = [];
@@ -469,20 +475,18 @@ export class Engine {
           full = true;
           break;
         }
-        rows.push([k, value]);
+        // Keys lose the state prefix on the way out.
+        rows.push([k.subarray(1), value]);
         bytes += k.length - 1 + value.length;
       }
       if (full) break;
     }
-    const arena = new Uint8Array(bytes);
-    let off = 0;
-    const take = (src: Uint8Array): Uint8Array => {
-      arena.set(src, off);
-      off += src.byteLength;
-      return arena.subarray(off - src.byteLength, off);
+    const block = encodePairsBlock(rows);
+    const lastKey = rows.length > 0 ? new Uint8Array(rows[rows.length - 1][0]) : null;
+    return {
+      value: { block, count: rows.length, lastKey, done, gone: false },
+      transfer: lastKey ? [block.buffer as ArrayBuffer, lastKey.buffer as ArrayBuffer] : [block.buffer as ArrayBuffer],
     };
-    const pairs = rows.map(([k, v]): [Uint8Array, Uint8Array] => [take(k.subarray(1)), take(v)]);
-    return { value: { pairs, done, gone: false }, transfer: [arena.buffer] };
   }
 
   exportClose(exportId: number): void {
@@ -499,14 +503,20 @@ export class Engine {
   }
 
   /**
-   * One chunk of a snapshot's state, kept apart from the live state (unsynced: installStaged's
-   * synced batch makes every earlier write durable, the WAL being one sequential file).
+   * One chunk of a snapshot's state (a pairs block from a peer: validated here), kept apart from
+   * the live state. Unsynced: installStaged's synced batch makes every earlier write durable, the
+   * WAL being one sequential file. A malformed block is refused whole and nothing of it written.
    */
-  async stageChunk(pairs: Array<[Uint8Array, Uint8Array]>): Promise<void> {
+  async stageBlock(block: Uint8Array): Promise<void> {
     this.assertUsable();
-    if (pairs.length === 0) return;
     const b = this.db.batch();
-    for (const [k, v] of pairs) b.put(stagedKey(k), v);
+    try {
+      decodePairsBlock(block, (k, v) => void b.put(stagedKey(k), v));
+    } catch (err) {
+      await b.close().catch(() => undefined);
+      throw err;
+    }
+    if (b.length === 0) return;
     await this.writeUnsynced(b, 'rocksdb stage snapshot chunk');
   }
 

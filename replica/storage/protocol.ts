@@ -80,14 +80,17 @@ export type Request =
   | { id: number; op: 'exportChunk'; exportId: number; after: Uint8Array | null; maxBytes: number }
   | { id: number; op: 'exportClose'; exportId: number }
   | { id: number; op: 'stageBegin' }
-  | { id: number; op: 'stageChunk'; pairs: Array<[Uint8Array, Uint8Array]> }
+  | { id: number; op: 'stageBlock'; block: Uint8Array }
   | { id: number; op: 'installStaged'; meta: StoredSnapshotMeta }
   | { id: number; op: 'memory' }
   | { id: number; op: 'close' };
 
-/** A chunk of an export: pairs in key order after the asked key, and whether it was the last. */
+/** A chunk of an export: the pairs after the asked key as one block (codec.ts encodePairsBlock). */
 export interface ExportChunk {
-  pairs: Array<[Uint8Array, Uint8Array]>;
+  block: Uint8Array;
+  count: number;
+  /** The block's last key (null when it is empty): where the next chunk starts after. */
+  lastKey: Uint8Array | null;
   done: boolean;
   /** The export is no longer open (closed, replaced, or this process restarted). */
   gone: boolean;

@@ -355,22 +355,14 @@ export class ReplicaStorage {
   }
 
   /**
-   * Stage one chunk of a snapshot's state, apart from the live state. Not a log write: it goes
-   * straight to the worker, ordered before a later installStaged by the worker's arrival order.
+   * Stage one chunk of a snapshot's state (a pairs block, codec.ts), apart from the live state.
+   * Not a log write: it goes straight to the worker, ordered before a later installStaged by the
+   * worker's arrival order. The block is copied (it may be a view into a pooled buffer).
    */
-  stageChunk(pairs: Array<[Uint8Array, Uint8Array]>): Promise<void> {
-    let bytes = 0;
-    for (const [k, v] of pairs) bytes += k.byteLength + v.byteLength;
-    const arena = new Uint8Array(bytes);
-    let off = 0;
-    const take = (src: Uint8Array): Uint8Array => {
-      arena.set(src, off);
-      off += src.byteLength;
-      return arena.subarray(off - src.byteLength, off);
-    };
-    const packed = pairs.map(([k, v]): [Uint8Array, Uint8Array] => [take(k), take(v)]);
+  stageBlock(block: Uint8Array): Promise<void> {
     if (this.closing) return Promise.reject(storageClosedError());
-    return this.channel.call({ op: 'stageChunk', pairs: packed }, [arena.buffer]);
+    const own = new Uint8Array(block);
+    return this.channel.call({ op: 'stageBlock', block: own }, [own.buffer]);
   }
 
   // ---------------------------------------------------------------- reads

@@ -55,8 +55,8 @@ async function handle(req: Request): Promise<{ result: unknown; transfer: ArrayB
       return { result: engine.exportClose(req.exportId), transfer: [] };
     case 'stageBegin':
       return { result: await engine.stageBegin(), transfer: [] };
-    case 'stageChunk':
-      return { result: await engine.stageChunk(req.pairs), transfer: [] };
+    case 'stageBlock':
+      return { result: await engine.stageBlock(req.block), transfer: [] };
     case 'installStaged':
       return { result: await engine.installStaged(req.meta), transfer: [] };
     case 'memory':

@@ -3,7 +3,9 @@ import { ClassifiedError } from '../../../../common/crash-policy';
 import { DaftkaError } from '../../../../common/errors';
 import { LogCompactedError, type FlushStats, type ReplicaStorage } from '../../../../replica/storage/storage';
 import {
+  decodePairsBlock,
   encodeMeta,
+  encodePairsBlock,
   META,
   metaKey,
   STATE_KEY_END,
@@ -258,15 +260,20 @@ describe('ReplicaStorage', () => {
     expect((await s.readEntries(11, 12, 100)).map((e) => e.index)).toEqual([11]);
   });
 
-  /** Every state pair of an export, pulled in chunks of at most `chunkBytes` (as a follower does). */
+  /** Every chunk (pairs block) of an export, pulled at most `chunkBytes` at a time (as a follower does). */
   async function pullExport(src: ReplicaStorage, exportId: number, chunkBytes: number) {
-    const chunks: Array<Array<[Uint8Array, Uint8Array]>> = [];
+    const chunks: Array<{ block: Uint8Array; pairs: Array<[Uint8Array, Uint8Array]> }> = [];
     let after: Uint8Array | null = null;
     for (;;) {
       const c = await src.exportChunk(exportId, after, chunkBytes);
       expect(c.gone).toBe(false);
-      chunks.push(c.pairs);
-      if (c.pairs.length > 0) after = Buffer.from(c.pairs[c.pairs.length - 1][0]);
+      const pairs: Array<[Uint8Array, Uint8Array]> = [];
+      expect(decodePairsBlock(c.block, (k, v) => void pairs.push([Buffer.from(k), Buffer.from(v)]))).toBe(c.count);
+      chunks.push({ block: c.block, pairs });
+      if (c.count > 0) {
+        expect(Buffer.from(c.lastKey!)).toEqual(Buffer.from(pairs[pairs.length - 1][0]));
+        after = c.lastKey;
+      }
       if (c.done) return chunks;
     }
   }
@@ -289,14 +296,14 @@ describe('ReplicaStorage', () => {
     ]);
     const chunks = await pullExport(src, exportId, 40);
     expect(chunks.length).toBeGreaterThan(5);
-    const all = chunks.flat().map(([k, v]) => `${dec(k)}=${dec(v)}`);
+    const all = chunks.flatMap((c) => c.pairs).map(([k, v]) => `${dec(k)}=${dec(v)}`);
     expect(all).toEqual(rows.map((r) => `${dec(r.key)}=${dec(r.value)}`));
     // A second pass from the start sees the same view (followers pull in any order).
-    expect((await pullExport(src, exportId, 1 << 20)).flat().length).toBe(50);
+    expect((await pullExport(src, exportId, 1 << 20)).flatMap((c) => c.pairs).length).toBe(50);
     // At most MAX_OPEN_EXPORTS stay open: the oldest is closed for a new one; a closed one is gone.
     await src.exportOpen();
     await src.exportOpen();
-    expect(await src.exportChunk(exportId, null, 100)).toMatchObject({ gone: true, pairs: [] });
+    expect(await src.exportChunk(exportId, null, 100)).toMatchObject({ gone: true, count: 0 });
   });
 
   it('a staged snapshot replaces the state and the log position, and survives a crash half-way', async () => {
@@ -315,7 +322,10 @@ describe('ReplicaStorage', () => {
       await dst.append(entries(1, 30, 1), { term: 1, vote: null, commit: 2 }); // stale, divergent log
       await dst.applyBatch(2, [{ op: 'put', key: enc('stale'), value: enc('x') }]);
       await dst.stageBegin();
-      for (const c of chunks) await dst.stageChunk(c);
+      for (const c of chunks) await dst.stageBlock(c.block);
+      // A malformed block (from a peer) is refused whole: nothing of it is staged.
+      const bad = new Uint8Array([0, 0, 0, 1, 0x6b, 0, 0, 0, 9, 1]);
+      await expect(dst.stageBlock(bad)).rejects.toThrow(/past the end/);
       // Staged state is not the live state until installed.
       expect((await dst.scan({ gte: new Uint8Array(0), lt: new Uint8Array(0) })).map(([k]) => dec(k))).toEqual([
         'stale',
@@ -342,10 +352,12 @@ describe('ReplicaStorage', () => {
       // A crash between the position's batch and the end of the move: the marker is on disk,
       // the state half replaced. Opening finishes the move from the staged keys.
       await dst.stageBegin();
-      await dst.stageChunk([
-        [enc('offsets/g1'), enc('200')],
-        [enc('z'), enc('1')],
-      ]);
+      await dst.stageBlock(
+        encodePairsBlock([
+          [enc('offsets/g1'), enc('200')],
+          [enc('z'), enc('1')],
+        ]),
+      );
       await dst.close();
       await simulateHalfInstall(`${dir2}/rocksdb`, { index: 30, term: 5, conf: meta.conf });
       dst = track(await openStorage(dir2));
