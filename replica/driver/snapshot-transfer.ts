@@ -244,9 +244,12 @@ export class SnapshotTransfer {
     // older term, or from the same term with another export, waits for it.
     if (d !== null && !d.staged && msg.term <= d.term) return false;
     // A staged state whose message was delivered may be about to be installed (the core took it
-    // and the loop has not reached it yet): it is not replaced until the core has surely had its
-    // say. Installing a snapshot whose state was replaced meanwhile is fatal (applier.ts).
-    if (d !== null && d.staged && now - d.stagedMs < this.o.settings.idleMs) return false;
+    // and the loop has not reached it yet — milliseconds, unless a write is stuck): it is not
+    // replaced for two request timeouts, by when the core has had its say. (Its Snap may also
+    // have been stale — a leader that lost its term meanwhile — and then the new leader's waits
+    // that long.) Installing a snapshot whose state was replaced meanwhile is fatal (applier.ts):
+    // crash-only, the restarted replica still holds its old state and gets a snapshot again.
+    if (d !== null && d.staged && now - d.stagedMs < 2 * this.o.settings.requestTimeoutMs) return false;
     if (d !== null && !d.staged) this.abort('replaced');
     this.download = {
       exportKey,
