@@ -115,7 +115,10 @@ async function stagedRows(s: ReplicaStorage): Promise<string[]> {
 
 test('the follower stages exactly the state the leader exported, in chunks, then the held message is stepped', async () => {
   const frames: number[] = [];
-  const { a, b } = await pair({ chunkBytes: 1024 }, (_from, _to, f) => (frames.push(f.byteLength), true));
+  const { a, b } = await pair(
+    { chunkBytes: 1024, requestTimeoutMs: 100 },
+    (_from, _to, f) => (frames.push(f.byteLength), true),
+  );
   const expected = await fillState(a.storage, 500);
   const { exportKey, meta } = await a.transfer.open(10);
   expect(meta.index).toBe(15);
@@ -131,6 +134,10 @@ test('the follower stages exactly the state the leader exported, in chunks, then
   expect(b.transfer.stagedExport()).toBe(exportKey);
   // Once staged, the message may go to the core at once.
   expect(b.transfer.offer(msg, exportKey, 15)).toBe(true);
+  // The core may be about to install it: another snapshot, even of a newer term, does not replace
+  // the staged state for two request timeouts.
+  expect(b.transfer.offer(snapMessage(9, msg.snapshot.data), 'c/other/1', 15)).toBe(false);
+  expect(b.transfer.stagedExport()).toBe(exportKey);
   expect(frames.length).toBeGreaterThanOrEqual(2 * 15); // ~40 B rows, 1 KiB chunks: a request and an answer per chunk
   expect(Math.max(...frames)).toBeLessThan(2048);
   expect(await stagedRows(b.storage)).toEqual([...expected, `${dec(K_STATE_INDEX)}=X`].sort());
