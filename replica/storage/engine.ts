@@ -635,19 +635,17 @@ export class Engine {
     return this.position();
   }
 
-  private async writeUnsynced(b: RocksBatch, during: string): Promise<void> {
-    try {
-      await b.write({ sync: false });
-    } catch (err) {
-      const e = classifyRocksError(err, during);
-      if (e.failureClass === 'fatal') this.broken = e;
-      throw e;
-    }
+  private writeUnsynced(b: RocksBatch, during: string): Promise<void> {
+    return this.writeBatch(b, during, false);
   }
 
-  private async writeSynced(b: RocksBatch, during: string): Promise<void> {
+  private writeSynced(b: RocksBatch, during: string): Promise<void> {
+    return this.writeBatch(b, during, true);
+  }
+
+  private async writeBatch(b: RocksBatch, during: string, sync: boolean): Promise<void> {
     try {
-      await b.write({ sync: true });
+      await b.write({ sync });
     } catch (err) {
       const e = classifyRocksError(err, during);
       if (e.failureClass === 'fatal') this.broken = e;

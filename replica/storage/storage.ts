@@ -309,14 +309,8 @@ export class ReplicaStorage {
    * conf = meta.conf (and a stored commit below meta.index is raised to it); one synced batch.
    */
   installSnapshot(meta: StoredSnapshotMeta, state: Array<[Uint8Array, Uint8Array]>): Promise<void> {
-    const refused = this.refuseWrite();
+    const refused = this.acceptInstall(meta);
     if (refused) return Promise.reject(refused);
-    try {
-      this.view.checkInstall(meta);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    this.view.applyInstall(meta);
     let bytes = 0;
     for (const [k, v] of state) bytes += k.byteLength + v.byteLength;
     return this.barrier(bytes, () => {
@@ -334,19 +328,26 @@ export class ReplicaStorage {
   }
 
   /**
-   * installSnapshot for a state that was staged (stageChunk) instead of passed: the state
+   * installSnapshot for a state that was staged (stageBlock) instead of passed: the state
    * keyspace is replaced by the staged keys in bounded batches, crash-safe (engine.ts).
    */
   installStaged(meta: StoredSnapshotMeta): Promise<void> {
-    const refused = this.refuseWrite();
+    const refused = this.acceptInstall(meta);
     if (refused) return Promise.reject(refused);
+    return this.barrier(0, () => ({ body: { op: 'installStaged', meta }, transfer: [] }));
+  }
+
+  /** An install the store can take now, recorded in the eager view; else the error to reject with. */
+  private acceptInstall(meta: StoredSnapshotMeta): Error | null {
+    const refused = this.refuseWrite();
+    if (refused) return refused;
     try {
       this.view.checkInstall(meta);
     } catch (err) {
-      return Promise.reject(err);
+      return err as Error;
     }
     this.view.applyInstall(meta);
-    return this.barrier(0, () => ({ body: { op: 'installStaged', meta }, transfer: [] }));
+    return null;
   }
 
   /** Drop anything staged and start staging a new snapshot's state (straight to the worker). */
