@@ -13,9 +13,19 @@
  * - `MALLOC_ARENA_MAX=2`: glibc gives each thread that allocates (the storage worker, RocksDB's
  *   flush and compaction threads, libuv's pool) an arena of its own, and each keeps its free
  *   pages; two arenas saved ~13 MB of RSS while producing and ~10 MB after a restart.
+ * - `MALLOC_MMAP_THRESHOLD_=131072`, `MALLOC_TRIM_THRESHOLD_=131072`: glibc raises its mmap
+ *   threshold as large blocks are freed (up to 32 MB), after which RocksDB's write batches and
+ *   iterator buffers come from the arenas and their pages stay after they are freed. Fixed at
+ *   128 KiB, blocks that large are mapped and unmapped, and free heap tops are trimmed sooner.
+ *   With retention deleting, 1–2 million records (session 6, two runs each): 146–155 MB
+ *   against 163–174 MB while writing, produce rate and CPU per record within the noise.
  */
 export const REPLICA_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
-export const REPLICA_PROCESS_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+export const REPLICA_PROCESS_ENV: Readonly<Record<string, string>> = {
+  MALLOC_ARENA_MAX: '2',
+  MALLOC_MMAP_THRESHOLD_: '131072',
+  MALLOC_TRIM_THRESHOLD_: '131072',
+};
 
 /**
  * Both as environment, for launchers that only set variables: every replica of `desiredReplicas`

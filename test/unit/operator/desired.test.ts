@@ -271,6 +271,8 @@ describe('desired state: Partition → StatefulSet', () => {
       { name: 'DAFTKA_TOPIC', value: 'orders' },
       // Process settings the replica cannot apply itself (common/replica-process.ts).
       { name: 'MALLOC_ARENA_MAX', value: '2' },
+      { name: 'MALLOC_MMAP_THRESHOLD_', value: '131072' },
+      { name: 'MALLOC_TRIM_THRESHOLD_', value: '131072' },
       { name: 'NODE_OPTIONS', value: '--enable-source-maps --max-semi-space-size=4' },
     ]);
   });
