@@ -415,7 +415,6 @@ export class ReplicaStorage {
     return this.read<RocksMemory>({ op: 'memory' });
   }
 
-  /** The state keyspace at the current (written) applied index, with its term and conf. */
   /**
    * Open a fixed view of the state keyspace as of every write whose promise has resolved (the
    * applied index it is at comes back in `meta`); read it with exportChunk, release it with
@@ -425,7 +424,7 @@ export class ReplicaStorage {
     return this.read({ op: 'exportOpen' });
   }
 
-  /** State pairs of an open export after key `after` (from the start when null), up to maxBytes. */
+  /** State pairs of an open export after key `after` (from the start when null), up to maxBytes, as one block. */
   exportChunk(exportId: number, after: Uint8Array | null, maxBytes: number): Promise<ExportChunk> {
     return this.read({ op: 'exportChunk', exportId, after, maxBytes });
   }
