@@ -362,21 +362,40 @@ export class LeasedService implements LeasedPartitionClient {
   private async discardExhausted(group: string, now: number, policy: LeasePolicy): Promise<number> {
     const ex = this.h.state.leased.book.exhausted(group, now, policy, this.bounds(), SWEEP_BATCH);
     if (ex.length === 0) return 0;
+    const out = await this.expireExhausted(group, now, policy, ex, new Map());
+    return out.discarded + out.deadLettered;
+  }
+
+  /**
+   * One LeaseExpire command for exhausted leases: each is dead-lettered with its record (when
+   * `records` has it) or discarded; counted in the metrics. Returns the command's outcome.
+   */
+  private async expireExhausted(
+    group: string,
+    now: number,
+    policy: LeasePolicy,
+    ex: ReadonlyArray<{ offset: number; attempt: number }>,
+    records: Map<number, RecordIn>,
+  ): Promise<{ deadLettered: number; discarded: number }> {
     const r = await this.h.propose(
       encodeCommand({
         kind: CommandKind.LeaseExpire,
         leaderTimeMs: now,
         group,
         policy,
-        items: ex.map((e) => ({ offset: e.offset, attempt: e.attempt })),
+        items: ex.map((e) => {
+          const rec = records.get(e.offset);
+          return rec ? { offset: e.offset, attempt: e.attempt, record: rec } : { offset: e.offset, attempt: e.attempt };
+        }),
       }),
       PROPOSE_TIMEOUT_MS,
     );
     const out = leasedOut(r, 'expire');
     const l = this.lbl(group);
     this.m.expiries.inc(l, out.deadLettered + out.discarded);
+    if (out.deadLettered) this.m.deadLetterWrites.inc({ ...l, reason: 'max_attempts' }, out.deadLettered);
     if (out.discarded) this.m.discarded.inc(l, out.discarded);
-    return out.discarded + out.deadLettered;
+    return out;
   }
 
   private zeroAttemptFlights(group: string): Set<number> {
@@ -695,26 +714,7 @@ export class LeasedService implements LeasedPartitionClient {
         const ex = book.exhausted(group, now, policy, this.bounds(), SWEEP_BATCH);
         if (ex.length === 0) continue;
         const recs = policy.deadLetter ? await this.readRecords(ex.map((e) => e.offset)) : new Map<number, RecordIn>();
-        const r = await this.h.propose(
-          encodeCommand({
-            kind: CommandKind.LeaseExpire,
-            leaderTimeMs: now,
-            group,
-            policy,
-            items: ex.map((e) => {
-              const rec = recs.get(e.offset);
-              return rec
-                ? { offset: e.offset, attempt: e.attempt, record: rec }
-                : { offset: e.offset, attempt: e.attempt };
-            }),
-          }),
-          PROPOSE_TIMEOUT_MS,
-        );
-        const out = leasedOut(r, 'expire');
-        const l = this.lbl(group);
-        this.m.expiries.inc(l, out.deadLettered + out.discarded);
-        if (out.deadLettered) this.m.deadLetterWrites.inc({ ...l, reason: 'max_attempts' }, out.deadLettered);
-        if (out.discarded) this.m.discarded.inc(l, out.discarded);
+        const out = await this.expireExhausted(group, now, policy, ex, recs);
         if (out.deadLettered)
           this.h.logger.info('dead_lettered_exhausted', { group, records: out.deadLettered, discarded: out.discarded });
       }
