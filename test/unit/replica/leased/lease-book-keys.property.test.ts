@@ -9,6 +9,10 @@ import {
   type RecordFacts,
 } from '../../../../replica/leased/leases';
 
+// Hundreds of random runs per property: ~0.6 s alone, several seconds on a loaded 2-core machine
+// (a run beside the integration tier hit jest's 5 s default once). A bound, not a tuning knob.
+jest.setTimeout(60_000);
+
 /**
  * Property tests of ordering keys, delayed delivery and expiry in the lease state machine
  * (issue 19): random produce (keys from a small set or none, delivery times and expiries

@@ -8,6 +8,10 @@ import {
   type LogBounds,
 } from '../../../../replica/leased/leases';
 
+// Hundreds of random runs per property: ~0.6 s alone, several seconds on a loaded 2-core machine
+// (a run beside the integration tier hit jest's 5 s default once). A bound, not a tuning knob.
+jest.setTimeout(60_000);
+
 /**
  * Property tests of the lease state machine: random interleavings of produce, fetch (grant),
  * acks with current, stale and made-up tokens, clock advances, sweeps and retention, against

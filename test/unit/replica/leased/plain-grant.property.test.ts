@@ -11,6 +11,10 @@ import {
   type RecordFacts,
 } from '../../../../replica/leased/leases';
 
+// Hundreds of random runs per property: ~0.6 s alone, several seconds on a loaded 2-core machine
+// (a run beside the integration tier hit jest's 5 s default once). A bound, not a tuning knob.
+jest.setTimeout(60_000);
+
 /**
  * The plain grant command (no plan: the format a release before issue 19 decodes) against the
  * planned one. Random groups (dead-lettering on or off, `ordered` or not, sometimes ordering
