@@ -126,7 +126,16 @@ export class Engine {
       // A staged snapshot install cut short by a crash: finish it before anything reads the state.
       const [pending] = await db.getMany([metaKey(META.pendingInstall)]);
       if (pending !== undefined) await engine.finishStagedInstall();
-      else await db.clear({ gte: STAGED_KEY_MIN, lt: STAGED_KEY_END });
+      else {
+        // A transfer cut short by the restart left a partial state behind: drop it (a range
+        // delete only when there is one — it writes a tombstone even over an empty range).
+        let staged = false;
+        await forEachRow(db, { gte: STAGED_KEY_MIN, lt: STAGED_KEY_END, limit: 1, values: false }, () => {
+          staged = true;
+          return false;
+        });
+        if (staged) await db.clear({ gte: STAGED_KEY_MIN, lt: STAGED_KEY_END });
+      }
       return { engine, result: { recovered } };
     } catch (err) {
       await db.close().catch(() => undefined);

@@ -8,6 +8,8 @@ import {
   encodePairsBlock,
   META,
   metaKey,
+  STAGED_KEY_END,
+  STAGED_KEY_MIN,
   STATE_KEY_END,
   STATE_KEY_MIN,
   stateKey,
@@ -25,6 +27,19 @@ jest.setTimeout(30_000);
  * move: the marker and the new log position on disk, the state keyspace cleared and one key
  * of the staged state written. Written with RocksDB directly, as the engine would.
  */
+/** Keys in the staged keyspace, read with RocksDB directly (the storage closed). */
+async function stagedKeys(path: string): Promise<number> {
+  const db = createRocksDb(path);
+  await db.open({ createIfMissing: false });
+  try {
+    let n = 0;
+    await forEachRow(db, { gte: STAGED_KEY_MIN, lt: STAGED_KEY_END, values: false }, () => void n++);
+    return n;
+  } finally {
+    await db.close();
+  }
+}
+
 async function simulateHalfInstall(path: string, meta: StoredSnapshotMeta): Promise<void> {
   const db = createRocksDb(path);
   await db.open({ createIfMissing: false });
@@ -363,6 +378,17 @@ describe('ReplicaStorage', () => {
       dst = track(await openStorage(dir2));
       expect(dst.recovered).toMatchObject({ firstIndex: 31, appliedIndex: 30 });
       expect(await state()).toEqual(['offsets/g1=200', 'z=1']);
+
+      // A transfer cut short by a restart (staged, no marker): opening drops what it staged and
+      // leaves the live state alone.
+      await dst.stageBegin();
+      await dst.stageBlock(encodePairsBlock([[enc('half'), enc('1')]]));
+      await dst.close();
+      expect(await stagedKeys(`${dir2}/rocksdb`)).toBe(1);
+      dst = track(await openStorage(dir2));
+      expect(await state()).toEqual(['offsets/g1=200', 'z=1']);
+      await dst.close();
+      expect(await stagedKeys(`${dir2}/rocksdb`)).toBe(0);
     } finally {
       removeDir(dir2);
     }
